@@ -1,0 +1,309 @@
+// Package config is nirproxy's configuration: one YAML file, overridden key by key from the
+// environment (NIRPROXY_...), with a default for every optional key and a validation that reports
+// every problem with the key's path and how to fix it.
+//
+// # Life of a configuration
+//
+// [Load] (or [Parse]) starts from [Default], lays the YAML file over it, then the environment
+// overrides, then reads the secrets named by the *File keys. It reports what it could not read
+// (syntax, unknown keys, values of the wrong type, unknown overrides, unreadable secret files) as
+// [Problems], and does not judge the values: [Config.Validate] does that, and the caller decides
+// what to do with its answer. [CheckFile] runs both for the check-config sub-command.
+//
+// # Secrets
+//
+// Secret values (the signing key, passwords, tokens) have the type [Secret], which prints as
+// "REDACTED" through fmt, log/slog, encoding/json and YAML marshalling, so a Config can be logged
+// or printed without leaking them. Convert with string(s) only where the secret is used. No error or
+// problem of this package ever contains a secret's value.
+//
+// This package imports nothing from the rest of nirproxy; cmd/nirproxy turns a Config into each
+// package's settings.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"time"
+)
+
+// Values of [Auth.Type].
+const (
+	// AuthNone sends no credentials.
+	AuthNone = "none"
+	// AuthBasic sends HTTP Basic credentials (username and password).
+	AuthBasic = "basic"
+	// AuthBearer sends "Authorization: Bearer TOKEN".
+	AuthBearer = "bearer"
+)
+
+// Values of [PatientID.Attribute]: where a trust's PACS keeps the NHS number.
+const (
+	// AttributePatientID means the NHS number is the PatientID (0010,0020).
+	AttributePatientID = "PatientID"
+	// AttributeOtherPatientIDsSequence means the NHS number is an item of OtherPatientIDsSequence
+	// (0010,1002), the one whose IssuerOfPatientID is [PatientID.Issuer].
+	AttributeOtherPatientIDsSequence = "OtherPatientIDsSequence"
+)
+
+// Redaction is what [Config.Redacted] and a [Secret]'s String put in place of a secret's value.
+const Redaction = "REDACTED"
+
+// Config is the whole configuration of one nirproxy process. The yaml tags are the keys of the
+// file; each key's environment override is derived from its path: NIRPROXY_ and the path in upper
+// case with camelCase split into words by "_" (NIRPROXY_SEARCH_MAX_LIMIT), and for a source's
+// keys, its id (NIRPROXY_SOURCES_RXA_AUTH_TOKEN). config.example.yaml documents every key.
+type Config struct {
+	// Listen is the host:port the proxy listens on. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// PublicURL, when set, is the absolute http(s) URL every URL handed to clients starts with
+	// (RetrieveURL, BulkDataURI). When empty, URLs are built from the request (and from
+	// Forwarded / X-Forwarded-* headers of trusted proxies).
+	PublicURL string `yaml:"publicURL"`
+	// TrustedProxies are CIDRs or single IPs of front ends whose Forwarded and X-Forwarded-*
+	// headers are believed. Default none.
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// CORS says which browser origins may call the proxy.
+	CORS CORS `yaml:"cors"`
+	// SigningKey is the secret that signs bulkdata links, at least 32 bytes. Empty means a random
+	// key per process, which is fine for one replica; several replicas must share one key.
+	SigningKey Secret `yaml:"signingKey"`
+	// SigningKeyFile names a file holding SigningKey (trailing newlines are dropped). A relative
+	// path is taken from the config file's directory.
+	SigningKeyFile string `yaml:"signingKeyFile"`
+	// PatientIdentifierIssuer is the IssuerOfPatientID written into answers next to the NHS
+	// number. Default 2.16.840.1.113883.2.1.4.1 (the NHS number's OID).
+	PatientIdentifierIssuer string `yaml:"patientIdentifierIssuer"`
+	// RequestTimeout is the deadline for a whole client request's fan-out (searches, locating a
+	// study). Default 30s.
+	RequestTimeout Duration `yaml:"requestTimeout"`
+	// Search bounds searches (QIDO-RS).
+	Search Search `yaml:"search"`
+	// Locator tunes the memory of which trusts hold which study.
+	Locator Locator `yaml:"locator"`
+	// Logging sets the level and format of the process's logs.
+	Logging Logging `yaml:"logging"`
+	// Sources are the trusts' PACS, at least one.
+	Sources []Source `yaml:"sources"`
+}
+
+// CORS is the cross-origin policy for browser viewers.
+type CORS struct {
+	// AllowedOrigins are exact origins (scheme://host[:port], like http://localhost:3000) whose
+	// pages may call the proxy; "*" allows every origin. Default none.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// MaxAge is how long a browser may cache a preflight answer. Default 10m.
+	MaxAge Duration `yaml:"maxAge"`
+}
+
+// Search bounds searches.
+type Search struct {
+	// MaxResultsPerSource is the most matches asked of each source; the proxy merges, sorts and
+	// pages the answers itself. Default 1000.
+	MaxResultsPerSource int `yaml:"maxResultsPerSource"`
+	// DefaultLimit is the page size when the client sends no limit; 0 means no limit. Default 0.
+	DefaultLimit int `yaml:"defaultLimit"`
+	// MaxLimit is the largest limit a client may ask for (larger ones are lowered to it).
+	// Default 1000.
+	MaxLimit int `yaml:"maxLimit"`
+}
+
+// Locator tunes the study locator.
+type Locator struct {
+	// TTL is how long "which trusts hold study X" is remembered. Default 10m.
+	TTL Duration `yaml:"ttl"`
+}
+
+// Logging sets how the process logs.
+type Logging struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// SlogLevel is Level as a log/slog level; an unknown level (which Validate reports) is
+// slog.LevelInfo.
+func (l Logging) SlogLevel() slog.Level {
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// Source is one trust's PACS.
+type Source struct {
+	// ID is the trust's ODS code: 3 to 10 upper-case letters or digits, unique. It names the
+	// source in answers (RetrieveAETitle), warnings, logs and environment overrides.
+	ID string `yaml:"id"`
+	// Name is the trust's name, for people. Required.
+	Name string `yaml:"name"`
+	// URL is the PACS's DICOMweb base URL: absolute http(s), no query or fragment. Required.
+	URL string `yaml:"url"`
+	// Priority orders the trusts that hold the same study: lower is preferred; ties go to the
+	// order in the file. Default 100.
+	Priority int `yaml:"priority"`
+	// Timeout is the time allowed until the upstream's response headers. Default 10s.
+	Timeout Duration `yaml:"timeout"`
+	// Required, when true, makes a search fail if this source does not answer. Default false.
+	Required bool `yaml:"required"`
+	// Auth is how the proxy authenticates to this PACS.
+	Auth Auth `yaml:"auth"`
+	// PatientID says where this PACS keeps the NHS number.
+	PatientID PatientID `yaml:"patientId"`
+}
+
+// Auth is the credentials the proxy sends to one source.
+type Auth struct {
+	// Type is none, basic or bearer. Default none.
+	Type string `yaml:"type"`
+	// Username is the basic-auth user name.
+	Username string `yaml:"username"`
+	// Password is the basic-auth password.
+	Password Secret `yaml:"password"`
+	// PasswordFile names a file holding Password; a relative path is taken from the config
+	// file's directory.
+	PasswordFile string `yaml:"passwordFile"`
+	// Token is the bearer token.
+	Token Secret `yaml:"token"`
+	// TokenFile names a file holding Token; a relative path is taken from the config file's
+	// directory.
+	TokenFile string `yaml:"tokenFile"`
+}
+
+// PatientID says where a source's PACS keeps the NHS number.
+type PatientID struct {
+	// Attribute is PatientID or OtherPatientIDsSequence. Default PatientID.
+	Attribute string `yaml:"attribute"`
+	// Issuer is the IssuerOfPatientID that marks the NHS number; required for
+	// OtherPatientIDsSequence, optional for PatientID.
+	Issuer string `yaml:"issuer"`
+}
+
+// Default is the configuration with every default filled in and no sources.
+func Default() Config {
+	return Config{
+		Listen:                  "127.0.0.1:8080",
+		CORS:                    CORS{MaxAge: Duration(10 * time.Minute)},
+		PatientIdentifierIssuer: "2.16.840.1.113883.2.1.4.1",
+		RequestTimeout:          Duration(30 * time.Second),
+		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000},
+		Locator:                 Locator{TTL: Duration(10 * time.Minute)},
+		Logging:                 Logging{Level: "info", Format: "json"},
+	}
+}
+
+// DefaultSource is a source with every default filled in; each source of the file starts from it.
+func DefaultSource() Source {
+	return Source{
+		Priority:  100,
+		Timeout:   Duration(10 * time.Second),
+		Auth:      Auth{Type: AuthNone},
+		PatientID: PatientID{Attribute: AttributePatientID},
+	}
+}
+
+// applyDefaults makes a new element of the sources list start from DefaultSource.
+func (s *Source) applyDefaults() { *s = DefaultSource() }
+
+// defaulter is implemented by list elements that do not start from their zero value.
+type defaulter interface{ applyDefaults() }
+
+// SourceIDs lists the sources' ids in the order of the file.
+func (c Config) SourceIDs() []string {
+	ids := make([]string, len(c.Sources))
+	for i, s := range c.Sources {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// Redacted is a deep copy of c with every non-empty secret replaced by "REDACTED", for printing.
+func (c Config) Redacted() Config {
+	v := reflect.ValueOf(&c).Elem()
+	redact(v)
+	return c
+}
+
+// redact copies v's slices (so the caller's Config is left alone) and redacts its secrets.
+func redact(v reflect.Value) {
+	switch {
+	case v.Type() == reflect.TypeFor[Secret]():
+		if v.String() != "" {
+			v.SetString(Redaction)
+		}
+	case v.Kind() == reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				redact(v.Field(i))
+			}
+		}
+	case v.Kind() == reflect.Slice && !v.IsNil():
+		cp := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		reflect.Copy(cp, v)
+		v.Set(cp)
+		for i := range cp.Len() {
+			redact(cp.Index(i))
+		}
+	}
+}
+
+// Secret is a configuration value that must not be shown: it prints and marshals as "REDACTED"
+// (or as nothing when empty). Use string(s) where the value itself is needed.
+type Secret string
+
+// String is "REDACTED", or "" for an empty secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return Redaction
+}
+
+// GoString is like String, so %#v does not leak the value either.
+func (s Secret) GoString() string { return fmt.Sprintf("%q", s.String()) }
+
+// LogValue makes log/slog print the redacted form.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText makes encoding/json and YAML marshalling print the redacted form.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Duration is a time.Duration written in the file as a Go duration string, like 10s or 1m30s.
+type Duration time.Duration
+
+// Std is d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// String is d as a Go duration string.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes d as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a Go duration string; it is what YAML decoders use too.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := parseDuration(string(text))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// parseDuration reads a Go duration string, with an error that says how to write one.
+func parseDuration(s string) (Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration; write it like 10s, 1m30s or 500ms", s)
+	}
+	return Duration(v), nil
+}

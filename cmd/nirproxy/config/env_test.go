@@ -1,0 +1,248 @@
+package config
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const twoSourcesYAML = `
+listen: 127.0.0.1:8080
+cors:
+  allowedOrigins: [http://a.example]
+sources:
+  - id: RXA
+    name: A
+    url: http://127.0.0.1:8042/dicom-web
+  - id: RXB
+    name: B
+    url: http://127.0.0.1:8043/dicom-web
+    auth: {type: basic, username: u, password: from-file}
+`
+
+func TestEnvOverrides(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		check   func(t *testing.T, c Config)
+		want    []Problem // Message is a substring of the problem's message
+	}{
+		{
+			name:    "top-level keys",
+			environ: []string{"NIRPROXY_LISTEN=0.0.0.0:9000", "NIRPROXY_PUBLIC_URL=https://x.example", "NIRPROXY_REQUEST_TIMEOUT=45s"},
+			check: func(t *testing.T, c Config) {
+				if c.Listen != "0.0.0.0:9000" || c.PublicURL != "https://x.example" || c.RequestTimeout.Std() != 45*time.Second {
+					t.Errorf("got listen %q, publicURL %q, requestTimeout %v", c.Listen, c.PublicURL, c.RequestTimeout)
+				}
+			},
+		},
+		{
+			name:    "nested keys",
+			environ: []string{"NIRPROXY_SEARCH_MAX_LIMIT=50", "NIRPROXY_SEARCH_MAX_RESULTS_PER_SOURCE=200", "NIRPROXY_LOGGING_LEVEL=debug", "NIRPROXY_LOCATOR_TTL=1h"},
+			check: func(t *testing.T, c Config) {
+				if c.Search.MaxLimit != 50 || c.Search.MaxResultsPerSource != 200 || c.Logging.Level != "debug" || c.Locator.TTL.Std() != time.Hour {
+					t.Errorf("got search %+v, logging %+v, locator %+v", c.Search, c.Logging, c.Locator)
+				}
+			},
+		},
+		{
+			name:    "lists are comma-separated",
+			environ: []string{"NIRPROXY_CORS_ALLOWED_ORIGINS=http://localhost:3000, https://v.example,", "NIRPROXY_TRUSTED_PROXIES=10.0.0.0/8"},
+			check: func(t *testing.T, c Config) {
+				if want := []string{"http://localhost:3000", "https://v.example"}; !reflect.DeepEqual(c.CORS.AllowedOrigins, want) {
+					t.Errorf("cors.allowedOrigins = %q, want %q", c.CORS.AllowedOrigins, want)
+				}
+				if want := []string{"10.0.0.0/8"}; !reflect.DeepEqual(c.TrustedProxies, want) {
+					t.Errorf("trustedProxies = %q, want %q", c.TrustedProxies, want)
+				}
+			},
+		},
+		{
+			name:    "an empty value empties a list or a string",
+			environ: []string{"NIRPROXY_CORS_ALLOWED_ORIGINS=", "NIRPROXY_LISTEN="},
+			check: func(t *testing.T, c Config) {
+				if len(c.CORS.AllowedOrigins) != 0 || c.Listen != "" {
+					t.Errorf("cors.allowedOrigins = %q, listen = %q, want both empty", c.CORS.AllowedOrigins, c.Listen)
+				}
+			},
+		},
+		{
+			name:    "secrets",
+			environ: []string{"NIRPROXY_SIGNING_KEY=" + strings.Repeat("k", 32), "NIRPROXY_SOURCES_RXB_AUTH_PASSWORD=pw", "NIRPROXY_SOURCES_RXA_AUTH_TOKEN=tok"},
+			check: func(t *testing.T, c Config) {
+				if len(c.SigningKey) != 32 || c.Sources[1].Auth.Password != "pw" || c.Sources[0].Auth.Token != "tok" {
+					t.Errorf("secrets not set from the environment")
+				}
+			},
+		},
+		{
+			name: "source keys by id",
+			environ: []string{
+				"NIRPROXY_SOURCES_RXA_URL=http://pacs-a/dicom-web", "NIRPROXY_SOURCES_RXB_PRIORITY=5",
+				"NIRPROXY_SOURCES_RXB_REQUIRED=true", "NIRPROXY_SOURCES_RXA_TIMEOUT=2s",
+				"NIRPROXY_SOURCES_RXA_PATIENT_ID_ATTRIBUTE=OtherPatientIDsSequence", "NIRPROXY_SOURCES_RXA_PATIENT_ID_ISSUER=NHS",
+				"NIRPROXY_SOURCES_RXB_AUTH_TYPE=bearer",
+			},
+			check: func(t *testing.T, c Config) {
+				a, b := c.Sources[0], c.Sources[1]
+				if a.URL != "http://pacs-a/dicom-web" || a.Timeout.Std() != 2*time.Second ||
+					a.PatientID != (PatientID{Attribute: AttributeOtherPatientIDsSequence, Issuer: "NHS"}) {
+					t.Errorf("RXA = %+v", a)
+				}
+				if b.Priority != 5 || !b.Required || b.Auth.Type != AuthBearer || b.URL != "http://127.0.0.1:8043/dicom-web" {
+					t.Errorf("RXB = %+v", b)
+				}
+			},
+		},
+		{
+			name:    "source id in lower case",
+			environ: []string{"NIRPROXY_SOURCES_rxa_PRIORITY=7"},
+			check: func(t *testing.T, c Config) {
+				if c.Sources[0].Priority != 7 {
+					t.Errorf("priority = %d, want 7", c.Sources[0].Priority)
+				}
+			},
+		},
+		{
+			name:    "other variables are ignored",
+			environ: []string{"HOME=/root", "NIRPROXYLISTEN=x", "nirproxy_listen=x", "NOEQUALS"},
+			check: func(t *testing.T, c Config) {
+				if c.Listen != "127.0.0.1:8080" {
+					t.Errorf("listen = %q", c.Listen)
+				}
+			},
+		},
+		{
+			name:    "unknown key",
+			environ: []string{"NIRPROXY_SEARCH_MAXLIMIT=3"},
+			want:    []Problem{{"NIRPROXY_SEARCH_MAXLIMIT", "names no configuration key; did you mean NIRPROXY_SEARCH_MAX_LIMIT?"}},
+		},
+		{
+			name:    "unknown key far from any",
+			environ: []string{"NIRPROXY_CONFIGURATION_FILE=x"},
+			want:    []Problem{{"NIRPROXY_CONFIGURATION_FILE", "names no configuration key; a variable's name is NIRPROXY_ and the key's path"}},
+		},
+		{
+			name:    "a section is not a key",
+			environ: []string{"NIRPROXY_SEARCH=3"},
+			want:    []Problem{{"NIRPROXY_SEARCH", "names no configuration key"}},
+		},
+		{
+			name:    "unknown source id",
+			environ: []string{"NIRPROXY_SOURCES_RXC_URL=http://x"},
+			want:    []Problem{{"NIRPROXY_SOURCES_RXC_URL", "no entry of sources has the id RXC; the ids are RXA, RXB"}},
+		},
+		{
+			name:    "unknown source key",
+			environ: []string{"NIRPROXY_SOURCES_RXA_ULR=http://x"},
+			want:    []Problem{{"NIRPROXY_SOURCES_RXA_ULR", "an entry of sources has no key ULR; did you mean NIRPROXY_SOURCES_RXA_URL?"}},
+		},
+		{
+			name:    "a source's id cannot be overridden",
+			environ: []string{"NIRPROXY_SOURCES_RXA_ID=RXZ"},
+			want:    []Problem{{"NIRPROXY_SOURCES_RXA_ID", "the id of an entry of sources cannot be changed from the environment"}},
+		},
+		{
+			name:    "sources as a whole",
+			environ: []string{"NIRPROXY_SOURCES=RXA"},
+			want:    []Problem{{"NIRPROXY_SOURCES", "cannot be set from the environment as a whole"}},
+		},
+		{
+			name:    "a source without key",
+			environ: []string{"NIRPROXY_SOURCES_RXA=x"},
+			want:    []Problem{{"NIRPROXY_SOURCES_RXA", "like NIRPROXY_SOURCES_RXA_URL"}},
+		},
+		{
+			name:    "bad values",
+			environ: []string{"NIRPROXY_REQUEST_TIMEOUT=30", "NIRPROXY_SEARCH_MAX_LIMIT=many", "NIRPROXY_SOURCES_RXA_REQUIRED=sometimes"},
+			want: []Problem{
+				{"NIRPROXY_REQUEST_TIMEOUT", `"30" is not a duration; write it like 10s, 1m30s or 500ms (overriding requestTimeout)`},
+				{"NIRPROXY_SEARCH_MAX_LIMIT", `"many" is not a whole number; write it like 100 (overriding search.maxLimit)`},
+				{"NIRPROXY_SOURCES_RXA_REQUIRED", "is not a boolean; write true or false (overriding sources[0].required)"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(twoSourcesYAML), tc.environ)
+			assertProblems(t, err, tc.want)
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+		})
+	}
+}
+
+func TestEnvOverridesNeverShowSecrets(t *testing.T) {
+	_, err := Parse([]byte(twoSourcesYAML), []string{
+		"NIRPROXY_SOURCES_RXZ_AUTH_PASSWORD=hunter2", "NIRPROXY_SIGNING_KEYS=hunter3", "NIRPROXY_SOURCES_RXA_AUTH_TOKN=hunter4",
+	})
+	if err == nil {
+		t.Fatal("Parse: no error, want three problems")
+	}
+	if strings.Contains(err.Error(), "hunter") {
+		t.Errorf("problems show a secret:\n%v", err)
+	}
+}
+
+func TestEnvWords(t *testing.T) {
+	tests := []struct{ key, want string }{
+		{"listen", "LISTEN"},
+		{"publicURL", "PUBLIC_URL"},
+		{"maxResultsPerSource", "MAX_RESULTS_PER_SOURCE"},
+		{"patientId", "PATIENT_ID"},
+		{"ttl", "TTL"},
+		{"signingKeyFile", "SIGNING_KEY_FILE"},
+		{"publicURLPath", "PUBLIC_URL_PATH"},
+		{"http2Enabled", "HTTP2_ENABLED"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			if got := envWords(tc.key); got != tc.want {
+				t.Errorf("envWords(%q) = %q, want %q", tc.key, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	c, err := Parse([]byte(twoSourcesYAML), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := EnvNames(c)
+	for _, want := range []string{
+		"NIRPROXY_LISTEN", "NIRPROXY_PUBLIC_URL", "NIRPROXY_SIGNING_KEY", "NIRPROXY_SIGNING_KEY_FILE", "NIRPROXY_REQUEST_TIMEOUT",
+		"NIRPROXY_SEARCH_MAX_LIMIT", "NIRPROXY_CORS_ALLOWED_ORIGINS", "NIRPROXY_LOGGING_LEVEL", "NIRPROXY_TRUSTED_PROXIES",
+		"NIRPROXY_PATIENT_IDENTIFIER_ISSUER", "NIRPROXY_LOCATOR_TTL", "NIRPROXY_CORS_MAX_AGE",
+		"NIRPROXY_SOURCES_RXA_URL", "NIRPROXY_SOURCES_RXA_AUTH_PASSWORD", "NIRPROXY_SOURCES_RXB_AUTH_TOKEN",
+		"NIRPROXY_SOURCES_RXB_AUTH_TOKEN_FILE", "NIRPROXY_SOURCES_RXA_PATIENT_ID_ISSUER",
+	} {
+		if !slices.Contains(names, want) {
+			t.Errorf("EnvNames lacks %s", want)
+		}
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, "_ID") && strings.HasPrefix(n, "NIRPROXY_SOURCES_") && !strings.Contains(n, "PATIENT") {
+			t.Errorf("EnvNames offers %s, but a source's id cannot be overridden", n)
+		}
+	}
+	// Every name it lists is accepted.
+	var environ []string
+	for _, n := range names {
+		environ = append(environ, n+"=")
+	}
+	if _, err := Parse([]byte(twoSourcesYAML), environ); err != nil {
+		var ps Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				if strings.Contains(p.Message, "names no configuration key") || strings.Contains(p.Message, "has no key") {
+					t.Errorf("EnvNames lists %s, which Parse refuses: %s", p.Path, p.Message)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,419 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const examplePath = "../../../config.example.yaml"
+
+const minimalYAML = `
+listen: 127.0.0.1:8080
+sources:
+  - id: RXA                       # the trust's ODS code
+    name: Example Hospitals NHS Trust
+    url: http://127.0.0.1:8042/dicom-web
+`
+
+func TestParseMinimal(t *testing.T) {
+	cfg, err := Parse([]byte(minimalYAML), nil)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := Default()
+	src := DefaultSource()
+	src.ID, src.Name, src.URL = "RXA", "Example Hospitals NHS Trust", "http://127.0.0.1:8042/dicom-web"
+	want.Sources = []Source{src}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
+	}
+	if ps := cfg.Validate(); len(ps) != 0 {
+		t.Errorf("Validate(minimal) = %v, want no problems", ps)
+	}
+	// The documented defaults.
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", cfg.Listen, "127.0.0.1:8080"},
+		{"requestTimeout", cfg.RequestTimeout.Std(), 30 * time.Second},
+		{"cors.maxAge", cfg.CORS.MaxAge.Std(), 10 * time.Minute},
+		{"patientIdentifierIssuer", cfg.PatientIdentifierIssuer, "2.16.840.1.113883.2.1.4.1"},
+		{"search.maxResultsPerSource", cfg.Search.MaxResultsPerSource, 1000},
+		{"search.defaultLimit", cfg.Search.DefaultLimit, 0},
+		{"search.maxLimit", cfg.Search.MaxLimit, 1000},
+		{"locator.ttl", cfg.Locator.TTL.Std(), 10 * time.Minute},
+		{"logging.level", cfg.Logging.Level, "info"},
+		{"logging.format", cfg.Logging.Format, "json"},
+		{"sources[0].priority", cfg.Sources[0].Priority, 100},
+		{"sources[0].timeout", cfg.Sources[0].Timeout.Std(), 10 * time.Second},
+		{"sources[0].required", cfg.Sources[0].Required, false},
+		{"sources[0].auth.type", cfg.Sources[0].Auth.Type, AuthNone},
+		{"sources[0].patientId.attribute", cfg.Sources[0].PatientID.Attribute, AttributePatientID},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestLoadExample(t *testing.T) {
+	cfg, err := Load(examplePath, nil)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", examplePath, err)
+	}
+	if ps := cfg.Validate(); len(ps) != 0 {
+		t.Fatalf("Validate(example) = %v, want no problems", ps)
+	}
+	if got, want := cfg.SourceIDs(), []string{"RXA", "RXB", "RXC"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("source ids = %v, want %v", got, want)
+	}
+	rxb, rxc := cfg.Sources[1], cfg.Sources[2]
+	if rxb.Priority != 50 || rxb.Auth.Type != AuthBasic || rxb.Auth.Username != "nirproxy" || rxb.Timeout.Std() != 10*time.Second {
+		t.Errorf("RXB = %+v, want priority 50, basic auth as nirproxy, default timeout", rxb)
+	}
+	if rxc.PatientID != (PatientID{Attribute: AttributeOtherPatientIDsSequence, Issuer: "NHS"}) || rxc.Auth.Type != AuthBearer || rxc.Priority != 100 {
+		t.Errorf("RXC = %+v, want bearer auth, OtherPatientIDsSequence/NHS, default priority", rxc)
+	}
+	if got, want := cfg.CORS.AllowedOrigins, []string{"http://localhost:3000"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("cors.allowedOrigins = %v, want %v", got, want)
+	}
+}
+
+// TestExampleDocumentsEveryKey checks that config.example.yaml names every key of Config (a list's
+// keys in at least one of its entries), so a new key cannot go undocumented.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	inFile := map[string]bool{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := joinPath(path, n.Content[i].Value)
+				inFile[p] = true
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(c, path+"[]")
+			}
+		}
+	}
+	walk(&root, "")
+	var inStruct []string
+	var keys func(t reflect.Type, path string)
+	keys = func(t reflect.Type, path string) {
+		for i := range t.NumField() {
+			k := yamlKey(t.Field(i))
+			if k == "" {
+				continue
+			}
+			p := joinPath(path, k)
+			inStruct = append(inStruct, p)
+			ft := t.Field(i).Type
+			switch {
+			case ft == reflect.TypeFor[Duration]():
+			case ft.Kind() == reflect.Struct:
+				keys(ft, p)
+			case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+				keys(ft.Elem(), p+"[]")
+			}
+		}
+	}
+	keys(reflect.TypeFor[Config](), "")
+	sort.Strings(inStruct)
+	for _, k := range inStruct {
+		if !inFile[k] {
+			t.Errorf("config.example.yaml does not document key %s", k)
+		}
+	}
+}
+
+func TestParseKeepsDefaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		want  []Problem
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name: "empty file gives the defaults",
+			yaml: "",
+			check: func(t *testing.T, c Config) {
+				if !reflect.DeepEqual(c, Default()) {
+					t.Errorf("got %+v, want Default()", c)
+				}
+			},
+		},
+		{
+			name: "a partial section keeps its other defaults",
+			yaml: "search:\n  maxLimit: 50\n",
+			check: func(t *testing.T, c Config) {
+				if c.Search != (Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 50}) {
+					t.Errorf("search = %+v", c.Search)
+				}
+			},
+		},
+		{
+			name: "a key without value keeps its default",
+			yaml: "requestTimeout:\nlogging:\n  level: ~\n",
+			check: func(t *testing.T, c Config) {
+				if c.RequestTimeout.Std() != 30*time.Second || c.Logging.Level != "info" {
+					t.Errorf("requestTimeout = %v, logging.level = %q", c.RequestTimeout, c.Logging.Level)
+				}
+			},
+		},
+		{
+			name: "a partial source keeps the source defaults",
+			yaml: "sources:\n  - id: RXA\n    auth: {type: basic, username: u, password: p}\n    priority: 0\n",
+			check: func(t *testing.T, c Config) {
+				s := c.Sources[0]
+				if s.PatientID.Attribute != AttributePatientID || s.Timeout.Std() != 10*time.Second || s.Priority != 0 {
+					t.Errorf("source = %+v, want default patientId and timeout, priority 0 as written", s)
+				}
+			},
+		},
+		{
+			name: "anchors and merge keys",
+			yaml: "sources:\n  - {id: RXA, auth: &auth {type: bearer, token: t}}\n" +
+				"  - id: RXB\n    auth:\n      <<: *auth\n      token: u\n  - {id: RXC, auth: *auth}\n",
+			check: func(t *testing.T, c Config) {
+				a, b, cc := c.Sources[0].Auth, c.Sources[1].Auth, c.Sources[2].Auth
+				if a.Token != "t" || b.Token != "u" || b.Type != AuthBearer || cc != a {
+					t.Errorf("sources' auth = %+v, %+v, %+v", a, b, cc)
+				}
+			},
+		},
+		{
+			name: "an anchor under an unknown key is still an unknown key",
+			yaml: "x-auth: &auth {type: bearer}\nsources:\n  - {id: RXA, auth: *auth}\n",
+			want: []Problem{{Path: "x-auth", Message: "unknown key"}},
+			check: func(t *testing.T, c Config) {
+				if c.Sources[0].Auth.Type != AuthBearer {
+					t.Errorf("auth = %+v", c.Sources[0].Auth)
+				}
+			},
+		},
+		{
+			name: "scalar values are converted by the field's type",
+			yaml: "search: {maxLimit: \"20\"}\nsources:\n  - {id: RXA, required: true, timeout: 1m30s, name: 123}\n",
+			check: func(t *testing.T, c Config) {
+				s := c.Sources[0]
+				if c.Search.MaxLimit != 20 || !s.Required || s.Timeout.Std() != 90*time.Second || s.Name != "123" {
+					t.Errorf("got maxLimit %d, source %+v", c.Search.MaxLimit, s)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), nil)
+			assertProblems(t, err, tc.want)
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestParseProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []Problem // Message is a substring of the problem's message
+	}{
+		{"unknown top-level key", "listen: :8080\npublicUrl: http://x\n",
+			[]Problem{{"publicUrl", "unknown key (line 2); did you mean publicURL?"}}},
+		{"unknown nested key", "search:\n  maxlimit: 3\n",
+			[]Problem{{"search.maxlimit", "did you mean maxLimit?"}}},
+		{"unknown key in a source", "sources:\n  - id: RXA\n  - id: RXB\n    auth:\n      tokn: x\n",
+			[]Problem{{"sources[1].auth.tokn", "did you mean token? The keys here are"}}},
+		{"unknown key far from any", "frobnicate: 1\n",
+			[]Problem{{"frobnicate", "the keys here are cors, listen,"}}},
+		{"every unknown key at once", "a: 1\nb: 2\n",
+			[]Problem{{"a", "unknown key"}, {"b", "unknown key"}}},
+		{"key given twice", "listen: :1\nlisten: :2\n",
+			[]Problem{{"listen", "given twice (lines 1 and 2)"}}},
+		{"bad duration", "requestTimeout: 10\n",
+			[]Problem{{"requestTimeout", `"10" is not a duration; write it like 10s`}}},
+		{"bad integer", "search:\n  maxLimit: lots\n",
+			[]Problem{{"search.maxLimit", `"lots" is not a whole number`}}},
+		{"bad boolean", "sources:\n  - id: RXA\n    required: maybe\n",
+			[]Problem{{"sources[0].required", `"maybe" is not a boolean`}}},
+		{"list where a value belongs", "listen: [a, b]\n",
+			[]Problem{{"listen", "expected a single value, found a list"}}},
+		{"value where a list belongs", "trustedProxies: 10.0.0.0/8\n",
+			[]Problem{{"trustedProxies", "expected a list"}}},
+		{"value where a mapping belongs", "search: 3\n",
+			[]Problem{{"search", "expected keys and values"}}},
+		{"sources as a mapping", "sources:\n  RXA: {url: x}\n",
+			[]Problem{{"sources", "expected a list"}}},
+		{"not YAML", "listen: [\n",
+			[]Problem{{"", "the file is not valid YAML"}}},
+		{"not a mapping", "just text\n",
+			[]Problem{{"", "expected keys and values"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), nil)
+			assertProblems(t, err, tc.want)
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), nil)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Load(missing) = %v, want an error wrapping os.ErrNotExist", err)
+	}
+	var ps Problems
+	if errors.As(err, &ps) {
+		t.Errorf("Load(missing) returned Problems %v, want a plain error", ps)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := strings.Repeat("k", 40)
+	write("key", key+"\n")
+	write("password", "s3cret-password\r\n")
+	tokenPath := write("token", "s3cret-token")
+	write("empty", "\n")
+
+	tests := []struct {
+		name    string
+		yaml    string
+		environ []string
+		check   func(t *testing.T, c Config)
+		want    []Problem
+	}{
+		{
+			name: "relative and absolute files",
+			yaml: "signingKeyFile: key\nsources:\n" +
+				"  - {id: RXA, auth: {type: basic, username: u, passwordFile: password}}\n" +
+				"  - {id: RXB, auth: {type: bearer, tokenFile: " + tokenPath + "}}\n",
+			check: func(t *testing.T, c Config) {
+				if string(c.SigningKey) != key {
+					t.Errorf("signingKey not read from file (len %d)", len(c.SigningKey))
+				}
+				if c.Sources[0].Auth.Password != "s3cret-password" {
+					t.Errorf("password not read from file, or newline kept")
+				}
+				if c.Sources[1].Auth.Token != "s3cret-token" {
+					t.Errorf("token not read from file")
+				}
+				if c.SigningKeyFile != "key" {
+					t.Errorf("signingKeyFile = %q, want it kept as written", c.SigningKeyFile)
+				}
+			},
+		},
+		{
+			name:    "file named by an environment override",
+			yaml:    "sources:\n  - {id: RXA, auth: {type: bearer}}\n",
+			environ: []string{"NIRPROXY_SOURCES_RXA_AUTH_TOKEN_FILE=token"},
+			check: func(t *testing.T, c Config) {
+				if c.Sources[0].Auth.Token != "s3cret-token" {
+					t.Errorf("token not read from the file named by the environment")
+				}
+			},
+		},
+		{
+			name: "secret given twice",
+			yaml: "signingKey: " + key + "\nsigningKeyFile: key\n",
+			want: []Problem{{"signingKey", "given both directly and by signingKeyFile"}},
+		},
+		{
+			name:    "secret given twice, once by the environment",
+			yaml:    "sources:\n  - {id: RXA, auth: {type: basic, username: u, passwordFile: password}}\n",
+			environ: []string{"NIRPROXY_SOURCES_RXA_AUTH_PASSWORD=other"},
+			want:    []Problem{{"sources[0].auth.password", "given both directly and by sources[0].auth.passwordFile"}},
+		},
+		{
+			name: "missing file",
+			yaml: "sources:\n  - {id: RXA, auth: {type: bearer, tokenFile: nope}}\n",
+			want: []Problem{{"sources[0].auth.tokenFile", "cannot read " + filepath.Join(dir, "nope") + ": no such file"}},
+		},
+		{
+			name: "empty file",
+			yaml: "signingKeyFile: empty\n",
+			want: []Problem{{"signingKeyFile", "is empty"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(path, tc.environ)
+			assertProblems(t, err, tc.want)
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+			if err != nil {
+				for _, secret := range []string{key, "s3cret", "other"} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("problem %q contains a secret", err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// assertProblems checks that err is exactly the problems want, in order; each wanted message is a
+// substring of the one reported.
+func assertProblems(t *testing.T, err error, want []Problem) {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatalf("got error %v, want none", err)
+		}
+		return
+	}
+	var got Problems
+	if !errors.As(err, &got) {
+		t.Fatalf("got error %v, want Problems %v", err, want)
+	}
+	matchProblems(t, got, want)
+}
+
+// matchProblems checks got against want: the same paths in order, each wanted message a substring.
+func matchProblems(t *testing.T, got, want []Problem) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems:\n%s\nwant %d: %v", len(got), Problems(got).Error(), len(want), want)
+	}
+	for i := range want {
+		if got[i].Path != want[i].Path || !strings.Contains(got[i].Message, want[i].Message) {
+			t.Errorf("problem %d = %q, want path %q and a message containing %q", i, got[i], want[i].Path, want[i].Message)
+		}
+	}
+}

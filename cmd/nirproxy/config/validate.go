@@ -1,0 +1,290 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// MinSigningKeyBytes is the shortest signing key accepted.
+const MinSigningKeyBytes = 32
+
+// validSourceID reports whether id looks like an ODS code: 3 to 10 upper-case letters or digits.
+func validSourceID(id string) bool {
+	if len(id) < 3 || len(id) > 10 {
+		return false
+	}
+	for _, c := range id {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks every value of c and returns every problem found, in the order of the keys; none
+// means c can be used. It does not read files or the environment (Load did that).
+func (c Config) Validate() []Problem {
+	var ps Problems
+	checkListen(&ps, c.Listen)
+	if c.PublicURL != "" {
+		checkHTTPURL(&ps, "publicURL", c.PublicURL, "https://imaging.example.nhs.uk")
+	}
+	for i, p := range c.TrustedProxies {
+		checkProxy(&ps, fmt.Sprintf("trustedProxies[%d]", i), p)
+	}
+	for i, o := range c.CORS.AllowedOrigins {
+		checkOrigin(&ps, fmt.Sprintf("cors.allowedOrigins[%d]", i), o)
+	}
+	checkPositive(&ps, "cors.maxAge", c.CORS.MaxAge, "10m")
+	if n := len(c.SigningKey); n > 0 && n < MinSigningKeyBytes {
+		ps.add("signingKey", "is %d bytes long; use at least %d random bytes, such as the output of `openssl rand -base64 48`, or leave it empty for a random key per process",
+			n, MinSigningKeyBytes)
+	}
+	checkIssuer(&ps, "patientIdentifierIssuer", c.PatientIdentifierIssuer, true)
+	checkPositive(&ps, "requestTimeout", c.RequestTimeout, "30s")
+	checkSearch(&ps, c.Search)
+	checkPositive(&ps, "locator.ttl", c.Locator.TTL, "10m")
+	switch strings.ToLower(c.Logging.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.add("logging.level", "%q is not a level; write debug, info, warn or error", c.Logging.Level)
+	}
+	switch c.Logging.Format {
+	case "json", "text":
+	default:
+		ps.add("logging.format", "%q is not a format; write json or text", c.Logging.Format)
+	}
+	checkSources(&ps, c.Sources)
+	return ps
+}
+
+// Warnings are settings that are valid but risky, for the log at start-up.
+func (c Config) Warnings() []Problem {
+	var ps Problems
+	for i, o := range c.CORS.AllowedOrigins {
+		if o == "*" {
+			ps.add(fmt.Sprintf("cors.allowedOrigins[%d]", i), `"*" lets a page of any web site call the proxy from a user's browser; list the viewers' origins instead`)
+		}
+	}
+	if c.SigningKey == "" {
+		ps.add("signingKey", "empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another")
+	}
+	return ps
+}
+
+// checkListen checks a host:port to listen on.
+func checkListen(ps *Problems, listen string) {
+	host, port, err := net.SplitHostPort(listen)
+	if err == nil && validPort(port) && !strings.ContainsAny(host, " /") {
+		return
+	}
+	ps.add("listen", "%q is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)", listen)
+}
+
+// validPort reports whether port is a number from 0 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+// checkHTTPURL checks an absolute http(s) URL without query, fragment or user info.
+func checkHTTPURL(ps *Problems, path, raw, example string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		ps.add(path, "%q is not an absolute http(s) URL; write it like %s", showURL(raw), example)
+		return
+	}
+	if u.Port() != "" && !validPort(u.Port()) {
+		ps.add(path, "%q has an invalid port; write it like %s", showURL(raw), example)
+	}
+	if u.User != nil {
+		ps.add(path, "%q holds a user name or password; remove them from the URL (a source's credentials go under auth)", showURL(raw))
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+		ps.add(path, "%q must have no query (?...) or fragment (#...); write it like %s", showURL(raw), example)
+	}
+}
+
+// showURL is raw for a message, with any password in it masked.
+func showURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		if scheme := strings.Index(raw, "://"); scheme >= 0 && scheme < at {
+			return raw[:scheme+3] + "xxxxx" + raw[at:]
+		}
+		return "xxxxx" + raw[at:]
+	}
+	return raw
+}
+
+// checkProxy checks a trusted proxy's CIDR or IP.
+func checkProxy(ps *Problems, path, p string) {
+	if _, err := netip.ParsePrefix(p); err == nil {
+		return
+	}
+	if _, err := netip.ParseAddr(p); err == nil {
+		return
+	}
+	ps.add(path, "%q is neither a CIDR nor an IP address; write it like 10.0.0.0/8, 192.0.2.7 or ::1", p)
+}
+
+// checkOrigin checks a CORS origin: "*" or scheme://host[:port], as browsers send it.
+func checkOrigin(ps *Problems, path, o string) {
+	if o == "*" {
+		return
+	}
+	const example = "http://localhost:3000 or https://viewer.example.nhs.uk"
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" {
+		ps.add(path, "%q is not an origin; write scheme://host[:port] like %s, or \"*\"", o, example)
+		return
+	}
+	want := u.Scheme + "://" + u.Host
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(o, "#") {
+		ps.add(path, "%q is not an origin: an origin has no path, query or user; write %q", o, strings.ToLower(want))
+		return
+	}
+	if u.Port() != "" && !validPort(u.Port()) {
+		ps.add(path, "%q has an invalid port; write scheme://host[:port] like %s", o, example)
+		return
+	}
+	if o != strings.ToLower(want) {
+		ps.add(path, "%q is not how browsers send an origin; write it in lower case: %q", o, strings.ToLower(want))
+	}
+}
+
+// checkPositive checks that a duration is greater than zero.
+func checkPositive(ps *Problems, path string, d Duration, example string) {
+	if d <= 0 {
+		ps.add(path, "is %s; it must be greater than 0, like %s", d, example)
+	}
+}
+
+// checkIssuer checks an IssuerOfPatientID (a DICOM LO value).
+func checkIssuer(ps *Problems, path, issuer string, required bool) {
+	switch {
+	case issuer == "" && required:
+		ps.add(path, "is empty; write the issuer of NHS numbers, like 2.16.840.1.113883.2.1.4.1")
+	case len(issuer) > 64:
+		ps.add(path, "is %d characters long; an IssuerOfPatientID holds at most 64", len(issuer))
+	case strings.ContainsFunc(issuer, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }):
+		ps.add(path, "%q contains a backslash or a control character, which an IssuerOfPatientID cannot hold", issuer)
+	}
+}
+
+// checkSearch checks the search limits.
+func checkSearch(ps *Problems, s Search) {
+	if s.MaxResultsPerSource < 1 {
+		ps.add("search.maxResultsPerSource", "is %d; it must be at least 1, like 1000", s.MaxResultsPerSource)
+	}
+	if s.MaxLimit < 1 {
+		ps.add("search.maxLimit", "is %d; it must be at least 1, like 1000", s.MaxLimit)
+	}
+	switch {
+	case s.DefaultLimit < 0:
+		ps.add("search.defaultLimit", "is %d; write 0 for no limit, or a page size up to search.maxLimit", s.DefaultLimit)
+	case s.MaxLimit >= 1 && s.DefaultLimit > s.MaxLimit:
+		ps.add("search.defaultLimit", "is %d, above search.maxLimit (%d); lower it or raise search.maxLimit", s.DefaultLimit, s.MaxLimit)
+	}
+}
+
+// checkSources checks the list of sources and each source.
+func checkSources(ps *Problems, sources []Source) {
+	if len(sources) == 0 {
+		ps.add("sources", "no source is configured; list at least one trust's PACS with its id, name and url (see config.example.yaml)")
+		return
+	}
+	firstIndex := map[string]int{}
+	for i, s := range sources {
+		p := fmt.Sprintf("sources[%d]", i)
+		switch {
+		case s.ID == "":
+			ps.add(p+".id", "is missing; give the trust's ODS code, like RXA")
+		case !validSourceID(s.ID):
+			hint := ""
+			if up := strings.ToUpper(s.ID); validSourceID(up) {
+				hint = fmt.Sprintf("; here write %s", up)
+			}
+			ps.add(p+".id", "%q is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA%s", s.ID, hint)
+		default:
+			if j, dup := firstIndex[s.ID]; dup {
+				ps.add(p+".id", "%q is also the id of sources[%d]; give each source its own id", s.ID, j)
+			} else {
+				firstIndex[s.ID] = i
+			}
+		}
+		if strings.TrimSpace(s.Name) == "" {
+			ps.add(p+".name", "is missing; write the trust's name, like Example Hospitals NHS Trust")
+		}
+		if s.URL == "" {
+			ps.add(p+".url", "is missing; write the PACS's DICOMweb base URL, like http://127.0.0.1:8042/dicom-web")
+		} else {
+			checkHTTPURL(ps, p+".url", s.URL, "http://127.0.0.1:8042/dicom-web")
+		}
+		checkPositive(ps, p+".timeout", s.Timeout, "10s")
+		checkAuth(ps, p+".auth", s.ID, s.Auth)
+		checkPatientID(ps, p+".patientId", s.PatientID)
+	}
+}
+
+// checkAuth checks a source's credentials: a known type with its fields, and no others.
+func checkAuth(ps *Problems, p, id string, a Auth) {
+	type field struct {
+		key string
+		set bool
+	}
+	username := field{"username", a.Username != ""}
+	password := field{"password", a.Password != "" || a.PasswordFile != ""}
+	token := field{"token", a.Token != "" || a.TokenFile != ""}
+	var need, forbid []field
+	switch a.Type {
+	case AuthNone:
+		forbid = []field{username, password, token}
+	case AuthBasic:
+		need = []field{username, password}
+		forbid = []field{token}
+	case AuthBearer:
+		need = []field{token}
+		forbid = []field{username, password}
+	default:
+		ps.add(p+".type", "%q is not an authentication type; write none, basic or bearer", a.Type)
+		return
+	}
+	for _, f := range need {
+		if !f.set {
+			how := ""
+			if f.key != "username" {
+				how = fmt.Sprintf("; set it, or %s.%sFile, or the variable %sSOURCES_%s_AUTH_%s",
+					p, f.key, EnvPrefix, strings.ToUpper(firstOr([]string{id}, "ID")), strings.ToUpper(f.key))
+			}
+			ps.add(p+"."+f.key, "is missing; auth type %s needs it%s", a.Type, how)
+		}
+	}
+	for _, f := range forbid {
+		if f.set {
+			ps.add(p+"."+f.key, "is set but auth type %s does not use it; remove it, or change %s.type", a.Type, p)
+		}
+	}
+}
+
+// checkPatientID checks where a source keeps the NHS number.
+func checkPatientID(ps *Problems, p string, pid PatientID) {
+	switch pid.Attribute {
+	case AttributePatientID:
+		checkIssuer(ps, p+".issuer", pid.Issuer, false)
+	case AttributeOtherPatientIDsSequence:
+		if pid.Issuer == "" {
+			ps.add(p+".issuer", "is missing; with attribute OtherPatientIDsSequence, write the IssuerOfPatientID that marks the NHS number in that sequence, like NHS")
+		} else {
+			checkIssuer(ps, p+".issuer", pid.Issuer, true)
+		}
+	default:
+		ps.add(p+".attribute", "%q is not known; write PatientID or OtherPatientIDsSequence", pid.Attribute)
+	}
+}

@@ -1,0 +1,245 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// validConfig is a configuration that Validate accepts, for the cases below to break one rule of.
+func validConfig() Config {
+	c := Default()
+	a := DefaultSource()
+	a.ID, a.Name, a.URL = "RXA", "Example Hospitals NHS Trust", "http://127.0.0.1:8042/dicom-web"
+	b := DefaultSource()
+	b.ID, b.Name, b.URL = "RXB", "Other NHS Trust", "https://pacs.example.nhs.uk:8443/dicomweb"
+	b.Auth = Auth{Type: AuthBasic, Username: "u", Password: "p"}
+	c.Sources = []Source{a, b}
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	longKey := Secret(strings.Repeat("x", 32))
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   []Problem // Message is a substring of the problem's message
+	}{
+		{"valid", func(c *Config) {}, nil},
+
+		// listen
+		{"listen with any interface", func(c *Config) { c.Listen = ":8080" }, nil},
+		{"listen on IPv6", func(c *Config) { c.Listen = "[::1]:0" }, nil},
+		{"listen without host", func(c *Config) { c.Listen = "8080" },
+			[]Problem{{"listen", `"8080" is not host:port; write it like 127.0.0.1:8080`}}},
+		{"listen with bad port", func(c *Config) { c.Listen = "localhost:http" },
+			[]Problem{{"listen", "is not host:port"}}},
+		{"listen with port out of range", func(c *Config) { c.Listen = "localhost:70000" },
+			[]Problem{{"listen", "is not host:port"}}},
+		{"listen empty", func(c *Config) { c.Listen = "" },
+			[]Problem{{"listen", "is not host:port"}}},
+
+		// publicURL
+		{"publicURL https with path", func(c *Config) { c.PublicURL = "https://imaging.example.nhs.uk/nir" }, nil},
+		{"publicURL relative", func(c *Config) { c.PublicURL = "/dicom-web" },
+			[]Problem{{"publicURL", `"/dicom-web" is not an absolute http(s) URL; write it like https://`}}},
+		{"publicURL other scheme", func(c *Config) { c.PublicURL = "ftp://example.com" },
+			[]Problem{{"publicURL", "is not an absolute http(s) URL"}}},
+		{"publicURL with query", func(c *Config) { c.PublicURL = "https://example.com/?a=b" },
+			[]Problem{{"publicURL", "must have no query"}}},
+		{"publicURL with fragment", func(c *Config) { c.PublicURL = "https://example.com/#x" },
+			[]Problem{{"publicURL", "must have no query (?...) or fragment"}}},
+
+		// trustedProxies
+		{"trusted proxies", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "::1", "fd00::/8"} }, nil},
+		{"trusted proxy not an address", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "lb.example"} },
+			[]Problem{{"trustedProxies[1]", `"lb.example" is neither a CIDR nor an IP address`}}},
+		{"trusted proxy bad prefix", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/33"} },
+			[]Problem{{"trustedProxies[0]", "neither a CIDR nor an IP"}}},
+
+		// cors
+		{"cors origins", func(c *Config) {
+			c.CORS.AllowedOrigins = []string{"http://localhost:3000", "https://viewer.example.nhs.uk", "*", "http://[::1]:3000"}
+		}, nil},
+		{"cors origin with trailing slash", func(c *Config) { c.CORS.AllowedOrigins = []string{"http://localhost:3000/"} },
+			[]Problem{{"cors.allowedOrigins[0]", `has no path, query or user; write "http://localhost:3000"`}}},
+		{"cors origin without scheme", func(c *Config) { c.CORS.AllowedOrigins = []string{"localhost:3000"} },
+			[]Problem{{"cors.allowedOrigins[0]", "is not an origin; write scheme://host[:port]"}}},
+		{"cors origin host only", func(c *Config) { c.CORS.AllowedOrigins = []string{"example.com"} },
+			[]Problem{{"cors.allowedOrigins[0]", "is not an origin"}}},
+		{"cors origin in upper case", func(c *Config) { c.CORS.AllowedOrigins = []string{"https://Viewer.Example.com"} },
+			[]Problem{{"cors.allowedOrigins[0]", `write it in lower case: "https://viewer.example.com"`}}},
+		{"cors origin with upper-case scheme", func(c *Config) { c.CORS.AllowedOrigins = []string{"HTTP://localhost:3000"} },
+			[]Problem{{"cors.allowedOrigins[0]", `write it in lower case: "http://localhost:3000"`}}},
+		{"cors origin with bad port", func(c *Config) { c.CORS.AllowedOrigins = []string{"http://localhost:99999"} },
+			[]Problem{{"cors.allowedOrigins[0]", "invalid port"}}},
+		{"cors maxAge zero", func(c *Config) { c.CORS.MaxAge = 0 },
+			[]Problem{{"cors.maxAge", "must be greater than 0"}}},
+
+		// signingKey
+		{"signing key of 32 bytes", func(c *Config) { c.SigningKey = longKey }, nil},
+		{"signing key too short", func(c *Config) { c.SigningKey = "short-secret" },
+			[]Problem{{"signingKey", "is 12 bytes long; use at least 32"}}},
+
+		// patientIdentifierIssuer
+		{"issuer empty", func(c *Config) { c.PatientIdentifierIssuer = "" },
+			[]Problem{{"patientIdentifierIssuer", "is empty"}}},
+		{"issuer too long", func(c *Config) { c.PatientIdentifierIssuer = strings.Repeat("1", 65) },
+			[]Problem{{"patientIdentifierIssuer", "at most 64"}}},
+		{"issuer with backslash", func(c *Config) { c.PatientIdentifierIssuer = `a\b` },
+			[]Problem{{"patientIdentifierIssuer", "backslash"}}},
+
+		// durations
+		{"requestTimeout zero", func(c *Config) { c.RequestTimeout = 0 },
+			[]Problem{{"requestTimeout", "is 0s; it must be greater than 0, like 30s"}}},
+		{"requestTimeout negative", func(c *Config) { c.RequestTimeout = Duration(-time.Second) },
+			[]Problem{{"requestTimeout", "must be greater than 0"}}},
+		{"locator ttl zero", func(c *Config) { c.Locator.TTL = 0 },
+			[]Problem{{"locator.ttl", "must be greater than 0"}}},
+		{"source timeout zero", func(c *Config) { c.Sources[1].Timeout = 0 },
+			[]Problem{{"sources[1].timeout", "must be greater than 0, like 10s"}}},
+
+		// search
+		{"search default limit set", func(c *Config) { c.Search.DefaultLimit = 100 }, nil},
+		{"search maxLimit zero", func(c *Config) { c.Search.MaxLimit = 0 },
+			[]Problem{{"search.maxLimit", "must be at least 1"}}},
+		{"search defaultLimit above maxLimit", func(c *Config) { c.Search.DefaultLimit = 2000 },
+			[]Problem{{"search.defaultLimit", "above search.maxLimit (1000)"}}},
+		{"search defaultLimit negative", func(c *Config) { c.Search.DefaultLimit = -1 },
+			[]Problem{{"search.defaultLimit", "write 0 for no limit"}}},
+		{"search maxResultsPerSource zero", func(c *Config) { c.Search.MaxResultsPerSource = 0 },
+			[]Problem{{"search.maxResultsPerSource", "must be at least 1"}}},
+
+		// logging
+		{"logging debug text", func(c *Config) { c.Logging = Logging{Level: "debug", Format: "text"} }, nil},
+		{"logging level upper case", func(c *Config) { c.Logging.Level = "WARN" }, nil},
+		{"logging level unknown", func(c *Config) { c.Logging.Level = "verbose" },
+			[]Problem{{"logging.level", `"verbose" is not a level; write debug, info, warn or error`}}},
+		{"logging format unknown", func(c *Config) { c.Logging.Format = "xml" },
+			[]Problem{{"logging.format", "write json or text"}}},
+
+		// sources
+		{"no sources", func(c *Config) { c.Sources = nil },
+			[]Problem{{"sources", "no source is configured"}}},
+		{"id missing", func(c *Config) { c.Sources[0].ID = "" },
+			[]Problem{{"sources[0].id", "is missing"}}},
+		{"id lower case", func(c *Config) { c.Sources[0].ID = "rxa" },
+			[]Problem{{"sources[0].id", `"rxa" is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA; here write RXA`}}},
+		{"id too long", func(c *Config) { c.Sources[0].ID = "ABCDEFGHIJK" },
+			[]Problem{{"sources[0].id", "is not an ODS code"}}},
+		{"id with underscore", func(c *Config) { c.Sources[0].ID = "RX_A" },
+			[]Problem{{"sources[0].id", "is not an ODS code"}}},
+		{"id duplicated", func(c *Config) { c.Sources[1].ID = "RXA" },
+			[]Problem{{"sources[1].id", `"RXA" is also the id of sources[0]`}}},
+		{"name missing", func(c *Config) { c.Sources[1].Name = " " },
+			[]Problem{{"sources[1].name", "is missing"}}},
+		{"url missing", func(c *Config) { c.Sources[0].URL = "" },
+			[]Problem{{"sources[0].url", "is missing"}}},
+		{"url without scheme", func(c *Config) { c.Sources[0].URL = "localhost:8042" },
+			[]Problem{{"sources[0].url", `"localhost:8042" is not an absolute http(s) URL; write it like http://127.0.0.1:8042/dicom-web`}}},
+		{"url with query", func(c *Config) { c.Sources[0].URL = "http://pacs/dicom-web?x=1" },
+			[]Problem{{"sources[0].url", "must have no query"}}},
+		{"url with fragment", func(c *Config) { c.Sources[0].URL = "http://pacs/dicom-web#x" },
+			[]Problem{{"sources[0].url", "or fragment"}}},
+		{"url with credentials", func(c *Config) { c.Sources[0].URL = "http://user:hunter2@pacs/dicom-web" },
+			[]Problem{{"sources[0].url", `"http://user:xxxxx@pacs/dicom-web" holds a user name or password`}}},
+		{"negative priority is allowed", func(c *Config) { c.Sources[0].Priority = -5 }, nil},
+
+		// auth
+		{"auth bearer", func(c *Config) { c.Sources[0].Auth = Auth{Type: AuthBearer, Token: "t"} }, nil},
+		{"auth bearer from file", func(c *Config) { c.Sources[0].Auth = Auth{Type: AuthBearer, TokenFile: "/run/secrets/t"} }, nil},
+		{"auth type unknown", func(c *Config) { c.Sources[0].Auth.Type = "digest" },
+			[]Problem{{"sources[0].auth.type", `"digest" is not an authentication type; write none, basic or bearer`}}},
+		{"auth type empty", func(c *Config) { c.Sources[0].Auth.Type = "" },
+			[]Problem{{"sources[0].auth.type", "is not an authentication type"}}},
+		{"basic without username and password", func(c *Config) { c.Sources[1].Auth = Auth{Type: AuthBasic} },
+			[]Problem{
+				{"sources[1].auth.username", "is missing; auth type basic needs it"},
+				{"sources[1].auth.password", "or the variable NIRPROXY_SOURCES_RXB_AUTH_PASSWORD"},
+			}},
+		{"basic with a token", func(c *Config) { c.Sources[1].Auth.Token = "t" },
+			[]Problem{{"sources[1].auth.token", "is set but auth type basic does not use it"}}},
+		{"bearer without token", func(c *Config) { c.Sources[0].Auth = Auth{Type: AuthBearer} },
+			[]Problem{{"sources[0].auth.token", "is missing; auth type bearer needs it; set it, or sources[0].auth.tokenFile, or the variable NIRPROXY_SOURCES_RXA_AUTH_TOKEN"}}},
+		{"bearer with a password", func(c *Config) { c.Sources[0].Auth = Auth{Type: AuthBearer, Token: "t", PasswordFile: "f"} },
+			[]Problem{{"sources[0].auth.password", "auth type bearer does not use it"}}},
+		{"none with secrets", func(c *Config) { c.Sources[0].Auth = Auth{Type: AuthNone, Username: "u", TokenFile: "f"} },
+			[]Problem{
+				{"sources[0].auth.username", "auth type none does not use it"},
+				{"sources[0].auth.token", "auth type none does not use it"},
+			}},
+
+		// patientId
+		{"patient id with issuer", func(c *Config) { c.Sources[0].PatientID.Issuer = "NHS" }, nil},
+		{"other patient ids with issuer", func(c *Config) {
+			c.Sources[0].PatientID = PatientID{Attribute: AttributeOtherPatientIDsSequence, Issuer: "2.16.840.1.113883.2.1.4.1"}
+		}, nil},
+		{"other patient ids without issuer", func(c *Config) { c.Sources[0].PatientID = PatientID{Attribute: AttributeOtherPatientIDsSequence} },
+			[]Problem{{"sources[0].patientId.issuer", "is missing; with attribute OtherPatientIDsSequence"}}},
+		{"patient id attribute unknown", func(c *Config) { c.Sources[0].PatientID.Attribute = "NHSNumber" },
+			[]Problem{{"sources[0].patientId.attribute", `"NHSNumber" is not known; write PatientID or OtherPatientIDsSequence`}}},
+
+		{"every problem at once", func(c *Config) {
+			c.Listen = "x"
+			c.Search.MaxLimit = 0
+			c.Sources[0].URL = "pacs"
+			c.Sources[1].ID = "RXA"
+		}, []Problem{
+			{"listen", "is not host:port"},
+			{"search.maxLimit", "at least 1"},
+			{"sources[0].url", "is not an absolute"},
+			{"sources[1].id", "also the id of sources[0]"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			tc.modify(&c)
+			matchProblems(t, c.Validate(), tc.want)
+		})
+	}
+}
+
+func TestValidateNeverShowsSecrets(t *testing.T) {
+	c := validConfig()
+	c.SigningKey = "short-signing-secret"
+	c.Sources[0].URL = "http://user:url-secret@pacs?x"
+	c.Sources[1].Auth = Auth{Type: AuthNone, Password: "password-secret", Token: "token-secret"}
+	for _, p := range c.Validate() {
+		for _, s := range []string{"signing-secret", "url-secret", "password-secret", "token-secret"} {
+			if strings.Contains(p.String(), s) {
+				t.Errorf("problem %q shows a secret", p)
+			}
+		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	c := validConfig()
+	c.CORS.AllowedOrigins = []string{"http://localhost:3000", "*"}
+	matchProblems(t, c.Warnings(), []Problem{
+		{"cors.allowedOrigins[1]", "any web site"},
+		{"signingKey", "random key"},
+	})
+	c.CORS.AllowedOrigins = nil
+	c.SigningKey = Secret(strings.Repeat("x", 32))
+	matchProblems(t, c.Warnings(), nil)
+}
+
+func TestProblemString(t *testing.T) {
+	tests := []struct {
+		name string
+		p    Problem
+		want string
+	}{
+		{"with path", Problem{Path: "sources[1].url", Message: "is missing"}, "sources[1].url: is missing"},
+		{"without path", Problem{Message: "the file is not valid YAML"}, "the file is not valid YAML"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.p.String(); got != tc.want {
+				t.Errorf("String() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
+	"github.com/nirproxy/nirproxy/dicomweb"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+func serveCommand(ctx context.Context, args, environ []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration `FILE` (YAML)")
+	addr := fs.String("addr", "", "listen on `HOST:PORT` instead of the configured address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("serve needs --config FILE")
+	}
+	cfg, err := config.Load(*path, environ)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", *path, err)
+	}
+	if *addr != "" {
+		cfg.Listen = *addr
+	}
+	if problems := cfg.Validate(); len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(stderr, p.String())
+		}
+		return fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", *path, len(problems), *path)
+	}
+	log := newLogger(cfg.Logging, stderr)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return serve(ctx, cfg, ln, log)
+}
+
+func newLogger(l config.Logging, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	if l.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// buildHandler wires the request path of DESIGN.md from a validated configuration.
+func buildHandler(cfg config.Config, log *slog.Logger) (*echo.Echo, []*upstream.Source, error) {
+	sources := make([]*upstream.Source, 0, len(cfg.Sources))
+	for _, sc := range cfg.Sources {
+		u, err := url.Parse(sc.URL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("source %s: parse url: %w", sc.ID, err)
+		}
+		sources = append(sources, upstream.NewSource(upstream.SourceConfig{
+			ID:       sc.ID,
+			Name:     sc.Name,
+			BaseURL:  u,
+			Priority: sc.Priority,
+			Timeout:  sc.Timeout.Std(),
+			Required: sc.Required,
+			Auth: upstream.Auth{
+				Type:     upstream.AuthType(sc.Auth.Type),
+				Username: sc.Auth.Username,
+				Password: string(sc.Auth.Password),
+				Token:    string(sc.Auth.Token),
+			},
+			PatientID:       upstream.PatientIDAttribute(sc.PatientID.Attribute),
+			PatientIDIssuer: sc.PatientID.Issuer,
+		}, upstream.Options{HTTP: upstream.HTTPOptions{RetryMax: 1}}, log))
+	}
+	key := []byte(cfg.SigningKey)
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		log.Warn("no signingKey configured: bulkdata links are signed with a random key and stop working on restart; replicas behind one load balancer must share a configured key")
+	}
+	var trusted []netip.Prefix
+	for _, p := range cfg.TrustedProxies {
+		if pre, err := netip.ParsePrefix(p); err == nil {
+			trusted = append(trusted, pre)
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			trusted = append(trusted, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	mem := cache.NewMemory(64<<20, nil)
+	locator := upstream.NewLocator(sources, mem, cfg.Locator.TTL.Std(), log)
+	srv := dicomweb.New(dicomweb.Config{
+		Forwarding:      dicomweb.Forwarding{PublicURL: cfg.PublicURL, TrustedProxies: trusted},
+		AllowedOrigins:  cfg.CORS.AllowedOrigins,
+		CORSMaxAge:      cfg.CORS.MaxAge.Std(),
+		PatientIDIssuer: cfg.PatientIdentifierIssuer,
+		RequestTimeout:  cfg.RequestTimeout.Std(),
+		Search: dicomweb.SearchLimits{
+			MaxResultsPerSource: cfg.Search.MaxResultsPerSource,
+			DefaultLimit:        cfg.Search.DefaultLimit,
+			MaxLimit:            cfg.Search.MaxLimit,
+		},
+	}, dicomweb.Deps{
+		Locator: locator,
+		Signer:  dicomweb.NewSigner(key, 12*time.Hour, nil),
+		// Governance (JWT authentication, roles, purpose of use, onboarding, audit spool)
+		// replaces these in its own issue; until then every caller is let through.
+		Auth:  policy.AllowAll{},
+		Authz: policy.AllowAll{},
+		Audit: audit.Discard{},
+		Log:   log,
+	})
+	e := echo.New()
+	srv.Register(e)
+	return e, sources, nil
+}
+
+// serve runs the proxy on ln until ctx is cancelled, then drains in-flight requests.
+func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) error {
+	e, sources, err := buildHandler(cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Warn("authentication and audit are not configured in this version: every caller is allowed and accesses are not recorded")
+	ids := make([]string, len(sources))
+	for i, s := range sources {
+		ids[i] = s.ID
+	}
+	hs := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: study retrieves stream for as long as they take.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "version", version)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	log.Info("shutting down")
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	return nil
+}
+
+func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: nirproxy check-config FILE")
+		return 2
+	}
+	if !config.CheckFile(args[0], environ, stdout) {
+		return 1
+	}
+	return 0
+}

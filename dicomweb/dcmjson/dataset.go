@@ -1,0 +1,350 @@
+// Package dcmjson is the DICOM JSON model of PS3.18 Annex F: datasets as maps from tags to
+// elements, with the accessors the proxy needs to merge, sort and rewrite search and metadata
+// answers without knowing every attribute.
+//
+// Values are kept as raw JSON so that what an upstream sent (numbers, person names, sequences)
+// passes through unchanged unless the proxy means to change it.
+package dcmjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Tags the proxy reads or writes, as the eight upper-case hex digits DICOM JSON uses for keys.
+const (
+	TagSpecificCharacterSet              = "00080005"
+	TagSOPClassUID                       = "00080016"
+	TagSOPInstanceUID                    = "00080018"
+	TagStudyDate                         = "00080020"
+	TagStudyTime                         = "00080030"
+	TagAccessionNumber                   = "00080050"
+	TagRetrieveAETitle                   = "00080054"
+	TagInstanceAvailability              = "00080056"
+	TagModality                          = "00080060"
+	TagModalitiesInStudy                 = "00080061"
+	TagReferringPhysicianName            = "00080090"
+	TagStudyDescription                  = "00081030"
+	TagSeriesDescription                 = "0008103E"
+	TagRetrieveURL                       = "00081190"
+	TagPatientName                       = "00100010"
+	TagPatientID                         = "00100020"
+	TagIssuerOfPatientID                 = "00100021"
+	TagPatientBirthDate                  = "00100030"
+	TagPatientSex                        = "00100040"
+	TagOtherPatientIDsSequence           = "00101002"
+	TagStudyInstanceUID                  = "0020000D"
+	TagSeriesInstanceUID                 = "0020000E"
+	TagStudyID                           = "00200010"
+	TagSeriesNumber                      = "00200011"
+	TagInstanceNumber                    = "00200013"
+	TagNumberOfStudyRelatedSeries        = "00201206"
+	TagNumberOfStudyRelatedInstances     = "00201208"
+	TagNumberOfSeriesRelatedInstances    = "00201209"
+	TagNumberOfFrames                    = "00280008"
+	TagRows                              = "00280010"
+	TagColumns                           = "00280011"
+	TagPixelData                         = "7FE00010"
+	TagFloatPixelData                    = "7FE00008"
+	TagDoubleFloatPixelData              = "7FE00009"
+	TagErrorComment                      = "00000902"
+	TagTransferSyntaxUID                 = "00020010"
+	TagPerformedProcedureStepStartDate   = "00400244"
+	TagScheduledProcedureStepStartDate   = "00400002"
+	TagReferencedSOPSequence             = "00081199"
+	TagFailedSOPSequence                 = "00081198"
+	TagOtherPatientIDsSequenceIssuerPath = TagOtherPatientIDsSequence + "." + TagIssuerOfPatientID
+)
+
+// Element is one attribute of a DICOM JSON object. Exactly one of Value, BulkDataURI and
+// InlineBinary is set, or none for an empty attribute.
+type Element struct {
+	VR           string            `json:"vr"`
+	Value        []json.RawMessage `json:"Value,omitempty"`
+	BulkDataURI  string            `json:"BulkDataURI,omitempty"`
+	InlineBinary string            `json:"InlineBinary,omitempty"`
+}
+
+// Dataset is one DICOM JSON object, keyed by tag ("0020000D").
+type Dataset map[string]*Element
+
+// Decode parses a DICOM JSON array, as a QIDO-RS search or a metadata request answers.
+// An empty body is an empty array (some origins answer 204 or 200 with no payload).
+func Decode(data []byte) ([]Dataset, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return nil, nil
+	}
+	var out []Dataset
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("decode DICOM JSON: %w", err)
+	}
+	for i, ds := range out {
+		if err := ds.Validate(); err != nil {
+			return nil, fmt.Errorf("decode DICOM JSON: object %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// Validate checks the structure the proxy relies on: tag keys of eight hex digits, a VR on
+// every element, and nested sequence items that are themselves valid.
+func (d Dataset) Validate() error {
+	if d == nil {
+		return fmt.Errorf("null object")
+	}
+	for tag, el := range d {
+		if !IsTag(tag) {
+			return fmt.Errorf("key %q is not a tag of eight hex digits", tag)
+		}
+		if el == nil {
+			return fmt.Errorf("element %s is null", tag)
+		}
+		if len(el.VR) != 2 {
+			return fmt.Errorf("element %s has VR %q", tag, el.VR)
+		}
+		if el.VR == "SQ" {
+			for i := range el.Value {
+				if string(el.Value[i]) == "null" {
+					continue
+				}
+				var item Dataset
+				if err := json.Unmarshal(el.Value[i], &item); err != nil {
+					return fmt.Errorf("element %s item %d: %w", tag, i, err)
+				}
+				if err := item.Validate(); err != nil {
+					return fmt.Errorf("element %s item %d: %w", tag, i, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// IsTag reports whether s is a DICOM JSON tag key: eight hex digits.
+func IsTag(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for i := 0; i < 8; i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// String returns the first value of tag as a string: the text of a string VR, the decimal form
+// of a number, or the Alphabetic group of a person name. It returns "" when absent.
+func (d Dataset) String(tag string) string {
+	v := d.Strings(tag)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+// Strings returns every value of tag in the forms String describes.
+func (d Dataset) Strings(tag string) []string {
+	el, ok := d[tag]
+	if !ok || el == nil {
+		return nil
+	}
+	out := make([]string, 0, len(el.Value))
+	for _, raw := range el.Value {
+		out = append(out, rawString(el.VR, raw))
+	}
+	return out
+}
+
+func rawString(vr string, raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	case '{':
+		if vr == "PN" {
+			var pn struct {
+				Alphabetic string `json:"Alphabetic"`
+			}
+			if json.Unmarshal(raw, &pn) == nil {
+				return pn.Alphabetic
+			}
+		}
+		return ""
+	}
+	return string(raw)
+}
+
+// Int returns the first value of tag as an integer, and whether it was present and numeric.
+// Integer strings (IS) and JSON numbers are both accepted.
+func (d Dataset) Int(tag string) (int64, bool) {
+	s := strings.TrimSpace(d.String(tag))
+	if s == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(s, 64)
+		if ferr != nil {
+			return 0, false
+		}
+		return int64(f), true
+	}
+	return n, true
+}
+
+// Items returns the items of a sequence attribute. Items that fail to decode are skipped;
+// Decode has already validated datasets that came from an upstream.
+func (d Dataset) Items(tag string) []Dataset {
+	el, ok := d[tag]
+	if !ok || el == nil || el.VR != "SQ" {
+		return nil
+	}
+	out := make([]Dataset, 0, len(el.Value))
+	for _, raw := range el.Value {
+		var item Dataset
+		if json.Unmarshal(raw, &item) == nil && item != nil {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// SetStrings sets tag to the given string values with the given VR, replacing what was there.
+// Person names (PN) are written as {"Alphabetic": ...}.
+func (d Dataset) SetStrings(tag, vr string, values ...string) {
+	el := &Element{VR: vr, Value: make([]json.RawMessage, 0, len(values))}
+	for _, v := range values {
+		var raw []byte
+		if vr == "PN" {
+			raw, _ = json.Marshal(map[string]string{"Alphabetic": v})
+		} else {
+			raw, _ = json.Marshal(v)
+		}
+		el.Value = append(el.Value, raw)
+	}
+	d[tag] = el
+}
+
+// SetInt sets tag to one integer value. IS values are written as JSON numbers, as Annex F says.
+func (d Dataset) SetInt(tag, vr string, n int64) {
+	d[tag] = &Element{VR: vr, Value: []json.RawMessage{json.RawMessage(strconv.FormatInt(n, 10))}}
+}
+
+// SetItems sets a sequence attribute to the given items.
+func (d Dataset) SetItems(tag string, items ...Dataset) {
+	el := &Element{VR: "SQ", Value: make([]json.RawMessage, 0, len(items))}
+	for _, it := range items {
+		raw, _ := json.Marshal(it)
+		el.Value = append(el.Value, raw)
+	}
+	d[tag] = el
+}
+
+// Clone returns a deep enough copy: elements are copied, raw values are shared (they are never
+// modified in place).
+func (d Dataset) Clone() Dataset {
+	out := make(Dataset, len(d))
+	for k, v := range d {
+		if v == nil {
+			out[k] = nil
+			continue
+		}
+		c := *v
+		c.Value = append([]json.RawMessage(nil), v.Value...)
+		out[k] = &c
+	}
+	return out
+}
+
+// Tags returns the dataset's tags in ascending order, the order DICOM requires on the wire.
+func (d Dataset) Tags() []string {
+	keys := make([]string, 0, len(d))
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return strings.ToUpper(keys[i]) < strings.ToUpper(keys[j]) })
+	return keys
+}
+
+// WalkBulkData calls fn for every element, at any depth of nesting, that carries a
+// BulkDataURI; fn may change the URI in place. Nested sequence items are re-encoded only when
+// fn changed something inside them.
+func (d Dataset) WalkBulkData(fn func(tag string, el *Element)) {
+	for tag, el := range d {
+		if el == nil {
+			continue
+		}
+		if el.BulkDataURI != "" {
+			fn(tag, el)
+		}
+		if el.VR != "SQ" {
+			continue
+		}
+		for i, raw := range el.Value {
+			if !bytes.Contains(raw, []byte(`"BulkDataURI"`)) {
+				continue
+			}
+			var item Dataset
+			if json.Unmarshal(raw, &item) != nil || item == nil {
+				continue
+			}
+			item.WalkBulkData(fn)
+			if enc, err := json.Marshal(item); err == nil {
+				el.Value[i] = enc
+			}
+		}
+	}
+}
+
+// MarshalJSON writes the dataset with its tags in ascending order, so answers are stable
+// byte for byte (encoding/json already sorts map keys; this keeps upper-case hex).
+func (d Dataset) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, tag := range d.Tags() {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(strings.ToUpper(tag))
+		b.WriteString(`":`)
+		enc, err := json.Marshal(d[tag])
+		if err != nil {
+			return nil, fmt.Errorf("encode element %s: %w", tag, err)
+		}
+		b.Write(enc)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// UnmarshalJSON reads a DICOM JSON object, upper-casing tag keys so lookups by the Tag
+// constants work whatever case the upstream used.
+func (d *Dataset) UnmarshalJSON(data []byte) error {
+	if string(bytes.TrimSpace(data)) == "null" {
+		*d = nil
+		return nil
+	}
+	var m map[string]*Element
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
+	out := make(Dataset, len(m))
+	for k, v := range m {
+		out[strings.ToUpper(k)] = v
+	}
+	*d = out
+	return nil
+}

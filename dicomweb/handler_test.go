@@ -1,0 +1,499 @@
+package dicomweb
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+const (
+	alice = "9434765919"
+	bob   = "9449306052"
+)
+
+// fakeInstance is one instance a fake origin holds.
+type fakeInstance struct {
+	patient, study, series, sop, date string
+}
+
+// fakeOrigin is a minimal DICOMweb origin over a list of instances. It answers study-level
+// searches by PatientID or StudyInstanceUID, instance searches within a study, retrieves as
+// multipart with one part per instance (the part body names the SOP instance), and metadata.
+type fakeOrigin struct {
+	id        string
+	instances []fakeInstance
+	calls     atomic.Int64
+	truncate  atomic.Bool // cut retrieve bodies before the closing delimiter
+	srv       *httptest.Server
+}
+
+func newFakeOrigin(t *testing.T, id string, inst ...fakeInstance) *fakeOrigin {
+	f := &fakeOrigin{id: id, instances: inst}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
+	f.calls.Add(1)
+	p := strings.Split(strings.TrimPrefix(r.URL.Path, "/dicom-web/"), "/")
+	q := r.URL.Query()
+	var sel []fakeInstance
+	for _, in := range f.instances {
+		if len(p) >= 2 && p[0] == "studies" && in.study != p[1] {
+			continue
+		}
+		if len(p) >= 4 && p[2] == "series" && in.series != p[3] {
+			continue
+		}
+		if len(p) >= 6 && p[4] == "instances" && in.sop != p[5] {
+			continue
+		}
+		if v := q.Get("00100020"); v != "" && in.patient != v {
+			continue
+		}
+		if v := q.Get("0020000D"); v != "" && in.study != v {
+			continue
+		}
+		sel = append(sel, in)
+	}
+	last := p[len(p)-1]
+	switch {
+	case len(p) == 1 && last == "studies":
+		seen := map[string]bool{}
+		out := []dcmjson.Dataset{}
+		for _, in := range sel {
+			if seen[in.study] {
+				continue
+			}
+			seen[in.study] = true
+			ds := dcmjson.Dataset{}
+			ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", in.study)
+			ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
+			ds.SetStrings(dcmjson.TagStudyDate, "DA", in.date)
+			ds.SetStrings(dcmjson.TagRetrieveURL, "UR", "http://"+r.Host+"/dicom-web/studies/"+in.study)
+			out = append(out, ds)
+		}
+		writeTestJSON(w, out)
+	case last == "instances" && len(p)%2 == 1:
+		out := []dcmjson.Dataset{}
+		for _, in := range sel {
+			out = append(out, f.instanceDS(r, in))
+		}
+		writeTestJSON(w, out)
+	case last == "metadata":
+		if len(sel) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		out := []dcmjson.Dataset{}
+		for _, in := range sel {
+			out = append(out, f.instanceDS(r, in))
+		}
+		writeTestJSON(w, out)
+	case len(p) >= 2 && p[0] == "studies":
+		if len(sel) == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		mw := multipart.NewWriter(w)
+		w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+		for _, in := range sel {
+			pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
+			io.WriteString(pw, "DICM-"+in.sop)
+		}
+		if f.truncate.Load() {
+			return
+		}
+		mw.Close()
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeOrigin) instanceDS(r *http.Request, in fakeInstance) dcmjson.Dataset {
+	ds := dcmjson.Dataset{}
+	ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", in.study)
+	ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", in.series)
+	ds.SetStrings(dcmjson.TagSOPInstanceUID, "UI", in.sop)
+	ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
+	ds[dcmjson.TagPixelData] = &dcmjson.Element{VR: "OW", BulkDataURI: "http://" + r.Host + "/dicom-web/studies/" + in.study + "/series/" + in.series + "/instances/" + in.sop + "/bulk/7FE00010"}
+	return ds
+}
+
+func writeTestJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/dicom+json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// deadSource returns a URL on a port where nothing listens.
+func deadSource(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr + "/dicom-web"
+}
+
+type testProxy struct {
+	srv     *httptest.Server
+	origins []*fakeOrigin
+}
+
+// newTestProxy serves the DICOMweb front over the given origins (nil entries are dead sources),
+// priorities in the order given.
+func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	var sources []*upstream.Source
+	for i, o := range origins {
+		raw := ""
+		id := fmt.Sprintf("DEAD%d", i)
+		if o == nil {
+			raw = deadSource(t)
+		} else {
+			raw = o.srv.URL + "/dicom-web"
+			id = o.id
+		}
+		u, _ := url.Parse(raw)
+		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: 2 * time.Second}, upstream.Options{}, log))
+	}
+	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100}}, Deps{
+		Locator: upstream.NewLocator(sources, cache.NewMemory(1<<20, nil), time.Minute, log),
+		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
+		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,
+	})
+	e := echo.New()
+	srv.Register(e)
+	p := &testProxy{srv: httptest.NewServer(e), origins: origins}
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *testProxy) get(t *testing.T, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, p.srv.URL+path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp, nil
+	}
+	return resp, body
+}
+
+func (p *testProxy) upstreamCalls() int64 {
+	var n int64
+	for _, o := range p.origins {
+		if o != nil {
+			n += o.calls.Load()
+		}
+	}
+	return n
+}
+
+// twoTrusts: alice has a study at A only, one at B only, and a shared study whose copy at B
+// has one series more than A's.
+func twoTrusts(t *testing.T) (*fakeOrigin, *fakeOrigin) {
+	a := newFakeOrigin(t, "TA",
+		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.1", "20240101"},
+		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.2", "20240101"},
+		fakeInstance{alice, "1.2", "1.2.1", "1.2.1.1", "20230101"},
+		fakeInstance{bob, "1.9", "1.9.1", "1.9.1.1", "20220101"},
+	)
+	b := newFakeOrigin(t, "TB",
+		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.1", "20240101"},
+		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.2", "20240101"},
+		fakeInstance{alice, "1.1", "1.1.2", "1.1.2.1", "20240101"},
+		fakeInstance{alice, "1.3", "1.3.1", "1.3.1.1", "20250101"},
+	)
+	return a, b
+}
+
+func decodeList(t *testing.T, body []byte) []dcmjson.Dataset {
+	t.Helper()
+	list, err := dcmjson.Decode(body)
+	if err != nil {
+		t.Fatalf("decode %q: %v", body, err)
+	}
+	return list
+}
+
+func TestBadRequestsNeverReachUpstream(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		accept string
+		status int
+		msg    string
+	}{
+		{"bad study UID", "GET", "/dicom-web/studies/1.2.abc/metadata", "", 400, "not a valid DICOM UID"},
+		{"UID with traversal", "GET", "/dicom-web/studies/..%2F..%2Fsystem", "", 400, "not a valid DICOM UID"},
+		{"bad NHS number", "GET", "/dicom-web/studies?PatientID=9434765918", "", 400, "NHS number"},
+		{"unscoped search", "GET", "/dicom-web/studies?Modality=CT", "", 400, "must name a patient"},
+		{"unknown attribute", "GET", "/dicom-web/studies?PatientID=" + alice + "&Nonsense=1", "", 400, "neither a DICOM keyword"},
+		{"negative limit", "GET", "/dicom-web/studies?PatientID=" + alice + "&limit=-1", "", 400, "non-negative"},
+		{"bad frame list", "GET", "/dicom-web/studies/1.1/series/1.1.1/instances/1.1.1.1/frames/0", "", 400, "positive integer"},
+		{"bad viewport", "GET", "/dicom-web/studies/1.1/series/1.1.1/instances/1.1.1.1/rendered?viewport=big", "", 400, "viewport"},
+		{"unsupported Accept", "GET", "/dicom-web/studies/1.1", "text/html", 406, "Accept"},
+		{"malformed Accept", "GET", "/dicom-web/studies?PatientID=" + alice, "multipart/related; type=", 400, "Accept"},
+		{"forged bulkdata link", "GET", "/dicom-web/bulkdata/AAAA.BBBB", "", 404, "invalid or has expired"},
+		{"store", "POST", "/dicom-web/studies", "", 405, "read-only"},
+		{"delete", "DELETE", "/dicom-web/studies/1.1", "", 405, "read-only"},
+		{"unknown resource", "GET", "/dicom-web/patients", "", 404, "No such DICOMweb resource"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := p.upstreamCalls()
+			req, _ := http.NewRequest(tc.method, p.srv.URL+tc.path, nil)
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d; body %s", resp.StatusCode, tc.status, body)
+			}
+			var eb errorBody
+			if err := json.Unmarshal(body, &eb); err != nil || !strings.Contains(eb.Message, tc.msg) || eb.Status != tc.status {
+				t.Fatalf("body %s; want a JSON error whose message mentions %q", body, tc.msg)
+			}
+			if got := p.upstreamCalls() - before; got != 0 {
+				t.Fatalf("%d upstream calls for a bad request; want none", got)
+			}
+		})
+	}
+}
+
+func TestSearchMergesTrusts(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice, "Accept", "application/dicom+json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	list := decodeList(t, body)
+	var uids []string
+	holders := map[string][]string{}
+	for _, ds := range list {
+		uid := ds.String(dcmjson.TagStudyInstanceUID)
+		uids = append(uids, uid)
+		holders[uid] = ds.Strings(dcmjson.TagRetrieveAETitle)
+		if got, want := ds.String(dcmjson.TagRetrieveURL), p.srv.URL+"/dicom-web/studies/"+uid; got != want {
+			t.Errorf("RetrieveURL = %q, want %q", got, want)
+		}
+	}
+	if want := []string{"1.3", "1.1", "1.2"}; strings.Join(uids, " ") != strings.Join(want, " ") {
+		t.Fatalf("studies %v, want %v (each once, newest first; no other patient)", uids, want)
+	}
+	if strings.Join(holders["1.1"], ",") != "TA,TB" {
+		t.Fatalf("holders of the shared study = %v, want TA,TB", holders["1.1"])
+	}
+	if bytes.Contains(body, []byte(a.srv.URL)) || bytes.Contains(body, []byte(b.srv.URL)) {
+		t.Fatal("an upstream URL leaked into the answer")
+	}
+
+	// Paging: pages put together are the whole list, and asking again gives the same page.
+	var paged []string
+	for off := 0; off < 3; off++ {
+		_, pb := p.get(t, fmt.Sprintf("/dicom-web/studies?PatientID=%s&limit=1&offset=%d", alice, off))
+		for _, ds := range decodeList(t, pb) {
+			paged = append(paged, ds.String(dcmjson.TagStudyInstanceUID))
+		}
+	}
+	if strings.Join(paged, " ") != strings.Join(uids, " ") {
+		t.Fatalf("pages %v, want %v", paged, uids)
+	}
+	resp, _ = p.get(t, "/dicom-web/studies?PatientID="+alice+"&limit=1")
+	if w := resp.Header.Get("Warning"); !strings.Contains(w, "2 additional results") {
+		t.Fatalf("Warning %q; want the count of further results", w)
+	}
+}
+
+func TestSearchWithFailedTrusts(t *testing.T) {
+	a, _ := twoTrusts(t)
+	tests := []struct {
+		name       string
+		origins    []*fakeOrigin
+		wantStatus int
+		wantWarn   string
+	}{
+		{name: "one trust down", origins: []*fakeOrigin{a, nil}, wantStatus: 200, wantWarn: "DEAD1 (DEAD1 Trust) are missing"},
+		{name: "every trust down", origins: []*fakeOrigin{nil, nil}, wantStatus: 503, wantWarn: "DEAD0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestProxy(t, tc.origins...)
+			resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.wantStatus, body)
+			}
+			if w := strings.Join(resp.Header.Values("Warning"), "|"); !strings.Contains(w, tc.wantWarn) || !strings.HasPrefix(w, "299 ") {
+				t.Fatalf("Warning %q; want a 299 naming %q", w, tc.wantWarn)
+			}
+			if tc.wantStatus == 503 && resp.Header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+		})
+	}
+}
+
+// partsOf reads a multipart answer and returns the part bodies.
+func partsOf(t *testing.T, resp *http.Response, body []byte) []string {
+	t.Helper()
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatalf("content type %q: %v", resp.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	var out []string
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read multipart answer: %v", err)
+		}
+		b, _ := io.ReadAll(part)
+		out = append(out, string(b))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestRetrieveUnionOfDifferingCopies(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	tests := []struct {
+		name string
+		path string
+		want []string
+	}{
+		{name: "study held at two trusts, copies differ", path: "/dicom-web/studies/1.1", want: []string{"DICM-1.1.1.1", "DICM-1.1.1.2", "DICM-1.1.2.1"}},
+		{name: "series only at the second trust", path: "/dicom-web/studies/1.1/series/1.1.2", want: []string{"DICM-1.1.2.1"}},
+		{name: "study at one trust", path: "/dicom-web/studies/1.2", want: []string{"DICM-1.2.1.1"}},
+		{name: "instance", path: "/dicom-web/studies/1.1/series/1.1.2/instances/1.1.2.1", want: []string{"DICM-1.1.2.1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := p.get(t, tc.path, "Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := partsOf(t, resp, body); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("parts %v, want %v (every instance held anywhere, each once)", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMetadataUnion(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	resp, body := p.get(t, "/dicom-web/studies/1.1/metadata")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	list := decodeList(t, body)
+	var sops []string
+	for _, ds := range list {
+		sops = append(sops, ds.String(dcmjson.TagSOPInstanceUID))
+		link := ds[dcmjson.TagPixelData].BulkDataURI
+		if !strings.HasPrefix(link, p.srv.URL+"/dicom-web/bulkdata/") {
+			t.Fatalf("BulkDataURI %q does not point at the proxy", link)
+		}
+	}
+	sort.Strings(sops)
+	if strings.Join(sops, " ") != "1.1.1.1 1.1.1.2 1.1.2.1" {
+		t.Fatalf("metadata for %v; want each of the 3 instances once", sops)
+	}
+}
+
+func TestTruncatedUpstreamStreamIsAborted(t *testing.T) {
+	a, _ := twoTrusts(t)
+	a.truncate.Store(true)
+	p := newTestProxy(t, a)
+	resp, err := http.Get(p.srv.URL + "/dicom-web/studies/1.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, err = io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatal("a truncated upstream study was delivered as a complete response; want the stream aborted")
+	}
+}
+
+func TestCapabilitiesAndCORS(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	req, _ := http.NewRequest(http.MethodOptions, p.srv.URL+"/dicom-web", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `<resource path="studies/{study}/metadata">`) {
+		t.Fatalf("OPTIONS: %d %s", resp.StatusCode, body)
+	}
+
+	req, _ = http.NewRequest(http.MethodOptions, p.srv.URL+"/dicom-web/studies", nil)
+	req.Header.Set("Origin", "http://viewer.example")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	req.Header.Set("Access-Control-Request-Headers", "accept, authorization")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "http://viewer.example" || !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "authorization") {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	resp, _ = p.get(t, "/dicom-web/studies?PatientID="+alice, "Origin", "http://viewer.example")
+	if resp.Header.Get("Access-Control-Allow-Origin") != "http://viewer.example" || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Warning") {
+		t.Fatalf("CORS headers missing on a search: %v", resp.Header)
+	}
+	resp, _ = p.get(t, "/dicom-web/studies?PatientID="+alice, "Origin", "http://evil.example")
+	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatal("an origin that is not configured was allowed")
+	}
+}

@@ -1,0 +1,92 @@
+package media_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/nirproxy/nirproxy/dicomweb/media"
+)
+
+func ExampleNegotiate() {
+	// What OHIF sends for frames, and what the frames resource offers (default first).
+	ranges, err := media.ParseAccept(`multipart/related; type=application/octet-stream; transfer-syntax=*`)
+	if err != nil {
+		fmt.Println("400:", err)
+		return
+	}
+	offers := []media.Offer{
+		{Type: "multipart/related", PartType: "application/octet-stream"},
+		{Type: "multipart/related", PartType: "image/jpeg"},
+	}
+	m, ok := media.Negotiate(ranges, offers)
+	if !ok {
+		fmt.Println("406")
+		return
+	}
+	fmt.Println(m.Offer, "transfer-syntax", m.TransferSyntax())
+	// Output: multipart/related; type="application/octet-stream" transfer-syntax *
+}
+
+func ExampleWriter() {
+	var body strings.Builder
+	w := media.NewWriter(&body)
+	w.SetBoundary("XYZ") // a random one by default
+	fmt.Println(w.ContentType("application/dicom+xml"))
+	w.WritePart("application/dicom+xml", "", strings.NewReader("<NativeDicomModel/>"))
+	w.Close()
+	fmt.Printf("%q\n", body.String())
+	// Output:
+	// multipart/related; type="application/dicom+xml"; boundary=XYZ
+	// "--XYZ\r\nContent-Type: application/dicom+xml\r\n\r\n<NativeDicomModel/>\r\n--XYZ--\r\n"
+}
+
+// A single-source study retrieve: the upstream's multipart body is passed through as it is,
+// and a body that does not end with its closing delimiter is never ended as complete.
+func ExampleCheckedCopy() {
+	handler := func(w http.ResponseWriter, upstream *http.Response) {
+		boundary, err := media.Boundary(upstream.Header.Get("Content-Type"))
+		if err != nil {
+			http.Error(w, "bad upstream answer", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", upstream.Header.Get("Content-Type"))
+		w.WriteHeader(http.StatusOK)
+		if _, err := media.CheckedCopy(w, upstream.Body, boundary); err != nil {
+			// A *WriteError means our client went away: not the upstream's fault.
+			var we *media.WriteError
+			slog.Warn("study retrieve broken off", "client_gone", errors.As(err, &we), "err", err)
+			// Bytes have been sent: the response can only be broken off, so that the client
+			// cannot take a truncated study for a whole one.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	_ = handler
+}
+
+// A merged retrieve: parts read from one upstream are written into our own body; when an
+// upstream fails mid-stream the body is aborted, never closed.
+func ExampleReader() {
+	upstream := strings.NewReader("--up\r\nContent-Type: application/dicom\r\n\r\nDICM...\r\n--up--\r\n")
+	r := media.NewReader(upstream, "up")
+	w := media.NewWriter(io.Discard)
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err == nil {
+			_, err = w.WritePart(p.ContentType(), p.ContentLocation(), p)
+		}
+		if err != nil {
+			w.Abort() // and panic(http.ErrAbortHandler) in a handler
+			fmt.Println("aborted:", errors.Is(err, media.ErrTruncated))
+			return
+		}
+	}
+	fmt.Println("close:", w.Close())
+	// Output: close: <nil>
+}

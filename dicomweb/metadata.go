@@ -1,0 +1,273 @@
+package dicomweb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/dicomweb/media"
+	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// metadataHandler answers study, series and instance metadata. Every holder's metadata is
+// asked for at once; the answer lists each instance held anywhere exactly once, taking the
+// preferred holder's copy, with patient identity normalised and every URL rewritten. Bodies
+// are decoded one instance at a time, so memory does not grow with the study.
+func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		t, err := parseTarget(c, level)
+		if err != nil {
+			return err
+		}
+		rep, err := negotiate(c, jsonOffers, "metadata")
+		if err != nil {
+			return err
+		}
+		if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
+			return err
+		}
+		ctx, cancel := s.deadline(c)
+		defer cancel()
+		loc, err := s.locate(ctx, c, t)
+		if err != nil {
+			return err
+		}
+		if d := fallback.DecideRetrieve(loc.Unreached(), "The metadata of "+strings.ToLower(t.describe()), s.agent(c), s.cfg.Fallback); !d.OK() {
+			s.logMissing(c, "metadata", d)
+			return decisionError(d)
+		}
+		holders := loc.Holders
+		if level == InstanceLevel {
+			// One copy of one instance is enough; the others are only fallbacks.
+			return s.instanceMetadata(c, t, rep, holders)
+		}
+		// Bodies outlive the planning deadline: they are read while the answer streams.
+		results := upstream.FanOutOpen(c.Request().Context(), holders, func(ctx context.Context, src *upstream.Source) (*http.Response, error) {
+			return src.Fetch(ctx, t.path()+"/metadata", nil, "application/dicom+json")
+		})
+		var open []upstream.Result[*http.Response]
+		var failed []upstream.Outcome
+		for _, r := range results {
+			switch {
+			case r.Err == nil:
+				open = append(open, r)
+			case upstream.IsNotFound(r.Err):
+				// This copy lacks the series; the others answer for it.
+			default:
+				failed = append(failed, r.Outcome)
+			}
+		}
+		closeAll := func() {
+			for _, r := range open {
+				r.Value.Body.Close()
+			}
+		}
+		if len(failed) > 0 {
+			closeAll()
+			d := fallback.DecideRetrieve(failed, "The metadata of "+strings.ToLower(t.describe()), s.agent(c), s.cfg.Fallback)
+			s.logMissing(c, "metadata", d)
+			return decisionError(d)
+		}
+		if len(open) == 0 {
+			s.locator.Forget(ctx, t.study)
+			return notFound("%s was not found at any trust that holds the study.", t.describe())
+		}
+		defer closeAll()
+		return s.writeMetadata(c, t, rep, open)
+	}
+}
+
+func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, holders []*upstream.Source) error {
+	var failed []upstream.Outcome
+	for _, src := range holders {
+		resp, err := src.Fetch(c.Request().Context(), t.path()+"/metadata", nil, "application/dicom+json")
+		if err != nil {
+			if upstream.IsNotFound(err) {
+				continue
+			}
+			if upstream.IsClientGone(err) {
+				return err
+			}
+			failed = append(failed, upstream.Outcome{Source: src, Err: err})
+			continue
+		}
+		defer resp.Body.Close()
+		return s.writeMetadata(c, t, rep, []upstream.Result[*http.Response]{{Outcome: upstream.Outcome{Source: src}, Value: resp}})
+	}
+	if len(failed) > 0 {
+		d := fallback.Unavailable(failed, "The instance metadata", s.agent(c), s.cfg.Fallback)
+		s.logMissing(c, "metadata", d)
+		return decisionError(d)
+	}
+	return notFound("The instance was not found at any trust that holds the study.")
+}
+
+// metadataStream decodes one holder's metadata array one dataset at a time.
+type metadataStream struct {
+	src *upstream.Source
+	dec *json.Decoder
+}
+
+func openMetadata(src *upstream.Source, resp *http.Response) (*metadataStream, error) {
+	ct := resp.Header.Get("Content-Type")
+	if ct != "" {
+		mt, err := media.ParseMediaType(ct)
+		if err != nil || !(mt.Essence() == "application/dicom+json" || mt.Essence() == "application/json") {
+			return nil, &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("metadata content type %q is not DICOM JSON", ct)}
+		}
+	}
+	dec := json.NewDecoder(resp.Body)
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('[') {
+		return nil, &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("metadata is not a JSON array")}
+	}
+	return &metadataStream{src: src, dec: dec}, nil
+}
+
+// next returns the next dataset, or io.EOF after the closing bracket.
+func (m *metadataStream) next() (dcmjson.Dataset, error) {
+	if !m.dec.More() {
+		if tok, err := m.dec.Token(); err != nil || tok != json.Delim(']') {
+			return nil, &upstream.InvalidResponseError{Source: m.src.ID, Err: fmt.Errorf("metadata array does not end")}
+		}
+		return nil, io.EOF
+	}
+	var ds dcmjson.Dataset
+	if err := m.dec.Decode(&ds); err != nil {
+		return nil, &upstream.InvalidResponseError{Source: m.src.ID, Err: err}
+	}
+	if err := ds.Validate(); err != nil {
+		return nil, &upstream.InvalidResponseError{Source: m.src.ID, Err: err}
+	}
+	return ds, nil
+}
+
+// writeMetadata streams the holders' metadata (in priority order) to the client, each SOP
+// instance once. The first holder's array is opened before the status is sent, so a source
+// that answers garbage at once is a 503, not a broken 200.
+func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open []upstream.Result[*http.Response]) error {
+	streams := make([]*metadataStream, 0, len(open))
+	for _, r := range open {
+		ms, err := openMetadata(r.Source, r.Value)
+		if err != nil {
+			d := fallback.Unavailable([]upstream.Outcome{{Source: r.Source, Err: err}}, "The metadata", s.agent(c), s.cfg.Fallback)
+			s.logMissing(c, "metadata", d)
+			return decisionError(d)
+		}
+		streams = append(streams, ms)
+	}
+	ids := make([]string, len(streams))
+	for i, ms := range streams {
+		ids[i] = ms.src.ID
+	}
+	if err := s.record(c, audit.Event{Action: "retrieve", StudyUIDs: []string{t.study}, Sources: ids, Status: http.StatusOK}); err != nil {
+		return err
+	}
+	rw := s.rewriter(c)
+	out := newDatasetWriter(c, rep)
+	seen := map[string]bool{}
+	for _, ms := range streams {
+		for {
+			ds, err := ms.next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				out.abort()
+				s.abort(c, ms.src, err)
+			}
+			sop := ds.String(dcmjson.TagSOPInstanceUID)
+			if sop != "" && seen[sop] {
+				continue
+			}
+			seen[sop] = true
+			normalise(ds, ms.src, s.cfg.PatientIDIssuer)
+			rw.rewriteDataset(ds, ms.src)
+			if err := out.write(ds); err != nil {
+				s.abort(c, ms.src, &media.WriteError{Err: err})
+			}
+		}
+	}
+	if len(seen) == 0 && t.level == InstanceLevel {
+		out.abort()
+		s.abort(c, streams[0].src, fmt.Errorf("instance metadata was an empty array"))
+	}
+	if err := out.close(); err != nil {
+		s.abort(c, streams[len(streams)-1].src, &media.WriteError{Err: err})
+	}
+	return nil
+}
+
+// datasetWriter streams datasets as a JSON array or as multipart DICOM XML.
+type datasetWriter struct {
+	c     *echo.Context
+	xml   *media.Writer
+	n     int
+	start bool
+	ct    string
+}
+
+func newDatasetWriter(c *echo.Context, rep media.Match) *datasetWriter {
+	w := &datasetWriter{c: c}
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	if rep.Offer.PartType == "application/dicom+xml" {
+		w.xml = media.NewWriter(c.Response())
+		h.Set("Content-Type", w.xml.ContentType("application/dicom+xml"))
+	} else {
+		h.Set("Content-Type", rep.Offer.Type)
+	}
+	c.Response().WriteHeader(http.StatusOK)
+	return w
+}
+
+func (w *datasetWriter) write(ds dcmjson.Dataset) error {
+	if w.xml != nil {
+		pw, err := w.xml.CreatePart("application/dicom+xml", "")
+		if err != nil {
+			return err
+		}
+		return dcmjson.WriteXML(pw, ds)
+	}
+	enc, err := json.Marshal(ds)
+	if err != nil {
+		return err
+	}
+	sep := ","
+	if w.n == 0 {
+		sep = "["
+	}
+	w.n++
+	if _, err := io.WriteString(w.c.Response(), sep); err != nil {
+		return err
+	}
+	_, err = w.c.Response().Write(enc)
+	return err
+}
+
+func (w *datasetWriter) close() error {
+	if w.xml != nil {
+		return w.xml.Close()
+	}
+	end := "]"
+	if w.n == 0 {
+		end = "[]"
+	}
+	_, err := io.WriteString(w.c.Response(), end)
+	return err
+}
+
+func (w *datasetWriter) abort() {
+	if w.xml != nil {
+		w.xml.Abort()
+	}
+}

@@ -1,0 +1,414 @@
+package dicomweb
+
+import (
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// Level is the level of a QIDO-RS search or a WADO-RS resource.
+type Level int
+
+// The three query/retrieve levels.
+const (
+	StudyLevel Level = iota
+	SeriesLevel
+	InstanceLevel
+)
+
+func (l Level) String() string {
+	return [...]string{"study", "series", "instance"}[l]
+}
+
+// uidTag is the attribute whose value identifies one result at this level.
+func (l Level) uidTag() string {
+	return [...]string{dcmjson.TagStudyInstanceUID, dcmjson.TagSeriesInstanceUID, dcmjson.TagSOPInstanceUID}[l]
+}
+
+// maxQueryValue bounds one matching value; longer values are refused before any upstream sees them.
+const maxQueryValue = 1024
+
+// Match is one attribute matching key of a search: an attribute path (one tag, or a sequence
+// tag and an item tag) and the value as the client sent it.
+type Match struct {
+	Path  []string // tags, e.g. ["00100020"] or ["00101002", "00100020"]
+	VR    string   // VR of the last element of the path
+	Value string
+}
+
+func (m Match) key() string { return strings.Join(m.Path, ".") }
+
+// Search is a parsed, validated QIDO-RS request.
+type Search struct {
+	Level     Level
+	StudyUID  string // from the path of nested resources
+	SeriesUID string
+	Matches   []Match
+	// PatientID is the NHS number the search is scoped to, normalised; "" when none.
+	PatientID     string
+	IncludeFields []string // tags
+	IncludeAll    bool
+	Fuzzy         bool
+	Limit         int // 0 = no limit
+	Offset        int
+	// LimitClamped records that the client asked for more than the deployment allows.
+	LimitClamped bool
+}
+
+// SearchLimits are the deployment's paging bounds.
+type SearchLimits struct {
+	MaxResultsPerSource int
+	DefaultLimit        int
+	MaxLimit            int
+}
+
+// parseSearch validates a QIDO-RS request: path UIDs, every query key and value, paging and
+// the patient scope. Nothing reaches an upstream until this succeeds.
+func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim SearchLimits) (*Search, error) {
+	s := &Search{Level: level, StudyUID: studyUID, SeriesUID: seriesUID}
+	if studyUID != "" {
+		if err := checkUID("study UID", studyUID); err != nil {
+			return nil, err
+		}
+	}
+	if seriesUID != "" {
+		if err := checkUID("series UID", seriesUID); err != nil {
+			return nil, err
+		}
+	}
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	seen := map[string]bool{}
+	for _, k := range keys {
+		vals := q[k]
+		switch strings.ToLower(k) {
+		case "limit", "offset":
+			if len(vals) != 1 {
+				return nil, badRequest("%s may be given only once", k)
+			}
+			n, err := strconv.Atoi(vals[0])
+			if err != nil || n < 0 {
+				return nil, badRequest("%s %q must be a non-negative integer", k, vals[0])
+			}
+			if strings.ToLower(k) == "limit" {
+				s.Limit = n
+			} else {
+				s.Offset = n
+			}
+		case "fuzzymatching":
+			if len(vals) != 1 || !(vals[0] == "true" || vals[0] == "false") {
+				return nil, badRequest("fuzzymatching must be true or false")
+			}
+			s.Fuzzy = vals[0] == "true"
+		case "includefield":
+			for _, v := range vals {
+				for _, f := range strings.Split(v, ",") {
+					f = strings.TrimSpace(f)
+					if f == "" {
+						continue
+					}
+					if f == "all" {
+						s.IncludeAll = true
+						continue
+					}
+					path, _, err := resolvePath(f)
+					if err != nil {
+						return nil, badRequest("includefield %q: %v", f, err)
+					}
+					s.IncludeFields = append(s.IncludeFields, strings.Join(path, "."))
+				}
+			}
+		case "accept", "charset":
+			// Content negotiation, handled by the route.
+		default:
+			if len(vals) != 1 {
+				return nil, badRequest("matching key %q may be given only once; list several values as a,b or a\\b", k)
+			}
+			path, vr, err := resolvePath(k)
+			if err != nil {
+				return nil, badRequest("query key %q: %v", k, err)
+			}
+			m := Match{Path: path, VR: vr, Value: vals[0]}
+			if seen[m.key()] {
+				return nil, badRequest("matching key %q is given twice (by keyword and by tag)", k)
+			}
+			seen[m.key()] = true
+			if err := s.addMatch(k, m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.Limit == 0 {
+		s.Limit = lim.DefaultLimit
+	}
+	if lim.MaxLimit > 0 && (s.Limit == 0 || s.Limit > lim.MaxLimit) {
+		s.LimitClamped = s.Limit > lim.MaxLimit
+		s.Limit = lim.MaxLimit
+	}
+	if err := s.checkScope(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// resolvePath turns "PatientID", "00100020" or "OtherPatientIDsSequence.PatientID" into tags.
+func resolvePath(key string) ([]string, string, error) {
+	parts := strings.Split(key, ".")
+	if len(parts) > 2 {
+		return nil, "", errString("attribute paths deeper than one sequence are not supported")
+	}
+	path := make([]string, 0, len(parts))
+	vr := ""
+	for i, p := range parts {
+		a, err := dcmjson.LookupAttribute(p)
+		if err != nil {
+			return nil, "", err
+		}
+		if i < len(parts)-1 && a.VR != "SQ" {
+			return nil, "", errString(p + " is not a sequence")
+		}
+		path = append(path, a.Tag)
+		vr = a.VR
+	}
+	return path, vr, nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// addMatch validates one matching key and records it.
+func (s *Search) addMatch(key string, m Match) error {
+	v := m.Value
+	if len(v) > maxQueryValue {
+		return badRequest("the value of %q is longer than %d characters", key, maxQueryValue)
+	}
+	if strings.ContainsAny(v, "\x00\r\n") {
+		return badRequest("the value of %q contains control characters", key)
+	}
+	last := m.Path[len(m.Path)-1]
+	if len(m.Path) > 1 && (m.Path[0] == dcmjson.TagOtherPatientIDsSequence) {
+		return badRequest("search for a patient by PatientID with the NHS number; %q is not accepted", key)
+	}
+	switch {
+	case last == dcmjson.TagPatientID && len(m.Path) == 1:
+		nhs, err := NormaliseNHSNumber(v)
+		if err != nil {
+			return badRequest("PatientID must be a valid NHS number: %v", err)
+		}
+		s.PatientID = nhs
+		m.Value = nhs
+	case last == dcmjson.TagIssuerOfPatientID && len(m.Path) == 1:
+		// Answers are normalised to the NHS number's issuer; a client naming it changes nothing.
+		return nil
+	case m.VR == "UI":
+		if v != "" {
+			for _, uid := range splitList(v) {
+				if err := checkUID(key, uid); err != nil {
+					return err
+				}
+			}
+		}
+	case m.VR == "DA" || m.VR == "TM" || m.VR == "DT":
+		if err := checkDateRange(m.VR, v); err != nil {
+			return badRequest("%s %q: %v", key, v, err)
+		}
+	case m.VR == "SQ":
+		return badRequest("%q is a sequence; match on an attribute inside it, like %s.00100020", key, key)
+	}
+	if len(m.Path) == 1 {
+		switch last {
+		case dcmjson.TagStudyInstanceUID:
+			if s.StudyUID != "" && v != s.StudyUID {
+				return badRequest("StudyInstanceUID in the query differs from the study in the path")
+			}
+		case dcmjson.TagSeriesInstanceUID:
+			if s.SeriesUID != "" && v != s.SeriesUID {
+				return badRequest("SeriesInstanceUID in the query differs from the series in the path")
+			}
+		}
+	}
+	s.Matches = append(s.Matches, m)
+	return nil
+}
+
+// splitList splits a UID list written with commas or backslashes.
+func splitList(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\\' })
+}
+
+// checkDateRange accepts a single date/time or a range with an open end, in DICOM formats.
+func checkDateRange(vr, v string) error {
+	if v == "" {
+		return nil
+	}
+	if strings.Count(v, "-") > 1 && vr != "DT" {
+		return errString("a range has one hyphen: from-to, -to or from-")
+	}
+	var parts []string
+	if vr == "DT" {
+		// DT values can carry a -hhmm offset; accept digits, '.', '+', '-' only.
+		for _, r := range v {
+			if !(r >= '0' && r <= '9' || r == '.' || r == '+' || r == '-') {
+				return errString("a date-time has digits, '.', '+' and '-' only")
+			}
+		}
+		return nil
+	}
+	parts = strings.SplitN(v, "-", 2)
+	for _, p := range parts {
+		if p == "" {
+			continue
+		}
+		switch vr {
+		case "DA":
+			if len(p) != 8 || !allDigits(p) {
+				return errString("dates are written YYYYMMDD")
+			}
+			mo, _ := strconv.Atoi(p[4:6])
+			d, _ := strconv.Atoi(p[6:8])
+			if mo < 1 || mo > 12 || d < 1 || d > 31 {
+				return errString("no such date")
+			}
+		case "TM":
+			main, frac, _ := strings.Cut(p, ".")
+			if len(main) < 2 || len(main) > 6 || len(main)%2 != 0 || !allDigits(main) || (frac != "" && !allDigits(frac)) {
+				return errString("times are written HHMMSS.FFFFFF (HH, HHMM and HHMMSS also allowed)")
+			}
+		}
+	}
+	if len(parts) == 2 && parts[0] == "" && parts[1] == "" {
+		return errString("a range needs at least one end")
+	}
+	return nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// checkScope enforces "no trawling": a search must be tied to a patient, a study or an
+// accession number (or, below study level, a series or instance UID).
+func (s *Search) checkScope() error {
+	if s.StudyUID != "" {
+		return nil
+	}
+	scoped := s.PatientID != ""
+	for _, m := range s.Matches {
+		if len(m.Path) != 1 || m.Value == "" || strings.ContainsAny(m.Value, "*?") {
+			continue
+		}
+		switch m.Path[0] {
+		case dcmjson.TagStudyInstanceUID, dcmjson.TagAccessionNumber:
+			scoped = true
+		case dcmjson.TagSeriesInstanceUID:
+			scoped = scoped || s.Level >= SeriesLevel
+		case dcmjson.TagSOPInstanceUID:
+			scoped = scoped || s.Level == InstanceLevel
+		}
+	}
+	if !scoped {
+		return badRequest("a %s search must name a patient (PatientID with an NHS number), a StudyInstanceUID or an AccessionNumber; searches across all patients are not allowed", s.Level)
+	}
+	return nil
+}
+
+// matchValue returns the value of the single-attribute match on tag, if any.
+func (s *Search) matchValue(tag string) (string, bool) {
+	for _, m := range s.Matches {
+		if len(m.Path) == 1 && m.Path[0] == tag {
+			return m.Value, true
+		}
+	}
+	return "", false
+}
+
+// requiredFields are asked of every source at each level so the proxy can filter, merge,
+// sort and normalise, whatever the client included.
+var requiredFields = map[Level][]string{
+	StudyLevel: {dcmjson.TagStudyDate, dcmjson.TagStudyTime, dcmjson.TagModalitiesInStudy,
+		dcmjson.TagNumberOfStudyRelatedSeries, dcmjson.TagNumberOfStudyRelatedInstances},
+	SeriesLevel: {dcmjson.TagStudyInstanceUID, dcmjson.TagSeriesNumber, dcmjson.TagNumberOfSeriesRelatedInstances, dcmjson.TagModality},
+	InstanceLevel: {dcmjson.TagStudyInstanceUID, dcmjson.TagSeriesInstanceUID, dcmjson.TagInstanceNumber,
+		dcmjson.TagSOPClassUID},
+}
+
+// upstreamQuery translates the search for one source: the patient key goes where that PACS
+// keeps the NHS number, the proxy's own required fields are added, and paging is the proxy's
+// (each source is asked for up to maxResults matches, never offset).
+func (s *Search) upstreamQuery(src *upstream.Source, maxResults int) url.Values {
+	q := url.Values{}
+	for _, m := range s.Matches {
+		if len(m.Path) == 1 && m.Path[0] == dcmjson.TagPatientID {
+			switch src.PatientID {
+			case upstream.InOtherPatientIDsSequence:
+				q.Set(dcmjson.TagOtherPatientIDsSequence+"."+dcmjson.TagPatientID, m.Value)
+				if src.PatientIDIssuer != "" {
+					q.Set(dcmjson.TagOtherPatientIDsSequence+"."+dcmjson.TagIssuerOfPatientID, src.PatientIDIssuer)
+				}
+			default:
+				q.Set(dcmjson.TagPatientID, m.Value)
+				if src.PatientIDIssuer != "" {
+					q.Set(dcmjson.TagIssuerOfPatientID, src.PatientIDIssuer)
+				}
+			}
+			continue
+		}
+		q.Set(m.key(), m.Value)
+	}
+	if s.IncludeAll {
+		q.Add("includefield", "all")
+	}
+	fields := append([]string(nil), s.IncludeFields...)
+	fields = append(fields, requiredFields[s.Level]...)
+	fields = append(fields, dcmjson.TagPatientID, dcmjson.TagIssuerOfPatientID)
+	if src.PatientID == upstream.InOtherPatientIDsSequence {
+		fields = append(fields, dcmjson.TagOtherPatientIDsSequence)
+	}
+	q.Set("includefield", strings.Join(dedupe(fields), ","))
+	if s.IncludeAll {
+		q["includefield"] = []string{"all"}
+	}
+	q.Set("fuzzymatching", "false")
+	if maxResults > 0 {
+		q.Set("limit", strconv.Itoa(maxResults))
+	}
+	return q
+}
+
+// upstreamPath is the QIDO resource path for this search.
+func (s *Search) upstreamPath() string {
+	var b strings.Builder
+	if s.StudyUID != "" {
+		b.WriteString("studies/" + s.StudyUID + "/")
+		if s.SeriesUID != "" {
+			b.WriteString("series/" + s.SeriesUID + "/")
+		}
+	}
+	b.WriteString([...]string{"studies", "series", "instances"}[s.Level])
+	return b.String()
+}
+
+func dedupe(in []string) []string {
+	seen := make(map[string]bool, len(in))
+	out := in[:0]
+	for _, v := range in {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

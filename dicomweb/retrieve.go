@@ -1,0 +1,471 @@
+package dicomweb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/dicomweb/media"
+	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// dicomOffers are the representations of study, series and instance retrieves.
+var dicomOffers = []media.Offer{{Type: "multipart/related", PartType: "application/dicom"}}
+
+// target is the resource a WADO-RS request names, its UIDs validated.
+type target struct {
+	level                 Level
+	study, series, sop    string
+	frames                []int
+	framesRaw             string
+	studyPath, seriesPath string
+}
+
+// parseTarget validates the UIDs in the path; nothing reaches an upstream before this passes.
+func parseTarget(c *echo.Context, level Level) (target, error) {
+	t := target{level: level, study: c.Param("study"), series: c.Param("series"), sop: c.Param("instance")}
+	if err := checkUID("study UID", t.study); err != nil {
+		return t, err
+	}
+	if level >= SeriesLevel {
+		if err := checkUID("series UID", t.series); err != nil {
+			return t, err
+		}
+	}
+	if level == InstanceLevel {
+		if err := checkUID("SOP instance UID", t.sop); err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
+
+// path is the resource's path below the DICOMweb root.
+func (t target) path() string {
+	p := "studies/" + t.study
+	if t.level >= SeriesLevel {
+		p += "/series/" + t.series
+	}
+	if t.level == InstanceLevel {
+		p += "/instances/" + t.sop
+	}
+	return p
+}
+
+func (t target) describe() string {
+	switch t.level {
+	case StudyLevel:
+		return "The study"
+	case SeriesLevel:
+		return "The series"
+	}
+	return "The instance"
+}
+
+// upstreamAccept re-states the chosen representation for an upstream, keeping the client's
+// transfer-syntax. Quoting the type parameter is what PS3.18 shows and every origin accepts.
+func upstreamAccept(m media.Match) string {
+	a := m.Offer.Type
+	if m.Offer.PartType != "" {
+		a += `; type="` + m.Offer.PartType + `"`
+	}
+	if ts := m.TransferSyntax(); ts != "" {
+		a += "; transfer-syntax=" + ts
+	}
+	return a
+}
+
+// locate finds the study's holders, answering 404 when no trust holds it and 503 when the
+// trusts that could not be asked might.
+func (s *Server) locate(ctx context.Context, c *echo.Context, t target) (upstream.Location, error) {
+	loc := s.locator.Locate(ctx, t.study)
+	if len(loc.Holders) == 0 {
+		if un := loc.Unreached(); len(un) > 0 {
+			return loc, decisionError(fallback.Unavailable(un, t.describe(), s.agent(c), s.cfg.Fallback))
+		}
+		return loc, notFound("No trust holds study %s.", t.study)
+	}
+	return loc, nil
+}
+
+func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		t, err := parseTarget(c, level)
+		if err != nil {
+			return err
+		}
+		rep, err := negotiate(c, dicomOffers, "DICOM instances")
+		if err != nil {
+			return err
+		}
+		if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
+			return err
+		}
+		ctx, cancel := s.deadline(c)
+		defer cancel()
+		loc, err := s.locate(ctx, c, t)
+		if err != nil {
+			return err
+		}
+		accept := upstreamAccept(rep)
+		if level == InstanceLevel || len(loc.Holders) == 1 && len(loc.Unreached()) == 0 {
+			return s.streamFromFirst(c, t, loc.Holders, t.path(), nil, accept)
+		}
+		if d := fallback.DecideRetrieve(loc.Unreached(), t.describe(), s.agent(c), s.cfg.Fallback); !d.OK() {
+			s.logMissing(c, "retrieve", d)
+			return decisionError(d)
+		}
+		inv, err := s.inventory(ctx, c, t, loc.Holders)
+		if err != nil {
+			return err
+		}
+		if len(inv.union) == 0 {
+			return notFound("%s %s holds no instances at any trust.", t.describe(), t.path())
+		}
+		if full := inv.completeHolders(); len(full) > 0 {
+			return s.streamFromFirst(c, t, full, t.path(), nil, accept)
+		}
+		return s.streamComposite(c, t, inv, accept)
+	}
+}
+
+// streamFromFirst fetches path from the first holder that answers, failing over to the next
+// before any byte is sent, and passes its multipart body through byte for byte, checking that
+// it ends complete. A holder that answers 404 is skipped (copies differ); if every holder
+// failed otherwise, the answer is 503 naming them.
+func (s *Server) streamFromFirst(c *echo.Context, t target, holders []*upstream.Source, path string, query url.Values, accept string) error {
+	var failed []upstream.Outcome
+	notFoundCount := 0
+	for _, src := range holders {
+		resp, err := src.Fetch(c.Request().Context(), path, query, accept)
+		if err != nil {
+			if upstream.IsClientGone(err) {
+				return err
+			}
+			if upstream.IsNotFound(err) {
+				notFoundCount++
+				continue
+			}
+			var se *upstream.StatusError
+			if errors.As(err, &se) && (se.Status == http.StatusNotAcceptable || se.Status == http.StatusBadRequest) {
+				// The representation asked for is what the origin refuses; the next copy may serve it.
+				failed = append(failed, upstream.Outcome{Source: src, Err: err})
+				continue
+			}
+			s.log.Warn("retrieve failed over", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err))
+			failed = append(failed, upstream.Outcome{Source: src, Err: err})
+			continue
+		}
+		return s.passThrough(c, t, src, resp)
+	}
+	if len(failed) == 0 && notFoundCount > 0 {
+		s.locator.Forget(c.Request().Context(), t.study)
+		return notFound("%s was not found at any trust that holds the study.", t.describe())
+	}
+	for _, f := range failed {
+		var se *upstream.StatusError
+		if errors.As(f.Err, &se) && se.Status == http.StatusNotAcceptable {
+			return notAcceptable("No trust holding %s can send it in the representation asked for.", strings.ToLower(t.describe()))
+		}
+	}
+	d := fallback.Unavailable(failed, t.describe(), s.agent(c), s.cfg.Fallback)
+	s.logMissing(c, "retrieve", d)
+	return decisionError(d)
+}
+
+// passThrough sends an upstream answer on unchanged (headers that describe the body, then the
+// body). A multipart body is checked to end with its closing delimiter; one that does not is
+// aborted, so no client can take a truncated study for a complete one.
+func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, resp *http.Response) error {
+	defer resp.Body.Close()
+	ct := resp.Header.Get("Content-Type")
+	mt, err := media.ParseMediaType(ct)
+	if err != nil {
+		return s.invalidUpstream(c, src, fmt.Errorf("content type %q: %w", ct, err))
+	}
+	boundary := ""
+	if strings.HasPrefix(mt.Essence(), "multipart/") {
+		if boundary, err = media.Boundary(ct); err != nil {
+			return s.invalidUpstream(c, src, err)
+		}
+	}
+	if err := s.record(c, audit.Event{Action: "retrieve", StudyUIDs: []string{t.study}, Sources: []string{src.ID}, Status: http.StatusOK}); err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Content-Type", ct)
+	if boundary == "" && resp.ContentLength >= 0 {
+		h.Set("Content-Length", itoa(int(resp.ContentLength)))
+	}
+	h.Set("Cache-Control", "no-store")
+	c.Response().WriteHeader(http.StatusOK)
+	if boundary == "" {
+		if _, err := media.Copy(c.Response(), resp.Body); err != nil {
+			s.abort(c, src, err)
+		}
+		return nil
+	}
+	if _, err := media.CheckedCopy(c.Response(), resp.Body, boundary); err != nil {
+		s.abort(c, src, err)
+	}
+	return nil
+}
+
+// invalidUpstream answers for a source that sent something unusable before any byte went out.
+func (s *Server) invalidUpstream(c *echo.Context, src *upstream.Source, err error) error {
+	ie := &upstream.InvalidResponseError{Source: src.ID, Err: err}
+	d := fallback.Unavailable([]upstream.Outcome{{Source: src, Err: ie}}, "The resource", s.agent(c), s.cfg.Fallback)
+	s.log.Warn("source sent an invalid answer", "request_id", requestID(c), "source", src.ID, "err", err)
+	return decisionError(d)
+}
+
+// abort ends a response whose body is already partly sent, without its closing delimiter or
+// final chunk: the connection is reset so the client sees an error, never a short study.
+func (s *Server) abort(c *echo.Context, src *upstream.Source, err error) {
+	var we *media.WriteError
+	if errors.As(err, &we) || c.Request().Context().Err() != nil {
+		// Our client went away; nothing to tell it.
+		s.log.Info("client left during a stream", "request_id", requestID(c), "source", src.ID)
+	} else {
+		s.log.Error("upstream stream broke; response aborted", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err), "err", err)
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// inventory lists, for each holder, the instances it has of the target (study or series).
+type inventory struct {
+	holders []*upstream.Source
+	// has maps holder id -> SOP instance UID -> series UID.
+	has   map[string]map[string]string
+	union map[string]string // SOP instance UID -> series UID
+}
+
+func (s *Server) inventory(ctx context.Context, c *echo.Context, t target, holders []*upstream.Source) (*inventory, error) {
+	path := "studies/" + t.study + "/instances"
+	if t.level == SeriesLevel {
+		path = "studies/" + t.study + "/series/" + t.series + "/instances"
+	}
+	q := url.Values{"includefield": {dcmjson.TagSeriesInstanceUID}}
+	results := upstream.FanOut(ctx, holders, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
+		return src.Search(ctx, path, q)
+	})
+	inv := &inventory{has: map[string]map[string]string{}, union: map[string]string{}}
+	var failed []upstream.Outcome
+	for _, r := range results {
+		if r.Err != nil {
+			failed = append(failed, r.Outcome)
+			continue
+		}
+		set := map[string]string{}
+		for _, ds := range r.Value {
+			sop, series := ds.String(dcmjson.TagSOPInstanceUID), ds.String(dcmjson.TagSeriesInstanceUID)
+			if study := ds.String(dcmjson.TagStudyInstanceUID); study != "" && study != t.study {
+				continue
+			}
+			if t.level == SeriesLevel && series == "" {
+				series = t.series
+			}
+			if !validUID(sop) || !validUID(series) || (t.level == SeriesLevel && series != t.series) {
+				continue
+			}
+			set[sop] = series
+			inv.union[sop] = series
+		}
+		inv.has[r.Source.ID] = set
+		inv.holders = append(inv.holders, r.Source)
+	}
+	if d := fallback.DecideRetrieve(failed, t.describe(), s.agent(c), s.cfg.Fallback); !d.OK() {
+		s.logMissing(c, "retrieve", d)
+		return nil, decisionError(d)
+	}
+	return inv, nil
+}
+
+// completeHolders are the holders whose copy has every instance held anywhere.
+func (inv *inventory) completeHolders() []*upstream.Source {
+	var out []*upstream.Source
+	for _, h := range inv.holders {
+		if len(inv.has[h.ID]) == len(inv.union) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// step is one upstream fetch of a composite answer.
+type step struct {
+	src    *upstream.Source
+	path   string
+	expect int // parts the step must yield
+}
+
+// plan covers the union of instances with as few fetches as it can: the preferred holder's
+// whole copy, then whole series from others where the preferred copy lacks the series, then
+// single instances.
+func (inv *inventory) plan(t target, holders []*upstream.Source) ([]step, bool) {
+	covered := map[string]bool{}
+	var steps []step
+	if len(holders) == 0 {
+		return nil, false
+	}
+	first := holders[0]
+	steps = append(steps, step{src: first, path: t.path(), expect: len(inv.has[first.ID])})
+	for sop := range inv.has[first.ID] {
+		covered[sop] = true
+	}
+	for _, h := range holders[1:] {
+		has := inv.has[h.ID]
+		// Series missing entirely so far, and complete at h.
+		bySeries := map[string][]string{}
+		for sop, series := range inv.union {
+			if !covered[sop] {
+				bySeries[series] = append(bySeries[series], sop)
+			}
+		}
+		seriesUIDs := make([]string, 0, len(bySeries))
+		for se := range bySeries {
+			seriesUIDs = append(seriesUIDs, se)
+		}
+		sort.Strings(seriesUIDs)
+		for _, se := range seriesUIDs {
+			missing := bySeries[se]
+			total := 0
+			for _, s2 := range inv.union {
+				if s2 == se {
+					total++
+				}
+			}
+			atH := 0
+			for sop, s2 := range has {
+				if s2 == se && !covered[sop] {
+					atH++
+				}
+			}
+			if atH == 0 {
+				continue
+			}
+			if len(missing) == total && atH == total {
+				steps = append(steps, step{src: h, path: "studies/" + t.study + "/series/" + se, expect: total})
+				for _, sop := range missing {
+					covered[sop] = true
+				}
+				continue
+			}
+			sort.Strings(missing)
+			for _, sop := range missing {
+				if has[sop] != "" {
+					steps = append(steps, step{src: h, path: "studies/" + t.study + "/series/" + se + "/instances/" + sop, expect: 1})
+					covered[sop] = true
+				}
+			}
+		}
+	}
+	return steps, len(covered) == len(inv.union)
+}
+
+// streamComposite answers with every instance held anywhere, each once, when no single holder
+// has them all: the parts of several upstream answers are re-framed into one multipart body.
+// The first fetch may fail over to a plan led by another holder; once a byte is sent, any
+// failure aborts the response.
+func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, accept string) error {
+	ctx := c.Request().Context()
+	holders := inv.holders
+	var failed []upstream.Outcome
+	for len(holders) > 0 {
+		steps, ok := inv.plan(t, holders)
+		if !ok {
+			break
+		}
+		resp, err := steps[0].src.Fetch(ctx, steps[0].path, nil, accept)
+		if err != nil {
+			if upstream.IsClientGone(err) {
+				return err
+			}
+			failed = append(failed, upstream.Outcome{Source: steps[0].src, Err: err})
+			holders = holders[1:]
+			continue
+		}
+		if err := s.record(c, audit.Event{Action: "retrieve", StudyUIDs: []string{t.study}, Sources: stepSources(steps), Status: http.StatusOK}); err != nil {
+			resp.Body.Close()
+			return err
+		}
+		mw := media.NewWriter(c.Response())
+		h := c.Response().Header()
+		h.Set("Content-Type", mw.ContentType("application/dicom"))
+		h.Set("Cache-Control", "no-store")
+		c.Response().WriteHeader(http.StatusOK)
+		for i, st := range steps {
+			if i > 0 {
+				resp, err = st.src.Fetch(ctx, st.path, nil, accept)
+				if err != nil {
+					mw.Abort()
+					s.abort(c, st.src, err)
+				}
+			}
+			n, err := reframe(mw, resp)
+			resp.Body.Close()
+			if err == nil && n < st.expect {
+				err = fmt.Errorf("%s sent %d of the %d instances it listed: %w", st.src.ID, n, st.expect, media.ErrTruncated)
+			}
+			if err != nil {
+				mw.Abort()
+				s.abort(c, st.src, err)
+			}
+		}
+		if err := mw.Close(); err != nil {
+			s.abort(c, steps[len(steps)-1].src, err)
+		}
+		return nil
+	}
+	d := fallback.Unavailable(failed, t.describe(), s.agent(c), s.cfg.Fallback)
+	s.logMissing(c, "retrieve", d)
+	return decisionError(d)
+}
+
+func stepSources(steps []step) []string {
+	var out []string
+	for _, st := range steps {
+		if !contains(out, st.src.ID) {
+			out = append(out, st.src.ID)
+		}
+	}
+	return out
+}
+
+// reframe copies every part of an upstream multipart answer into mw and returns how many it
+// copied. A body that is not multipart, or that ends early, is an error.
+func reframe(mw *media.Writer, resp *http.Response) (int, error) {
+	r, err := media.NewReaderFromContentType(resp.Body, resp.Header.Get("Content-Type"))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		ct := p.ContentType()
+		if ct == "" {
+			ct = "application/dicom"
+		}
+		if _, err := mw.WritePart(ct, "", p); err != nil {
+			return n, err
+		}
+		n++
+	}
+}

@@ -1,0 +1,248 @@
+package dicomweb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/dicomweb/media"
+	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// jsonOffers are the representations of search and metadata answers, the default first.
+var jsonOffers = []media.Offer{
+	{Type: "application/dicom+json"},
+	{Type: "application/json"},
+	{Type: "multipart/related", PartType: "application/dicom+xml"},
+}
+
+// negotiate picks the representation for a resource from the request's Accept, answering 400
+// for an unparsable Accept and 406 when nothing offered is acceptable.
+func negotiate(c *echo.Context, offers []media.Offer, what string) (media.Match, error) {
+	ranges, err := media.RequestRanges(c.Request())
+	if err != nil {
+		return media.Match{}, badRequest("%v", err)
+	}
+	m, ok := media.Negotiate(ranges, offers)
+	if !ok {
+		names := make([]string, len(offers))
+		for i, o := range offers {
+			names[i] = o.String()
+		}
+		return media.Match{}, notAcceptable("%s can be sent as %v; the Accept header allows none of them", what, names)
+	}
+	return m, nil
+}
+
+func (s *Server) searchHandler(level Level) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		// Step 3 comes before 2 here only in code order: parsing is pure, and authorization
+		// needs the patient the search is scoped to.
+		search, err := parseSearch(level, c.Param("study"), c.Param("series"), c.QueryParams(), s.cfg.Search)
+		if err != nil {
+			return err
+		}
+		rep, err := negotiate(c, jsonOffers, "a search answer")
+		if err != nil {
+			return err
+		}
+		studyScope := search.StudyUID
+		if v, ok := search.matchValue(dcmjson.TagStudyInstanceUID); ok && studyScope == "" {
+			studyScope = v
+		}
+		if err := s.authorize(c, policy.Action{Kind: "search", PatientID: search.PatientID, StudyUID: studyScope}); err != nil {
+			return err
+		}
+
+		ctx, cancel := s.deadline(c)
+		defer cancel()
+		sources := s.locator.Sources()
+		if search.StudyUID != "" {
+			// Nested searches go only to the study's holders.
+			loc := s.locator.Locate(ctx, search.StudyUID)
+			if len(loc.Holders) == 0 {
+				if un := loc.Unreached(); len(un) > 0 {
+					return decisionError(fallback.Unavailable(un, "The study", s.agent(c), s.cfg.Fallback))
+				}
+				return notFound("No trust holds study %s.", search.StudyUID)
+			}
+			sources = loc.Holders
+			if un := loc.Unreached(); len(un) > 0 {
+				sources = append(sources, upstream.ByPriority(outcomeSources(un))...)
+			}
+		}
+		results := upstream.FanOut(ctx, sources, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
+			return src.Search(ctx, search.upstreamPath(), search.upstreamQuery(src, s.cfg.Search.MaxResultsPerSource))
+		})
+		outcomes := make([]upstream.Outcome, len(results))
+		for i, r := range results {
+			outcomes[i] = r.Outcome
+		}
+		d := fallback.DecideSearch(outcomes, s.agent(c), s.searchPolicy(c))
+		if !d.OK() {
+			s.logMissing(c, "search", d)
+			return decisionError(d)
+		}
+		s.logMissing(c, "search", d)
+
+		rw := s.rewriter(c)
+		var answers []sourceAnswer
+		var warnings []string
+		complete := len(d.Missing) == 0
+		for _, r := range results {
+			if r.Err != nil {
+				continue
+			}
+			kept, dropped := filterAnswer(search, r.Source, r.Value)
+			if dropped > 0 {
+				s.log.Warn("dropped search results that did not match the query", "request_id", requestID(c), "source", r.Source.ID, "dropped", dropped)
+			}
+			if s.cfg.Search.MaxResultsPerSource > 0 && len(r.Value) >= s.cfg.Search.MaxResultsPerSource {
+				warnings = append(warnings, fallback.Warning(s.agent(c), fmt.Sprintf("%s (%s) has more than %d matches; only the first %d were merged. Narrow the search.", r.Source.ID, r.Source.Name, s.cfg.Search.MaxResultsPerSource-1, s.cfg.Search.MaxResultsPerSource)))
+				complete = false
+			}
+			for _, ds := range kept {
+				normalise(ds, r.Source, s.cfg.PatientIDIssuer)
+				rw.rewriteDataset(ds, r.Source)
+			}
+			answers = append(answers, sourceAnswer{source: r.Source, results: kept})
+		}
+		// Answers are merged in priority order so the preferred holder's attributes win.
+		answers = byAnswerPriority(answers)
+		all := mergeAnswers(level, answers)
+		sortResults(all)
+		if level == StudyLevel && complete {
+			for _, m := range all {
+				s.locator.Remember(ctx, m.ds.String(dcmjson.TagStudyInstanceUID), m.holders)
+			}
+		}
+		pageItems, remaining := page(all, search.Offset, search.Limit)
+		out := make([]dcmjson.Dataset, len(pageItems))
+		for i, m := range pageItems {
+			finish(level, m, search, rw)
+			out[i] = m.ds
+		}
+
+		warnings = append(d.Warnings, warnings...)
+		if search.Fuzzy {
+			warnings = append(warnings, fallback.Warning(s.agent(c), "The fuzzymatching parameter is not supported. Only literal matching has been performed."))
+		}
+		if search.LimitClamped {
+			warnings = append(warnings, fallback.Warning(s.agent(c), fmt.Sprintf("The limit was reduced to the maximum of %d.", s.cfg.Search.MaxLimit)))
+		}
+		if remaining > 0 {
+			warnings = append(warnings, fallback.Warning(s.agent(c), fmt.Sprintf("There are %d additional results that can be requested.", remaining)))
+		}
+
+		if err := s.record(c, audit.Event{Action: "search", PatientID: search.PatientID, StudyUIDs: studyUIDs(out), Sources: answeredIDs(outcomes), Status: http.StatusOK}); err != nil {
+			return err
+		}
+		h := c.Response().Header()
+		for _, w := range warnings {
+			h.Add("Warning", w)
+		}
+		h.Set("Cache-Control", "no-store")
+		return writeDatasets(c, rep, out)
+	}
+}
+
+// searchPolicy applies the request's partial=warn|fail to the deployment's default.
+func (s *Server) searchPolicy(c *echo.Context) fallback.Policy {
+	p := s.cfg.Fallback
+	switch c.QueryParam("partial") {
+	case "fail":
+		p.Search = fallback.PartialFail
+	case "warn":
+		p.Search = fallback.PartialWarn
+	}
+	return p
+}
+
+// logMissing writes one incident line per source left out of an answer.
+func (s *Server) logMissing(c *echo.Context, what string, d fallback.Decision) {
+	for _, m := range d.Missing {
+		s.log.Warn("source left out of answer", "request_id", requestID(c), "what", what, "source", m.ID, "reason", m.Reason, "status", d.Status)
+	}
+}
+
+func outcomeSources(os []upstream.Outcome) []*upstream.Source {
+	out := make([]*upstream.Source, len(os))
+	for i, o := range os {
+		out[i] = o.Source
+	}
+	return out
+}
+
+func answeredIDs(os []upstream.Outcome) []string {
+	var out []string
+	for _, o := range os {
+		if !o.Failed() {
+			out = append(out, o.Source.ID)
+		}
+	}
+	return out
+}
+
+func studyUIDs(list []dcmjson.Dataset) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, ds := range list {
+		if u := ds.String(dcmjson.TagStudyInstanceUID); u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func byAnswerPriority(in []sourceAnswer) []sourceAnswer {
+	srcs := make([]*upstream.Source, len(in))
+	byID := map[string]sourceAnswer{}
+	for i, a := range in {
+		srcs[i] = a.source
+		byID[a.source.ID] = a
+	}
+	out := make([]sourceAnswer, 0, len(in))
+	for _, s := range upstream.ByPriority(srcs) {
+		out = append(out, byID[s.ID])
+	}
+	return out
+}
+
+// writeDatasets sends datasets as a DICOM JSON array or as multipart/related DICOM XML.
+func writeDatasets(c *echo.Context, rep media.Match, list []dcmjson.Dataset) error {
+	if rep.Offer.PartType == "application/dicom+xml" {
+		mw := media.NewWriter(c.Response())
+		c.Response().Header().Set("Content-Type", mw.ContentType(rep.Offer.PartType))
+		c.Response().WriteHeader(http.StatusOK)
+		for _, ds := range list {
+			pw, err := mw.CreatePart(rep.Offer.PartType, "")
+			if err != nil {
+				return err
+			}
+			if err := dcmjson.WriteXML(pw, ds); err != nil {
+				return err
+			}
+		}
+		return mw.Close()
+	}
+	if list == nil {
+		list = []dcmjson.Dataset{}
+	}
+	body, err := json.Marshal(list)
+	if err != nil {
+		return fmt.Errorf("encode search answer: %w", err)
+	}
+	ct := rep.Offer.Type
+	if ct == "" {
+		ct = "application/dicom+json"
+	}
+	return c.Blob(http.StatusOK, ct, body)
+}

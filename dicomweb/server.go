@@ -1,0 +1,329 @@
+// Package dicomweb is nirproxy's DICOMweb front: the Echo routes of QIDO-RS and WADO-RS
+// (PS3.18), request parsing and validation, content negotiation, merging and paging of
+// answers from several trusts, URL rewriting and error bodies.
+//
+// Every data request follows the path of DESIGN.md: authenticate, authorize, validate, fan out
+// (package upstream), decide (package fallback), merge and rewrite, audit, respond. The package
+// never calls an upstream itself except through upstream.Source.
+package dicomweb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// Config is what the DICOMweb front needs from the deployment's configuration.
+type Config struct {
+	Forwarding Forwarding
+	// AllowedOrigins are the browser origins allowed by CORS ("*" for any).
+	AllowedOrigins []string
+	CORSMaxAge     time.Duration
+	// PatientIDIssuer is written as IssuerOfPatientID next to the NHS number in answers.
+	PatientIDIssuer string
+	// RequestTimeout bounds a search's fan-out and a retrieve's locating and planning; streams
+	// themselves are bounded by the sources' idle timeouts.
+	RequestTimeout time.Duration
+	Search         SearchLimits
+	// MaxFrames bounds the frames named in one request.
+	MaxFrames int
+	// ThumbnailViewport is the size asked for when a thumbnail is derived from a rendering.
+	ThumbnailViewport string
+	Fallback          fallback.Policy
+}
+
+func (c Config) withDefaults() Config {
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.Search.MaxResultsPerSource <= 0 {
+		c.Search.MaxResultsPerSource = 1000
+	}
+	if c.Search.MaxLimit <= 0 {
+		c.Search.MaxLimit = 1000
+	}
+	if c.MaxFrames <= 0 {
+		c.MaxFrames = 1000
+	}
+	if c.ThumbnailViewport == "" {
+		c.ThumbnailViewport = "128,128"
+	}
+	if c.CORSMaxAge <= 0 {
+		c.CORSMaxAge = 10 * time.Minute
+	}
+	if c.Fallback.Search == "" {
+		c.Fallback.Search = fallback.PartialWarn
+	}
+	return c
+}
+
+// Deps are the collaborators a Server is built from.
+type Deps struct {
+	Locator *upstream.Locator
+	Signer  *Signer
+	Auth    policy.Authenticator
+	Authz   policy.Authorizer
+	Audit   audit.Recorder
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Server serves DICOMweb over the configured sources.
+type Server struct {
+	cfg     Config
+	locator *upstream.Locator
+	signer  *Signer
+	auth    policy.Authenticator
+	authz   policy.Authorizer
+	audit   audit.Recorder
+	log     *slog.Logger
+	now     func() time.Time
+	thumbs  noThumbnails
+}
+
+// New returns a Server. Nil Auth/Authz/Audit are refused at Register time by a panic, so a
+// deployment cannot run without the request path's governance steps.
+func New(cfg Config, d Deps) *Server {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now}
+}
+
+const (
+	ctxRequestID = "nirproxy.request_id"
+	ctxPrincipal = "nirproxy.principal"
+)
+
+// Register mounts the service on e: health endpoints, CORS, request ids, logging and the
+// DICOMweb routes under /dicom-web.
+func (s *Server) Register(e *echo.Echo) {
+	if s.auth == nil || s.authz == nil || s.audit == nil || s.locator == nil || s.signer == nil {
+		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
+	}
+	e.HTTPErrorHandler = ErrorHandler(s.log)
+	e.Use(s.requestID, s.accessLog, s.cors)
+	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.ready)
+
+	g := e.Group(Root, s.authenticate)
+	e.OPTIONS(Root, s.capabilities)
+	e.OPTIONS(Root+"/", s.capabilities)
+	e.GET(Root, s.capabilities)
+
+	// QIDO-RS (PS3.18 §10.6).
+	g.GET("/studies", s.searchHandler(StudyLevel))
+	g.GET("/series", s.searchHandler(SeriesLevel))
+	g.GET("/instances", s.searchHandler(InstanceLevel))
+	g.GET("/studies/:study/series", s.searchHandler(SeriesLevel))
+	g.GET("/studies/:study/instances", s.searchHandler(InstanceLevel))
+	g.GET("/studies/:study/series/:series/instances", s.searchHandler(InstanceLevel))
+
+	// WADO-RS (PS3.18 §10.4).
+	g.GET("/studies/:study", s.retrieveHandler(StudyLevel))
+	g.GET("/studies/:study/series/:series", s.retrieveHandler(SeriesLevel))
+	g.GET("/studies/:study/series/:series/instances/:instance", s.retrieveHandler(InstanceLevel))
+	g.GET("/studies/:study/metadata", s.metadataHandler(StudyLevel))
+	g.GET("/studies/:study/series/:series/metadata", s.metadataHandler(SeriesLevel))
+	g.GET("/studies/:study/series/:series/instances/:instance/metadata", s.metadataHandler(InstanceLevel))
+	g.GET("/studies/:study/series/:series/instances/:instance/frames/:frames", s.framesHandler)
+	g.GET("/studies/:study/rendered", s.renderedHandler(StudyLevel, false))
+	g.GET("/studies/:study/series/:series/rendered", s.renderedHandler(SeriesLevel, false))
+	g.GET("/studies/:study/series/:series/instances/:instance/rendered", s.renderedHandler(InstanceLevel, false))
+	g.GET("/studies/:study/series/:series/instances/:instance/frames/:frames/rendered", s.renderedHandler(InstanceLevel, true))
+	g.GET("/studies/:study/thumbnail", s.thumbnailHandler(StudyLevel, false))
+	g.GET("/studies/:study/series/:series/thumbnail", s.thumbnailHandler(SeriesLevel, false))
+	g.GET("/studies/:study/series/:series/instances/:instance/thumbnail", s.thumbnailHandler(InstanceLevel, false))
+	g.GET("/studies/:study/series/:series/instances/:instance/frames/:frames/thumbnail", s.thumbnailHandler(InstanceLevel, true))
+	g.GET("/bulkdata/:token", s.bulkdataHandler)
+
+	// The registry is read-only: STOW-RS, UPS-RS and every other write is refused.
+	readOnly := func(c *echo.Context) error {
+		return &Error{Status: http.StatusMethodNotAllowed, Message: "The registry is read-only: " + c.Request().Method + " is not supported (no STOW-RS or other writes); use GET to search and retrieve."}
+	}
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		e.Add(m, Root, readOnly)
+		e.Add(m, Root+"/*", readOnly)
+	}
+	e.RouteNotFound(Root+"/*", func(c *echo.Context) error {
+		return notFound("No such DICOMweb resource; see OPTIONS %s for what is supported.", Root)
+	})
+}
+
+func (s *Server) ready(c *echo.Context) error {
+	open := 0
+	for _, src := range s.locator.Sources() {
+		if src.State() == "open" {
+			open++
+		}
+	}
+	if open == len(s.locator.Sources()) {
+		return &Error{Status: http.StatusServiceUnavailable, Message: "every source's circuit breaker is open"}
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
+
+// requestID gives every request an id, taken from X-Request-Id when it is a sane token.
+func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		id := c.Request().Header.Get("X-Request-Id")
+		if !saneID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set("X-Request-Id", id)
+		return next(c)
+	}
+}
+
+func saneID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID(c *echo.Context) string {
+	id, _ := c.Get(ctxRequestID).(string)
+	return id
+}
+
+// accessLog logs one line per request with the route template, never the raw path or query:
+// both carry patient identifiers and UIDs.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		start := s.now()
+		err := next(c)
+		if err != nil {
+			c.Echo().HTTPErrorHandler(c, err)
+		}
+		status := 0
+		var size int64
+		if r, uErr := echo.UnwrapResponse(c.Response()); uErr == nil {
+			status, size = r.Status, r.Size
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		s.log.Info("request", "request_id", requestID(c), "method", c.Request().Method, "route", route,
+			"status", status, "bytes", size, "duration_ms", s.now().Sub(start).Milliseconds())
+		return nil
+	}
+}
+
+// cors answers preflights and marks responses for the configured browser origins. A viewer
+// such as OHIF served from another origin needs this to read any answer.
+func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		origin := c.Request().Header.Get("Origin")
+		if origin == "" || !s.originAllowed(origin) {
+			if origin != "" && c.Request().Method == http.MethodOptions && c.Request().Header.Get("Access-Control-Request-Method") != "" {
+				return &Error{Status: http.StatusForbidden, Message: "This origin is not allowed to use the proxy from a browser."}
+			}
+			return next(c)
+		}
+		h := c.Response().Header()
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "Warning, Retry-After, X-Request-Id, Content-Location, Content-Length")
+		if c.Request().Method == http.MethodOptions && c.Request().Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
+				h.Set("Access-Control-Allow-Headers", req)
+			}
+			h.Set("Access-Control-Max-Age", itoa(int(s.cfg.CORSMaxAge/time.Second)))
+			return c.NoContent(http.StatusNoContent)
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate is step 1 of the request path: every data route runs behind it.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		p, err := s.auth.Authenticate(c.Request())
+		if err != nil {
+			return err
+		}
+		c.Set(ctxPrincipal, p)
+		return next(c)
+	}
+}
+
+func principal(c *echo.Context) policy.Principal {
+	p, _ := c.Get(ctxPrincipal).(policy.Principal)
+	return p
+}
+
+// authorize is step 2: may this principal do this, for this patient or study?
+func (s *Server) authorize(c *echo.Context, a policy.Action) error {
+	a.Resource = c.Path()
+	return s.authz.Authorize(c.Request().Context(), principal(c), a)
+}
+
+// record is step 7: the access is audited before any of the body is sent. A failure to record
+// refuses the request.
+func (s *Server) record(c *echo.Context, e audit.Event) error {
+	p := principal(c)
+	e.Time = s.now()
+	e.RequestID = requestID(c)
+	e.Subject, e.Role, e.Org, e.Purpose = p.Subject, p.Role, p.Organisation, p.Purpose
+	e.Resource = c.Path()
+	if err := s.audit.Record(c.Request().Context(), e); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: 30 * time.Second, Err: err}
+	}
+	return nil
+}
+
+// deadline returns the request's context bounded by the configured request timeout.
+func (s *Server) deadline(c *echo.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+}
+
+// agent is the warn-agent of Warning headers: the host the client reached.
+func (s *Server) agent(c *echo.Context) string {
+	base := s.cfg.Forwarding.baseURL(c.Request())
+	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+	host, _, _ = strings.Cut(host, "/")
+	return host
+}
+
+func (s *Server) rewriter(c *echo.Context) *rewriter {
+	return &rewriter{base: s.cfg.Forwarding.baseURL(c.Request()), signer: s.signer}
+}
+
+// decisionError turns a refusing fallback decision into an error answer.
+func decisionError(d fallback.Decision) *Error {
+	return &Error{Status: d.Status, Message: d.Message, Warnings: d.Warnings, RetryAfter: d.RetryAfter}
+}

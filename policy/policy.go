@@ -1,0 +1,62 @@
+// Package policy decides who may use the proxy and for what: authentication (who is calling,
+// for which organisation, for what purpose), authorization (may this principal do this, for
+// this patient), and audit (policy/audit). Every data route passes through it.
+//
+// This first version wires the two steps into the request path; the governance issue
+// replaces AllowAll with JWT authentication, roles, purpose of use and onboarding checks.
+package policy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Principal is the authenticated caller.
+type Principal struct {
+	Subject      string
+	Role         string
+	Organisation string
+	Purpose      string
+}
+
+// Action is what a principal asks to do.
+type Action struct {
+	// Kind is "search" or "retrieve".
+	Kind string
+	// Resource is the route template, e.g. "/studies/{study}/series".
+	Resource string
+	// PatientID is the NHS number the request is scoped to, when it names one.
+	PatientID string
+	// StudyUID is the study the request is scoped to, when it names one.
+	StudyUID string
+}
+
+// ErrUnauthenticated and ErrForbidden are the two refusals; the HTTP layer maps them to 401 and 403.
+var (
+	ErrUnauthenticated = errors.New("authentication required")
+	ErrForbidden       = errors.New("not permitted")
+)
+
+// Authenticator establishes who is calling.
+type Authenticator interface {
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+// Authorizer decides whether a principal may perform an action.
+type Authorizer interface {
+	Authorize(ctx context.Context, p Principal, a Action) error
+}
+
+// AllowAll authenticates every caller as an anonymous development principal and permits
+// everything. It exists so the request path has its steps in place before governance lands;
+// serve logs a warning while it is in use.
+type AllowAll struct{}
+
+// Authenticate implements Authenticator.
+func (AllowAll) Authenticate(*http.Request) (Principal, error) {
+	return Principal{Subject: "anonymous", Role: "development", Purpose: "direct-care"}, nil
+}
+
+// Authorize implements Authorizer.
+func (AllowAll) Authorize(context.Context, Principal, Action) error { return nil }

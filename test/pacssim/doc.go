@@ -1,0 +1,38 @@
+// Package pacssim simulates the PACS of sample trusts: small but honest DICOMweb origins
+// (PS3.18 QIDO-RS and WADO-RS) over synthetic studies with real pixel data, written with
+// suyashkumar/dicom. `nirproxy demo` runs three of them (DemoTrusts) and the proxy's tests
+// use them as upstreams, each behind an httptest server:
+//
+//	trusts, _ := pacssim.DemoTrusts()
+//	srv := httptest.NewServer(trusts[0].Handler()) // DICOMweb root: srv.URL + "/dicom-web"
+//
+// A Trust behaves like Orthanc with its DICOMweb plugin where a proxy would notice: unknown
+// search keys are ignored, an unknown study is [] on search and 404 on retrieve, RetrieveURL
+// and BulkDataURI are absolute URLs built from the request's Host (or Forwarded) header,
+// thumbnails are 404 unless enabled, and writes are refused (405). Errors are JSON bodies
+// shaped like Orthanc's. Only Explicit VR Little Endian is stored and served; asking for
+// another transfer syntax gets 406.
+//
+// # The demo
+//
+//	trust  NHS number kept in               studies
+//	XA1    PatientID                        Alice: CT head (2 series); MR knee, series 1-2
+//	XB2    PatientID (thumbnails on)        Alice: MR knee, series 1-3; CR chest
+//	                                        Bob:   CT chest; CR chest
+//	XC3    OtherPatientIDsSequence ("NHS")  Alice: US abdomen (RGB, multi-frame cine); DX hand
+//
+// Alice is 9434765919 (DEMO^ALICE, MRN12345 at XC3), Bob 9449306052 (DEMO^BOB). The MR
+// knee (DemoSharedStudyUID) is one study held at two trusts whose copies differ, so a proxy
+// must union them. The Demo... constants name every study and the UIDs tests need.
+//
+// # Tests and faults
+//
+// Trust.Requests and Trust.RequestsOf count what reached a trust; Trust.Wrap puts
+// middleware (faults, latency, checks) in front of its routes.
+//
+// # Reading order
+//
+// synth.go makes the DICOM files, demo.go says which trust holds what, server.go routes
+// requests and answers WADO-RS, qido.go answers searches, render.go draws rendered images,
+// httputil.go holds content negotiation, errors and multipart writing.
+package pacssim

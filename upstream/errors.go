@@ -1,0 +1,107 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+)
+
+// ErrCircuitOpen is returned without calling the source when its breaker is open.
+var ErrCircuitOpen = errors.New("circuit open")
+
+// StatusError is a non-2xx answer from a source.
+type StatusError struct {
+	Source string
+	Status int
+	// Message is the start of the upstream's error body, for logs only.
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("source %s answered %d %s", e.Source, e.Status, http.StatusText(e.Status))
+}
+
+// InvalidResponseError is an answer that does not parse as what was asked for: invalid JSON,
+// a broken multipart body, the wrong content type. Such a source counts as failed.
+type InvalidResponseError struct {
+	Source string
+	Err    error
+}
+
+func (e *InvalidResponseError) Error() string {
+	return fmt.Sprintf("source %s sent an invalid answer: %v", e.Source, e.Err)
+}
+
+func (e *InvalidResponseError) Unwrap() error { return e.Err }
+
+// TransportError is a failure to get an answer at all: refused connection, DNS, reset,
+// time-out waiting for headers.
+type TransportError struct {
+	Source string
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("call source %s: %v", e.Source, e.Err)
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// IsNotFound reports whether err is a source saying it does not have the resource (404).
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Status == http.StatusNotFound
+}
+
+// IsTimeout reports whether err is a time-out, ours or the network's.
+func IsTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// IsClientGone reports whether err comes from our own client hanging up (context cancelled).
+// It is neutral: not the source's fault, never retried, never counted against its breaker.
+func IsClientGone(err error) bool {
+	return errors.Is(err, context.Canceled)
+}
+
+// countsAsFailure says whether err should count against a source's breaker: transport
+// failures, time-outs, 5xx answers and garbage do; 4xx answers and our own cancellations don't.
+func countsAsFailure(err error) bool {
+	if err == nil || IsClientGone(err) {
+		return false
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status >= 500 || se.Status == http.StatusTooManyRequests
+	}
+	return true
+}
+
+// Reason gives a short, identifier-free phrase for why a call to a source failed, for
+// warnings shown to clinicians and for logs: "timed out", "circuit open", "answered 502", ...
+func Reason(err error) string {
+	var se *StatusError
+	var ie *InvalidResponseError
+	switch {
+	case err == nil:
+		return "answered"
+	case errors.Is(err, ErrCircuitOpen):
+		return "circuit open"
+	case IsTimeout(err):
+		return "timed out"
+	case IsClientGone(err):
+		return "request cancelled"
+	case errors.As(err, &se):
+		return fmt.Sprintf("answered %d", se.Status)
+	case errors.As(err, &ie):
+		return "sent an invalid answer"
+	default:
+		return "unreachable"
+	}
+}

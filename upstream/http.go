@@ -1,0 +1,239 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+)
+
+// maxSearchBody bounds a QIDO answer read into memory (a search is capped by
+// maxResultsPerSource; this guards against an upstream that streams without end).
+const maxSearchBody = 64 << 20
+
+// httpClient is the innermost Client: plain DICOMweb over HTTP with retries for what is safe
+// to retry. It classifies every failure into the package's error types.
+type httpClient struct {
+	id    string
+	base  *url.URL
+	auth  Auth
+	retry *retryablehttp.Client
+}
+
+// HTTPOptions tunes the HTTP client of one source.
+type HTTPOptions struct {
+	// HeaderTimeout bounds the wait for response headers (Transport.ResponseHeaderTimeout).
+	HeaderTimeout time.Duration
+	// RetryMax is how many times an idempotent request is retried (0 disables retries).
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the wait between tries; Retry-After is clamped to them.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// MaxConnsPerHost bounds connections to the source.
+	MaxConnsPerHost int
+}
+
+func (o HTTPOptions) withDefaults() HTTPOptions {
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = 10 * time.Second
+	}
+	if o.RetryWaitMin <= 0 {
+		o.RetryWaitMin = 50 * time.Millisecond
+	}
+	if o.RetryWaitMax <= 0 {
+		o.RetryWaitMax = time.Second
+	}
+	if o.MaxConnsPerHost <= 0 {
+		o.MaxConnsPerHost = 64
+	}
+	return o
+}
+
+func newHTTPClient(cfg SourceConfig, opts HTTPOptions, log *slog.Logger) *httpClient {
+	opts = opts.withDefaults()
+	transport := &http.Transport{
+		Proxy: nil, // upstream PACS are reached directly, never through an environment proxy
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   opts.MaxConnsPerHost,
+		MaxConnsPerHost:       opts.MaxConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: opts.HeaderTimeout,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// Bodies are passed through byte for byte; a compressed answer would have to be
+		// decompressed to check multipart framing, so none is asked for.
+		DisableCompression: true,
+		ReadBufferSize:     64 << 10,
+		WriteBufferSize:    16 << 10,
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:   &http.Client{Transport: transport, CheckRedirect: noRedirects},
+		Logger:       retryLogger{log: log.With("source", cfg.ID)},
+		RetryWaitMin: opts.RetryWaitMin,
+		RetryWaitMax: opts.RetryWaitMax,
+		RetryMax:     opts.RetryMax,
+		CheckRetry:   retryPolicy,
+		Backoff:      clampedBackoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return &httpClient{id: cfg.ID, base: cfg.BaseURL, auth: cfg.Auth, retry: rc}
+}
+
+// noRedirects refuses redirects: a PACS redirecting elsewhere must not steer the proxy to an
+// address that was never configured.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// retryPolicy retries connection failures and the statuses that mean "try again" (429, 502,
+// 503, 504), never after our own client went away or the deadline passed. All requests the
+// proxy sends upstream are GETs, so every retry is idempotent.
+func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Timeout() {
+			// A source that did not answer within its header timeout is unlikely to answer a
+			// second time within the request's budget.
+			return false, nil
+		}
+		return true, nil
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true, nil
+	}
+	return false, nil
+}
+
+// clampedBackoff is retryablehttp's backoff with Retry-After held within [min, max]: a source
+// asking for a minute's pause must not hold a clinician's request for a minute.
+func clampedBackoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
+	d := retryablehttp.DefaultBackoff(minWait, maxWait, attempt, resp)
+	return min(max(d, minWait), maxWait)
+}
+
+// url builds the absolute upstream URL for a path relative to the DICOMweb root. path
+// segments must already be validated (UIDs are digits and dots).
+func (c *httpClient) url(path string, query url.Values) string {
+	u := *c.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(path, "/")
+	u.RawPath = ""
+	u.RawQuery = query.Encode()
+	return u.String()
+}
+
+func (c *httpClient) do(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error) {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, c.url(path, query), nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request to source %s: %w", c.id, err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	switch c.auth.Type {
+	case AuthBasic:
+		req.SetBasicAuth(c.auth.Username, c.auth.Password)
+	case AuthBearer:
+		req.Header.Set("Authorization", "Bearer "+c.auth.Token)
+	}
+	resp, err := c.retry.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, &TransportError{Source: c.id, Err: ctxErr}
+		}
+		return nil, &TransportError{Source: c.id, Err: unwrapURLError(err)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, &StatusError{Source: c.id, Status: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	}
+	return resp, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Search implements Client.
+func (c *httpClient) Search(ctx context.Context, path string, query url.Values) ([]dcmjson.Dataset, error) {
+	resp, err := c.do(ctx, path, query, "application/dicom+json, application/json;q=0.9")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		mt, _, perr := mime.ParseMediaType(ct)
+		if perr != nil || !(mt == "application/dicom+json" || mt == "application/json") {
+			return nil, &InvalidResponseError{Source: c.id, Err: fmt.Errorf("content type %q is not DICOM JSON", ct)}
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxSearchBody+1))
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, &TransportError{Source: c.id, Err: ctxErr}
+		}
+		return nil, &TransportError{Source: c.id, Err: fmt.Errorf("read search answer: %w", err)}
+	}
+	if len(body) > maxSearchBody {
+		return nil, &InvalidResponseError{Source: c.id, Err: fmt.Errorf("search answer larger than %d bytes", maxSearchBody)}
+	}
+	out, err := dcmjson.Decode(body)
+	if err != nil {
+		return nil, &InvalidResponseError{Source: c.id, Err: err}
+	}
+	return out, nil
+}
+
+// Fetch implements Client.
+func (c *httpClient) Fetch(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error) {
+	return c.do(ctx, path, query, accept)
+}
+
+// retryLogger adapts slog to retryablehttp's leveled logger. It drops the URL the library
+// logs, because query strings carry patient identifiers.
+type retryLogger struct{ log *slog.Logger }
+
+func (l retryLogger) clean(kv []any) []any {
+	out := make([]any, 0, len(kv))
+	for i := 0; i+1 < len(kv); i += 2 {
+		k, _ := kv[i].(string)
+		if k == "url" || k == "request" {
+			continue
+		}
+		if err, ok := kv[i+1].(error); ok {
+			// url.Error's text includes the full URL and so the query.
+			out = append(out, k, unwrapURLError(err).Error())
+			continue
+		}
+		out = append(out, kv[i], kv[i+1])
+	}
+	return out
+}
+
+func (l retryLogger) Error(msg string, kv ...any) { l.log.Warn("upstream: "+msg, l.clean(kv)...) }
+func (l retryLogger) Warn(msg string, kv ...any)  { l.log.Warn("upstream: "+msg, l.clean(kv)...) }
+func (l retryLogger) Info(msg string, kv ...any)  { l.log.Debug("upstream: "+msg, l.clean(kv)...) }
+func (l retryLogger) Debug(msg string, kv ...any) { l.log.Debug("upstream: "+msg, l.clean(kv)...) }

@@ -1,0 +1,101 @@
+// Package upstream talks to the trusts' PACS: one Source per trust, each an HTTP DICOMweb client
+// (go-retryablehttp) behind a circuit breaker (gobreaker), with its own timeouts and credentials;
+// FanOut runs one call per source in parallel; the Locator remembers which trusts hold a study.
+//
+// The package reports what happened at each trust as an Outcome and never decides what the
+// client is told: that is the fallback package's job.
+package upstream
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+)
+
+// Client is the narrow set of DICOMweb operations the proxy sends to one trust. Paths are
+// relative to the source's DICOMweb root ("studies", "studies/1.2.3/series").
+//
+// Wrappers (breaker, retry, error labelling) implement Client around another Client; NewSource
+// assembles them in one visible order.
+type Client interface {
+	// Search runs a QIDO-RS query and returns the decoded, validated DICOM JSON objects.
+	// An answer that is not a DICOM JSON array is an error (*InvalidResponseError).
+	Search(ctx context.Context, path string, query url.Values) ([]dcmjson.Dataset, error)
+	// Fetch sends a WADO-RS GET with the given Accept header. On a 2xx answer the caller owns
+	// the response and must close its body; any other status is returned as *StatusError
+	// with the body already closed. Cancelling ctx aborts a body still being read.
+	Fetch(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error)
+}
+
+// PatientIDAttribute says where a PACS keeps the NHS number.
+type PatientIDAttribute string
+
+// The two places a PACS may keep the NHS number.
+const (
+	InPatientID               PatientIDAttribute = "PatientID"
+	InOtherPatientIDsSequence PatientIDAttribute = "OtherPatientIDsSequence"
+)
+
+// AuthType names how nirproxy authenticates to a source.
+type AuthType string
+
+// Supported upstream authentication schemes.
+const (
+	AuthNone   AuthType = "none"
+	AuthBasic  AuthType = "basic"
+	AuthBearer AuthType = "bearer"
+)
+
+// Auth holds a source's credentials. Its String method never prints a secret.
+type Auth struct {
+	Type     AuthType
+	Username string
+	Password string
+	Token    string
+}
+
+// String describes the credentials without revealing them.
+func (a Auth) String() string {
+	if a.Type == "" {
+		return string(AuthNone)
+	}
+	return string(a.Type)
+}
+
+// SourceConfig is everything the proxy knows about one trust's PACS.
+type SourceConfig struct {
+	// ID is the trust's ODS code; it is what clients see in RetrieveAETitle.
+	ID   string
+	Name string
+	// BaseURL is the DICOMweb root, e.g. http://pacs.example/dicom-web.
+	BaseURL *url.URL
+	// Priority orders holders of the same study: lower is preferred.
+	Priority int
+	// Timeout bounds the wait for response headers from this source.
+	Timeout time.Duration
+	// Required marks a source whose absence fails a search instead of warning.
+	Required bool
+	Auth     Auth
+	// PatientID says where this PACS keeps the NHS number, and with which issuer.
+	PatientID       PatientIDAttribute
+	PatientIDIssuer string
+}
+
+// Source is one trust's PACS as the rest of the proxy sees it: its configuration and the
+// assembled Client.
+type Source struct {
+	SourceConfig
+	Client
+	health *health
+}
+
+// State reports the source's circuit breaker state ("closed", "open", "half-open").
+func (s *Source) State() string {
+	if s.health == nil {
+		return "closed"
+	}
+	return s.health.state()
+}
