@@ -351,16 +351,18 @@ func TestSearchWithFailedTrusts(t *testing.T) {
 	tests := []struct {
 		name       string
 		origins    []*fakeOrigin
+		query      string
 		wantStatus int
 		wantWarn   string
 	}{
 		{name: "one trust down", origins: []*fakeOrigin{a, nil}, wantStatus: 200, wantWarn: "DEAD1 (DEAD1 Trust) are missing"},
 		{name: "every trust down", origins: []*fakeOrigin{nil, nil}, wantStatus: 503, wantWarn: "DEAD0"},
+		{name: "one trust down, partial=fail", origins: []*fakeOrigin{a, nil}, query: "&partial=fail", wantStatus: 503, wantWarn: "DEAD1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newTestProxy(t, tc.origins...)
-			resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
+			resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice+tc.query)
 			if resp.StatusCode != tc.wantStatus {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.wantStatus, body)
 			}

@@ -13,7 +13,6 @@ import (
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/dicomweb/media"
 	"github.com/nirproxy/nirproxy/fallback"
-	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
 )
@@ -32,15 +31,11 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
-			return err
-		}
-		ctx, cancel := s.deadline(c)
-		defer cancel()
-		loc, err := s.locate(ctx, c, t)
+		ctx, cancel, loc, err := s.authorizeAndLocate(c, t)
 		if err != nil {
 			return err
 		}
+		defer cancel()
 		if d := fallback.DecideRetrieve(loc.Unreached(), "The metadata of "+strings.ToLower(t.describe()), s.agent(c), s.cfg.Fallback); !d.OK() {
 			s.logMissing(c, "metadata", d)
 			return decisionError(d)

@@ -70,16 +70,12 @@ func (s *Server) framesHandler(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
-		return err
-	}
-	ctx, cancel := s.deadline(c)
-	defer cancel()
-	loc, err := s.locate(ctx, c, t)
+	_, cancel, loc, err := s.authorizeAndLocate(c, t)
 	if err != nil {
 		return err
 	}
-	return s.streamFromFirst(c, t, loc.Holders, t.path()+"/frames/"+formatFrameList(frames), nil, accept)
+	defer cancel()
+	return s.streamFromFirst(c, t, loc, t.path()+"/frames/"+formatFrameList(frames), nil, accept)
 }
 
 // renderedHandler proxies rendered resources (PS3.18 §10.4.1.1.4): consumer images made by the
@@ -106,16 +102,12 @@ func (s *Server) renderedHandler(level Level, framesPath bool) echo.HandlerFunc 
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
-			return err
-		}
-		ctx, cancel := s.deadline(c)
-		defer cancel()
-		loc, err := s.locate(ctx, c, t)
+		_, cancel, loc, err := s.authorizeAndLocate(c, t)
 		if err != nil {
 			return err
 		}
-		return s.streamFromFirst(c, t, loc.Holders, path+"/rendered", toValues(params), rep.Offer.Type)
+		defer cancel()
+		return s.streamFromFirst(c, t, loc, path+"/rendered", toValues(params), rep.Offer.Type)
 	}
 }
 
@@ -159,15 +151,11 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
-			return err
-		}
-		ctx, cancel := s.deadline(c)
-		defer cancel()
-		loc, err := s.locate(ctx, c, t)
+		ctx, cancel, loc, err := s.authorizeAndLocate(c, t)
 		if err != nil {
 			return err
 		}
+		defer cancel()
 		var failed []upstream.Outcome
 		for _, src := range loc.Holders {
 			if !s.thumbs.known(src.ID) {
@@ -285,5 +273,5 @@ func (s *Server) bulkdataHandler(c *echo.Context) error {
 	if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
 		return err
 	}
-	return s.streamFromFirst(c, t, []*upstream.Source{src}, relPath, query, accept)
+	return s.streamFromFirst(c, t, upstream.Location{Holders: []*upstream.Source{src}}, relPath, query, accept)
 }

@@ -127,6 +127,10 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 			}
 		case "accept", "charset":
 			// Content negotiation, handled by the route.
+		case "partial":
+			if len(vals) != 1 || !(vals[0] == "warn" || vals[0] == "fail") {
+				return nil, badRequest("partial must be warn (answer with what the trusts that answered hold, naming the others) or fail (refuse unless every trust answers)")
+			}
 		default:
 			if len(vals) != 1 {
 				return nil, badRequest("matching key %q may be given only once; list several values as a,b or a\\b", k)

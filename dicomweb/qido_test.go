@@ -43,6 +43,8 @@ func TestParseSearch(t *testing.T) {
 		}},
 		{name: "nested search needs no patient", level: SeriesLevel, study: "1.2.3", query: ""},
 		{name: "series search by series uid", level: SeriesLevel, query: "SeriesInstanceUID=1.2.3.4"},
+		{name: "partial answers refused on request", query: "PatientID=9434765919&partial=fail"},
+		{name: "bad partial", query: "PatientID=9434765919&partial=maybe", wantErr: "partial must be"},
 		{name: "no scope", query: "ModalitiesInStudy=CT", wantErr: "must name a patient"},
 		{name: "wildcard accession is no scope", query: "AccessionNumber=*", wantErr: "must name a patient"},
 		{name: "bad NHS number", query: "PatientID=9434765918", wantErr: "NHS number"},

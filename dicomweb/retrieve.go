@@ -86,6 +86,22 @@ func upstreamAccept(m media.Match) string {
 	return a
 }
 
+// authorizeAndLocate runs steps 2 and 4 of a retrieve: may the caller read this study, and
+// which trusts hold it. The context it returns carries the request's planning deadline; the
+// caller must call cancel.
+func (s *Server) authorizeAndLocate(c *echo.Context, t target) (context.Context, context.CancelFunc, upstream.Location, error) {
+	if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
+		return nil, nil, upstream.Location{}, err
+	}
+	ctx, cancel := s.deadline(c)
+	loc, err := s.locate(ctx, c, t)
+	if err != nil {
+		cancel()
+		return nil, nil, loc, err
+	}
+	return ctx, cancel, loc, nil
+}
+
 // locate finds the study's holders, answering 404 when no trust holds it and 503 when the
 // trusts that could not be asked might.
 func (s *Server) locate(ctx context.Context, c *echo.Context, t target) (upstream.Location, error) {
@@ -109,18 +125,14 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
-			return err
-		}
-		ctx, cancel := s.deadline(c)
-		defer cancel()
-		loc, err := s.locate(ctx, c, t)
+		ctx, cancel, loc, err := s.authorizeAndLocate(c, t)
 		if err != nil {
 			return err
 		}
+		defer cancel()
 		accept := upstreamAccept(rep)
 		if level == InstanceLevel || len(loc.Holders) == 1 && len(loc.Unreached()) == 0 {
-			return s.streamFromFirst(c, t, loc.Holders, t.path(), nil, accept)
+			return s.streamFromFirst(c, t, loc, t.path(), nil, accept)
 		}
 		if d := fallback.DecideRetrieve(loc.Unreached(), t.describe(), s.agent(c), s.cfg.Fallback); !d.OK() {
 			s.logMissing(c, "retrieve", d)
@@ -134,7 +146,7 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 			return notFound("%s %s holds no instances at any trust.", t.describe(), t.path())
 		}
 		if full := inv.completeHolders(); len(full) > 0 {
-			return s.streamFromFirst(c, t, full, t.path(), nil, accept)
+			return s.streamFromFirst(c, t, upstream.Location{Holders: full}, t.path(), nil, accept)
 		}
 		return s.streamComposite(c, t, inv, accept)
 	}
@@ -144,10 +156,13 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 // before any byte is sent, and passes its multipart body through byte for byte, checking that
 // it ends complete. A holder that answers 404 is skipped (copies differ); if every holder
 // failed otherwise, the answer is 503 naming them.
-func (s *Server) streamFromFirst(c *echo.Context, t target, holders []*upstream.Source, path string, query url.Values, accept string) error {
+//
+// Sources that could not be asked while locating the study (loc.Unreached) may hold what every
+// holder lacks: then the answer is 503, not 404.
+func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Location, path string, query url.Values, accept string) error {
 	var failed []upstream.Outcome
 	notFoundCount := 0
-	for _, src := range holders {
+	for _, src := range loc.Holders {
 		resp, err := src.Fetch(c.Request().Context(), path, query, accept)
 		if err != nil {
 			if upstream.IsClientGone(err) {
@@ -169,8 +184,14 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, holders []*upstream.
 		}
 		return s.passThrough(c, t, src, resp)
 	}
+	if len(failed) == 0 && notFoundCount > 0 && len(loc.Unreached()) > 0 {
+		failed = loc.Unreached()
+	}
 	if len(failed) == 0 && notFoundCount > 0 {
-		s.locator.Forget(c.Request().Context(), t.study)
+		if t.level == StudyLevel {
+			// The remembered holders no longer have the study.
+			s.locator.Forget(c.Request().Context(), t.study)
+		}
 		return notFound("%s was not found at any trust that holds the study.", t.describe())
 	}
 	for _, f := range failed {

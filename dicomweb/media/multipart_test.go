@@ -422,3 +422,46 @@ func TestNewReaderFromContentType(t *testing.T) {
 		t.Fatal("single-part content type accepted")
 	}
 }
+
+// BenchmarkReader reads the parts of a 50 MB body, against mime/multipart on the same body.
+func BenchmarkReader(b *testing.B) {
+	body := benchBody()
+	b.Run("media.Reader", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := NewReader(onlyReader{bytes.NewReader(body)}, "nirproxy-BENCH")
+			for {
+				p, err := r.NextPart()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.Copy(onlyWriter{io.Discard}, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("mime/multipart", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := multipart.NewReader(onlyReader{bytes.NewReader(body)}, "nirproxy-BENCH")
+			for {
+				p, err := r.NextRawPart()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.Copy(onlyWriter{io.Discard}, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}

@@ -88,8 +88,11 @@ func TestMetadataAndBulkData(t *testing.T) {
 				if got := ds.String(dcmjson.TagRetrieveURL); got != wantURL {
 					t.Errorf("RetrieveURL %q, want %q", got, wantURL)
 				}
-				if _, ok := ds["00020010"]; ok {
-					t.Error("file meta information in metadata")
+				if got := ds.String(dcmjson.TagTransferSyntaxUID); got != ExplicitVRLittleEndian {
+					t.Errorf("TransferSyntaxUID %q in metadata, want %s (viewers decode frames by it)", got, ExplicitVRLittleEndian)
+				}
+				if _, ok := ds["00020000"]; ok {
+					t.Error("file meta group length in metadata")
 				}
 				pd := ds[dcmjson.TagPixelData]
 				if pd == nil || pd.BulkDataURI != wantURL+"/bulk/7FE00010" || pd.InlineBinary != "" {

@@ -122,6 +122,8 @@ func (in *Instance) Metadata(base string) dcmjson.Dataset {
 		el.BulkDataURI = url + "/bulk/" + el.BulkDataURI
 	})
 	ds.SetStrings(dcmjson.TagRetrieveURL, "UR", url)
+	// Viewers read the transfer syntax from metadata to decode frames; Orthanc includes it too.
+	ds.SetStrings(dcmjson.TagTransferSyntaxUID, "UI", ExplicitVRLittleEndian)
 	return ds
 }
 
