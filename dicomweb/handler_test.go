@@ -96,6 +96,23 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			out = append(out, ds)
 		}
 		writeTestJSON(w, out)
+	case last == "series" && len(p)%2 == 1:
+		count := map[string]int64{}
+		var order []string
+		for _, in := range sel {
+			if count[in.series] == 0 {
+				order = append(order, in.series)
+			}
+			count[in.series]++
+		}
+		out := []dcmjson.Dataset{}
+		for _, se := range order {
+			ds := dcmjson.Dataset{}
+			ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", se)
+			ds.SetInt(dcmjson.TagNumberOfSeriesRelatedInstances, "IS", count[se])
+			out = append(out, ds)
+		}
+		writeTestJSON(w, out)
 	case last == "instances" && len(p)%2 == 1:
 		out := []dcmjson.Dataset{}
 		for _, in := range sel {
@@ -324,6 +341,17 @@ func TestSearchMergesTrusts(t *testing.T) {
 	}
 	if strings.Join(holders["1.1"], ",") != "TA,TB" {
 		t.Fatalf("holders of the shared study = %v, want TA,TB", holders["1.1"])
+	}
+	for _, ds := range list {
+		if ds.String(dcmjson.TagStudyInstanceUID) != "1.1" {
+			continue
+		}
+		// TA holds 2 instances in 1 series, TB 3 in 2: the union is 3 instances in 2 series.
+		series, _ := ds.Int(dcmjson.TagNumberOfStudyRelatedSeries)
+		inst, _ := ds.Int(dcmjson.TagNumberOfStudyRelatedInstances)
+		if series != 2 || inst != 3 {
+			t.Fatalf("shared study counts %d series, %d instances; want the union, 2 and 3", series, inst)
+		}
 	}
 	if bytes.Contains(body, []byte(a.srv.URL)) || bytes.Contains(body, []byte(b.srv.URL)) {
 		t.Fatal("an upstream URL leaked into the answer")

@@ -34,27 +34,15 @@ var frameOffers = []media.Offer{
 // renderedOffers are the consumer formats of rendered resources and thumbnails.
 var renderedOffers = []media.Offer{{Type: "image/jpeg"}, {Type: "image/png"}, {Type: "image/gif"}}
 
-// frameAccept forwards what the client accepts among frame representations, in its order, so
-// the origin can send the stored bitstream when the client takes it.
-func frameAccept(c *echo.Context, offers []media.Offer, what string) (string, error) {
-	ranges, err := media.RequestRanges(c.Request())
+// frameAccept picks the representation of frames or bulk data the client prefers and states it
+// for the upstream, with the client's transfer-syntax. Only one is forwarded: origins such as
+// Orthanc refuse an Accept that lists several.
+func frameAccept(c *echo.Context, what string) (string, error) {
+	m, err := negotiate(c, frameOffers, what)
 	if err != nil {
-		return "", badRequest("%v", err)
+		return "", err
 	}
-	matches := media.Acceptable(ranges, offers)
-	if len(matches) == 0 {
-		return "", notAcceptable("%s can be sent as multipart/related of application/octet-stream or of a compressed pixel format; the Accept header allows none of them", what)
-	}
-	var parts []string
-	seen := map[string]bool{}
-	for _, m := range matches {
-		a := upstreamAccept(m)
-		if !seen[a] {
-			seen[a] = true
-			parts = append(parts, a)
-		}
-	}
-	return strings.Join(parts, ", "), nil
+	return upstreamAccept(m), nil
 }
 
 func (s *Server) framesHandler(c *echo.Context) error {
@@ -66,7 +54,7 @@ func (s *Server) framesHandler(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	accept, err := frameAccept(c, frameOffers, "Frames")
+	accept, err := frameAccept(c, "Frames")
 	if err != nil {
 		return err
 	}
@@ -262,7 +250,7 @@ func (s *Server) bulkdataHandler(c *echo.Context) error {
 	if err != nil || strings.Contains(relPath, "..") {
 		return notFound("The bulkdata link is invalid.")
 	}
-	accept, err := frameAccept(c, frameOffers, "Bulk data")
+	accept, err := frameAccept(c, "Bulk data")
 	if err != nil {
 		return err
 	}

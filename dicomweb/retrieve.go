@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"sort"
 	"strings"
@@ -205,9 +206,12 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 	return decisionError(d)
 }
 
-// passThrough sends an upstream answer on unchanged (headers that describe the body, then the
-// body). A multipart body is checked to end with its closing delimiter; one that does not is
-// aborted, so no client can take a truncated study for a complete one.
+// passThrough sends an upstream answer on. A single-part body is copied byte for byte. A
+// multipart body is re-framed part by part under the proxy's boundary: part bodies are copied
+// unchanged, part headers are cut down to what describes the body, with any Content-Location
+// pointing at the proxy, so no upstream address leaves in a part header. A body that ends
+// before its closing delimiter is aborted, so no client can take a truncated study for a
+// complete one.
 func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, resp *http.Response) error {
 	defer resp.Body.Close()
 	ct := resp.Header.Get("Content-Type")
@@ -215,9 +219,9 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	if err != nil {
 		return s.invalidUpstream(c, src, fmt.Errorf("content type %q: %w", ct, err))
 	}
-	boundary := ""
-	if strings.HasPrefix(mt.Essence(), "multipart/") {
-		if boundary, err = media.Boundary(ct); err != nil {
+	multipart := strings.HasPrefix(mt.Essence(), "multipart/")
+	if multipart {
+		if _, err := media.Boundary(ct); err != nil {
 			return s.invalidUpstream(c, src, err)
 		}
 	}
@@ -225,19 +229,27 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("Content-Type", ct)
-	if boundary == "" && resp.ContentLength >= 0 {
-		h.Set("Content-Length", itoa(int(resp.ContentLength)))
-	}
 	h.Set("Cache-Control", "no-store")
-	c.Response().WriteHeader(http.StatusOK)
-	if boundary == "" {
+	if !multipart {
+		h.Set("Content-Type", ct)
+		if resp.ContentLength >= 0 {
+			h.Set("Content-Length", itoa(int(resp.ContentLength)))
+		}
+		c.Response().WriteHeader(http.StatusOK)
 		if _, err := media.Copy(c.Response(), resp.Body); err != nil {
 			s.abort(c, src, err)
 		}
 		return nil
 	}
-	if _, err := media.CheckedCopy(c.Response(), resp.Body, boundary); err != nil {
+	mw := media.NewWriter(c.Response())
+	mt.Params["boundary"] = mw.Boundary()
+	h.Set("Content-Type", mt.String())
+	c.Response().WriteHeader(http.StatusOK)
+	if _, err := reframe(mw, resp, src, s.rewriter(c)); err != nil {
+		mw.Abort()
+		s.abort(c, src, err)
+	}
+	if err := mw.Close(); err != nil {
 		s.abort(c, src, err)
 	}
 	return nil
@@ -421,6 +433,7 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			resp.Body.Close()
 			return err
 		}
+		rw := s.rewriter(c)
 		mw := media.NewWriter(c.Response())
 		h := c.Response().Header()
 		h.Set("Content-Type", mw.ContentType("application/dicom"))
@@ -434,7 +447,7 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 					s.abort(c, st.src, err)
 				}
 			}
-			n, err := reframe(mw, resp)
+			n, err := reframe(mw, resp, st.src, rw)
 			resp.Body.Close()
 			if err == nil && n < st.expect {
 				err = fmt.Errorf("%s sent %d of the %d instances it listed: %w", st.src.ID, n, st.expect, media.ErrTruncated)
@@ -464,9 +477,15 @@ func stepSources(steps []step) []string {
 	return out
 }
 
+// partHeaders are the part header fields passed on; the rest (upstream-specific fields) are
+// dropped.
+var partHeaders = []string{"Content-Type", "Content-Length", "Content-Transfer-Encoding", "Content-Description"}
+
 // reframe copies every part of an upstream multipart answer into mw and returns how many it
-// copied. A body that is not multipart, or that ends early, is an error.
-func reframe(mw *media.Writer, resp *http.Response) (int, error) {
+// copied. Part bodies pass unchanged; a Content-Location below the source's root becomes the
+// same resource at the proxy, any other is dropped. A body that is not multipart, or that ends
+// early, is an error.
+func reframe(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *rewriter) (int, error) {
 	r, err := media.NewReaderFromContentType(resp.Body, resp.Header.Get("Content-Type"))
 	if err != nil {
 		return 0, err
@@ -480,11 +499,22 @@ func reframe(mw *media.Writer, resp *http.Response) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		ct := p.ContentType()
-		if ct == "" {
-			ct = "application/dicom"
+		h := textproto.MIMEHeader{}
+		for _, k := range partHeaders {
+			if v := p.Header.Values(k); len(v) > 0 {
+				h[k] = v
+			}
 		}
-		if _, err := mw.WritePart(ct, "", p); err != nil {
+		if loc := p.ContentLocation(); loc != "" {
+			if rel, ok := relativeTo(src, loc); ok {
+				h.Set("Content-Location", rw.base+"/"+stripQuery(rel))
+			}
+		}
+		pw, err := mw.CreatePartHeader(h)
+		if err != nil {
+			return n, err
+		}
+		if _, err := media.Copy(pw, p); err != nil {
 			return n, err
 		}
 		n++

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"sync"
 
 	"github.com/labstack/echo/v5"
 
@@ -124,6 +126,9 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 			}
 		}
 		pageItems, remaining := page(all, search.Offset, search.Limit)
+		if level == StudyLevel {
+			s.unionCounts(ctx, pageItems)
+		}
 		out := make([]dcmjson.Dataset, len(pageItems))
 		for i, m := range pageItems {
 			finish(level, m, search, rw)
@@ -151,6 +156,62 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		h.Set("Cache-Control", "no-store")
 		return writeDatasets(c, rep, out)
 	}
+}
+
+// maxCountedStudies bounds the studies of one page whose counts are made exact.
+const maxCountedStudies = 50
+
+// unionCounts makes the series and instance counts of studies held at several trusts count
+// the union of the copies, not the largest copy: each holder's series are listed (one search
+// per holder, in parallel) and each series counts with its largest copy. Where a holder cannot
+// be asked, the largest copy's counts stand (a lower bound).
+func (s *Server) unionCounts(ctx context.Context, items []*merged) {
+	var wg sync.WaitGroup
+	counted := 0
+	for _, m := range items {
+		if len(m.holders) < 2 || counted >= maxCountedStudies {
+			continue
+		}
+		counted++
+		var holders []*upstream.Source
+		for _, id := range m.holders {
+			if src, ok := s.locator.Source(id); ok {
+				holders = append(holders, src)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			study := m.ds.String(dcmjson.TagStudyInstanceUID)
+			q := url.Values{"includefield": {dcmjson.TagNumberOfSeriesRelatedInstances}}
+			results := upstream.FanOut(ctx, holders, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
+				return src.Search(ctx, "studies/"+study+"/series", q)
+			})
+			perSeries := map[string]int64{}
+			for _, r := range results {
+				if r.Err != nil {
+					return
+				}
+				for _, ds := range r.Value {
+					uid := ds.String(dcmjson.TagSeriesInstanceUID)
+					if !validUID(uid) {
+						continue
+					}
+					n, _ := ds.Int(dcmjson.TagNumberOfSeriesRelatedInstances)
+					perSeries[uid] = max(perSeries[uid], n)
+				}
+			}
+			var total int64
+			for _, n := range perSeries {
+				total += n
+			}
+			if len(perSeries) > 0 {
+				m.ds.SetInt(dcmjson.TagNumberOfStudyRelatedSeries, "IS", int64(len(perSeries)))
+				m.ds.SetInt(dcmjson.TagNumberOfStudyRelatedInstances, "IS", total)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // searchPolicy applies the request's partial=warn|fail to the deployment's default.

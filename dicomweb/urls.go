@@ -67,8 +67,8 @@ func (s *Signer) Verify(token string) (sourceID, rel string, err error) {
 	if !ok || len(token) > 4096 {
 		return "", "", ErrBadToken
 	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(p)
-	sum, err2 := base64.RawURLEncoding.DecodeString(m)
+	payload, err1 := base64.RawURLEncoding.Strict().DecodeString(p)
+	sum, err2 := base64.RawURLEncoding.Strict().DecodeString(m)
 	if err1 != nil || err2 != nil || len(payload) < 10 || payload[0] != tokenVersion {
 		return "", "", ErrBadToken
 	}

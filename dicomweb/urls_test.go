@@ -27,6 +27,7 @@ func TestSigner(t *testing.T) {
 		{name: "valid", token: tok},
 		{name: "tampered payload", token: tamper(tok, 12), wantErr: true},
 		{name: "tampered mac", token: tok[:len(tok)-2] + "AA", wantErr: true},
+		{name: "spare bits of the last character changed", token: tamper(tok, len(tok)-1), wantErr: true},
 		{name: "no mac", token: strings.Split(tok, ".")[0], wantErr: true},
 		{name: "expired", token: tok, advance: 2 * time.Hour, wantErr: true},
 		{name: "other key", token: tok, signer: NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock), wantErr: true},

@@ -122,13 +122,15 @@ func renderParams(get func(string) string, allowAnnotation bool) (map[string]str
 	if v := get("window"); v != "" {
 		parts := strings.Split(v, ",")
 		if len(parts) != 3 {
-			return nil, badRequest("window %q must be center,width,function (function LINEAR, LINEAR_EXACT or SIGMOID)", v)
+			return nil, badRequest("window %q must be center,width,function (function linear, linear-exact or sigmoid)", v)
 		}
 		c, err1 := strconv.ParseFloat(parts[0], 64)
 		w, err2 := strconv.ParseFloat(parts[1], 64)
-		fn := strings.ToUpper(parts[2])
-		if err1 != nil || err2 != nil || w <= 0 || !(fn == "LINEAR" || fn == "LINEAR_EXACT" || fn == "SIGMOID") {
-			return nil, badRequest("window %q must be center,width,function with a positive width and function LINEAR, LINEAR_EXACT or SIGMOID", v)
+		// PS3.18 writes the functions in lower case with a hyphen; the VOI LUT Function
+		// spelling (LINEAR_EXACT) is accepted too.
+		fn := strings.ReplaceAll(strings.ToLower(parts[2]), "_", "-")
+		if err1 != nil || err2 != nil || w <= 0 || !(fn == "linear" || fn == "linear-exact" || fn == "sigmoid") {
+			return nil, badRequest("window %q must be center,width,function with a positive width and function linear, linear-exact or sigmoid", v)
 		}
 		out["window"] = strconv.FormatFloat(c, 'f', -1, 64) + "," + strconv.FormatFloat(w, 'f', -1, 64) + "," + fn
 	}

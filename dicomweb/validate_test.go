@@ -104,7 +104,8 @@ func TestRenderParams(t *testing.T) {
 		{name: "bad viewport", q: map[string]string{"viewport": "128"}, wantErr: "viewport"},
 		{name: "quality", q: map[string]string{"quality": "80"}, want: map[string]string{"quality": "80"}},
 		{name: "quality out of range", q: map[string]string{"quality": "101"}, wantErr: "quality"},
-		{name: "window", q: map[string]string{"window": "40,400,linear"}, want: map[string]string{"window": "40,400,LINEAR"}},
+		{name: "window", q: map[string]string{"window": "40,400,linear"}, want: map[string]string{"window": "40,400,linear"}},
+		{name: "window in VOI LUT spelling", q: map[string]string{"window": "40,400,LINEAR_EXACT"}, want: map[string]string{"window": "40,400,linear-exact"}},
 		{name: "window bad function", q: map[string]string{"window": "40,400,CUBIC"}, wantErr: "window"},
 		{name: "window zero width", q: map[string]string{"window": "40,0,LINEAR"}, wantErr: "window"},
 	}

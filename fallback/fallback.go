@@ -77,7 +77,7 @@ func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision 
 		return d
 	}
 	for _, m := range missing {
-		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("Results from %s (%s) are missing: the source %s", m.ID, m.Name, m.Reason)))
+		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("Results from %s (%s) are missing: its PACS %s", m.ID, m.Name, m.Reason)))
 	}
 	required := false
 	for _, o := range outcomes {
@@ -112,7 +112,7 @@ func DecideRetrieve(unreached []upstream.Outcome, what, agent string, p Policy) 
 		return d
 	}
 	for _, m := range missing {
-		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s may be incomplete: %s (%s) %s", what, m.ID, m.Name, m.Reason)))
+		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s may be incomplete: the PACS of %s (%s) %s", what, m.ID, m.Name, m.Reason)))
 	}
 	d.Status = http.StatusServiceUnavailable
 	d.Message = fmt.Sprintf("%s cannot be returned complete: %s", what, describe(missing))
@@ -126,7 +126,7 @@ func Unavailable(failed []upstream.Outcome, what, agent string, p Policy) Decisi
 	d := Decision{Status: http.StatusServiceUnavailable, Missing: missing, RetryAfter: retryAfter(p)}
 	d.Message = fmt.Sprintf("%s is held only by sources that cannot answer now: %s", what, describe(missing))
 	for _, m := range missing {
-		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s could not be had from %s (%s): the source %s", what, m.ID, m.Name, m.Reason)))
+		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s could not be had from %s (%s): its PACS %s", what, m.ID, m.Name, m.Reason)))
 	}
 	return d
 }
@@ -141,7 +141,7 @@ func retryAfter(p Policy) time.Duration {
 func describe(missing []Missing) string {
 	parts := make([]string, 0, len(missing))
 	for _, m := range missing {
-		parts = append(parts, fmt.Sprintf("%s (%s) %s", m.ID, m.Name, m.Reason))
+		parts = append(parts, fmt.Sprintf("the PACS of %s (%s) %s", m.ID, m.Name, m.Reason))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -15,8 +15,6 @@ var ErrCircuitOpen = errors.New("circuit open")
 type StatusError struct {
 	Source string
 	Status int
-	// Message is the start of the upstream's error body, for logs only.
-	Message string
 }
 
 func (e *StatusError) Error() string {
@@ -83,8 +81,9 @@ func countsAsFailure(err error) bool {
 	return true
 }
 
-// Reason gives a short, identifier-free phrase for why a call to a source failed, for
-// warnings shown to clinicians and for logs: "timed out", "circuit open", "answered 502", ...
+// Reason gives a short, identifier-free predicate for why a call to a source failed, for
+// warnings shown to clinicians and for logs: "timed out", "is unreachable", "has an open
+// circuit breaker", "answered 502", ... It reads after "its PACS".
 func Reason(err error) string {
 	var se *StatusError
 	var ie *InvalidResponseError
@@ -92,7 +91,7 @@ func Reason(err error) string {
 	case err == nil:
 		return "answered"
 	case errors.Is(err, ErrCircuitOpen):
-		return "circuit open"
+		return "has an open circuit breaker"
 	case IsTimeout(err):
 		return "timed out"
 	case IsClientGone(err):
@@ -102,6 +101,6 @@ func Reason(err error) string {
 	case errors.As(err, &ie):
 		return "sent an invalid answer"
 	default:
-		return "unreachable"
+		return "is unreachable"
 	}
 }

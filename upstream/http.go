@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -133,8 +134,50 @@ func (c *httpClient) url(path string, query url.Values) string {
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(path, "/")
 	u.RawPath = ""
-	u.RawQuery = query.Encode()
+	u.RawQuery = encodeQuery(query)
 	return u.String()
+}
+
+// encodeQuery writes a query string escaping only what must be escaped to keep keys and values
+// apart (%, &, =, +, #, space, controls and non-ASCII). DICOMweb origins such as Orthanc do not
+// percent-decode query values, so wildcards (*, ?), lists (,), attribute paths (.), ranges (-)
+// and person-name separators (^) must reach them as themselves.
+func encodeQuery(v url.Values) string {
+	if len(v) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		for _, val := range v[k] {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			escapeQueryPart(&b, k)
+			b.WriteByte('=')
+			escapeQueryPart(&b, val)
+		}
+	}
+	return b.String()
+}
+
+func escapeQueryPart(b *strings.Builder, s string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= ' ' || c >= 0x7f || c == '%' || c == '&' || c == '=' || c == '+' || c == '#' || c == '"' || c == '<' || c == '>' || c == '`' || c == '{' || c == '}' || c == '|':
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		default:
+			b.WriteByte(c)
+		}
+	}
 }
 
 func (c *httpClient) do(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error) {
@@ -153,15 +196,22 @@ func (c *httpClient) do(ctx context.Context, path string, query url.Values, acce
 	}
 	resp, err := c.retry.Do(req)
 	if err != nil {
+		if resp != nil {
+			// PassthroughErrorHandler hands back the last response with the error, e.g. when
+			// our client hung up just as an answer arrived; nobody else will close it.
+			resp.Body.Close()
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, &TransportError{Source: c.id, Err: ctxErr}
 		}
 		return nil, &TransportError{Source: c.id, Err: unwrapURLError(err)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		// The error body is not kept: some PACS echo the request URL, query and patient
+		// identifiers included. A little is read so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
-		return nil, &StatusError{Source: c.id, Status: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+		return nil, &StatusError{Source: c.id, Status: resp.StatusCode}
 	}
 	return resp, nil
 }

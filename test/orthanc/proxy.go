@@ -1,0 +1,221 @@
+package orthanc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// modulePath is the module whose cmd/nirproxy BuildProxy builds.
+const modulePath = "github.com/nirproxy/nirproxy"
+
+// ProxySource is one trust in the generated proxy configuration.
+type ProxySource struct {
+	ID       string `yaml:"id"`
+	Name     string `yaml:"name"`
+	URL      string `yaml:"url"`
+	Priority int    `yaml:"priority,omitempty"`
+}
+
+// ProxyOptions configures StartProxy. Binary and Sources are required.
+type ProxyOptions struct {
+	// Binary is the nirproxy executable, as BuildProxy returns it.
+	Binary string
+	// Sources become the configuration's sources, in order.
+	Sources []ProxySource
+	// Extra is a YAML mapping merged over the generated configuration's top level (for
+	// example cache or CORS settings); nil for none.
+	Extra map[string]any
+	// Dir holds the configuration and log; default a new temporary directory, removed by Stop.
+	Dir string
+	// Env is the process environment; nil inherits the test's.
+	Env []string
+	// StartTimeout bounds the wait for /healthz; default 30 s.
+	StartTimeout time.Duration
+}
+
+// Proxy is a running nirproxy, started as `nirproxy serve --config FILE` on a loopback port.
+type Proxy struct {
+	// Addr is "127.0.0.1:PORT".
+	Addr string
+	// URL is "http://127.0.0.1:PORT".
+	URL string
+	// ConfigPath is the generated YAML configuration.
+	ConfigPath string
+
+	dir    string
+	ownDir bool
+	proc   *process
+}
+
+// ModuleRoot finds the directory of the nirproxy module's go.mod, from the working directory up.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find module root: %w", err)
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module "+modulePath+"\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("find module root: no go.mod of %s above the working directory", modulePath)
+		}
+		dir = parent
+	}
+}
+
+// BuildProxy builds ./cmd/nirproxy into outDir and returns the binary's path. With
+// NIRPROXY_TEST_PROXY_RACE=1 the binary is built with the race detector.
+func BuildProxy(ctx context.Context, outDir string) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(outDir, "nirproxy")
+	args := []string{"build", "-o", bin}
+	if os.Getenv("NIRPROXY_TEST_PROXY_RACE") == "1" {
+		args = append(args, "-race")
+	}
+	args = append(args, "./cmd/nirproxy")
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build nirproxy (go %s): %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return bin, nil
+}
+
+// StartProxy writes a configuration listening on a free loopback port with opts.Sources,
+// starts `nirproxy serve --config FILE` and waits until GET /healthz answers 200.
+func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
+	if opts.Binary == "" || len(opts.Sources) == 0 {
+		return nil, errors.New("start nirproxy: Binary and Sources are required")
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	p := &Proxy{dir: opts.Dir}
+	if p.dir == "" {
+		dir, err := os.MkdirTemp("", "nirproxy-")
+		if err != nil {
+			return nil, fmt.Errorf("create directory for nirproxy: %w", err)
+		}
+		p.dir, p.ownDir = dir, true
+	} else if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create directory for nirproxy: %w", err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := FreePort()
+		if err != nil {
+			p.cleanup()
+			return nil, err
+		}
+		p.Addr = "127.0.0.1:" + strconv.Itoa(port)
+		p.URL = "http://" + p.Addr
+		if err := p.writeConfig(opts); err != nil {
+			p.cleanup()
+			return nil, err
+		}
+		proc, err := startProcess("nirproxy", p.dir, filepath.Join(p.dir, "nirproxy.log"), opts.Env,
+			opts.Binary, "serve", "--config", p.ConfigPath)
+		if err != nil {
+			p.cleanup()
+			return nil, err
+		}
+		p.proc = proc
+		if lastErr = proc.waitHTTP(ctx, p.URL+"/healthz", opts.StartTimeout, nil); lastErr == nil {
+			return p, nil
+		}
+		_ = proc.kill()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	p.cleanup()
+	return nil, lastErr
+}
+
+// writeConfig writes the YAML configuration.
+func (p *Proxy) writeConfig(opts ProxyOptions) error {
+	cfg := map[string]any{"listen": p.Addr, "sources": opts.Sources}
+	for k, v := range opts.Extra {
+		cfg[k] = v
+	}
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode nirproxy configuration: %w", err)
+	}
+	p.ConfigPath = filepath.Join(p.dir, "nirproxy.yaml")
+	if err := os.WriteFile(p.ConfigPath, data, 0o644); err != nil {
+		return fmt.Errorf("write nirproxy configuration: %w", err)
+	}
+	return nil
+}
+
+// DICOMwebURL is "http://127.0.0.1:PORT/dicom-web".
+func (p *Proxy) DICOMwebURL() string { return p.URL + "/dicom-web" }
+
+// PID is the proxy's process id.
+func (p *Proxy) PID() int { return p.proc.pid() }
+
+// LogPath is the file the proxy's standard output and error (its JSON log) go to.
+func (p *Proxy) LogPath() string { return p.proc.logPath }
+
+// Log returns what the proxy has logged so far.
+func (p *Proxy) Log() ([]byte, error) {
+	data, err := os.ReadFile(p.proc.logPath)
+	if err != nil {
+		return nil, fmt.Errorf("read nirproxy log: %w", err)
+	}
+	return data, nil
+}
+
+// Running reports whether the proxy process is alive.
+func (p *Proxy) Running() bool { return !p.proc.exited() }
+
+// Stop ends the proxy (SIGTERM, then SIGKILL) and removes its directory if StartProxy made it.
+// Call Log before Stop if the log is wanted.
+func (p *Proxy) Stop() error {
+	err := p.proc.terminate(stopGrace)
+	p.cleanup()
+	return err
+}
+
+// Kill ends the proxy at once with SIGKILL.
+func (p *Proxy) Kill() error { return p.proc.kill() }
+
+// Pause freezes the proxy with SIGSTOP; Resume undoes it.
+func (p *Proxy) Pause() error {
+	if err := p.proc.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	return waitStopped(p.proc.pid(), 2*time.Second)
+}
+
+// Resume continues a paused proxy with SIGCONT.
+func (p *Proxy) Resume() error { return p.proc.signal(syscall.SIGCONT) }
+
+// cleanup removes the directory if StartProxy created it.
+func (p *Proxy) cleanup() {
+	if p.ownDir {
+		os.RemoveAll(p.dir)
+		p.ownDir = false
+	}
+}

@@ -1,0 +1,76 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"testing"
+)
+
+func TestErrorClassification(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		reason     string
+		timeout    bool
+		clientGone bool
+		notFound   bool
+		counts     bool
+	}{
+		{name: "nil", err: nil, reason: "answered"},
+		{name: "circuit open", err: ErrCircuitOpen, reason: "has an open circuit breaker", counts: true},
+		{name: "circuit open, wrapped", err: fmt.Errorf("search RXA: %w", ErrCircuitOpen), reason: "has an open circuit breaker", counts: true},
+		{name: "header time-out", err: &TransportError{Source: "RXA", Err: headerTimeout{}}, reason: "timed out", timeout: true, counts: true},
+		{name: "deadline", err: &TransportError{Source: "RXA", Err: context.DeadlineExceeded}, reason: "timed out", timeout: true, counts: true},
+		{name: "bare deadline", err: context.DeadlineExceeded, reason: "timed out", timeout: true, counts: true},
+		{name: "client gone", err: &TransportError{Source: "RXA", Err: context.Canceled}, reason: "request cancelled", clientGone: true},
+		{name: "bare cancellation", err: context.Canceled, reason: "request cancelled", clientGone: true},
+		{name: "404", err: &StatusError{Source: "RXA", Status: 404}, reason: "answered 404", notFound: true},
+		{name: "404, wrapped", err: fmt.Errorf("fetch study: %w", &StatusError{Source: "RXA", Status: 404}), reason: "answered 404", notFound: true},
+		{name: "400", err: &StatusError{Source: "RXA", Status: 400}, reason: "answered 400"},
+		{name: "429", err: &StatusError{Source: "RXA", Status: 429}, reason: "answered 429", counts: true},
+		{name: "502", err: &StatusError{Source: "RXA", Status: 502}, reason: "answered 502", counts: true},
+		{name: "invalid answer", err: &InvalidResponseError{Source: "RXA", Err: errors.New("bad JSON")}, reason: "sent an invalid answer", counts: true},
+		{name: "connection refused", err: &TransportError{Source: "RXA", Err: syscall.ECONNREFUSED}, reason: "is unreachable", counts: true},
+		{name: "unknown error", err: errors.New("something else"), reason: "is unreachable", counts: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Reason(tc.err); got != tc.reason {
+				t.Errorf("Reason = %q; want %q", got, tc.reason)
+			}
+			if got := IsTimeout(tc.err); got != tc.timeout {
+				t.Errorf("IsTimeout = %v; want %v", got, tc.timeout)
+			}
+			if got := IsClientGone(tc.err); got != tc.clientGone {
+				t.Errorf("IsClientGone = %v; want %v", got, tc.clientGone)
+			}
+			if got := IsNotFound(tc.err); got != tc.notFound {
+				t.Errorf("IsNotFound = %v; want %v", got, tc.notFound)
+			}
+			if got := countsAsFailure(tc.err); got != tc.counts {
+				t.Errorf("countsAsFailure = %v; want %v", got, tc.counts)
+			}
+		})
+	}
+}
+
+func TestErrorTextNamesSource(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{name: "status", err: &StatusError{Source: "RXA", Status: 503}, want: "source RXA answered 503 Service Unavailable"},
+		{name: "invalid", err: &InvalidResponseError{Source: "RXA", Err: errors.New("bad JSON")}, want: "source RXA sent an invalid answer: bad JSON"},
+		{name: "transport", err: &TransportError{Source: "RXA", Err: syscall.ECONNREFUSED}, want: "call source RXA: connection refused"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.err.Error(); got != tc.want {
+				t.Fatalf("Error() = %q; want %q", got, tc.want)
+			}
+		})
+	}
+}

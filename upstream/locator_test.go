@@ -1,0 +1,259 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+)
+
+const studyUID = "1.2.826.0.1.3680043.8.498.1"
+
+// holder describes one fake trust for the locator: its priority and what its search answers.
+type holder struct {
+	id       string
+	priority int
+	answer   []dcmjson.Dataset
+	err      error
+}
+
+// locatorFixture builds sources over fake clients and a locator over them with an in-process
+// cache. It returns the locator and each source's fake, by id.
+func locatorFixture(t *testing.T, c cache.Cache, holders ...holder) (*Locator, map[string]*fakeClient) {
+	t.Helper()
+	var sources []*Source
+	fakes := make(map[string]*fakeClient)
+	for _, h := range holders {
+		f := &fakeClient{search: func(_ context.Context, path string, q url.Values) ([]dcmjson.Dataset, error) {
+			if path != "studies" || q.Get(dcmjson.TagStudyInstanceUID) != studyUID {
+				t.Errorf("%s searched %q %v; want studies with the StudyInstanceUID", h.id, path, q)
+			}
+			return h.answer, h.err
+		}}
+		fakes[h.id] = f
+		cfg := SourceConfig{ID: h.id, Name: h.id + " Trust", Priority: h.priority}
+		sources = append(sources, NewSourceWithClient(cfg, f, Options{}, discard()))
+	}
+	return NewLocator(sources, c, time.Hour, discard()), fakes
+}
+
+func holderIDs(l Location) []string {
+	var ids []string
+	for _, s := range l.Holders {
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+func totalCalls(fakes map[string]*fakeClient) int32 {
+	var n int32
+	for _, f := range fakes {
+		n += f.calls.Load()
+	}
+	return n
+}
+
+func TestLocate(t *testing.T) {
+	has := []dcmjson.Dataset{studyDS(studyUID)}
+	down := &TransportError{Source: "x", Err: errors.New("connection refused")}
+	tests := []struct {
+		name          string
+		holders       []holder
+		wantHolders   []string
+		wantUnreached []string
+		wantRemember  bool
+	}{
+		{
+			name: "holders in priority order, remembered",
+			holders: []holder{
+				{id: "C", priority: 2, answer: has},
+				{id: "A", priority: 1, answer: has},
+				{id: "B", priority: 1},
+				{id: "D", priority: 1, answer: has},
+			},
+			wantHolders:  []string{"A", "D", "C"},
+			wantRemember: true,
+		},
+		{
+			name: "another study in the answer is not a holder",
+			holders: []holder{
+				{id: "A", answer: []dcmjson.Dataset{studyDS("1.2.826.0.1.3680043.8.498.10")}},
+				{id: "B", answer: has},
+			},
+			wantHolders:  []string{"B"},
+			wantRemember: true,
+		},
+		{
+			name: "a failed source is unreached and the answer not remembered",
+			holders: []holder{
+				{id: "A", answer: has},
+				{id: "B", err: down},
+			},
+			wantHolders:   []string{"A"},
+			wantUnreached: []string{"B"},
+		},
+		{
+			name:          "every source failed",
+			holders:       []holder{{id: "A", err: down}, {id: "B", err: &StatusError{Source: "B", Status: 503}}},
+			wantUnreached: []string{"A", "B"},
+		},
+		{
+			name:    "nobody holds it",
+			holders: []holder{{id: "A"}, {id: "B", answer: []dcmjson.Dataset{}}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil), tc.holders...)
+			loc := l.Locate(ctx, studyUID)
+			if got := holderIDs(loc); !slices.Equal(got, tc.wantHolders) {
+				t.Fatalf("holders = %v; want %v", got, tc.wantHolders)
+			}
+			var unreached []string
+			for _, o := range loc.Unreached() {
+				unreached = append(unreached, o.Source.ID)
+				if o.Err == nil {
+					t.Errorf("unreached %s has no error", o.Source.ID)
+				}
+			}
+			if !slices.Equal(unreached, tc.wantUnreached) {
+				t.Fatalf("unreached = %v; want %v", unreached, tc.wantUnreached)
+			}
+			if len(loc.Outcomes) != len(tc.holders) {
+				t.Fatalf("%d outcomes; want one per source (%d)", len(loc.Outcomes), len(tc.holders))
+			}
+			if n := totalCalls(fakes); n != int32(len(tc.holders)) {
+				t.Fatalf("first Locate made %d calls; want one per source", n)
+			}
+
+			again := l.Locate(ctx, studyUID)
+			if got := holderIDs(again); !slices.Equal(got, tc.wantHolders) {
+				t.Fatalf("second Locate holders = %v; want %v", got, tc.wantHolders)
+			}
+			calls := totalCalls(fakes) - int32(len(tc.holders))
+			switch {
+			case tc.wantRemember && calls != 0:
+				t.Fatalf("second Locate made %d upstream calls; want 0 (remembered)", calls)
+			case tc.wantRemember && len(again.Outcomes) != 0:
+				t.Fatalf("remembered location has outcomes %v; want none", again.Outcomes)
+			case !tc.wantRemember && calls != int32(len(tc.holders)):
+				t.Fatalf("second Locate made %d upstream calls; want %d (not remembered)", calls, len(tc.holders))
+			}
+		})
+	}
+}
+
+func TestLocatorForget(t *testing.T) {
+	ctx := context.Background()
+	l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil), holder{id: "A", answer: []dcmjson.Dataset{studyDS(studyUID)}})
+	l.Locate(ctx, studyUID)
+	l.Locate(ctx, studyUID)
+	if n := totalCalls(fakes); n != 1 {
+		t.Fatalf("%d calls before Forget; want 1", n)
+	}
+	l.Forget(ctx, studyUID)
+	if got := holderIDs(l.Locate(ctx, studyUID)); !slices.Equal(got, []string{"A"}) {
+		t.Fatalf("holders after Forget = %v; want [A]", got)
+	}
+	if n := totalCalls(fakes); n != 2 {
+		t.Fatalf("%d calls after Forget; want 2 (asked again)", n)
+	}
+}
+
+func TestLocatorRemember(t *testing.T) {
+	ctx := context.Background()
+	l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil),
+		holder{id: "A", priority: 2}, holder{id: "B", priority: 1}, holder{id: "C", priority: 3})
+	l.Remember(ctx, studyUID, []string{"C", "A", "gone"})
+	loc := l.Locate(ctx, studyUID)
+	if got := holderIDs(loc); !slices.Equal(got, []string{"A", "C"}) {
+		t.Fatalf("holders = %v; want [A C] (priority order, unknown ids dropped)", got)
+	}
+	if n := totalCalls(fakes); n != 0 {
+		t.Fatalf("%d upstream calls; want 0", n)
+	}
+	if got := l.Sources(); got[0].ID != "B" || got[1].ID != "A" || got[2].ID != "C" {
+		t.Fatalf("Sources() not in priority order")
+	}
+	if s, ok := l.Source("C"); !ok || s.ID != "C" {
+		t.Fatalf("Source(C) = %v, %v", s, ok)
+	}
+	if _, ok := l.Source("Z"); ok {
+		t.Fatal("Source(Z) found a source that is not configured")
+	}
+}
+
+// brokenCache fails every operation, as Redis does when it is down.
+type brokenCache struct {
+	mu   sync.Mutex
+	sets int
+}
+
+func (c *brokenCache) Get(context.Context, string) ([]byte, bool, error) {
+	return nil, false, errors.New("redis down")
+}
+
+func (c *brokenCache) Set(context.Context, string, []byte, time.Duration) error {
+	c.mu.Lock()
+	c.sets++
+	c.mu.Unlock()
+	return errors.New("redis down")
+}
+
+func (c *brokenCache) Delete(context.Context, string) error { return errors.New("redis down") }
+
+func TestLocatorWithoutWorkingCache(t *testing.T) {
+	has := []dcmjson.Dataset{studyDS(studyUID)}
+	tests := []struct {
+		name  string
+		cache cache.Cache
+	}{
+		{name: "no cache", cache: nil},
+		{name: "cache down", cache: &brokenCache{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l, fakes := locatorFixture(t, tc.cache, holder{id: "A", answer: has}, holder{id: "B", answer: has})
+			for range 2 {
+				if got := holderIDs(l.Locate(ctx, studyUID)); !slices.Equal(got, []string{"A", "B"}) {
+					t.Fatalf("holders = %v; want [A B]", got)
+				}
+			}
+			l.Forget(ctx, studyUID)
+			if n := totalCalls(fakes); n != 4 {
+				t.Fatalf("%d upstream calls; want 4 (nothing remembered)", n)
+			}
+		})
+	}
+}
+
+func TestLocateOpenBreaker(t *testing.T) {
+	ctx := context.Background()
+	l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil),
+		holder{id: "A", answer: []dcmjson.Dataset{studyDS(studyUID)}},
+		holder{id: "B", err: &StatusError{Source: "B", Status: 503}})
+	for range 5 { // the default threshold
+		l.Locate(ctx, studyUID)
+	}
+	b, _ := l.Source("B")
+	if b.State() != "open" {
+		t.Fatalf("B state %q; want open", b.State())
+	}
+	before := fakes["B"].calls.Load()
+	loc := l.Locate(ctx, studyUID)
+	if fakes["B"].calls.Load() != before {
+		t.Fatal("a source with an open breaker was called")
+	}
+	un := loc.Unreached()
+	if len(un) != 1 || un[0].Source.ID != "B" || !errors.Is(un[0].Err, ErrCircuitOpen) {
+		t.Fatalf("unreached = %v; want B with ErrCircuitOpen", un)
+	}
+}
