@@ -76,6 +76,9 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get("0020000D"); v != "" && in.study != v {
 			continue
 		}
+		if v := q.Get("00080020"); v != "" && in.date != v {
+			continue
+		}
 		sel = append(sel, in)
 	}
 	last := p[len(p)-1]
@@ -248,9 +251,10 @@ func twoTrusts(t *testing.T) (*fakeOrigin, *fakeOrigin) {
 		fakeInstance{bob, "1.9", "1.9.1", "1.9.1.1", "20220101"},
 	)
 	b := newFakeOrigin(t, "TB",
-		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.1", "20240101"},
-		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.2", "20240101"},
-		fakeInstance{alice, "1.1", "1.1.2", "1.1.2.1", "20240101"},
+		// TB's copy of 1.1 carries a corrected study date: a search by date matches one copy.
+		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.1", "20240102"},
+		fakeInstance{alice, "1.1", "1.1.1", "1.1.1.2", "20240102"},
+		fakeInstance{alice, "1.1", "1.1.2", "1.1.2.1", "20240102"},
 		fakeInstance{alice, "1.3", "1.3.1", "1.3.1.1", "20250101"},
 	)
 	return a, b
@@ -525,5 +529,29 @@ func TestCapabilitiesAndCORS(t *testing.T) {
 	resp, _ = p.get(t, "/dicom-web/studies?PatientID="+alice, "Origin", "http://evil.example")
 	if resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatal("an origin that is not configured was allowed")
+	}
+}
+
+// TestLocatorRemembersOnlyCompleteLocations: a search that a trust's copy can fail to match
+// (here by modality) must not teach the locator that the other trust alone holds the study.
+func TestLocatorRemembersOnlyCompleteLocations(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	// TB's copy of 1.1 has more instances and another date; a search matching TA's copy only
+	// comes first.
+	resp, body := p.get(t, "/dicom-web/studies?StudyInstanceUID=1.1&StudyDate=20240101")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	before := b.calls.Load()
+	resp, body = p.get(t, "/dicom-web/studies/1.1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if got := partsOf(t, resp, body); len(got) != 3 {
+		t.Fatalf("retrieve returned %d instances, want all 3 held anywhere", len(got))
+	}
+	if b.calls.Load() == before {
+		t.Fatal("the second holder was never asked")
 	}
 }

@@ -329,6 +329,19 @@ func (s *Search) checkScope() error {
 	return nil
 }
 
+// locatesCompletely reports whether every trust holding a matched study must have matched it,
+// so the holders seen can be remembered by the locator. A key that can match one trust's copy
+// and not another's (a modality, a date, a trust's own accession number) would make the
+// locator forget a holder, and a retrieve would then miss that holder's instances.
+func (s *Search) locatesCompletely() bool {
+	for _, m := range s.Matches {
+		if len(m.Path) != 1 || !(m.Path[0] == dcmjson.TagPatientID || m.Path[0] == dcmjson.TagStudyInstanceUID) {
+			return false
+		}
+	}
+	return true
+}
+
 // matchValue returns the value of the single-attribute match on tag, if any.
 func (s *Search) matchValue(tag string) (string, bool) {
 	for _, m := range s.Matches {

@@ -120,7 +120,7 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		answers = byAnswerPriority(answers)
 		all := mergeAnswers(level, answers)
 		sortResults(all)
-		if level == StudyLevel && complete {
+		if level == StudyLevel && complete && search.locatesCompletely() {
 			for _, m := range all {
 				s.locator.Remember(ctx, m.ds.String(dcmjson.TagStudyInstanceUID), m.holders)
 			}
