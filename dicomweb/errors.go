@@ -62,6 +62,7 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		var de *Error
 		var he *echo.HTTPError
+		var sc echo.HTTPStatusCoder
 		switch {
 		case errors.As(err, &de):
 		case errors.Is(err, policy.ErrUnauthenticated):
@@ -69,7 +70,10 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		case errors.Is(err, policy.ErrForbidden):
 			de = &Error{Status: http.StatusForbidden, Message: "This request is not permitted for the caller."}
 		case errors.As(err, &he):
-			de = &Error{Status: he.Code, Message: httpErrorMessage(he)}
+			de = &Error{Status: he.Code, Message: httpErrorMessage(he.Code, he.Message)}
+		case errors.As(err, &sc) && sc.StatusCode() >= 400:
+			// Echo's own sentinels (ErrNotFound, ErrMethodNotAllowed, ...).
+			de = &Error{Status: sc.StatusCode(), Message: httpErrorMessage(sc.StatusCode(), "")}
 		default:
 			de = &Error{Status: http.StatusInternalServerError, Message: "The proxy failed to handle the request; the incident is logged.", Err: err}
 		}
@@ -80,17 +84,17 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
-func httpErrorMessage(he *echo.HTTPError) string {
-	switch he.Code {
+func httpErrorMessage(code int, msg string) string {
+	switch code {
 	case http.StatusNotFound:
 		return "No such DICOMweb resource."
 	case http.StatusMethodNotAllowed:
 		return "This method is not allowed here; the registry is read-only."
 	}
-	if he.Message != "" {
-		return he.Message
+	if msg != "" {
+		return msg
 	}
-	return http.StatusText(he.Code)
+	return http.StatusText(code)
 }
 
 func writeError(c *echo.Context, de *Error) {

@@ -294,6 +294,7 @@ func TestBadRequestsNeverReachUpstream(t *testing.T) {
 		{"store", "POST", "/dicom-web/studies", "", 405, "read-only"},
 		{"delete", "DELETE", "/dicom-web/studies/1.1", "", 405, "read-only"},
 		{"unknown resource", "GET", "/dicom-web/patients", "", 404, "No such DICOMweb resource"},
+		{"unknown path outside the service", "GET", "/nothing-here", "", 404, "No such DICOMweb resource"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -484,12 +485,13 @@ func TestTruncatedUpstreamStreamIsAborted(t *testing.T) {
 	a, _ := twoTrusts(t)
 	a.truncate.Store(true)
 	p := newTestProxy(t, a)
+	// The connection is reset: either before the response head (nothing was sent yet, the
+	// proxy gathers small writes) or during the body. Either way the client sees an error.
 	resp, err := http.Get(p.srv.URL + "/dicom-web/studies/1.2")
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
 	}
-	defer resp.Body.Close()
-	_, err = io.ReadAll(resp.Body)
 	if err == nil {
 		t.Fatal("a truncated upstream study was delivered as a complete response; want the stream aborted")
 	}

@@ -106,6 +106,28 @@ func normalise(ds dcmjson.Dataset, src *upstream.Source, issuer string) {
 type merged struct {
 	ds      dcmjson.Dataset
 	holders []string
+	key     sortKey
+}
+
+// sortKey holds the attributes results are ordered by, read once per result rather than on
+// every comparison.
+type sortKey struct {
+	studyDate, studyTime, study, series, sop string
+	seriesNumber, instanceNumber             int64
+	hasSeriesNumber, hasInstanceNumber       bool
+}
+
+func keyOf(ds dcmjson.Dataset) sortKey {
+	k := sortKey{
+		studyDate: ds.String(dcmjson.TagStudyDate),
+		studyTime: ds.String(dcmjson.TagStudyTime),
+		study:     ds.String(dcmjson.TagStudyInstanceUID),
+		series:    ds.String(dcmjson.TagSeriesInstanceUID),
+		sop:       ds.String(dcmjson.TagSOPInstanceUID),
+	}
+	k.seriesNumber, k.hasSeriesNumber = ds.Int(dcmjson.TagSeriesNumber)
+	k.instanceNumber, k.hasInstanceNumber = ds.Int(dcmjson.TagInstanceNumber)
+	return k
 }
 
 // mergeAnswers combines the sources' answers into one entry per UID. answers must be in
@@ -170,35 +192,42 @@ func contains(list []string, s string) bool {
 // then study UID, series number, series UID, instance number and SOP instance UID ascending.
 // The order depends only on the data, so paging with limit and offset is repeatable.
 func sortResults(list []*merged) {
-	sort.SliceStable(list, func(i, j int) bool { return lessResult(list[i].ds, list[j].ds) })
+	for _, m := range list {
+		m.key = keyOf(m.ds)
+	}
+	sort.SliceStable(list, func(i, j int) bool { return lessKey(&list[i].key, &list[j].key) })
 }
 
-func lessResult(a, b dcmjson.Dataset) bool {
-	if x, y := a.String(dcmjson.TagStudyDate), b.String(dcmjson.TagStudyDate); x != y {
-		return x > y
+func lessKey(a, b *sortKey) bool {
+	if a.studyDate != b.studyDate {
+		return a.studyDate > b.studyDate
 	}
-	if x, y := a.String(dcmjson.TagStudyTime), b.String(dcmjson.TagStudyTime); x != y {
-		return x > y
+	if a.studyTime != b.studyTime {
+		return a.studyTime > b.studyTime
 	}
-	if x, y := a.String(dcmjson.TagStudyInstanceUID), b.String(dcmjson.TagStudyInstanceUID); x != y {
-		return x < y
+	if a.study != b.study {
+		return a.study < b.study
 	}
-	if c := compareNumber(a, b, dcmjson.TagSeriesNumber); c != 0 {
+	if c := compareInts(a.seriesNumber, a.hasSeriesNumber, b.seriesNumber, b.hasSeriesNumber); c != 0 {
 		return c < 0
 	}
-	if x, y := a.String(dcmjson.TagSeriesInstanceUID), b.String(dcmjson.TagSeriesInstanceUID); x != y {
-		return x < y
+	if a.series != b.series {
+		return a.series < b.series
 	}
-	if c := compareNumber(a, b, dcmjson.TagInstanceNumber); c != 0 {
+	if c := compareInts(a.instanceNumber, a.hasInstanceNumber, b.instanceNumber, b.hasInstanceNumber); c != 0 {
 		return c < 0
 	}
-	return a.String(dcmjson.TagSOPInstanceUID) < b.String(dcmjson.TagSOPInstanceUID)
+	return a.sop < b.sop
 }
 
 // compareNumber orders by an integer attribute, absent values last.
 func compareNumber(a, b dcmjson.Dataset, tag string) int {
 	x, xok := a.Int(tag)
 	y, yok := b.Int(tag)
+	return compareInts(x, xok, y, yok)
+}
+
+func compareInts(x int64, xok bool, y int64, yok bool) int {
 	switch {
 	case xok && yok:
 		if x < y {

@@ -36,9 +36,8 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 			return err
 		}
 		defer cancel()
-		if d := fallback.DecideRetrieve(loc.Unreached(), "The metadata of "+strings.ToLower(t.describe()), s.agent(c), s.cfg.Fallback); !d.OK() {
-			s.logMissing(c, "metadata", d)
-			return decisionError(d)
+		if err := s.judgeRetrieve(c, loc.Unreached(), "The metadata of "+strings.ToLower(t.describe())); err != nil {
+			return err
 		}
 		holders := loc.Holders
 		if level == InstanceLevel {
@@ -66,11 +65,9 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 				r.Value.Body.Close()
 			}
 		}
-		if len(failed) > 0 {
+		if err := s.judgeRetrieve(c, failed, "The metadata of "+strings.ToLower(t.describe())); err != nil {
 			closeAll()
-			d := fallback.DecideRetrieve(failed, "The metadata of "+strings.ToLower(t.describe()), s.agent(c), s.cfg.Fallback)
-			s.logMissing(c, "metadata", d)
-			return decisionError(d)
+			return err
 		}
 		if len(open) == 0 {
 			s.locator.Forget(ctx, t.study)
@@ -168,7 +165,7 @@ func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open 
 		return err
 	}
 	rw := s.rewriter(c)
-	out := newDatasetWriter(c, rep)
+	out := s.newDatasetWriter(c, rep)
 	seen := map[string]bool{}
 	for _, ms := range streams {
 		for {
@@ -204,24 +201,24 @@ func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open 
 
 // datasetWriter streams datasets as a JSON array or as multipart DICOM XML.
 type datasetWriter struct {
-	c     *echo.Context
-	xml   *media.Writer
-	n     int
-	start bool
-	ct    string
+	c   *echo.Context
+	out *media.Coalescer
+	xml *media.Writer
+	n   int
+	buf []byte
 }
 
-func newDatasetWriter(c *echo.Context, rep media.Match) *datasetWriter {
-	w := &datasetWriter{c: c}
+func (s *Server) newDatasetWriter(c *echo.Context, rep media.Match) *datasetWriter {
+	w := &datasetWriter{c: c, out: s.coalesce(c)}
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	if rep.Offer.PartType == "application/dicom+xml" {
-		w.xml = media.NewWriter(c.Response())
+		w.xml = media.NewWriter(w.out)
 		h.Set("Content-Type", w.xml.ContentType("application/dicom+xml"))
 	} else {
 		h.Set("Content-Type", rep.Offer.Type)
 	}
-	c.Response().WriteHeader(http.StatusOK)
+	c.Response().WriteHeader(s.answerStatus(c))
 	return w
 }
 
@@ -233,32 +230,31 @@ func (w *datasetWriter) write(ds dcmjson.Dataset) error {
 		}
 		return dcmjson.WriteXML(pw, ds)
 	}
-	enc, err := json.Marshal(ds)
-	if err != nil {
-		return err
-	}
-	sep := ","
+	sep := byte(',')
 	if w.n == 0 {
-		sep = "["
+		sep = '['
 	}
 	w.n++
-	if _, err := io.WriteString(w.c.Response(), sep); err != nil {
-		return err
-	}
-	_, err = w.c.Response().Write(enc)
+	w.buf = ds.AppendJSON(append(w.buf[:0], sep))
+	_, err := w.out.Write(w.buf)
 	return err
 }
 
 func (w *datasetWriter) close() error {
 	if w.xml != nil {
-		return w.xml.Close()
+		if err := w.xml.Close(); err != nil {
+			return err
+		}
+		return w.out.Close()
 	}
 	end := "]"
 	if w.n == 0 {
 		end = "[]"
 	}
-	_, err := io.WriteString(w.c.Response(), end)
-	return err
+	if _, err := io.WriteString(w.out, end); err != nil {
+		return err
+	}
+	return w.out.Close()
 }
 
 func (w *datasetWriter) abort() {

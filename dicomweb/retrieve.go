@@ -87,6 +87,39 @@ func upstreamAccept(m media.Match) string {
 	return a
 }
 
+// judgeRetrieve asks fallback whether a study or series answer may go ahead without the
+// given sources. A refusal is returned as the error to answer with; a partial answer that the
+// policy allows (warn, 206) is remembered on the request, and answerStatus applies it.
+func (s *Server) judgeRetrieve(c *echo.Context, missing []upstream.Outcome, what string) error {
+	d := fallback.DecideRetrieve(missing, what, s.agent(c), s.cfg.Fallback)
+	if len(d.Missing) == 0 {
+		return nil
+	}
+	s.logMissing(c, "retrieve", d)
+	s.metrics.incomplete(d.Status)
+	if !d.OK() {
+		return decisionError(d)
+	}
+	if prev, ok := c.Get(ctxPartial).(fallback.Decision); ok {
+		d = fallback.Merge(prev, d)
+	}
+	c.Set(ctxPartial, d)
+	return nil
+}
+
+// answerStatus sets the Warning headers of a partial answer the policy allowed and returns
+// the status to send: 200, or 206 under partialRetrieve: 206.
+func (s *Server) answerStatus(c *echo.Context) int {
+	d, ok := c.Get(ctxPartial).(fallback.Decision)
+	if !ok {
+		return http.StatusOK
+	}
+	for _, w := range d.Warnings {
+		c.Response().Header().Add("Warning", w)
+	}
+	return d.Status
+}
+
 // authorizeAndLocate runs steps 2 and 4 of a retrieve: may the caller read this study, and
 // which trusts hold it. The context it returns carries the request's planning deadline; the
 // caller must call cancel.
@@ -135,9 +168,8 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 		if level == InstanceLevel || len(loc.Holders) == 1 && len(loc.Unreached()) == 0 {
 			return s.streamFromFirst(c, t, loc, t.path(), nil, accept)
 		}
-		if d := fallback.DecideRetrieve(loc.Unreached(), t.describe(), s.agent(c), s.cfg.Fallback); !d.OK() {
-			s.logMissing(c, "retrieve", d)
-			return decisionError(d)
+		if err := s.judgeRetrieve(c, loc.Unreached(), t.describe()); err != nil {
+			return err
 		}
 		inv, err := s.inventory(ctx, c, t, loc.Holders)
 		if err != nil {
@@ -235,16 +267,17 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 		if resp.ContentLength >= 0 {
 			h.Set("Content-Length", itoa(int(resp.ContentLength)))
 		}
-		c.Response().WriteHeader(http.StatusOK)
+		c.Response().WriteHeader(s.answerStatus(c))
 		if _, err := media.Copy(c.Response(), resp.Body); err != nil {
 			s.abort(c, src, err)
 		}
 		return nil
 	}
-	mw := media.NewWriter(c.Response())
+	out := s.coalesce(c)
+	mw := media.NewWriter(out)
 	mt.Params["boundary"] = mw.Boundary()
 	h.Set("Content-Type", mt.String())
-	c.Response().WriteHeader(http.StatusOK)
+	c.Response().WriteHeader(s.answerStatus(c))
 	if _, err := reframe(mw, resp, src, s.rewriter(c)); err != nil {
 		mw.Abort()
 		s.abort(c, src, err)
@@ -252,7 +285,18 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	if err := mw.Close(); err != nil {
 		s.abort(c, src, err)
 	}
+	if err := out.Close(); err != nil {
+		s.abort(c, src, err)
+	}
 	return nil
+}
+
+// coalesce returns a writer that gathers a stream's small writes into large ones (see
+// media.Coalescer). It is remembered on the request so that abort can stop it.
+func (s *Server) coalesce(c *echo.Context) *media.Coalescer {
+	co := media.NewCoalescer(c.Response())
+	c.Set(ctxCoalescer, co)
+	return co
 }
 
 // invalidUpstream answers for a source that sent something unusable before any byte went out.
@@ -266,11 +310,16 @@ func (s *Server) invalidUpstream(c *echo.Context, src *upstream.Source, err erro
 // abort ends a response whose body is already partly sent, without its closing delimiter or
 // final chunk: the connection is reset so the client sees an error, never a short study.
 func (s *Server) abort(c *echo.Context, src *upstream.Source, err error) {
+	if co, ok := c.Get(ctxCoalescer).(*media.Coalescer); ok {
+		co.Discard()
+	}
 	var we *media.WriteError
 	if errors.As(err, &we) || c.Request().Context().Err() != nil {
 		// Our client went away; nothing to tell it.
+		s.metrics.abort(src.ID, "client")
 		s.log.Info("client left during a stream", "request_id", requestID(c), "source", src.ID)
 	} else {
+		s.metrics.abort(src.ID, "upstream")
 		s.log.Error("upstream stream broke; response aborted", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err), "err", err)
 	}
 	panic(http.ErrAbortHandler)
@@ -318,9 +367,8 @@ func (s *Server) inventory(ctx context.Context, c *echo.Context, t target, holde
 		inv.has[r.Source.ID] = set
 		inv.holders = append(inv.holders, r.Source)
 	}
-	if d := fallback.DecideRetrieve(failed, t.describe(), s.agent(c), s.cfg.Fallback); !d.OK() {
-		s.logMissing(c, "retrieve", d)
-		return nil, decisionError(d)
+	if err := s.judgeRetrieve(c, failed, t.describe()); err != nil {
+		return nil, err
 	}
 	return inv, nil
 }
@@ -434,11 +482,12 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			return err
 		}
 		rw := s.rewriter(c)
-		mw := media.NewWriter(c.Response())
+		out := s.coalesce(c)
+		mw := media.NewWriter(out)
 		h := c.Response().Header()
 		h.Set("Content-Type", mw.ContentType("application/dicom"))
 		h.Set("Cache-Control", "no-store")
-		c.Response().WriteHeader(http.StatusOK)
+		c.Response().WriteHeader(s.answerStatus(c))
 		for i, st := range steps {
 			if i > 0 {
 				resp, err = st.src.Fetch(ctx, st.path, nil, accept)
@@ -458,6 +507,9 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			}
 		}
 		if err := mw.Close(); err != nil {
+			s.abort(c, steps[len(steps)-1].src, err)
+		}
+		if err := out.Close(); err != nil {
 			s.abort(c, steps[len(steps)-1].src, err)
 		}
 		return nil

@@ -2,7 +2,6 @@ package dicomweb
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -88,6 +87,9 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 			outcomes[i] = r.Outcome
 		}
 		d := fallback.DecideSearch(outcomes, s.agent(c), s.searchPolicy(c))
+		if len(d.Missing) > 0 {
+			s.metrics.incompleteAnswer("search", d.Status)
+		}
 		if !d.OK() {
 			s.logMissing(c, "search", d)
 			return decisionError(d)
@@ -294,13 +296,15 @@ func writeDatasets(c *echo.Context, rep media.Match, list []dcmjson.Dataset) err
 		}
 		return mw.Close()
 	}
-	if list == nil {
-		list = []dcmjson.Dataset{}
+	body := make([]byte, 0, 1024*len(list)+2)
+	body = append(body, '[')
+	for i, ds := range list {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = ds.AppendJSON(body)
 	}
-	body, err := json.Marshal(list)
-	if err != nil {
-		return fmt.Errorf("encode search answer: %w", err)
-	}
+	body = append(body, ']')
 	ct := rep.Offer.Type
 	if ct == "" {
 		ct = "application/dicom+json"

@@ -77,6 +77,8 @@ type Deps struct {
 	Audit   audit.Recorder
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Metrics receives the front's instruments; nil records none.
+	Metrics *Metrics
 }
 
 // Server serves DICOMweb over the configured sources.
@@ -90,6 +92,7 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	thumbs  noThumbnails
+	metrics *Metrics
 }
 
 // New returns a Server. Nil Auth/Authz/Audit are refused at Register time by a panic, so a
@@ -101,12 +104,14 @@ func New(cfg Config, d Deps) *Server {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now}
+	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics}
 }
 
 const (
 	ctxRequestID = "nirproxy.request_id"
 	ctxPrincipal = "nirproxy.principal"
+	ctxCoalescer = "nirproxy.coalescer"
+	ctxPartial   = "nirproxy.partial"
 )
 
 // Register mounts the service on e: health endpoints, CORS, request ids, logging and the
@@ -119,6 +124,7 @@ func (s *Server) Register(e *echo.Echo) {
 	e.Use(s.requestID, s.accessLog, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
+	e.GET("/status", s.status)
 
 	g := e.Group(Root, s.authenticate)
 	e.OPTIONS(Root, s.capabilities)
@@ -227,8 +233,10 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
+		elapsed := s.now().Sub(start)
+		s.metrics.request(route, status, elapsed)
 		s.log.Info("request", "request_id", requestID(c), "method", c.Request().Method, "route", route,
-			"status", status, "bytes", size, "duration_ms", s.now().Sub(start).Milliseconds())
+			"status", status, "bytes", size, "duration_ms", elapsed.Milliseconds())
 		return nil
 	}
 }

@@ -24,6 +24,9 @@ const (
 	PartialWarn Partial = "warn"
 	// PartialFail refuses the request (503) rather than answer incompletely.
 	PartialFail Partial = "fail"
+	// Partial206 answers a retrieve with 206 Partial Content and a Warning, as PS3.18 did
+	// before CP-2418, for clients that still expect it.
+	Partial206 Partial = "206"
 )
 
 // Missing is a source that contributed nothing to an answer, and why.
@@ -51,7 +54,11 @@ func (d Decision) OK() bool { return d.Status < 300 }
 
 // Policy is the deployment's and the request's choice for partial answers.
 type Policy struct {
-	Search     Partial
+	// Search is for searches: PartialWarn (default) or PartialFail.
+	Search Partial
+	// Retrieve is for study and series retrieves and metadata: PartialFail (default),
+	// PartialWarn or Partial206. See the hazard log (H2) for why fail is the default.
+	Retrieve   Partial
 	RetryAfter time.Duration
 }
 
@@ -102,9 +109,11 @@ func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision 
 	return d
 }
 
-// DecideRetrieve judges a retrieve (or its metadata) when some sources that may hold parts of
-// the study could not be reached. Until the partialRetrieve policy of the degraded-mode issue
-// lands, an incomplete study is always refused: nobody may read part of a study as the whole.
+// DecideRetrieve judges a study or series retrieve (or its metadata) when some sources that
+// may hold parts of the study could not be reached. PS3.18 no longer allows 206 here
+// (CP-2418), and a plain 200 claims completeness, which viewers believe; so by default
+// (PartialFail) the answer is 503 naming what is missing. PartialWarn answers 200 with what can
+// be had plus the Warning; Partial206 answers 206 with it.
 func DecideRetrieve(unreached []upstream.Outcome, what, agent string, p Policy) Decision {
 	missing := missingOf(unreached)
 	d := Decision{Status: http.StatusOK, Missing: missing}
@@ -114,10 +123,29 @@ func DecideRetrieve(unreached []upstream.Outcome, what, agent string, p Policy) 
 	for _, m := range missing {
 		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s may be incomplete: the PACS of %s (%s) %s", what, m.ID, m.Name, m.Reason)))
 	}
+	switch p.Retrieve {
+	case PartialWarn:
+		return d
+	case Partial206:
+		d.Status = http.StatusPartialContent
+		return d
+	}
 	d.Status = http.StatusServiceUnavailable
 	d.Message = fmt.Sprintf("%s cannot be returned complete: %s", what, describe(missing))
 	d.RetryAfter = retryAfter(p)
 	return d
+}
+
+// Merge combines two decisions about one answer: the stronger status wins and every warning
+// and missing source is kept.
+func Merge(a, b Decision) Decision {
+	out := a
+	if b.Status > out.Status || out.Status == 0 {
+		out.Status, out.Message, out.RetryAfter = b.Status, b.Message, b.RetryAfter
+	}
+	out.Warnings = append(append([]string(nil), a.Warnings...), b.Warnings...)
+	out.Missing = append(append([]Missing(nil), a.Missing...), b.Missing...)
+	return out
 }
 
 // Unavailable is the decision when the only possible holders all failed before sending anything.

@@ -3,11 +3,9 @@ package upstream
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -53,7 +51,7 @@ type breakerClient struct {
 	health *health
 }
 
-func newHealth(id string, opts BreakerOptions, log *slog.Logger) *health {
+func newHealth(id string, opts BreakerOptions, log *slog.Logger, onChange func(from, to string)) *health {
 	opts = opts.withDefaults()
 	st := gobreaker.Settings{
 		Name:        id,
@@ -63,6 +61,9 @@ func newHealth(id string, opts BreakerOptions, log *slog.Logger) *health {
 		// OnStateChange runs under the breaker's lock: log and return.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			log.Warn("source circuit breaker changed state", "source", name, "from", from.String(), "to", to.String())
+			if onChange != nil {
+				onChange(from.String(), to.String())
+			}
 		},
 		IsSuccessful: func(err error) bool { return !countsAsFailure(err) },
 		IsExcluded:   IsClientGone,
@@ -101,33 +102,8 @@ func (b *breakerClient) Fetch(ctx context.Context, path string, query url.Values
 		done(err)
 		return nil, err
 	}
-	resp.Body = &reportingBody{ReadCloser: resp.Body, ctx: ctx, done: done}
+	// The outcome is reported after the copy: a stream that breaks half way is a failure, a
+	// caller that stops reading early for its own reasons is not.
+	resp.Body = &closeHook{ReadCloser: resp.Body, ctx: ctx, onClose: done}
 	return resp, nil
-}
-
-// reportingBody tells the breaker how a stream went when it is closed: success if it was read
-// to its end (or the caller stopped early for its own reasons), failure if reading broke.
-type reportingBody struct {
-	io.ReadCloser
-	ctx     context.Context
-	done    func(error)
-	once    sync.Once
-	readErr error
-}
-
-func (r *reportingBody) Read(p []byte) (int, error) {
-	n, err := r.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && r.readErr == nil {
-		r.readErr = err
-		if r.ctx.Err() != nil {
-			r.readErr = r.ctx.Err()
-		}
-	}
-	return n, err
-}
-
-func (r *reportingBody) Close() error {
-	err := r.ReadCloser.Close()
-	r.once.Do(func() { r.done(r.readErr) })
-	return err
 }

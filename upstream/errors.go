@@ -11,6 +11,18 @@ import (
 // ErrCircuitOpen is returned without calling the source when its breaker is open.
 var ErrCircuitOpen = errors.New("circuit open")
 
+// ErrStalled is a response body that sent nothing for longer than the source's idle timeout.
+// It is a time-out: IsTimeout reports true for it.
+var ErrStalled error = stalledError{}
+
+type stalledError struct{}
+
+func (stalledError) Error() string {
+	return "response stalled: nothing received within the idle timeout"
+}
+func (stalledError) Timeout() bool   { return true }
+func (stalledError) Temporary() bool { return true }
+
 // StatusError is a non-2xx answer from a source.
 type StatusError struct {
 	Source string
@@ -92,6 +104,10 @@ func Reason(err error) string {
 		return "answered"
 	case errors.Is(err, ErrCircuitOpen):
 		return "has an open circuit breaker"
+	case errors.Is(err, ErrBusy):
+		return "is busy (every connection to it is in use)"
+	case errors.Is(err, ErrStalled):
+		return "stalled while sending"
 	case IsTimeout(err):
 		return "timed out"
 	case IsClientGone(err):

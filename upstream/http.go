@@ -30,6 +30,7 @@ type httpClient struct {
 	base  *url.URL
 	auth  Auth
 	retry *retryablehttp.Client
+	idle  time.Duration
 }
 
 // HTTPOptions tunes the HTTP client of one source.
@@ -42,6 +43,8 @@ type HTTPOptions struct {
 	RetryWaitMin, RetryWaitMax time.Duration
 	// MaxConnsPerHost bounds connections to the source.
 	MaxConnsPerHost int
+	// IdleTimeout bounds a pause while a response body streams (default 30 s).
+	IdleTimeout time.Duration
 }
 
 func (o HTTPOptions) withDefaults() HTTPOptions {
@@ -56,6 +59,9 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 	}
 	if o.MaxConnsPerHost <= 0 {
 		o.MaxConnsPerHost = 64
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 30 * time.Second
 	}
 	return o
 }
@@ -91,7 +97,7 @@ func newHTTPClient(cfg SourceConfig, opts HTTPOptions, log *slog.Logger) *httpCl
 		Backoff:      clampedBackoff,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
-	return &httpClient{id: cfg.ID, base: cfg.BaseURL, auth: cfg.Auth, retry: rc}
+	return &httpClient{id: cfg.ID, base: cfg.BaseURL, auth: cfg.Auth, retry: rc, idle: opts.IdleTimeout}
 }
 
 // noRedirects refuses redirects: a PACS redirecting elsewhere must not steer the proxy to an
@@ -180,9 +186,12 @@ func escapeQueryPart(b *strings.Builder, s string) {
 	}
 }
 
-func (c *httpClient) do(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error) {
+func (c *httpClient) do(parent context.Context, path string, query url.Values, accept string) (*http.Response, error) {
+	// The request gets its own context so a stalled body can be cut off (idleBody).
+	ctx, cancel := context.WithCancelCause(parent)
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, c.url(path, query), nil)
 	if err != nil {
+		cancel(nil)
 		return nil, fmt.Errorf("build request to source %s: %w", c.id, err)
 	}
 	if accept != "" {
@@ -196,6 +205,7 @@ func (c *httpClient) do(ctx context.Context, path string, query url.Values, acce
 	}
 	resp, err := c.retry.Do(req)
 	if err != nil {
+		defer cancel(nil)
 		if resp != nil {
 			// PassthroughErrorHandler hands back the last response with the error, e.g. when
 			// our client hung up just as an answer arrived; nobody else will close it.
@@ -211,9 +221,47 @@ func (c *httpClient) do(ctx context.Context, path string, query url.Values, acce
 		// identifiers included. A little is read so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
+		cancel(nil)
 		return nil, &StatusError{Source: c.id, Status: resp.StatusCode}
 	}
+	resp.Body = newIdleBody(c.id, resp.Body, c.idle, ctx, cancel)
 	return resp, nil
+}
+
+// idleBody cuts a response body off when nothing arrives for the idle timeout: the request's
+// context is cancelled with ErrStalled, and reads fail with it. A clinician's viewer must not
+// wait for ever on a PACS that stopped sending, and a stalled study must not look complete.
+type idleBody struct {
+	io.ReadCloser
+	source string
+	idle   time.Duration
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+}
+
+func newIdleBody(source string, body io.ReadCloser, idle time.Duration, ctx context.Context, cancel context.CancelCauseFunc) *idleBody {
+	b := &idleBody{ReadCloser: body, source: source, idle: idle, ctx: ctx, cancel: cancel}
+	b.timer = time.AfterFunc(idle, func() { cancel(ErrStalled) })
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.idle)
+	}
+	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), ErrStalled) {
+		return n, &TransportError{Source: b.source, Err: ErrStalled}
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 func unwrapURLError(err error) error {

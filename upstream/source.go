@@ -89,7 +89,34 @@ type SourceConfig struct {
 type Source struct {
 	SourceConfig
 	Client
-	health *health
+	health        *health
+	stats         *stats
+	maxConcurrent int
+	now           func() time.Time
+}
+
+// Status reports the source's breaker state, recent error rate and latency (GET /status).
+func (s *Source) Status() Status {
+	st := Status{ID: s.ID, Name: s.Name, Breaker: s.State(), MaxConcurrent: s.maxConcurrent}
+	if s.stats == nil {
+		return st
+	}
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	calls, failures, inFlight, p50, p95, last, lastAt := s.stats.snapshot(now)
+	st.Calls, st.Failures, st.InFlight = calls, failures, inFlight
+	if calls > 0 {
+		st.ErrorRate = float64(failures) / float64(calls)
+	}
+	st.LatencyP50ms = float64(p50.Microseconds()) / 1000
+	st.LatencyP95ms = float64(p95.Microseconds()) / 1000
+	if last != "" {
+		st.LastFailure = last
+		st.LastFailureAt = &lastAt
+	}
+	return st
 }
 
 // State reports the source's circuit breaker state ("closed", "open", "half-open").

@@ -15,12 +15,14 @@ import (
 
 // demoCommand runs three sample trusts' PACS in this process, each on its own loopback port,
 // and the proxy over them with an in-process cache: everything a newcomer needs to try
-// nirproxy with curl or a viewer, and nothing but Go.
+// nirproxy with curl or a viewer, and nothing but Go. With --faults, one trust is slow and
+// one flaps, so degraded mode can be watched.
 func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen on `HOST:PORT`")
 	origin := fs.String("cors-origin", "http://localhost:3000", "browser `ORIGIN` allowed by CORS (a viewer such as OHIF)")
+	faults := fs.Bool("faults", false, "make trust XC3 slow and XB2 flap between failing and working, to watch degraded mode")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,6 +51,9 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		if t.ID == pacssim.DemoTrustC {
 			src.PatientID = config.PatientID{Attribute: config.AttributeOtherPatientIDsSequence, Issuer: "NHS"}
 		}
+		if *faults {
+			injectDemoFaults(t, &src)
+		}
 		cfg.Sources = append(cfg.Sources, src)
 	}
 	if problems := cfg.Validate(); len(problems) > 0 {
@@ -59,6 +64,9 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		return fmt.Errorf("listen on %s (use --addr to choose another): %w", cfg.Listen, err)
 	}
 	printDemoHelp(stdout, "http://"+ln.Addr().String(), cfg)
+	if *faults {
+		printDemoFaults(stdout, "http://"+ln.Addr().String())
+	}
 	return serve(ctx, cfg, ln, newLogger(cfg.Logging, stderr))
 }
 
@@ -89,4 +97,47 @@ Try:
   curl -s -X OPTIONS '%[1]s/dicom-web'
 
 `, base, pacssim.DemoSharedStudyUID, pacssim.DemoUltrasoundStudyUID, pacssim.DemoMultiFrameSeriesUID, pacssim.DemoMultiFrameInstanceUID)
+}
+
+// The faults of `nirproxy demo --faults`.
+const (
+	demoSlowLatency  = 3 * time.Second  // how late XC3 answers
+	demoSlowTimeout  = 2 * time.Second  // how long the proxy waits for XC3's headers
+	demoFlapPhase    = 20 * time.Second // how long XB2 fails, then works
+	demoFailures     = 3                // consecutive failures that open a faulty trust's breaker
+	demoBreakerPause = 10 * time.Second // how long an open breaker waits before a probe
+)
+
+// injectDemoFaults makes XC3 slower than its timeout and XB2 flap between HTTP 500s and
+// health, and gives both a breaker quick enough to watch open and close.
+func injectDemoFaults(t *pacssim.Trust, src *config.Source) {
+	switch t.ID {
+	case pacssim.DemoTrustC:
+		t.SetFaults(pacssim.Latency(demoSlowLatency))
+		src.Timeout = config.Duration(demoSlowTimeout)
+	case pacssim.DemoTrustB:
+		t.SetFaults(pacssim.Status(http.StatusInternalServerError).Flapping(pacssim.Flap{Fail: demoFlapPhase, Work: demoFlapPhase}))
+	default:
+		return
+	}
+	src.Breaker = config.Breaker{Failures: demoFailures, OpenFor: config.Duration(demoBreakerPause)}
+}
+
+func printDemoFaults(w io.Writer, base string) {
+	fmt.Fprintf(w, `Faults (--faults), to watch degraded mode happen:
+  %[2]s  answers every request after %[3]s, but the proxy waits only %[4]s for it: it times out.
+  %[5]s  flaps: HTTP 500 to every request for %[6]s, then healthy for %[6]s, and so on, from now.
+  Either one's circuit breaker opens after %[7]d failures in a row and lets a probe through %[8]s later.
+
+Watch:
+  # Still 200 with what answered, and a Warning header naming each trust missing and why
+  # (XC3 timed out; XB2 failed, while it flaps; "circuit open" once a breaker opens)
+  curl -s -D - -o /dev/null '%[1]s/dicom-web/studies?PatientID=9434765919' | grep -i '^warning'
+  # Each trust's breaker state, recent error rate and latency
+  curl -s %[1]s/status | jq .
+  # XC3's ultrasound cannot be had while XC3 is slow: 503 naming XC3, never a study that looks complete
+  curl -si '%[1]s/dicom-web/studies/%[9]s/metadata' | head -n 20
+
+`, base, pacssim.DemoTrustC, demoSlowLatency, demoSlowTimeout, pacssim.DemoTrustB, demoFlapPhase,
+		demoFailures, demoBreakerPause, pacssim.DemoUltrasoundStudyUID)
 }

@@ -16,10 +16,14 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
+	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -65,13 +69,29 @@ func newLogger(l config.Logging, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// app is the wired proxy: its handler, its sources, and what must be stopped with it.
+type app struct {
+	handler *echo.Echo
+	sources []*upstream.Source
+	webhook *upstream.Webhook
+}
+
 // buildHandler wires the request path of DESIGN.md from a validated configuration.
-func buildHandler(cfg config.Config, log *slog.Logger) (*echo.Echo, []*upstream.Source, error) {
+func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	upMetrics := upstream.NewMetrics(reg)
+	a := &app{}
+	var incidents upstream.Notifier
+	if cfg.Incidents.WebhookURL != "" {
+		a.webhook = upstream.NewWebhook(cfg.Incidents.WebhookURL, cfg.Incidents.WebhookTimeout.Std(), cfg.Incidents.WebhookRetries, log)
+		incidents = a.webhook
+	}
 	sources := make([]*upstream.Source, 0, len(cfg.Sources))
 	for _, sc := range cfg.Sources {
-		u, err := url.Parse(sc.URL)
+		u, err := url.Parse(strings.TrimSuffix(sc.URL, "/"))
 		if err != nil {
-			return nil, nil, fmt.Errorf("source %s: parse url: %w", sc.ID, err)
+			return nil, fmt.Errorf("source %s: parse url: %w", sc.ID, err)
 		}
 		sources = append(sources, upstream.NewSource(upstream.SourceConfig{
 			ID:       sc.ID,
@@ -88,13 +108,19 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*echo.Echo, []*upstream.
 			},
 			PatientID:       upstream.PatientIDAttribute(sc.PatientID.Attribute),
 			PatientIDIssuer: sc.PatientID.Issuer,
-		}, upstream.Options{HTTP: upstream.HTTPOptions{RetryMax: 1}}, log))
+		}, upstream.Options{
+			HTTP:          upstream.HTTPOptions{RetryMax: sc.Retries, IdleTimeout: sc.IdleTimeout.Std()},
+			Breaker:       upstream.BreakerOptions{ConsecutiveFailures: uint32(sc.Breaker.Failures), OpenFor: sc.Breaker.OpenFor.Std()},
+			MaxConcurrent: sc.MaxConcurrent,
+			Metrics:       upMetrics,
+			Incidents:     incidents,
+		}, log))
 	}
 	key := []byte(cfg.SigningKey)
 	if len(key) == 0 {
+		// config.Warnings tells the operator; links stop working on restart.
 		key = make([]byte, 32)
 		_, _ = rand.Read(key)
-		log.Warn("no signingKey configured: bulkdata links are signed with a random key and stop working on restart; replicas behind one load balancer must share a configured key")
 	}
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
@@ -117,7 +143,9 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*echo.Echo, []*upstream.
 			DefaultLimit:        cfg.Search.DefaultLimit,
 			MaxLimit:            cfg.Search.MaxLimit,
 		},
+		Fallback: fallback.Policy{Search: fallback.PartialWarn, Retrieve: fallback.Partial(cfg.PartialRetrieve)},
 	}, dicomweb.Deps{
+		Metrics: dicomweb.NewMetrics(reg),
 		Locator: locator,
 		Signer:  dicomweb.NewSigner(key, 12*time.Hour, nil),
 		// Governance (JWT authentication, roles, purpose of use, onboarding, audit spool)
@@ -129,14 +157,20 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*echo.Echo, []*upstream.
 	})
 	e := echo.New()
 	srv.Register(e)
-	return e, sources, nil
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	a.handler, a.sources = e, sources
+	return a, nil
 }
 
 // serve runs the proxy on ln until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) error {
-	e, sources, err := buildHandler(cfg, log)
+	a, err := buildHandler(cfg, log)
 	if err != nil {
 		return err
+	}
+	e, sources := a.handler, a.sources
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration", "key", w.Path, "warning", w.Message)
 	}
 	log.Warn("authentication and audit are not configured in this version: every caller is allowed and accesses are not recorded")
 	ids := make([]string, len(sources))
@@ -161,7 +195,11 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	log.Info("shutting down")
-	if err := hs.Shutdown(shutdownCtx); err != nil {
+	err = hs.Shutdown(shutdownCtx)
+	if a.webhook != nil {
+		a.webhook.Close(shutdownCtx)
+	}
+	if err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	return nil

@@ -108,21 +108,26 @@ func (d Dataset) Validate() error {
 			return fmt.Errorf("element %s has VR %q", tag, el.VR)
 		}
 		if el.VR == "SQ" {
-			for i := range el.Value {
-				if string(el.Value[i]) == "null" {
-					continue
-				}
-				var item Dataset
-				if err := json.Unmarshal(el.Value[i], &item); err != nil {
-					return fmt.Errorf("element %s item %d: %w", tag, i, err)
-				}
-				if err := item.Validate(); err != nil {
-					return fmt.Errorf("element %s item %d: %w", tag, i, err)
+			// Items are checked to be objects here and decoded only when used (Items):
+			// parsing every nested item of every answer twice costs more than the rest of a
+			// search. encoding/json has already checked that they are well-formed JSON.
+			for i, raw := range el.Value {
+				if b := firstByte(raw); b != '{' && b != 'n' {
+					return fmt.Errorf("element %s item %d is not an object", tag, i)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+func firstByte(raw []byte) byte {
+	for _, c := range raw {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return c
+		}
+	}
+	return 0
 }
 
 // IsTag reports whether s is a DICOM JSON tag key: eight hex digits.
@@ -168,6 +173,10 @@ func rawString(vr string, raw json.RawMessage) string {
 	}
 	switch raw[0] {
 	case '"':
+		// Most values have no escapes: take them between the quotes without a decoder.
+		if len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '\\') < 0 && bytes.IndexByte(raw[1:len(raw)-1], '"') < 0 {
+			return string(raw[1 : len(raw)-1])
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
 			return s
@@ -269,12 +278,14 @@ func (d Dataset) Clone() Dataset {
 }
 
 // Tags returns the dataset's tags in ascending order, the order DICOM requires on the wire.
+// Keys are upper-case hex (UnmarshalJSON and the setters make them so), so string order is
+// tag order.
 func (d Dataset) Tags() []string {
 	keys := make([]string, 0, len(d))
 	for k := range d {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return strings.ToUpper(keys[i]) < strings.ToUpper(keys[j]) })
+	sort.Strings(keys)
 	return keys
 }
 
@@ -311,23 +322,66 @@ func (d Dataset) WalkBulkData(fn func(tag string, el *Element)) {
 // MarshalJSON writes the dataset with its tags in ascending order, so answers are stable
 // byte for byte (encoding/json already sorts map keys; this keeps upper-case hex).
 func (d Dataset) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
+	return d.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the dataset's DICOM JSON to b, tags in ascending order. Raw values are
+// copied as they are (they came from a JSON decoder or from json.Marshal, so they are valid);
+// it never fails, and it is what answers are written with, without encoding/json's re-checking.
+func (d Dataset) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
 	for i, tag := range d.Tags() {
+		el := d[tag]
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.WriteByte('"')
-		b.WriteString(strings.ToUpper(tag))
-		b.WriteString(`":`)
-		enc, err := json.Marshal(d[tag])
-		if err != nil {
-			return nil, fmt.Errorf("encode element %s: %w", tag, err)
+		b = append(b, '"')
+		b = append(b, tag...)
+		b = append(b, `":`...)
+		if el == nil {
+			b = append(b, "null"...)
+			continue
 		}
-		b.Write(enc)
+		b = append(b, `{"vr":`...)
+		b = strconv.AppendQuote(b, el.VR)
+		switch {
+		case el.BulkDataURI != "":
+			b = append(b, `,"BulkDataURI":`...)
+			b = appendJSONString(b, el.BulkDataURI)
+		case el.InlineBinary != "":
+			b = append(b, `,"InlineBinary":`...)
+			b = appendJSONString(b, el.InlineBinary)
+		case len(el.Value) > 0:
+			b = append(b, `,"Value":[`...)
+			for j, v := range el.Value {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, v...)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	simple := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	enc, _ := json.Marshal(s)
+	return append(b, enc...)
 }
 
 // UnmarshalJSON reads a DICOM JSON object, upper-casing tag keys so lookups by the Tag
@@ -341,10 +395,16 @@ func (d *Dataset) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &m); err != nil {
 		return err
 	}
-	out := make(Dataset, len(m))
-	for k, v := range m {
-		out[strings.ToUpper(k)] = v
+	for k := range m {
+		if k != strings.ToUpper(k) {
+			out := make(Dataset, len(m))
+			for k, v := range m {
+				out[strings.ToUpper(k)] = v
+			}
+			*d = out
+			return nil
+		}
 	}
-	*d = out
+	*d = Dataset(m)
 	return nil
 }

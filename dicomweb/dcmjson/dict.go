@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -28,12 +30,30 @@ func LookupAttribute(s string) (Attribute, error) {
 		}
 		return Attribute{Tag: up, VR: "UN"}, nil
 	}
+	if a, ok := keywords.Load(s); ok {
+		return a.(Attribute), nil
+	}
 	info, err := tag.FindByKeyword(s)
-	if err != nil {
+	if err != nil || info.Keyword != s {
 		return Attribute{}, fmt.Errorf("%q is neither a DICOM keyword nor a tag of eight hex digits", s)
 	}
-	return Attribute{Tag: FormatTag(uint32(info.Tag.Group)<<16 | uint32(info.Tag.Element)), Keyword: info.Keyword, VR: firstVR(info.VRs)}, nil
+	a := Attribute{Tag: FormatTag(uint32(info.Tag.Group)<<16 | uint32(info.Tag.Element)), Keyword: info.Keyword, VR: firstVR(info.VRs)}
+	if n := keywordCount.Add(1); n <= maxRememberedKeywords {
+		keywords.Store(s, a)
+	}
+	return a, nil
 }
+
+// keywords remembers keyword look-ups: the dictionary's FindByKeyword scans every entry, and
+// clients name the same few keywords in every search. It is a memo of read-only data (only
+// keywords that exist are stored, so clients cannot grow it without bound), the one
+// package-level state here.
+var (
+	keywords     sync.Map
+	keywordCount atomic.Int64
+)
+
+const maxRememberedKeywords = 5000
 
 // FormatTag writes a tag as DICOM JSON keys it: eight upper-case hex digits.
 func FormatTag(t uint32) string {

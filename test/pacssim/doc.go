@@ -27,12 +27,27 @@
 //
 // # Tests and faults
 //
-// Trust.Requests and Trust.RequestsOf count what reached a trust; Trust.Wrap puts
-// middleware (faults, latency, checks) in front of its routes.
+// Trust.Requests and Trust.RequestsOf count what reached a trust, including requests a fault
+// rejected. Trust.SetFaults (or Options.Faults, from the start) makes a trust misbehave, per
+// kind of request if wanted: added latency, hanging, error statuses, 429 with Retry-After,
+// connections reset mid-stream, multipart without its closing delimiter, broken or foreign
+// JSON, a wrong content type; any of them flapping, by request count or by an injected
+// clock. Faults change at once while requests flow, and clearing them releases hung
+// requests. A trust served with Trust.Start or Trust.Serve can also refuse connections
+// (Trust.RefuseConnections), and accept them again on the same port:
+//
+//	url, stop, _ := trust.Start("127.0.0.1:0")
+//	defer stop()
+//	trust.SetFaults(pacssim.Latency(3*time.Second).Only(pacssim.KindSearch), pacssim.Status(500).Only(pacssim.KindRetrieve))
+//	trust.RefuseConnections() // connecting to url now gets ECONNREFUSED
+//	_ = trust.ClearFaults()   // normal answers, on the same url
+//
+// Trust.Wrap puts further middleware (checks, faults of a test's own) in front of its routes.
 //
 // # Reading order
 //
 // synth.go makes the DICOM files, demo.go says which trust holds what, server.go routes
 // requests and answers WADO-RS, qido.go answers searches, render.go draws rendered images,
-// httputil.go holds content negotiation, errors and multipart writing.
+// httputil.go holds content negotiation, errors and multipart writing, faults.go the faults
+// and the listeners a trust can refuse.
 package pacssim

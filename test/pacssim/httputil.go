@@ -191,21 +191,31 @@ func imageType(r *http.Request) string {
 }
 
 // multipartStream writes a multipart/related response part by part, flushing each, so the
-// client sees the first instance before the last is written.
+// client sees the first instance before the last is written. A FaultTruncatedMultipart in
+// the request's context makes it stop early and leave out the closing delimiter.
 type multipartStream struct {
 	w  http.ResponseWriter
 	mw *multipart.Writer
 	rc *http.ResponseController
+
+	truncated bool // no closing delimiter
+	limit     int  // parts to send when truncated; 0 for all
+	sent      int
 }
 
-func newMultipartStream(w http.ResponseWriter, partType string) *multipartStream {
+func newMultipartStream(w http.ResponseWriter, r *http.Request, partType string) *multipartStream {
 	mw := multipart.NewWriter(w)
 	w.Header().Set("Content-Type", fmt.Sprintf("multipart/related; type=%q; boundary=%s", partType, mw.Boundary()))
 	w.WriteHeader(http.StatusOK)
-	return &multipartStream{w: w, mw: mw, rc: http.NewResponseController(w)}
+	m := &multipartStream{w: w, mw: mw, rc: http.NewResponseController(w)}
+	m.limit, m.truncated = truncationOf(r.Context())
+	return m
 }
 
 func (m *multipartStream) part(hdr textproto.MIMEHeader, body []byte) error {
+	if m.truncated && m.limit > 0 && m.sent == m.limit {
+		return errTruncated
+	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
 	pw, err := m.mw.CreatePart(hdr)
 	if err != nil {
@@ -214,12 +224,17 @@ func (m *multipartStream) part(hdr textproto.MIMEHeader, body []byte) error {
 	if _, err := pw.Write(body); err != nil {
 		return fmt.Errorf("write part: %w", err)
 	}
+	m.sent++
 	if err := m.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return fmt.Errorf("flush part: %w", err)
 	}
 	return nil
 }
 
+// close writes the closing delimiter, unless a fault truncates the answer.
 func (m *multipartStream) close() {
+	if m.truncated {
+		return
+	}
 	_ = m.mw.Close()
 }

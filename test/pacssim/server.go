@@ -23,6 +23,11 @@ type Options struct {
 	// Seed drives the generator's noise. Trusts holding copies of one study need the same
 	// seed for the copies to be byte-identical.
 	Seed uint64
+	// Faults are in force from the start, as if set with Trust.SetFaults.
+	Faults []Fault
+	// RefuseConnections starts the trust refusing connections, as if
+	// Trust.RefuseConnections had been called.
+	RefuseConnections bool
 }
 
 // RequestKind classifies requests for the per-kind counters.
@@ -56,6 +61,8 @@ type Trust struct {
 
 	total   atomic.Int64
 	perKind map[RequestKind]*atomic.Int64 // keys fixed at construction
+
+	faults faultState // see faults.go
 }
 
 type study struct {
@@ -84,6 +91,14 @@ type held struct {
 // may appear only once in a trust; the same UID at two trusts makes two copies of a study.
 func NewTrust(id, name string, opts Options, studies ...StudySpec) (*Trust, error) {
 	t := &Trust{ID: id, Name: name, opts: opts, byStudy: map[string]*study{}, perKind: map[RequestKind]*atomic.Int64{}}
+	for _, f := range opts.Faults {
+		if err := f.Validate(); err != nil {
+			return nil, fmt.Errorf("create trust %s: %w", id, err)
+		}
+	}
+	t.faults.set.Store(newFaultSet(opts.Faults))
+	t.faults.refusing.Store(opts.RefuseConnections)
+	t.faults.endpoints = map[*endpoint]struct{}{}
 	for _, k := range []RequestKind{KindSearch, KindRetrieve, KindMetadata, KindFrames, KindBulk, KindRendered, KindThumbnail, KindOther} {
 		t.perKind[k] = new(atomic.Int64)
 	}
@@ -152,18 +167,20 @@ func (t *Trust) Instances() []*Instance {
 }
 
 // Handler returns the trust's DICOMweb origin; its resources live under /dicom-web.
-// Every request is counted before any middleware added with Wrap sees it.
+// Every request is counted before the trust's faults (SetFaults) and any middleware added
+// with Wrap see it, so requests a fault rejects are counted too.
 func (t *Trust) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		kind := kindOf(r.URL.Path)
 		t.total.Add(1)
-		t.perKind[kindOf(r.URL.Path)].Add(1)
-		(*t.chain.Load()).ServeHTTP(w, r)
+		t.perKind[kind].Add(1)
+		t.serveWithFaults(w, r, kind)
 	})
 }
 
-// Wrap puts mw around the trust's routes (inside the request counters), so tests can add
-// faults, latency or checks. Each call wraps what is there already; it is safe to call
-// while the trust is serving.
+// Wrap puts mw around the trust's routes (inside the request counters and the faults set
+// with SetFaults), so tests can add checks or faults of their own. Each call wraps what is
+// there already; it is safe to call while the trust is serving.
 func (t *Trust) Wrap(mw func(http.Handler) http.Handler) {
 	t.wrapMu.Lock()
 	defer t.wrapMu.Unlock()
@@ -311,7 +328,7 @@ func (t *Trust) retrieve(w http.ResponseWriter, r *http.Request) {
 			`only multipart/related; type="application/dicom" in %s is offered`, ExplicitVRLittleEndian)
 		return
 	}
-	mp := newMultipartStream(w, "application/dicom")
+	mp := newMultipartStream(w, r, "application/dicom")
 	for _, h := range tg.instances() {
 		hdr := textproto.MIMEHeader{"Content-Type": {"application/dicom; transfer-syntax=" + ExplicitVRLittleEndian}}
 		if err := mp.part(hdr, h.Bytes()); err != nil {
@@ -389,7 +406,7 @@ func (t *Trust) sendOctets(w http.ResponseWriter, r *http.Request, parts [][]byt
 	const partType = "application/octet-stream; transfer-syntax=" + ExplicitVRLittleEndian
 	switch {
 	case acceptsMultipart(r, "application/octet-stream"):
-		mp := newMultipartStream(w, "application/octet-stream")
+		mp := newMultipartStream(w, r, "application/octet-stream")
 		for i, b := range parts {
 			hdr := textproto.MIMEHeader{"Content-Type": {partType}, "Content-Location": {location(i)}}
 			if err := mp.part(hdr, b); err != nil {

@@ -30,6 +30,13 @@ import (
 )
 
 // Values of [Auth.Type].
+// The partialRetrieve policies.
+const (
+	PartialRetrieveFail = "fail"
+	PartialRetrieveWarn = "warn"
+	PartialRetrieve206  = "206"
+)
+
 const (
 	// AuthNone sends no credentials.
 	AuthNone = "none"
@@ -79,6 +86,13 @@ type Config struct {
 	// RequestTimeout is the deadline for a whole client request's fan-out (searches, locating a
 	// study). Default 30s.
 	RequestTimeout Duration `yaml:"requestTimeout"`
+	// PartialRetrieve says what a study or series retrieve (or its metadata) answers when some
+	// trust that may hold part of it cannot be asked: fail (503, the default: nobody may read an
+	// incomplete study as complete), warn (200 with what can be had and a Warning naming what is
+	// missing) or 206 (for clients that follow PS3.18 before CP-2418).
+	PartialRetrieve string `yaml:"partialRetrieve"`
+	// Incidents says where breaker state changes are escalated.
+	Incidents Incidents `yaml:"incidents"`
 	// Search bounds searches (QIDO-RS).
 	Search Search `yaml:"search"`
 	// Locator tunes the memory of which trusts hold which study.
@@ -87,6 +101,27 @@ type Config struct {
 	Logging Logging `yaml:"logging"`
 	// Sources are the trusts' PACS, at least one.
 	Sources []Source `yaml:"sources"`
+}
+
+// Incidents configures escalation of incidents (a trust's circuit breaker opening or closing).
+type Incidents struct {
+	// WebhookURL, when set, receives each breaker state change as a JSON POST. Delivery is
+	// retried and never delays a client request. Default none (the log only).
+	WebhookURL string `yaml:"webhookURL"`
+	// WebhookTimeout bounds one delivery attempt. Default 5s.
+	WebhookTimeout Duration `yaml:"webhookTimeout"`
+	// WebhookRetries is how many times a failed delivery is retried. Default 3.
+	WebhookRetries int `yaml:"webhookRetries"`
+}
+
+// Breaker tunes a source's circuit breaker.
+type Breaker struct {
+	// Failures is how many consecutive failures (5xx, time-outs, refused connections, invalid
+	// answers) open the breaker. Default 5.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long an open breaker refuses calls before one probe is let through.
+	// Default 30s.
+	OpenFor Duration `yaml:"openFor"`
 }
 
 // CORS is the cross-origin policy for browser viewers.
@@ -153,6 +188,16 @@ type Source struct {
 	Priority int `yaml:"priority"`
 	// Timeout is the time allowed until the upstream's response headers. Default 10s.
 	Timeout Duration `yaml:"timeout"`
+	// IdleTimeout is the longest pause allowed while a response body streams. Default 30s.
+	IdleTimeout Duration `yaml:"idleTimeout"`
+	// Retries is how many times a failed idempotent request is retried (refused connections,
+	// 429, 502, 503, 504; never a time-out, never once a byte went to the client). Default 1.
+	Retries int `yaml:"retries"`
+	// MaxConcurrent bounds the requests in flight to this source; more wait for a slot until
+	// their deadline. Default 32.
+	MaxConcurrent int `yaml:"maxConcurrent"`
+	// Breaker tunes this source's circuit breaker.
+	Breaker Breaker `yaml:"breaker"`
 	// Required, when true, makes a search fail if this source does not answer. Default false.
 	Required bool `yaml:"required"`
 	// Auth is how the proxy authenticates to this PACS.
@@ -195,6 +240,8 @@ func Default() Config {
 		CORS:                    CORS{MaxAge: Duration(10 * time.Minute)},
 		PatientIdentifierIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:          Duration(30 * time.Second),
+		PartialRetrieve:         PartialRetrieveFail,
+		Incidents:               Incidents{WebhookTimeout: Duration(5 * time.Second), WebhookRetries: 3},
 		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000},
 		Locator:                 Locator{TTL: Duration(10 * time.Minute)},
 		Logging:                 Logging{Level: "info", Format: "json"},
@@ -204,10 +251,14 @@ func Default() Config {
 // DefaultSource is a source with every default filled in; each source of the file starts from it.
 func DefaultSource() Source {
 	return Source{
-		Priority:  100,
-		Timeout:   Duration(10 * time.Second),
-		Auth:      Auth{Type: AuthNone},
-		PatientID: PatientID{Attribute: AttributePatientID},
+		Priority:      100,
+		Timeout:       Duration(10 * time.Second),
+		IdleTimeout:   Duration(30 * time.Second),
+		Retries:       1,
+		MaxConcurrent: 32,
+		Breaker:       Breaker{Failures: 5, OpenFor: Duration(30 * time.Second)},
+		Auth:          Auth{Type: AuthNone},
+		PatientID:     PatientID{Attribute: AttributePatientID},
 	}
 }
 

@@ -46,6 +46,18 @@ func (c Config) Validate() []Problem {
 	}
 	checkIssuer(&ps, "patientIdentifierIssuer", c.PatientIdentifierIssuer, true)
 	checkPositive(&ps, "requestTimeout", c.RequestTimeout, "30s")
+	switch c.PartialRetrieve {
+	case PartialRetrieveFail, PartialRetrieveWarn, PartialRetrieve206:
+	default:
+		ps.add("partialRetrieve", "%q is not a policy; write fail (refuse an incomplete study, the safe default), warn or 206", c.PartialRetrieve)
+	}
+	if c.Incidents.WebhookURL != "" {
+		checkHTTPURL(&ps, "incidents.webhookURL", c.Incidents.WebhookURL, "https://alerts.example.nhs.uk/nirproxy")
+	}
+	checkPositive(&ps, "incidents.webhookTimeout", c.Incidents.WebhookTimeout, "5s")
+	if c.Incidents.WebhookRetries < 0 || c.Incidents.WebhookRetries > 10 {
+		ps.add("incidents.webhookRetries", "is %d; use 0 to 10", c.Incidents.WebhookRetries)
+	}
 	checkSearch(&ps, c.Search)
 	checkPositive(&ps, "locator.ttl", c.Locator.TTL, "10m")
 	switch strings.ToLower(c.Logging.Level) {
@@ -228,6 +240,17 @@ func checkSources(ps *Problems, sources []Source) {
 			checkHTTPURL(ps, p+".url", s.URL, "http://127.0.0.1:8042/dicom-web")
 		}
 		checkPositive(ps, p+".timeout", s.Timeout, "10s")
+		checkPositive(ps, p+".idleTimeout", s.IdleTimeout, "30s")
+		if s.Retries < 0 || s.Retries > 5 {
+			ps.add(p+".retries", "is %d; use 0 to 5 (each retry adds to a clinician's wait)", s.Retries)
+		}
+		if s.MaxConcurrent < 1 || s.MaxConcurrent > 10000 {
+			ps.add(p+".maxConcurrent", "is %d; use 1 to 10000, like 32", s.MaxConcurrent)
+		}
+		if s.Breaker.Failures < 1 || s.Breaker.Failures > 1000 {
+			ps.add(p+".breaker.failures", "is %d; use 1 to 1000, like 5", s.Breaker.Failures)
+		}
+		checkPositive(ps, p+".breaker.openFor", s.Breaker.OpenFor, "30s")
 		checkAuth(ps, p+".auth", s.ID, s.Auth)
 		checkPatientID(ps, p+".patientId", s.PatientID)
 	}

@@ -50,6 +50,26 @@ func TestValidate(t *testing.T) {
 		{"publicURL with fragment", func(c *Config) { c.PublicURL = "https://example.com/#x" },
 			[]Problem{{"publicURL", "must have no query (?...) or fragment"}}},
 
+		// degraded modes
+		{"partialRetrieve warn", func(c *Config) { c.PartialRetrieve = "warn" }, nil},
+		{"partialRetrieve 206", func(c *Config) { c.PartialRetrieve = "206" }, nil},
+		{"partialRetrieve unknown", func(c *Config) { c.PartialRetrieve = "ignore" },
+			[]Problem{{"partialRetrieve", `"ignore" is not a policy; write fail`}}},
+		{"webhook not absolute", func(c *Config) { c.Incidents.WebhookURL = "alerts/nirproxy" },
+			[]Problem{{"incidents.webhookURL", "is not an absolute http(s) URL"}}},
+		{"webhook retries out of range", func(c *Config) { c.Incidents.WebhookRetries = 11 },
+			[]Problem{{"incidents.webhookRetries", "use 0 to 10"}}},
+		{"source retries out of range", func(c *Config) { c.Sources[0].Retries = 9 },
+			[]Problem{{"sources[0].retries", "use 0 to 5"}}},
+		{"source with no concurrency", func(c *Config) { c.Sources[1].MaxConcurrent = 0 },
+			[]Problem{{"sources[1].maxConcurrent", "use 1 to 10000"}}},
+		{"breaker that never opens", func(c *Config) { c.Sources[0].Breaker.Failures = 0 },
+			[]Problem{{"sources[0].breaker.failures", "use 1 to 1000"}}},
+		{"breaker open for no time", func(c *Config) { c.Sources[0].Breaker.OpenFor = 0 },
+			[]Problem{{"sources[0].breaker.openFor", "must be greater than 0"}}},
+		{"idle timeout zero", func(c *Config) { c.Sources[0].IdleTimeout = 0 },
+			[]Problem{{"sources[0].idleTimeout", "must be greater than 0"}}},
+
 		// trustedProxies
 		{"trusted proxies", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "::1", "fd00::/8"} }, nil},
 		{"trusted proxy not an address", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "lb.example"} },

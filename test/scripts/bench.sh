@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs nirproxy's benchmarks and writes the figures into docs/performance.md (between its
+# bench markers; the rest of the file is kept):
+#   1. Go benchmarks of the hot paths (merge and sort of search answers, the whole search
+#      answer path, per-instance metadata rewriting, the pass-through copy of retrieves);
+#   2. test/bench/cmd/loadbench: three real Orthancs, nirproxy and nginx on loopback, loaded
+#      side by side in one run (QIDO through the proxy vs straight to Orthanc, one upstream vs
+#      three; whole-study retrieve through the proxy vs direct vs nginx; the proxy's peak memory
+#      for a small and a large study), plus CPU profiles of the proxy.
+# Every server is started by loadbench and stopped before it exits, also on Ctrl-C.
+# It takes about 5 minutes on 2 cores. `make bench` runs `make deps` first; run
+# test/scripts/install-deps.sh yourself when calling this script directly.
+#
+# Usage: test/scripts/bench.sh [loadbench flags...]
+#   e.g. test/scripts/bench.sh -search-time 3s -retrieve-time 3s -rounds 1   (a quick look)
+#        test/scripts/bench.sh -out /tmp/perf.md                            (leave the doc alone)
+# BENCH_GO=0 skips the Go benchmarks.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$repo"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/nirproxy-bench-run-XXXXXX")"
+driver_pid=""
+cleanup() {
+	if [[ -n "$driver_pid" ]] && kill -0 "$driver_pid" 2>/dev/null; then
+		# loadbench stops its servers on SIGTERM.
+		kill -TERM "$driver_pid" 2>/dev/null || true
+		wait "$driver_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+gobench="$work/gobench.txt"
+: >"$gobench"
+if [[ "${BENCH_GO:-1}" != "0" ]]; then
+	echo "bench: Go benchmarks of the hot paths"
+	# name=package:pattern; each pattern must match at least one benchmark.
+	runs=(
+		"./dicomweb/:^(BenchmarkSearchMergeSort|BenchmarkSearchAnswer|BenchmarkMetadataInstance)$:1s"
+		"./dicomweb/media/:^BenchmarkPassThrough$:20x"
+	)
+	for r in "${runs[@]}"; do
+		IFS=: read -r pkg pattern benchtime <<<"$r"
+		out="$work/one.txt"
+		go test -run '^$' -bench "$pattern" -benchmem -benchtime "$benchtime" -count 1 "$pkg" | tee "$out"
+		if ! grep -q '^Benchmark' "$out"; then
+			echo "bench: no benchmark of $pkg matched $pattern" >&2
+			exit 1
+		fi
+		grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$out" >>"$gobench"
+	done
+fi
+
+echo "bench: load comparison against real servers (loadbench)"
+go build -o "$work/loadbench" ./test/bench/cmd/loadbench
+"$work/loadbench" -gobench "$gobench" "$@" &
+driver_pid=$!
+status=0
+wait "$driver_pid" || status=$?
+driver_pid=""
+exit "$status"
