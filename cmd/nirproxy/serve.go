@@ -143,7 +143,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 			DefaultLimit:        cfg.Search.DefaultLimit,
 			MaxLimit:            cfg.Search.MaxLimit,
 		},
-		Fallback: fallback.Policy{Search: fallback.PartialWarn, Retrieve: fallback.Partial(cfg.PartialRetrieve)},
+		Fallback: fallback.Policy{Search: fallback.Partial(cfg.PartialSearch), Retrieve: fallback.Partial(cfg.PartialRetrieve)},
 	}, dicomweb.Deps{
 		Metrics: dicomweb.NewMetrics(reg),
 		Locator: locator,

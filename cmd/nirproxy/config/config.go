@@ -91,6 +91,10 @@ type Config struct {
 	// incomplete study as complete), warn (200 with what can be had and a Warning naming what is
 	// missing) or 206 (for clients that follow PS3.18 before CP-2418).
 	PartialRetrieve string `yaml:"partialRetrieve"`
+	// PartialSearch says what a search answers when some trusts do not: warn (the default: 200
+	// with what answered and a Warning naming each missing trust) or fail (503). A client
+	// overrides it per request with partial=warn|fail.
+	PartialSearch string `yaml:"partialSearch"`
 	// Incidents says where breaker state changes are escalated.
 	Incidents Incidents `yaml:"incidents"`
 	// Search bounds searches (QIDO-RS).
@@ -241,6 +245,7 @@ func Default() Config {
 		PatientIdentifierIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:          Duration(30 * time.Second),
 		PartialRetrieve:         PartialRetrieveFail,
+		PartialSearch:           PartialRetrieveWarn,
 		Incidents:               Incidents{WebhookTimeout: Duration(5 * time.Second), WebhookRetries: 3},
 		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000},
 		Locator:                 Locator{TTL: Duration(10 * time.Minute)},

@@ -51,6 +51,11 @@ func (c Config) Validate() []Problem {
 	default:
 		ps.add("partialRetrieve", "%q is not a policy; write fail (refuse an incomplete study, the safe default), warn or 206", c.PartialRetrieve)
 	}
+	switch c.PartialSearch {
+	case PartialRetrieveWarn, PartialRetrieveFail:
+	default:
+		ps.add("partialSearch", "%q is not a policy; write warn (answer with what the trusts that answered hold, naming the others) or fail", c.PartialSearch)
+	}
 	if c.Incidents.WebhookURL != "" {
 		checkHTTPURL(&ps, "incidents.webhookURL", c.Incidents.WebhookURL, "https://alerts.example.nhs.uk/nirproxy")
 	}

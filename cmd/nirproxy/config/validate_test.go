@@ -53,6 +53,9 @@ func TestValidate(t *testing.T) {
 		// degraded modes
 		{"partialRetrieve warn", func(c *Config) { c.PartialRetrieve = "warn" }, nil},
 		{"partialRetrieve 206", func(c *Config) { c.PartialRetrieve = "206" }, nil},
+		{"partialSearch fail", func(c *Config) { c.PartialSearch = "fail" }, nil},
+		{"partialSearch 206 is for retrieves only", func(c *Config) { c.PartialSearch = "206" },
+			[]Problem{{"partialSearch", `"206" is not a policy; write warn`}}},
 		{"partialRetrieve unknown", func(c *Config) { c.PartialRetrieve = "ignore" },
 			[]Problem{{"partialRetrieve", `"ignore" is not a policy; write fail`}}},
 		{"webhook not absolute", func(c *Config) { c.Incidents.WebhookURL = "alerts/nirproxy" },
