@@ -220,25 +220,41 @@ func requestID(c *echo.Context) string {
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		start := s.now()
+		defer func() {
+			// An aborted stream (http.ErrAbortHandler) still gets its log line and its count;
+			// the panic goes on to net/http, which resets the connection.
+			if r := recover(); r != nil {
+				s.logRequest(c, start, "aborted")
+				panic(r)
+			}
+		}()
 		err := next(c)
 		if err != nil {
 			c.Echo().HTTPErrorHandler(c, err)
 		}
-		status := 0
-		var size int64
-		if r, uErr := echo.UnwrapResponse(c.Response()); uErr == nil {
-			status, size = r.Status, r.Size
-		}
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
-		elapsed := s.now().Sub(start)
-		s.metrics.request(route, status, elapsed)
-		s.log.Info("request", "request_id", requestID(c), "method", c.Request().Method, "route", route,
-			"status", status, "bytes", size, "duration_ms", elapsed.Milliseconds())
+		s.logRequest(c, start, "")
 		return nil
 	}
+}
+
+func (s *Server) logRequest(c *echo.Context, start time.Time, outcome string) {
+	status := 0
+	var size int64
+	if r, uErr := echo.UnwrapResponse(c.Response()); uErr == nil {
+		status, size = r.Status, r.Size
+	}
+	route := c.Path()
+	if route == "" {
+		route = "unmatched"
+	}
+	elapsed := s.now().Sub(start)
+	s.metrics.request(route, status, elapsed)
+	attrs := []any{"request_id", requestID(c), "method", c.Request().Method, "route", route,
+		"status", status, "bytes", size, "duration_ms", elapsed.Milliseconds()}
+	if outcome != "" {
+		attrs = append(attrs, "outcome", outcome)
+	}
+	s.log.Info("request", attrs...)
 }
 
 // cors answers preflights and marks responses for the configured browser origins. A viewer
