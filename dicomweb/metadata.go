@@ -70,8 +70,10 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 			return err
 		}
 		if len(open) == 0 {
-			s.locator.Forget(ctx, t.study)
-			return notFound("%s was not found at any trust that holds the study.", t.describe())
+			if _, partial := c.Get(ctxPartial).(fallback.Decision); !partial && level == StudyLevel {
+				s.locator.Forget(ctx, t.study)
+			}
+			return s.notFoundOrUnavailable(c, t)
 		}
 		defer closeAll()
 		return s.writeMetadata(c, t, rep, open)
@@ -105,8 +107,9 @@ func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, ho
 
 // metadataStream decodes one holder's metadata array one dataset at a time.
 type metadataStream struct {
-	src *upstream.Source
-	dec *json.Decoder
+	src  *upstream.Source
+	body io.ReadCloser
+	dec  *json.Decoder
 }
 
 func openMetadata(src *upstream.Source, resp *http.Response) (*metadataStream, error) {
@@ -122,7 +125,7 @@ func openMetadata(src *upstream.Source, resp *http.Response) (*metadataStream, e
 	if err != nil || tok != json.Delim('[') {
 		return nil, &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("metadata is not a JSON array")}
 	}
-	return &metadataStream{src: src, dec: dec}, nil
+	return &metadataStream{src: src, body: resp.Body, dec: dec}, nil
 }
 
 // next returns the next dataset, or io.EOF after the closing bracket.
@@ -151,6 +154,7 @@ func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open 
 	for _, r := range open {
 		ms, err := openMetadata(r.Source, r.Value)
 		if err != nil {
+			upstream.MarkFailed(r.Value.Body, err)
 			d := fallback.Unavailable([]upstream.Outcome{{Source: r.Source, Err: err}}, "The metadata", s.agent(c), s.cfg.Fallback)
 			s.logMissing(c, "metadata", d)
 			return decisionError(d)
@@ -174,6 +178,7 @@ func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open 
 				break
 			}
 			if err != nil {
+				upstream.MarkFailed(ms.body, err)
 				out.abort()
 				s.abort(c, ms.src, err)
 			}

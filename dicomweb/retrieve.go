@@ -87,6 +87,21 @@ func upstreamAccept(m media.Match) string {
 	return a
 }
 
+// notFoundOrUnavailable answers a resource no reachable holder has: 404 when every trust that
+// may hold it answered, 503 naming the others when some could not be asked (a partial-answer
+// policy let the request go on without them), because the resource may be theirs.
+func (s *Server) notFoundOrUnavailable(c *echo.Context, t target) error {
+	if d, ok := c.Get(ctxPartial).(fallback.Decision); ok && len(d.Missing) > 0 {
+		names := make([]string, len(d.Missing))
+		for i, m := range d.Missing {
+			names[i] = fmt.Sprintf("the PACS of %s (%s) %s", m.ID, m.Name, m.Reason)
+		}
+		return &Error{Status: http.StatusServiceUnavailable, RetryAfter: fallback.DefaultRetryAfter, Warnings: d.Warnings,
+			Message: fmt.Sprintf("%s is held only by trusts that cannot answer now: %s", t.describe(), strings.Join(names, "; "))}
+	}
+	return notFound("%s %s holds no instances at any trust.", t.describe(), t.path())
+}
+
 // judgeRetrieve asks fallback whether a study or series answer may go ahead without the
 // given sources. A refusal is returned as the error to answer with; a partial answer that the
 // policy allows (warn, 206) is remembered on the request, and answerStatus applies it.
@@ -176,7 +191,7 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 			return err
 		}
 		if len(inv.union) == 0 {
-			return notFound("%s %s holds no instances at any trust.", t.describe(), t.path())
+			return s.notFoundOrUnavailable(c, t)
 		}
 		if full := inv.completeHolders(); len(full) > 0 {
 			return s.streamFromFirst(c, t, upstream.Location{Holders: full}, t.path(), nil, accept)
@@ -215,6 +230,14 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
 		}
+		if err := checkRepresentation(src, resp, accept); err != nil {
+			// A sign-in page or an error page with a 200 is not the study: try the next copy.
+			upstream.MarkFailed(resp.Body, err)
+			resp.Body.Close()
+			s.log.Warn("retrieve failed over", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err))
+			failed = append(failed, upstream.Outcome{Source: src, Err: err})
+			continue
+		}
 		return s.passThrough(c, t, src, resp)
 	}
 	if len(failed) == 0 && notFoundCount > 0 && len(loc.Unreached()) > 0 {
@@ -249,12 +272,12 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	ct := resp.Header.Get("Content-Type")
 	mt, err := media.ParseMediaType(ct)
 	if err != nil {
-		return s.invalidUpstream(c, src, fmt.Errorf("content type %q: %w", ct, err))
+		return s.invalidUpstream(c, src, resp, fmt.Errorf("content type %q: %w", ct, err))
 	}
 	multipart := strings.HasPrefix(mt.Essence(), "multipart/")
 	if multipart {
 		if _, err := media.Boundary(ct); err != nil {
-			return s.invalidUpstream(c, src, err)
+			return s.invalidUpstream(c, src, resp, err)
 		}
 	}
 	if err := s.record(c, audit.Event{Action: "retrieve", StudyUIDs: []string{t.study}, Sources: []string{src.ID}, Status: http.StatusOK}); err != nil {
@@ -280,7 +303,7 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	c.Response().WriteHeader(s.answerStatus(c))
 	if _, err := reframe(mw, resp, src, s.rewriter(c)); err != nil {
 		mw.Abort()
-		s.abort(c, src, err)
+		s.abort(c, src, markBroken(resp, src, err))
 	}
 	if err := mw.Close(); err != nil {
 		s.abort(c, src, err)
@@ -299,9 +322,46 @@ func (s *Server) coalesce(c *echo.Context) *media.Coalescer {
 	return co
 }
 
+// checkRepresentation reports an answer whose media type is not what was asked for: a
+// multipart body for a multipart request, an image for a rendered one.
+func checkRepresentation(src *upstream.Source, resp *http.Response, accept string) error {
+	ct := resp.Header.Get("Content-Type")
+	mt, err := media.ParseMediaType(ct)
+	asked, _, _ := strings.Cut(accept, ";")
+	asked = strings.TrimSpace(strings.ToLower(asked))
+	switch {
+	case err != nil:
+	case asked == "multipart/related" && mt.Essence() == "multipart/related":
+		return nil
+	case strings.HasPrefix(asked, "image/") && strings.HasPrefix(mt.Essence(), "image/"):
+		return nil
+	case asked == "" || asked == "*/*":
+		return nil
+	}
+	return &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("answered %q to a request for %q", ct, accept)}
+}
+
+// markBroken classifies a failure found while reading an upstream body. A framing error (no
+// closing delimiter, a part that ends early) is the source's invalid answer and is reported to
+// it, so its breaker and /status count the call as failed; read errors were already seen by
+// the source's own wrappers.
+func markBroken(resp *http.Response, src *upstream.Source, err error) error {
+	var we *media.WriteError
+	if errors.As(err, &we) {
+		return err
+	}
+	var te *upstream.TransportError
+	if !errors.As(err, &te) {
+		err = &upstream.InvalidResponseError{Source: src.ID, Err: err}
+	}
+	upstream.MarkFailed(resp.Body, err)
+	return err
+}
+
 // invalidUpstream answers for a source that sent something unusable before any byte went out.
-func (s *Server) invalidUpstream(c *echo.Context, src *upstream.Source, err error) error {
+func (s *Server) invalidUpstream(c *echo.Context, src *upstream.Source, resp *http.Response, err error) error {
 	ie := &upstream.InvalidResponseError{Source: src.ID, Err: err}
+	upstream.MarkFailed(resp.Body, ie)
 	d := fallback.Unavailable([]upstream.Outcome{{Source: src, Err: ie}}, "The resource", s.agent(c), s.cfg.Fallback)
 	s.log.Warn("source sent an invalid answer", "request_id", requestID(c), "source", src.ID, "err", err)
 	return decisionError(d)
@@ -497,14 +557,16 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 				}
 			}
 			n, err := reframe(mw, resp, st.src, rw)
-			resp.Body.Close()
 			if err == nil && n < st.expect {
 				err = fmt.Errorf("%s sent %d of the %d instances it listed: %w", st.src.ID, n, st.expect, media.ErrTruncated)
 			}
 			if err != nil {
+				err = markBroken(resp, st.src, err)
+				resp.Body.Close()
 				mw.Abort()
 				s.abort(c, st.src, err)
 			}
+			resp.Body.Close()
 		}
 		if err := mw.Close(); err != nil {
 			s.abort(c, steps[len(steps)-1].src, err)

@@ -234,3 +234,25 @@ func (c *closeHook) Close() error {
 	c.once.Do(func() { c.onClose(c.readErr) })
 	return err
 }
+
+// markFailed records a failure the caller found in the body's content (a multipart body that
+// ends without its closing delimiter, JSON that stops half way), which reading alone cannot
+// see, and passes it to the wrappers inside.
+func (c *closeHook) markFailed(err error) {
+	if c.readErr == nil {
+		c.readErr = err
+	}
+	if inner, ok := c.ReadCloser.(interface{ markFailed(error) }); ok {
+		inner.markFailed(err)
+	}
+}
+
+// MarkFailed tells the source that a fetched body was broken in a way only its reader could
+// see (bad framing, invalid JSON), so that the call counts as a failure for the breaker,
+// /status and the metrics when the body is closed. Call it before Close; it does nothing for a
+// body that did not come from a Source.
+func MarkFailed(body io.ReadCloser, err error) {
+	if h, ok := body.(interface{ markFailed(error) }); ok {
+		h.markFailed(err)
+	}
+}

@@ -128,3 +128,149 @@ func TestDemoServesMergedSearch(t *testing.T) {
 		t.Fatal("the NHS number appears in the log")
 	}
 }
+
+// TestDemoWithFaults runs `nirproxy demo --faults` as a newcomer would and checks what the
+// commands it prints show: a search still answers 200 with what XA1 holds, plus a Warning
+// naming XC3 (slower than its timeout) and XB2 (failing while it flaps); GET /status lists
+// every source; after three failures in a row each faulty trust's breaker is open, and the
+// next search names it as such at once, without waiting for it.
+func TestDemoWithFaults(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"demo", "--faults", "--addr", "127.0.0.1:0"}, nil, &out, &errOut) }()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("demo exited %d: %s", code, errOut.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("demo did not stop")
+		}
+	}()
+	addr := regexp.MustCompile(`DICOMweb at (http://[0-9.:]+)/dicom-web`)
+	var base string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+			break
+		}
+	}
+	if base == "" {
+		t.Fatalf("demo printed no address; stdout %q stderr %q", out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "Faults (--faults)") {
+		t.Errorf("the demo does not describe its faults; stdout %q", out.String())
+	}
+
+	// search runs the printed search and checks that it answers 200 with studies held at XA1
+	// only, and that its Warnings name XB2 and XC3 (and nothing else) for the reasons given.
+	// It may run in its own goroutine, so it reports with Errorf only.
+	search := func(reasonB, reasonC string) {
+		t.Helper()
+		start := time.Now()
+		resp, err := http.Get(base + "/dicom-web/studies?PatientID=9434765919")
+		if err != nil {
+			t.Errorf("search: %v", err)
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("search: %d %s (%v)", resp.StatusCode, body, err)
+			return
+		}
+		if elapsed := time.Since(start); elapsed > 5*time.Second {
+			t.Errorf("search took %v; XC3's 2 s timeout should bound it", elapsed)
+		}
+		var studies []map[string]struct {
+			Value []any `json:"Value"`
+		}
+		if err := json.Unmarshal(body, &studies); err != nil || len(studies) == 0 {
+			t.Errorf("search answered %d studies (%v); want XA1's", len(studies), err)
+			return
+		}
+		for _, s := range studies {
+			for _, h := range s["00080054"].Value {
+				if h != "XA1" {
+					t.Errorf("a study held at %v came back, from a trust that failed", h)
+				}
+			}
+		}
+		warnings := resp.Header.Values("Warning")
+		for id, reason := range map[string]string{"XB2": reasonB, "XC3": reasonC} {
+			found := false
+			for _, w := range warnings {
+				found = found || strings.HasPrefix(w, "299 ") && strings.Contains(w, id+" (") && strings.Contains(w, reason)
+			}
+			if !found {
+				t.Errorf("no Warning names %s as %q; warnings %q", id, reason, warnings)
+			}
+		}
+		if len(warnings) != 2 {
+			t.Errorf("%d warnings; want one for XB2 and one for XC3: %q", len(warnings), warnings)
+		}
+	}
+	// status returns GET /status's sources by id.
+	type source struct {
+		ID, Breaker, LastFailure string
+	}
+	status := func() map[string]source {
+		t.Helper()
+		resp, err := http.Get(base + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Sources []source `json:"sources"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatalf("GET /status: %d: %v", resp.StatusCode, err)
+		}
+		byID := map[string]source{}
+		for _, s := range st.Sources {
+			byID[s.ID] = s
+		}
+		if len(byID) != 3 {
+			t.Fatalf("/status lists %v; want XA1, XB2 and XC3", st.Sources)
+		}
+		return byID
+	}
+
+	search("answered 500", "timed out")
+	if t.Failed() {
+		t.FailNow()
+	}
+	st := status()
+	if st["XB2"].LastFailure != "answered 500" || st["XC3"].LastFailure != "timed out" || st["XA1"].LastFailure != "" {
+		t.Errorf("/status last failures: %+v; want XB2 answered 500, XC3 timed out, XA1 none", st)
+	}
+	for id, s := range st {
+		if s.Breaker != "closed" {
+			t.Errorf("after one search %s's breaker is %q; want closed", id, s.Breaker)
+		}
+	}
+
+	// Two more failures each, at once, open both faulty trusts' breakers.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { search("answered 500", "timed out") })
+	}
+	wg.Wait()
+	st = status()
+	if st["XA1"].Breaker != "closed" || st["XB2"].Breaker != "open" || st["XC3"].Breaker != "open" {
+		t.Fatalf("after three failures each, breakers are XA1 %q, XB2 %q, XC3 %q; want closed, open, open",
+			st["XA1"].Breaker, st["XB2"].Breaker, st["XC3"].Breaker)
+	}
+	start := time.Now()
+	search("has an open circuit breaker", "has an open circuit breaker")
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Errorf("with XC3's breaker open the search took %v; want no wait for XC3", elapsed)
+	}
+	if strings.Contains(errOut.String(), "9434765919") {
+		t.Fatal("the NHS number appears in the log")
+	}
+}
