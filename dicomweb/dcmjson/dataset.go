@@ -79,8 +79,15 @@ func Decode(data []byte) ([]Dataset, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
-	var out []Dataset
-	if err := json.Unmarshal(data, &out); err != nil {
+	sc := scanner{data: data}
+	out, err := sc.decodeArray()
+	if err == nil {
+		sc.ws()
+		if sc.i != len(data) {
+			err = sc.errorf("data after the array")
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("decode DICOM JSON: %w", err)
 	}
 	for i, ds := range out {
@@ -391,20 +398,12 @@ func (d *Dataset) UnmarshalJSON(data []byte) error {
 		*d = nil
 		return nil
 	}
-	var m map[string]*Element
-	if err := json.Unmarshal(data, &m); err != nil {
+	// The caller may reuse data (encoding/json's Decoder does), and values are slices of it.
+	sc := scanner{data: append([]byte(nil), data...)}
+	ds, err := sc.decodeObject()
+	if err != nil {
 		return err
 	}
-	for k := range m {
-		if k != strings.ToUpper(k) {
-			out := make(Dataset, len(m))
-			for k, v := range m {
-				out[strings.ToUpper(k)] = v
-			}
-			*d = out
-			return nil
-		}
-	}
-	*d = Dataset(m)
+	*d = ds
 	return nil
 }
