@@ -257,3 +257,209 @@ func TestRunCountsAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestRelabelAnswer(t *testing.T) {
+	answer := []byte(`[{"0020000D":{"vr":"UI","Value":["1.2.3"]},"00081190":{"vr":"UR","Value":["http://pacs/studies/1.2.3"]},` +
+		`"00100010":{"vr":"PN","Value":[{"Alphabetic":"BENCH^SEARCH"}]}},` +
+		`{"0020000D":{"vr":"UI","Value":["1.2.4"]}}]`)
+	a, err := RelabelAnswer(answer, "SRCA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := RelabelAnswer(answer, "SRCB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := RelabelAnswer(answer, "SRCA")
+	newA := UID("relabel/SRCA/1.2.3")
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{name: "the study UID is replaced", ok: !strings.Contains(string(a), `"1.2.3"`) && strings.Contains(string(a), `"`+newA+`"`)},
+		{name: "the RetrieveURL follows the UID", ok: strings.Contains(string(a), "/studies/"+newA+`"`)},
+		{name: "every study is relabelled", ok: strings.Contains(string(a), UID("relabel/SRCA/1.2.4"))},
+		{name: "sources get different UIDs", ok: string(a) != string(b)},
+		{name: "the same source gets the same UIDs", ok: string(a) == string(again)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.ok {
+				t.Fatalf("relabelled answer:\n%s", a)
+			}
+		})
+	}
+	for _, bad := range []struct{ name, in string }{
+		{name: "not JSON", in: "<xml/>"},
+		{name: "no study", in: "[]"},
+		{name: "a result without a study UID", in: `[{"00100020":{"vr":"LO","Value":["x"]}}]`},
+	} {
+		t.Run("refuses "+bad.name, func(t *testing.T) {
+			if _, err := RelabelAnswer([]byte(bad.in), "SRCA"); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+func TestWarnsAbout(t *testing.T) {
+	check := WarnsAbout("HANG")
+	tests := []struct {
+		name     string
+		warnings []string
+		wantNote string
+		wantErr  bool
+	}{
+		{name: "a 299 naming the source", warnings: []string{`299 127.0.0.1:8080 "Results from HANG (Stuck) are missing: its PACS timed out"`},
+			wantNote: `"Results from HANG (Stuck) are missing: its PACS timed out"`},
+		{name: "found among other warnings", warnings: []string{`299 proxy "There are 3 additional results"`, `299 proxy "Results from HANG (x) are missing"`},
+			wantNote: `"Results from HANG (x) are missing"`},
+		{name: "no warning", wantErr: true},
+		{name: "another source only", warnings: []string{`299 proxy "Results from HANGAR (x) are missing"`}, wantErr: true},
+		{name: "not code 299", warnings: []string{`199 proxy "Results from HANG (x) are missing"`}, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for _, w := range tc.warnings {
+				h.Add("Warning", w)
+			}
+			note, err := check(http.StatusOK, h)
+			if (err != nil) != tc.wantErr || note != tc.wantNote {
+				t.Fatalf("got %q, %v; want %q, error %v", note, err, tc.wantNote, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRecorderKeepsEveryAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/warned":
+			w.Header().Add("Warning", `299 proxy "Results from HANG (x) are missing: its PACS timed out"`)
+		case "/fail":
+			http.Error(w, "no", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "[]")
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name                       string
+		path                       string
+		wantFailed, wantRejected   bool
+		wantNotes, wantRunRequests bool
+	}{
+		{name: "warned answers are noted", path: "/warned", wantNotes: true, wantRunRequests: true},
+		{name: "answers without the warning are refused but still measured", path: "/plain", wantRejected: true, wantRunRequests: true},
+		{name: "failures keep their latencies", path: "/fail", wantFailed: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := NewRecorder(WarnsAbout("HANG"))
+			res := Run(context.Background(), NewClient(1), rec.Target(tc.name, srv.URL+tc.path, nil), 1, 30*time.Millisecond)
+			obs := rec.Take()
+			if obs.Count() != res.Requests+res.Errors || obs.Count() == 0 {
+				t.Fatalf("recorded %d answers, Run saw %d requests and %d errors", obs.Count(), res.Requests, res.Errors)
+			}
+			if (obs.Failed > 0) != tc.wantFailed || (obs.Rejected > 0) != tc.wantRejected || (len(obs.Notes) > 0) != tc.wantNotes {
+				t.Fatalf("observations %+v", obs)
+			}
+			if (res.Requests > 0) != tc.wantRunRequests {
+				t.Fatalf("Run counted %d requests", res.Requests)
+			}
+			if tc.wantFailed || tc.wantRejected {
+				if obs.FirstProblem == "" {
+					t.Fatal("no first problem recorded")
+				}
+			}
+			if rec.Take().Count() != 0 {
+				t.Fatal("Take did not start afresh")
+			}
+		})
+	}
+}
+
+func TestObservations(t *testing.T) {
+	first := Observations{Latencies: make([]time.Duration, 2, 10), Notes: map[string]int{"a": 1}}
+	first.Latencies[0], first.Latencies[1] = time.Second, 900*time.Millisecond
+	o := first
+	o.Merge(Observations{Latencies: []time.Duration{1200 * time.Millisecond}, Failed: 1, FirstProblem: "x", Notes: map[string]int{"a": 2, "b": 1}})
+	other := first
+	other.Merge(Observations{Latencies: []time.Duration{time.Millisecond}})
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{name: "count", got: o.Count(), want: 3},
+		{name: "over 1.1 s", got: o.Over(1100 * time.Millisecond), want: 1},
+		{name: "max", got: o.Max(), want: 1200 * time.Millisecond},
+		{name: "failures added", got: o.Failed, want: 1},
+		{name: "notes added", got: o.Notes["a"], want: 3},
+		{name: "first problem kept", got: o.FirstProblem, want: "x"},
+		{name: "the merged copy's notes are its own", got: first.Notes["a"], want: 1},
+		{name: "merging another copy leaves this one alone", got: o.Latencies[2], want: 1200 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("got %v, want %v", tc.got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHangingOriginNeverAnswers(t *testing.T) {
+	h := StartHangingOrigin()
+	defer h.Close()
+	client := &http.Client{Timeout: 200 * time.Millisecond}
+	start := time.Now()
+	resp, err := client.Get(h.URL + "/dicom-web/studies")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("the hanging origin answered %d", resp.StatusCode)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("the request ended after %v, before the client's time-out", d)
+	}
+	if got := h.Requests(); got != 1 {
+		t.Fatalf("Requests() = %d, want 1", got)
+	}
+	// Close must not wait for held requests.
+	go func() { _, _ = http.Get(h.URL + "/held") }()
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { h.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close blocked on a held request")
+	}
+}
+
+func TestBreakerState(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"degraded","sources":[{"id":"OK1","breaker":"closed"},{"id":"HANG","breaker":"open"}]}`)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name, id, want string
+		wantErr        bool
+	}{
+		{name: "open source", id: "HANG", want: "open"},
+		{name: "closed source", id: "OK1", want: "closed"},
+		{name: "unknown source", id: "NOPE", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := BreakerState(context.Background(), NewClient(1), srv.URL, tc.id)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Fatalf("got %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

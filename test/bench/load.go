@@ -10,8 +10,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -182,26 +180,8 @@ func fetch(ctx context.Context, client *http.Client, t Target) (int64, error) {
 	if t.Do != nil {
 		return t.Do(ctx, client)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL, nil)
-	if err != nil {
-		return 0, fmt.Errorf("build request for %s: %w", t.Name, err)
-	}
-	for k, vs := range t.Header {
-		req.Header[k] = vs
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("get %s: %w", t.Name, err)
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return n, fmt.Errorf("get %s: %w %d", t.Name, errStatus, resp.StatusCode)
-	}
-	if err != nil {
-		return n, fmt.Errorf("read %s after %d bytes: %w", t.Name, n, err)
-	}
-	return n, nil
+	n, _, _, err := get(ctx, client, t.Name, t.URL, t.Header)
+	return n, err
 }
 
 // Fetch sends one GET of t and returns the body's length: a check that a target works

@@ -6,14 +6,18 @@
 #   2. test/bench/cmd/loadbench: three real Orthancs, nirproxy and nginx on loopback, loaded
 #      side by side in one run (QIDO through the proxy vs straight to Orthanc, one upstream vs
 #      three; whole-study retrieve through the proxy vs direct vs nginx; the proxy's peak memory
-#      for a small and a large study), plus CPU profiles of the proxy.
+#      for a small and a large study), plus CPU profiles of the proxy; and issue 3's phase: the
+#      search through proxies over 1, 5, 10 and 20 stand-ins for distant trusts answering after
+#      50 ms, and over 10 of which one hangs (every answer against its deadline, the Warning
+#      naming it, the median once its circuit breaker is open).
 # Every server is started by loadbench and stopped before it exits, also on Ctrl-C.
-# It takes about 5 minutes on 2 cores. `make bench` runs `make deps` first; run
+# It takes about 6 minutes on 2 cores. `make bench` runs `make deps` first; run
 # test/scripts/install-deps.sh yourself when calling this script directly.
 #
 # Usage: test/scripts/bench.sh [loadbench flags...]
 #   e.g. test/scripts/bench.sh -search-time 3s -retrieve-time 3s -rounds 1   (a quick look)
 #        test/scripts/bench.sh -out /tmp/perf.md                            (leave the doc alone)
+#        BENCH_GO=0 test/scripts/bench.sh -phases sources -out /tmp/perf.md (issue 3's phase alone, ~1 min)
 # BENCH_GO=0 skips the Go benchmarks.
 set -euo pipefail
 

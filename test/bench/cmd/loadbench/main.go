@@ -1,8 +1,10 @@
 // Command loadbench measures nirproxy against real servers, side by side in one run: QIDO
 // searches through the proxy and straight to Orthanc, over one and three upstream Orthancs;
 // whole-study retrieves through the proxy, straight to Orthanc and through nginx; the proxy's
-// peak memory for a small and a large study. It writes the figures into docs/performance.md
-// (between the bench markers) and prints a summary. test/scripts/bench.sh runs it.
+// peak memory for a small and a large study; the search over 1, 5, 10 and 20 stand-ins for
+// distant trusts, and over 10 of which one hangs, before and after its circuit breaker opens.
+// It writes the figures into docs/performance.md (between the bench markers) and prints a
+// summary. test/scripts/bench.sh runs it; `-phases sources` runs the last phase alone.
 //
 // It starts every server itself (three Orthancs, nirproxy, nginx) on loopback ports and stops
 // them before it exits, also on SIGINT or SIGTERM; each is a direct child that the kernel
@@ -26,6 +28,7 @@ import (
 
 	"github.com/nirproxy/nirproxy/test/bench"
 	"github.com/nirproxy/nirproxy/test/orthanc"
+	"github.com/nirproxy/nirproxy/test/pacssim"
 )
 
 // options are the command's flags.
@@ -43,7 +46,22 @@ type options struct {
 	profileTime   time.Duration
 	profileDir    string
 	timeout       time.Duration
+
+	// phases is "all" or "sources" (issue 3's fan-out and hanging-source phase alone).
+	phases         string
+	sourcesTime    time.Duration
+	hangTimeout    time.Duration
+	hangFailures   int
+	hangConns      int
+	hangTime       time.Duration
+	hangOpenWithin time.Duration
 }
+
+// Values of -phases.
+const (
+	phasesAll     = "all"
+	phasesSources = "sources"
+)
 
 func main() {
 	var o options
@@ -60,7 +78,18 @@ func main() {
 	flag.DurationVar(&o.profileTime, "profile-time", 6*time.Second, "CPU profile length of the proxy under each load (0 skips profiling)")
 	flag.StringVar(&o.profileDir, "profile-dir", "test/.cache/bench", "directory the CPU profiles are kept in, for `go tool pprof`")
 	flag.DurationVar(&o.timeout, "timeout", 9*time.Minute, "give up after this long")
+	flag.StringVar(&o.phases, "phases", phasesAll, "what to measure: all, or sources (the fan-out over 1 to 20 trusts and the hanging trust, alone, with one Orthanc)")
+	flag.DurationVar(&o.sourcesTime, "sources-time", 6*time.Second, "measuring time of each target of the fan-out over 1 to 20 trusts")
+	flag.DurationVar(&o.hangTimeout, "hang-timeout", time.Second, "the sources' header timeout in the hanging-trust test (the request deadline is twice it); also the request deadline of its second proxy")
+	flag.IntVar(&o.hangFailures, "hang-failures", 50, "breaker.failures of the sources in the hanging-trust test: answers that wait for the hanging trust before its breaker opens")
+	flag.IntVar(&o.hangConns, "hang-conns", 8, "connections loading the proxies with a hanging trust while their answers wait for it")
+	flag.DurationVar(&o.hangTime, "hang-time", 5*time.Second, "load time of the proxy whose hanging trust is cut off by the request deadline")
+	flag.DurationVar(&o.hangOpenWithin, "hang-open-within", 30*time.Second, "give up waiting for the hanging trust's breaker to open after this long")
 	flag.Parse()
+	if o.phases != phasesAll && o.phases != phasesSources {
+		fmt.Fprintf(os.Stderr, "loadbench: -phases is %q; use %s or %s\n", o.phases, phasesAll, phasesSources)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -179,6 +208,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if err := orthanc.MissingError(); err != nil {
 		return err
 	}
+	if o.phases == phasesSources {
+		return runSources(ctx, o, stdout)
+	}
 	if _, err := os.Stat(bench.NginxBinary); err != nil {
 		return fmt.Errorf("nginx is missing (run test/scripts/install-deps.sh): %w", err)
 	}
@@ -290,6 +322,10 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	logf("searches over delayed origins: %s", rep.FanOut.summary())
+	if rep.Sources, err = measureSources(ctx, r, o, rep.UpstreamQuery, clientQuery, logf); err != nil {
+		return err
+	}
+	logf("searches over 1 to 20 origins: %s", rep.Sources.Fan.summary())
 	for _, conns := range []int{1, 4} {
 		g := measure(ctx, retrieves, conns, o.rounds, o.retrieveTime, o.warm, procs)
 		rep.Retrieve = append(rep.Retrieve, g)
@@ -334,6 +370,69 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	rep.Elapsed = time.Since(started)
 	gen := rep.markdown()
 	if err := bench.WriteReport(o.out, []byte(reportTemplate), gen); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, rep.targetsTable())
+	logf("figures written to %s", o.out)
+	return nil
+}
+
+// runSources measures issue 3's phase alone (-phases sources): one Orthanc, whose answer the
+// stand-ins serve, and the proxies of measureSources.
+func runSources(ctx context.Context, o options, stdout io.Writer) error {
+	started := time.Now()
+	rep := &report{Started: started.UTC(), Options: o}
+	rep.collectMachine()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(stdout, "loadbench %5.1fs: %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	r := &rig{log: stdout}
+	defer r.stop()
+	work, err := os.MkdirTemp("", "nirproxy-bench-")
+	if err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	r.work = work
+	var buildErr error
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		r.bin, buildErr = orthanc.BuildProxy(ctx, work)
+	}()
+	r.orthancs, err = orthanc.StartMany(ctx, orthanc.Options{}, "BENCH_A")
+	if err == nil {
+		var ins []*pacssim.Instance
+		if ins, err = bench.SearchStudies(sourceIDs()[0], o.searchStudies); err == nil {
+			err = bench.UploadInstances(ctx, r.orthancs[0], ins)
+		}
+	}
+	<-built
+	if err := errors.Join(err, buildErr); err != nil {
+		return err
+	}
+	if rep.OrthancVersion, rep.DICOMwebVersion, err = bench.OrthancVersions(ctx, r.orthancs[0]); err != nil {
+		return err
+	}
+	if rep.UpstreamQuery, err = captureUpstreamQuery(ctx, r); err != nil {
+		return err
+	}
+	logf("Orthanc A loaded, proxy built; measuring the fan-out over 1 to 20 origins and the hanging one")
+	bg := startBackground()
+	if rep.Sources, err = measureSources(ctx, r, o, rep.UpstreamQuery, "PatientID="+bench.SearchPatient, logf); err != nil {
+		return err
+	}
+	logf("searches over 1 to 20 origins: %s", rep.Sources.Fan.summary())
+	rep.BackgroundCores, rep.OwnCores = bg.cores()
+	if o.goBench != "" {
+		data, err := os.ReadFile(o.goBench)
+		if err != nil {
+			return fmt.Errorf("read Go benchmark output: %w", err)
+		}
+		rep.GoBench = string(data)
+	}
+	rep.Elapsed = time.Since(started)
+	if err := bench.WriteReport(o.out, []byte(reportTemplate), rep.markdown()); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout)

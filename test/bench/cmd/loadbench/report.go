@@ -18,6 +18,14 @@ const (
 	maxMemoryGrowth          = 5 << 20
 )
 
+// Targets of issue 3, point 8.
+const (
+	maxSourcesLatencyRatio = 1.2
+	// deadlineMargin is the share of the deadline an answer may take beyond it.
+	deadlineMargin      = 0.1
+	maxOpenBreakerRatio = 1.2
+)
+
 // report gathers one run's figures.
 type report struct {
 	Started time.Time
@@ -45,6 +53,8 @@ type report struct {
 	// FanOut is the search through proxies over delayed stand-ins for distant trusts.
 	FanOut   *group
 	Metadata *group
+	// Sources is issue 3's fan-out over 1 to 20 trusts and the hanging trust.
+	Sources  *sourcesResult
 	Memory   *memoryResult
 	Profiles []*profileResult
 	GoBench  string
@@ -172,7 +182,78 @@ func (r *report) verdicts() []verdict {
 				mib(m.AfterSmall.HWM), float64(m.SmallRetrieved)/1e6, mib(m.AfterLarge.HWM), float64(m.LargeRetrieved)/1e6),
 			growth <= maxMemoryGrowth})
 	}
+	if s := r.Sources; s != nil {
+		out = append(out, s.verdicts()...)
+	}
 	return out
+}
+
+// verdicts compares issue 3's figures with its targets.
+func (s *sourcesResult) verdicts() []verdict {
+	var out []verdict
+	g := s.Fan
+	one := g.Results[nameSources(1)]
+	for _, n := range sourceCounts()[1:] {
+		res := g.Results[nameSources(n)]
+		ok, why := clean(g, nameSources(1), nameSources(n))
+		lat := ratio(ms(res.Percentile(50)), ms(one.Percentile(50)))
+		out = append(out, verdict{"5", fmt.Sprintf("Search median latency, %d origins / 1 origin, each answering after %.0f ms, 1 connection ≤ %.2f×", n, ms(s.Delay), maxSourcesLatencyRatio),
+			fmt.Sprintf("%.2f× (%.1f ms / %.1f ms; %d studies merged)%s", lat, ms(res.Percentile(50)), ms(one.Percentile(50)), n*s.Studies, why),
+			ok && lat <= maxSourcesLatencyRatio})
+	}
+	small := smallCounts()
+	if lo, hi := g.Results[nameSmall(small[0])], g.Results[nameSmall(small[len(small)-1])]; lo != nil && hi != nil {
+		ok, why := clean(g, lo.Name, hi.Name)
+		lat := ratio(ms(hi.Percentile(50)), ms(lo.Percentile(50)))
+		out = append(out, verdict{"5", fmt.Sprintf("(supplementary) the same with each origin answering 1 study: %d origins / %d, 1 connection ≤ %.2f×", small[len(small)-1], small[0], maxSourcesLatencyRatio),
+			fmt.Sprintf("%.2f× (%.1f ms / %.1f ms)%s", lat, ms(hi.Percentile(50)), ms(lo.Percentile(50)), why), ok && lat <= maxSourcesLatencyRatio})
+	}
+	for _, d := range []*deadlineRun{s.Header, s.Request} {
+		obs := d.Obs
+		extra := ""
+		if d == s.Header {
+			extra = fmt.Sprintf("; then %d answers with its breaker open, max %.0f ms", s.Open.Count(), ms(s.Open.Max()))
+			obs.Merge(s.Open)
+		}
+		over := obs.Over(d.limit())
+		failed := ""
+		if obs.Failed > 0 {
+			failed = fmt.Sprintf("; %d failed (%s)", obs.Failed, obs.FirstProblem)
+		}
+		out = append(out, verdict{"6", fmt.Sprintf("One of %d origins hanging, %s: every answer by the deadline + %.0f %% (≤ %.0f ms)",
+			hangingSources, d.binds(), 100*deadlineMargin, ms(d.limit())),
+			fmt.Sprintf("%d of %d answers past it; with every answer waiting for it (%d connections) p50 %.0f ms, p99 %.0f ms, max %.0f ms%s%s",
+				over, obs.Count(), d.Conns, ms(bench.Percentile(d.Obs.Latencies, 50)), ms(bench.Percentile(d.Obs.Latencies, 99)), ms(d.Obs.Max()), extra, failed),
+			obs.Count() > 0 && over == 0 && obs.Failed == 0})
+	}
+	if !s.Header.Opened {
+		out = append(out, verdict{"6", fmt.Sprintf("Once the hanging origin's breaker is open, median / all-healthy %d origins, 1 connection ≤ %.2f×", hangingSources, maxOpenBreakerRatio),
+			fmt.Sprintf("the breaker did not open: /status never said \"open\" within %s of load (%d answers, breaker.failures %d)",
+				s.Header.Elapsed.Round(time.Second), s.Header.Obs.Count(), s.Settings.BreakerFailures), false})
+	} else {
+		open, healthy := g.Results[nameHangOpen], g.Results[nameSources(hangingSources)]
+		ok, why := clean(g, nameHangOpen, nameSources(hangingSources))
+		lat := ratio(ms(open.Percentile(50)), ms(healthy.Percentile(50)))
+		out = append(out, verdict{"6", fmt.Sprintf("Once the hanging origin's breaker is open, median / all-healthy %d origins, 1 connection ≤ %.2f×", hangingSources, maxOpenBreakerRatio),
+			fmt.Sprintf("%.2f× (%.1f ms / %.1f ms); open %.1f s after the load began; the hanging origin was sent %d requests while open%s",
+				lat, ms(open.Percentile(50)), ms(healthy.Percentile(50)), s.Header.OpenedAfter.Seconds(), s.HangRequestsWhileOpen, why),
+			ok && lat <= maxOpenBreakerRatio})
+	}
+	all := s.Header.Obs
+	all.Merge(s.Open)
+	all.Merge(s.Request.Obs)
+	out = append(out, verdict{"6", "Every answer while an origin hangs carries `Warning: 299` naming it: answers without = 0",
+		fmt.Sprintf("%d without of %d answers (%d failed)", all.Rejected, all.Count(), all.Failed),
+		all.Count() > 0 && all.Rejected == 0 && all.Failed == 0})
+	return out
+}
+
+// binds says which setting cuts the hanging source off.
+func (d *deadlineRun) binds() string {
+	if d.Settings.Timeout <= d.Settings.RequestTimeout {
+		return fmt.Sprintf("breaker closed, its header `timeout` (%s) the deadline (`requestTimeout` %s)", d.Settings.Timeout, d.Settings.RequestTimeout)
+	}
+	return fmt.Sprintf("breaker closed, `requestTimeout` (%s) the deadline (header `timeout` %s)", d.Settings.RequestTimeout, d.Settings.Timeout)
 }
 
 func ratio(a, b float64) float64 {
@@ -187,10 +268,10 @@ func mib(n int64) float64        { return float64(n) / (1 << 20) }
 
 // targetsTable is the summary of the verdicts, as a Markdown table.
 func (r *report) targetsTable() string {
-	var b strings.Builder
+	b := &strings.Builder{}
 	b.WriteString("| point | target | measured | verdict |\n|---|---|---|---|\n")
 	for _, v := range r.verdicts() {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", v.Point, v.Target, v.Measured, metText(v.Met))
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", v.Point, v.Target, v.Measured, metText(v.Met))
 	}
 	return b.String()
 }
@@ -226,26 +307,55 @@ func cpuPer(g *group, target, proc string, unit float64) string {
 
 // markdown is the generated part of docs/performance.md.
 func (r *report) markdown() string {
-	var b strings.Builder
+	b := &strings.Builder{}
 	o := r.Options
-	fmt.Fprintf(&b, "Measured %s (UTC) in %.0f s by `make bench`.\n\n", r.Started.Format("2006-01-02 15:04"), r.Elapsed.Seconds())
+	fmt.Fprintf(b, "Measured %s (UTC) in %.0f s by `make bench`.\n\n", r.Started.Format("2006-01-02 15:04"), r.Elapsed.Seconds())
 	b.WriteString("| | |\n|---|---|\n")
-	fmt.Fprintf(&b, "| machine | `nproc` = %d, %s, %s RAM, %s, Linux %s |\n", r.CPUs, r.CPUModel, r.MemTotal, r.OS, r.Kernel)
-	fmt.Fprintf(&b, "| Go | %s (proxy and load driver) |\n", r.GoVersion)
-	fmt.Fprintf(&b, "| Orthanc | %s, DICOMweb plugin %s (Debian packages), three servers on loopback |\n", r.OrthancVersion, r.DICOMwebVersion)
-	fmt.Fprintf(&b, "| nginx | %s, `worker_processes auto`, %s |\n", r.NginxVersion, bench.NginxSettings)
-	fmt.Fprintf(&b, "| other load | while measuring, this run's processes kept %.2f of %d cores busy on average; other processes on the machine %.2f |\n",
+	fmt.Fprintf(b, "| machine | `nproc` = %d, %s, %s RAM, %s, Linux %s |\n", r.CPUs, r.CPUModel, r.MemTotal, r.OS, r.Kernel)
+	fmt.Fprintf(b, "| Go | %s (proxy and load driver) |\n", r.GoVersion)
+	servers := "three servers on loopback"
+	if o.phases == phasesSources {
+		servers = "one server on loopback (`-phases sources`)"
+	}
+	fmt.Fprintf(b, "| Orthanc | %s, DICOMweb plugin %s (Debian packages), %s |\n", r.OrthancVersion, r.DICOMwebVersion, servers)
+	if r.NginxVersion != "" {
+		fmt.Fprintf(b, "| nginx | %s, `worker_processes auto`, %s |\n", r.NginxVersion, bench.NginxSettings)
+	}
+	fmt.Fprintf(b, "| other load | while measuring, this run's processes kept %.2f of %d cores busy on average; other processes on the machine %.2f |\n",
 		r.OwnCores, r.CPUs, r.BackgroundCores)
-	fmt.Fprintf(&b, "| load | closed loop, Go load driver in the same machine; each target %s per concurrency (searches) or %s (retrieves), in %d interleaved rounds after %s of warm-up |\n",
-		o.searchTime, o.retrieveTime, o.rounds, o.warm)
+	if len(r.Search) > 0 {
+		fmt.Fprintf(b, "| load | closed loop, Go load driver in the same machine; each target %s per concurrency (searches) or %s (retrieves), in %d interleaved rounds after %s of warm-up |\n",
+			o.searchTime, o.retrieveTime, o.rounds, o.warm)
+	}
+	if r.Sources != nil {
+		fmt.Fprintf(b, "| load, points 5–6 | closed loop; the fan-out targets %s each at 1 connection, in %d interleaved rounds after %s of warm-up; the proxies with a hanging origin at %d connections while their answers wait for it |\n",
+			o.sourcesTime, o.rounds, o.warm, o.hangConns)
+	}
 	b.WriteString("\n### Targets\n\n")
+	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8).\n\n")
 	b.WriteString(r.targetsTable())
+	if len(r.Search) > 0 {
+		r.searchMarkdown(b)
+	}
+	if len(r.Retrieve) > 0 {
+		r.retrieveMarkdown(b)
+	}
+	r.memoryMarkdown(b)
+	if r.Sources != nil {
+		r.Sources.markdown(b, r.CPUs)
+	}
+	r.profileMarkdown(b)
+	return b.String()
+}
 
+// searchMarkdown is the section on points 1 and 2.
+func (r *report) searchMarkdown(b *strings.Builder) {
+	o := r.Options
 	b.WriteString("\n### 1–2. QIDO-RS study search\n\n")
-	fmt.Fprintf(&b, "`GET /dicom-web/studies?PatientID=<NHS number>` with `Accept: application/dicom+json`; each Orthanc holds %d matching studies "+
+	fmt.Fprintf(b, "`GET /dicom-web/studies?PatientID=<NHS number>` with `Accept: application/dicom+json`; each Orthanc holds %d matching studies "+
 		"(2 series each) and %d of another patient. Through one upstream the answer has %d studies, through three %d.\n",
 		o.searchStudies, o.searchStudies, o.searchStudies, 3*o.searchStudies)
-	fmt.Fprintf(&b, "The proxy asks each upstream `studies?%s`; \"%s\" sends that query to Orthanc itself.\n\n", r.UpstreamQuery, nameDirectAsProxy)
+	fmt.Fprintf(b, "The proxy asks each upstream `studies?%s`; \"%s\" sends that query to Orthanc itself.\n\n", r.UpstreamQuery, nameDirectAsProxy)
 	b.WriteString("| target | connections | requests | requests/s | p50 ms | p99 ms | errors | CPU ms/request: proxy | Orthanc (all) | load driver |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, g := range r.Search {
 		for _, n := range g.Targets {
@@ -261,13 +371,13 @@ func (r *report) markdown() string {
 			if used := g.CPU[n][procOrthancA] + g.CPU[n][procOrthancB] + g.CPU[n][procOrthancC]; res.Requests > 0 {
 				orth = fmt.Sprintf("%.1f", ms(used)/float64(res.Requests))
 			}
-			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %d | %s | %s | %s |\n", n, g.Conns, res.Requests, res.RPS(),
+			fmt.Fprintf(b, "| %s | %d | %d | %.0f | %.1f | %.1f | %d | %s | %s | %s |\n", n, g.Conns, res.Requests, res.RPS(),
 				ms(res.Percentile(50)), ms(res.Percentile(99)), res.Errors, proxy, orth, cpuPer(g, n, procDriver, float64(res.Requests)))
 		}
 	}
 	for _, g := range r.Search {
 		d, p1, p3, dq, d3 := g.Results[nameDirect], g.Results[nameProxy1], g.Results[nameProxy3], g.Results[nameDirectAsProxy], g.Results[nameDirect3]
-		fmt.Fprintf(&b, "\nAt %d connection(s): proxy/direct median %.2f×, throughput %.2f×; proxy/direct-with-the-proxy's-query median %.2f×, throughput %.2f×; "+
+		fmt.Fprintf(b, "\nAt %d connection(s): proxy/direct median %.2f×, throughput %.2f×; proxy/direct-with-the-proxy's-query median %.2f×, throughput %.2f×; "+
 			"proxy 3 upstreams/1 median %.2f×, throughput %.2f×; the driver's own 3-way parallel query/one Orthanc median %.2f×, throughput %.2f×.\n", g.Conns,
 			ratio(ms(p1.Percentile(50)), ms(d.Percentile(50))), ratio(p1.RPS(), d.RPS()),
 			ratio(ms(p1.Percentile(50)), ms(dq.Percentile(50))), ratio(p1.RPS(), dq.RPS()),
@@ -276,7 +386,7 @@ func (r *report) markdown() string {
 	}
 
 	if g := r.FanOut; g != nil {
-		fmt.Fprintf(&b, "\n#### Fan-out over distant trusts\n\nThe same search through proxies over one and over three stand-ins for distant trusts: "+
+		fmt.Fprintf(b, "\n#### Fan-out over distant trusts\n\nThe same search through proxies over one and over three stand-ins for distant trusts: "+
 			"small Go servers in the load driver that answer, after %s, what Orthancs A, B and C answered to the proxy's query. "+
 			"They use no CPU while they wait, so the comparison shows whether the proxy waits for its upstreams in parallel, without three CPU-bound Orthancs competing for %d cores.\n\n",
 			r.Options.originDelay, r.CPUs)
@@ -287,13 +397,18 @@ func (r *report) markdown() string {
 			if n == nameDelayed3 {
 				proc = procProxy3
 			}
-			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %d | %s |\n", n, g.Conns, res.Requests, res.RPS(),
+			fmt.Fprintf(b, "| %s | %d | %d | %.0f | %.1f | %.1f | %d | %s |\n", n, g.Conns, res.Requests, res.RPS(),
 				ms(res.Percentile(50)), ms(res.Percentile(99)), res.Errors, cpuPer(g, n, proc, float64(res.Requests)))
 		}
 	}
 
+}
+
+// retrieveMarkdown is the section on point 3 and the study metadata.
+func (r *report) retrieveMarkdown(b *strings.Builder) {
+	o := r.Options
 	b.WriteString("\n### 3. Whole-study retrieve (WADO-RS)\n\n")
-	fmt.Fprintf(&b, "`GET /dicom-web/studies/{uid}` with `Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*` of a study of %d copies of pydicom's "+
+	fmt.Fprintf(b, "`GET /dicom-web/studies/{uid}` with `Accept: multipart/related; type=\"application/dicom\"; transfer-syntax=*` of a study of %d copies of pydicom's "+
 		"CT_small.dcm relabelled with `dcmodify -gin` (%.1f MB of files, %.1f MB of multipart answer), held by Orthanc A. nginx and the proxy both front Orthanc A.\n\n",
 		o.copies, float64(r.CopiesBytes)/1e6, float64(r.RetrieveBytes)/1e6)
 	b.WriteString("| target | connections | retrieves | MB/s | p50 ms | p99 ms | errors | CPU ms/MB: proxy or nginx | Orthanc | load driver |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -308,18 +423,18 @@ func (r *report) markdown() string {
 			case nameNginxStream, nameNginxBuffer:
 				front = cpuPer(g, n, procNginx, mb)
 			}
-			fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.1f | %.1f | %d | %s | %s | %s |\n", n, g.Conns, res.Requests, res.MBps(),
+			fmt.Fprintf(b, "| %s | %d | %d | %.0f | %.1f | %.1f | %d | %s | %s | %s |\n", n, g.Conns, res.Requests, res.MBps(),
 				ms(res.Percentile(50)), ms(res.Percentile(99)), res.Errors, front, cpuPer(g, n, procOrthancA, mb), cpuPer(g, n, procDriver, mb))
 		}
 	}
 	for _, g := range r.Retrieve {
 		d, p, s, bu := g.Results[nameDirect], g.Results[nameProxy1], g.Results[nameNginxStream], g.Results[nameNginxBuffer]
-		fmt.Fprintf(&b, "\nAt %d connection(s): proxy/direct %.2f×, nginx (buffering off)/direct %.2f×, nginx (buffering on)/direct %.2f×, proxy/nginx (off) %.2f×, proxy/nginx (on) %.2f×.\n",
+		fmt.Fprintf(b, "\nAt %d connection(s): proxy/direct %.2f×, nginx (buffering off)/direct %.2f×, nginx (buffering on)/direct %.2f×, proxy/nginx (off) %.2f×, proxy/nginx (on) %.2f×.\n",
 			g.Conns, ratio(p.MBps(), d.MBps()), ratio(s.MBps(), d.MBps()), ratio(bu.MBps(), d.MBps()), ratio(p.MBps(), s.MBps()), ratio(p.MBps(), bu.MBps()))
 	}
 
 	if g := r.Metadata; g != nil {
-		fmt.Fprintf(&b, "\n#### Study metadata (no target)\n\n`GET /dicom-web/studies/{uid}/metadata` of the same %d-instance study, `Accept: application/dicom+json`; "+
+		fmt.Fprintf(b, "\n#### Study metadata (no target)\n\n`GET /dicom-web/studies/{uid}/metadata` of the same %d-instance study, `Accept: application/dicom+json`; "+
 			"the proxy decodes, rewrites (RetrieveURL, signed BulkDataURIs, patient identity) and re-encodes every instance.\n\n", o.copies)
 		b.WriteString("| target | connections | requests | requests/s | p50 ms | p99 ms | errors | CPU ms/request: proxy | Orthanc |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, n := range g.Targets {
@@ -328,25 +443,32 @@ func (r *report) markdown() string {
 			if n == nameProxy1 {
 				proxy = cpuPer(g, n, procProxy1, float64(res.Requests))
 			}
-			fmt.Fprintf(&b, "| %s | %d | %d | %.1f | %.1f | %.1f | %d | %s | %s |\n", n, g.Conns, res.Requests, res.RPS(),
+			fmt.Fprintf(b, "| %s | %d | %d | %.1f | %.1f | %.1f | %d | %s | %s |\n", n, g.Conns, res.Requests, res.RPS(),
 				ms(res.Percentile(50)), ms(res.Percentile(99)), res.Errors, proxy, cpuPer(g, n, procOrthancA, float64(res.Requests)))
 		}
 		d, p := g.Results[nameDirect], g.Results[nameProxy1]
-		fmt.Fprintf(&b, "\nProxy/direct median %.2f×, throughput %.2f×.\n", ratio(ms(p.Percentile(50)), ms(d.Percentile(50))), ratio(p.RPS(), d.RPS()))
+		fmt.Fprintf(b, "\nProxy/direct median %.2f×, throughput %.2f×.\n", ratio(ms(p.Percentile(50)), ms(d.Percentile(50))), ratio(p.RPS(), d.RPS()))
 	}
+}
 
+// memoryMarkdown is the section on point 4.
+func (r *report) memoryMarkdown(b *strings.Builder) {
+	o := r.Options
 	if m := r.Memory; m != nil {
 		b.WriteString("\n### 4. Proxy memory, small versus large study\n\n")
-		fmt.Fprintf(&b, "A fresh proxy over Orthanc A: one search, then the small study (%d instances of 512×256, 16 bits) retrieved %d times, "+
+		fmt.Fprintf(b, "A fresh proxy over Orthanc A: one search, then the small study (%d instances of 512×256, 16 bits) retrieved %d times, "+
 			"then the large study (%d instances of 2048×2048, 16 bits) retrieved %d times, one retrieve at a time. "+
 			"VmHWM (peak resident set) and VmRSS from `/proc/PID/status`.\n\n", 4, m.Repeats, max(1, o.largeMB/8), m.Repeats)
 		b.WriteString("| after | answer size | VmHWM MiB | VmRSS MiB |\n|---|---|---|---|\n")
-		fmt.Fprintf(&b, "| start and one search | – | %.1f | %.1f |\n", mib(m.Baseline.HWM), mib(m.Baseline.RSS))
-		fmt.Fprintf(&b, "| small study ×%d | %.2f MB | %.1f | %.1f |\n", m.Repeats, float64(m.SmallRetrieved)/1e6, mib(m.AfterSmall.HWM), mib(m.AfterSmall.RSS))
-		fmt.Fprintf(&b, "| large study ×%d | %.1f MB | %.1f | %.1f |\n", m.Repeats, float64(m.LargeRetrieved)/1e6, mib(m.AfterLarge.HWM), mib(m.AfterLarge.RSS))
-		fmt.Fprintf(&b, "\nThe large study streamed through the proxy at %.0f MB/s.\n", m.LargeMBps)
+		fmt.Fprintf(b, "| start and one search | – | %.1f | %.1f |\n", mib(m.Baseline.HWM), mib(m.Baseline.RSS))
+		fmt.Fprintf(b, "| small study ×%d | %.2f MB | %.1f | %.1f |\n", m.Repeats, float64(m.SmallRetrieved)/1e6, mib(m.AfterSmall.HWM), mib(m.AfterSmall.RSS))
+		fmt.Fprintf(b, "| large study ×%d | %.1f MB | %.1f | %.1f |\n", m.Repeats, float64(m.LargeRetrieved)/1e6, mib(m.AfterLarge.HWM), mib(m.AfterLarge.RSS))
+		fmt.Fprintf(b, "\nThe large study streamed through the proxy at %.0f MB/s.\n", m.LargeMBps)
 	}
+}
 
+// profileMarkdown is the CPU profiles and the Go benchmarks.
+func (r *report) profileMarkdown(b *strings.Builder) {
 	if len(r.Profiles) > 0 {
 		b.WriteString("\n### CPU profiles of the proxy\n\n")
 		b.WriteString("A build of the same code with net/http/pprof added (through `go build -overlay`; the measured binary has no pprof), " +
@@ -356,7 +478,7 @@ func (r *report) markdown() string {
 			if p.Load.Bytes/max(1, int64(p.Load.Requests)) > 1<<20 {
 				rate = fmt.Sprintf("%.0f MB/s", p.Load.MBps())
 			}
-			fmt.Fprintf(&b, "\n#### %s, %d connections (%s while profiled; `%s`)\n\n```\n%s\n```\n\n<details><summary>by cumulative time</summary>\n\n```\n%s\n```\n\n</details>\n",
+			fmt.Fprintf(b, "\n#### %s, %d connections (%s while profiled; `%s`)\n\n```\n%s\n```\n\n<details><summary>by cumulative time</summary>\n\n```\n%s\n```\n\n</details>\n",
 				p.What, p.Conns, rate, p.Path, p.Flat, p.Cum)
 		}
 	}
@@ -366,7 +488,6 @@ func (r *report) markdown() string {
 		b.WriteString(strings.TrimRight(r.GoBench, "\n"))
 		b.WriteString("\n```\n")
 	}
-	return b.String()
 }
 
 // reportTemplate is docs/performance.md when it does not exist yet; the figures go between
