@@ -88,6 +88,22 @@ func TestConcurrencyLimit(t *testing.T) {
 	}
 	second.Body.Close()
 
+	// A retrieve's context has no deadline; its wait for a slot is still bounded (by the
+	// source's header timeout).
+	bounded := NewSourceWithClient(SourceConfig{ID: "RXB", Name: "B", Timeout: 50 * time.Millisecond}, f, Options{MaxConcurrent: 1}, discard())
+	hold, err := bounded.Fetch(context.Background(), "studies/1", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := bounded.Fetch(context.Background(), "studies/2", nil, ""); !errors.Is(err, ErrBusy) {
+		t.Fatalf("wait without a deadline: %v; want ErrBusy after the source's timeout", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("waited %v for a slot", waited)
+	}
+	hold.Body.Close()
+
 	// A cancelled client is not "busy": it is neutral.
 	held, _ := src.Fetch(context.Background(), "studies/3", nil, "")
 	ctx, cancel = context.WithCancel(context.Background())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 )
@@ -15,12 +16,15 @@ import (
 var ErrBusy = errors.New("every connection to it is in use")
 
 // limitClient bounds the requests in flight to one source, so one slow trust cannot hold every
-// connection and goroutine of the proxy. A request waits for a slot until its context ends.
-// A fetch holds its slot until its body is closed.
+// connection and goroutine of the proxy. A request waits for a slot until its context ends or
+// maxWait passes (a retrieve's context has no deadline: it streams as long as it takes, but
+// must not queue for ever behind other streams). A fetch holds its slot until its body is
+// closed.
 type limitClient struct {
-	next  Client
-	id    string
-	slots chan struct{}
+	next    Client
+	id      string
+	slots   chan struct{}
+	maxWait time.Duration
 }
 
 func (l *limitClient) acquire(ctx context.Context) error {
@@ -29,9 +33,13 @@ func (l *limitClient) acquire(ctx context.Context) error {
 		return nil
 	default:
 	}
+	timer := time.NewTimer(l.maxWait)
+	defer timer.Stop()
 	select {
 	case l.slots <- struct{}{}:
 		return nil
+	case <-timer.C:
+		return &TransportError{Source: l.id, Err: fmt.Errorf("wait %v for a connection: %w", l.maxWait, ErrBusy)}
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return ctx.Err()

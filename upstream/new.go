@@ -57,7 +57,12 @@ func assemble(cfg SourceConfig, c Client, opts Options, log *slog.Logger) *Sourc
 	src.health = newHealth(cfg.ID, opts.Breaker, log, onChange)
 	opts.Metrics.setBreaker(cfg.ID, "closed")
 	c = &breakerClient{next: c, health: src.health}
-	c = &limitClient{next: c, id: cfg.ID, slots: make(chan struct{}, opts.MaxConcurrent)}
+	// Waiting for a slot is bounded like waiting for headers.
+	maxWait := cfg.Timeout
+	if maxWait <= 0 {
+		maxWait = 10 * time.Second
+	}
+	c = &limitClient{next: c, id: cfg.ID, slots: make(chan struct{}, opts.MaxConcurrent), maxWait: maxWait}
 	c = &observedClient{next: c, id: cfg.ID, stats: src.stats, metrics: opts.Metrics, now: opts.Now}
 	src.Client = c
 	src.now = opts.Now

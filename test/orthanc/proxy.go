@@ -38,7 +38,9 @@ type ProxyOptions struct {
 	Extra map[string]any
 	// Dir holds the configuration and log; default a new temporary directory, removed by Stop.
 	Dir string
-	// Env is the process environment; nil inherits the test's.
+	// Env is the process environment; nil inherits the test's, less its NIRPROXY_ variables
+	// (the proxy refuses NIRPROXY_ variables that name no configuration key, and the tests'
+	// own switches, such as NIRPROXY_REQUIRE_REAL_SERVERS, share the prefix).
 	Env []string
 	// StartTimeout bounds the wait for /healthz; default 30 s.
 	StartTimeout time.Duration
@@ -133,7 +135,15 @@ func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 			p.cleanup()
 			return nil, err
 		}
-		proc, err := startProcess("nirproxy", p.dir, filepath.Join(p.dir, "nirproxy.log"), opts.Env,
+		env := opts.Env
+		if env == nil {
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "NIRPROXY_") {
+					env = append(env, kv)
+				}
+			}
+		}
+		proc, err := startProcess("nirproxy", p.dir, filepath.Join(p.dir, "nirproxy.log"), env,
 			opts.Binary, "serve", "--config", p.ConfigPath)
 		if err != nil {
 			p.cleanup()
