@@ -385,18 +385,16 @@ func (s *Search) upstreamQuery(src *upstream.Source, maxResults int) url.Values 
 		}
 		q.Set(m.key(), m.Value)
 	}
-	if s.IncludeAll {
-		q.Add("includefield", "all")
-	}
 	fields := append([]string(nil), s.IncludeFields...)
 	fields = append(fields, requiredFields[s.Level]...)
 	fields = append(fields, dcmjson.TagPatientID, dcmjson.TagIssuerOfPatientID)
 	if src.PatientID == upstream.InOtherPatientIDsSequence {
 		fields = append(fields, dcmjson.TagOtherPatientIDsSequence)
 	}
-	q.Set("includefield", strings.Join(dedupe(fields), ","))
 	if s.IncludeAll {
-		q["includefield"] = []string{"all"}
+		q.Set("includefield", "all")
+	} else {
+		q.Set("includefield", strings.Join(dedupe(fields), ","))
 	}
 	q.Set("fuzzymatching", "false")
 	if maxResults > 0 {
