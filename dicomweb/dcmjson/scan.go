@@ -52,81 +52,111 @@ func (s *scanner) expect(c byte) error {
 	return nil
 }
 
-// decodeArray reads a JSON array of DICOM JSON objects.
-func (s *scanner) decodeArray() ([]Dataset, error) {
-	if err := s.expect('['); err != nil {
-		return nil, err
-	}
-	var out []Dataset
-	s.ws()
-	if s.peek() == ']' {
-		s.i++
-		return out, nil
-	}
-	for {
-		s.ws()
-		if strings.HasPrefix(string(s.data[s.i:min(s.i+4, len(s.data))]), "null") {
-			return nil, s.errorf("null where a DICOM JSON object belongs")
-		}
-		ds, err := s.decodeObject()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ds)
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return out, nil
-		default:
-			return nil, s.errorf("want , or ] after an object")
-		}
-	}
-}
-
-// decodeObject reads one DICOM JSON object: tag keys (upper-cased) to elements.
-func (s *scanner) decodeObject() (Dataset, error) {
+// object reads a JSON object, calling member for each key with the scanner at its value;
+// member must consume the value.
+func (s *scanner) object(member func(key string) error) error {
 	if err := s.expect('{'); err != nil {
-		return nil, err
+		return err
 	}
-	ds := Dataset{}
 	s.ws()
 	if s.peek() == '}' {
 		s.i++
-		return ds, nil
+		return nil
 	}
 	for {
 		s.ws()
 		key, err := s.str()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if err := s.expect(':'); err != nil {
-			return nil, err
+			return err
 		}
 		s.ws()
-		var el *Element
-		if s.peek() == 'n' {
-			if err := s.literal("null"); err != nil {
-				return nil, err
-			}
-		} else if el, err = s.decodeElement(); err != nil {
-			return nil, fmt.Errorf("element %s: %w", key, err)
+		if err := member(key); err != nil {
+			return err
 		}
-		ds[upperHex(key)] = el
 		s.ws()
 		switch s.peek() {
 		case ',':
 			s.i++
 		case '}':
 			s.i++
-			return ds, nil
+			return nil
 		default:
-			return nil, s.errorf("want , or } in an object")
+			return s.errorf("want , or } in an object")
 		}
 	}
+}
+
+// array reads a JSON array, calling item with the scanner at each element; item must consume
+// it.
+func (s *scanner) array(item func() error) error {
+	if err := s.expect('['); err != nil {
+		return err
+	}
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		if err := item(); err != nil {
+			return err
+		}
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return s.errorf("want , or ] in an array")
+		}
+	}
+}
+
+// decodeArray reads a JSON array of DICOM JSON objects.
+func (s *scanner) decodeArray() ([]Dataset, error) {
+	var out []Dataset
+	err := s.array(func() error {
+		if s.peek() == 'n' {
+			return s.errorf("null where a DICOM JSON object belongs")
+		}
+		ds, err := s.decodeObject()
+		out = append(out, ds)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// decodeObject reads one DICOM JSON object: tag keys (upper-cased) to elements.
+func (s *scanner) decodeObject() (Dataset, error) {
+	ds := Dataset{}
+	err := s.object(func(key string) error {
+		var el *Element
+		if s.peek() == 'n' {
+			if err := s.literal("null"); err != nil {
+				return err
+			}
+		} else {
+			var err error
+			if el, err = s.decodeElement(); err != nil {
+				return fmt.Errorf("element %s: %w", key, err)
+			}
+		}
+		ds[upperHex(key)] = el
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ds, nil
 }
 
 // upperHex upper-cases a tag key without allocating when it already is.
@@ -140,90 +170,41 @@ func upperHex(k string) string {
 }
 
 func (s *scanner) decodeElement() (*Element, error) {
-	if err := s.expect('{'); err != nil {
-		return nil, err
-	}
 	el := &Element{}
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-		return el, nil
-	}
-	for {
-		s.ws()
-		key, err := s.str()
-		if err != nil {
-			return nil, err
-		}
-		if err := s.expect(':'); err != nil {
-			return nil, err
-		}
-		s.ws()
+	err := s.object(func(key string) error {
+		var err error
 		// Member names match case-insensitively, as encoding/json matches them.
 		switch {
 		case strings.EqualFold(key, "vr"):
-			if el.VR, err = s.str(); err != nil {
-				return nil, err
-			}
+			el.VR, err = s.str()
 		case strings.EqualFold(key, "BulkDataURI"):
-			if el.BulkDataURI, err = s.str(); err != nil {
-				return nil, err
-			}
+			el.BulkDataURI, err = s.str()
 		case strings.EqualFold(key, "InlineBinary"):
-			if el.InlineBinary, err = s.str(); err != nil {
-				return nil, err
-			}
+			el.InlineBinary, err = s.str()
 		case strings.EqualFold(key, "Value"):
 			el.Value = nil // a repeated member replaces the earlier one, as in encoding/json
 			if s.peek() == 'n' {
-				if err := s.literal("null"); err != nil {
-					return nil, err
-				}
-				break
+				return s.literal("null")
 			}
-			if err := s.expect('['); err != nil {
-				return nil, err
-			}
-			s.ws()
-			if s.peek() == ']' {
-				s.i++
-				el.Value = []json.RawMessage{}
-				break
-			}
-			for {
-				s.ws()
+			el.Value = []json.RawMessage{}
+			err = s.array(func() error {
 				start := s.i
 				if err := s.skip(0); err != nil {
-					return nil, err
+					return err
 				}
 				el.Value = append(el.Value, json.RawMessage(s.data[start:s.i:s.i]))
-				s.ws()
-				if s.peek() == ',' {
-					s.i++
-					continue
-				}
-				if err := s.expect(']'); err != nil {
-					return nil, err
-				}
-				break
-			}
+				return nil
+			})
 		default:
 			// Other members (none are defined) are checked and ignored, as encoding/json does.
-			if err := s.skip(0); err != nil {
-				return nil, err
-			}
+			err = s.skip(0)
 		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return el, nil
-		default:
-			return nil, s.errorf("want , or } in an element")
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return el, nil
 }
 
 // maxDepth bounds nesting as encoding/json does, so a hostile answer cannot exhaust the stack.
@@ -240,56 +221,9 @@ func (s *scanner) skip(depth int) error {
 		_, err := s.str()
 		return err
 	case c == '{':
-		s.i++
-		s.ws()
-		if s.peek() == '}' {
-			s.i++
-			return nil
-		}
-		for {
-			s.ws()
-			if _, err := s.str(); err != nil {
-				return err
-			}
-			if err := s.expect(':'); err != nil {
-				return err
-			}
-			if err := s.skip(depth + 1); err != nil {
-				return err
-			}
-			s.ws()
-			switch s.peek() {
-			case ',':
-				s.i++
-			case '}':
-				s.i++
-				return nil
-			default:
-				return s.errorf("want , or } in an object")
-			}
-		}
+		return s.object(func(string) error { return s.skip(depth + 1) })
 	case c == '[':
-		s.i++
-		s.ws()
-		if s.peek() == ']' {
-			s.i++
-			return nil
-		}
-		for {
-			if err := s.skip(depth + 1); err != nil {
-				return err
-			}
-			s.ws()
-			switch s.peek() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return nil
-			default:
-				return s.errorf("want , or ] in an array")
-			}
-		}
+		return s.array(func() error { return s.skip(depth + 1) })
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
