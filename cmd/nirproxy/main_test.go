@@ -70,32 +70,7 @@ func TestRunCommands(t *testing.T) {
 // TestDemoServesMergedSearch starts the demo as `make run` does (on a free port) and checks
 // the first curl command it prints: patient 9434765919's studies from all three trusts.
 func TestDemoServesMergedSearch(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"demo", "--addr", "127.0.0.1:0"}, nil, &out, &errOut) }()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("demo exited %d: %s", code, errOut.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("demo did not stop")
-		}
-	}()
-	addr := regexp.MustCompile(`DICOMweb at (http://[0-9.:]+)/dicom-web`)
-	var base string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := addr.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-			break
-		}
-	}
-	if base == "" {
-		t.Fatalf("demo printed no address; stdout %q stderr %q", out.String(), errOut.String())
-	}
+	base, _, errOut := startDemo(t, "demo", "--addr", "127.0.0.1:0")
 	resp, err := http.Get(base + "/dicom-web/studies?PatientID=9434765919")
 	if err != nil {
 		t.Fatal(err)
@@ -135,32 +110,7 @@ func TestDemoServesMergedSearch(t *testing.T) {
 // every source; after three failures in a row each faulty trust's breaker is open, and the
 // next search names it as such at once, without waiting for it.
 func TestDemoWithFaults(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"demo", "--faults", "--addr", "127.0.0.1:0"}, nil, &out, &errOut) }()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("demo exited %d: %s", code, errOut.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("demo did not stop")
-		}
-	}()
-	addr := regexp.MustCompile(`DICOMweb at (http://[0-9.:]+)/dicom-web`)
-	var base string
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := addr.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-			break
-		}
-	}
-	if base == "" {
-		t.Fatalf("demo printed no address; stdout %q stderr %q", out.String(), errOut.String())
-	}
+	base, out, errOut := startDemo(t, "demo", "--faults", "--addr", "127.0.0.1:0")
 	if !strings.Contains(out.String(), "Faults (--faults)") {
 		t.Errorf("the demo does not describe its faults; stdout %q", out.String())
 	}
@@ -273,4 +223,33 @@ func TestDemoWithFaults(t *testing.T) {
 	if strings.Contains(errOut.String(), "9434765919") {
 		t.Fatal("the NHS number appears in the log")
 	}
+}
+
+// startDemo runs the demo command with args on a free port, as `make run` does, until the test
+// ends, and returns the base URL it printed and its output.
+func startDemo(t *testing.T, args ...string) (base string, out, errOut *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut = &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, nil, out, errOut) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("demo exited %d: %s", code, errOut.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("demo did not stop")
+		}
+	})
+	addr := regexp.MustCompile(`DICOMweb at (http://[0-9.:]+)/dicom-web`)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := addr.FindStringSubmatch(out.String()); m != nil {
+			return m[1], out, errOut
+		}
+	}
+	t.Fatalf("demo printed no address; stdout %q stderr %q", out.String(), errOut.String())
+	return "", nil, nil
 }
