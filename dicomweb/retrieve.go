@@ -96,7 +96,11 @@ func (s *Server) notFoundOrUnavailable(c *echo.Context, t target) error {
 		for i, m := range d.Missing {
 			names[i] = fmt.Sprintf("the PACS of %s (%s) %s", m.ID, m.Name, m.Reason)
 		}
-		return &Error{Status: http.StatusServiceUnavailable, RetryAfter: fallback.DefaultRetryAfter, Warnings: d.Warnings,
+		retry := s.cfg.Fallback.RetryAfter
+		if retry <= 0 {
+			retry = fallback.DefaultRetryAfter
+		}
+		return &Error{Status: http.StatusServiceUnavailable, RetryAfter: retry, Warnings: d.Warnings,
 			Message: fmt.Sprintf("%s is held only by trusts that cannot answer now: %s", t.describe(), strings.Join(names, "; "))}
 	}
 	return notFound("%s %s holds no instances at any trust.", t.describe(), t.path())
