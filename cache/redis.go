@@ -1,0 +1,230 @@
+package cache
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/sony/gobreaker/v2"
+)
+
+// ErrUnavailable reports that the Redis breaker is open (or probing) and the call was refused
+// without reaching Redis. Callers treat it as a miss and go to the upstream.
+var ErrUnavailable = errors.New("redis cache unavailable")
+
+// RedisOptions configures a Redis cache. The topology follows redis.NewUniversalClient: a
+// MasterName selects Sentinel (Addrs are the sentinels), two or more Addrs select Redis Cluster,
+// and one address a single node. Zero durations take the defaults documented per field.
+type RedisOptions struct {
+	// Addrs are host:port addresses of the node, the sentinels or the cluster seed nodes.
+	Addrs []string
+	// MasterName is the Sentinel master name; empty when not using Sentinel.
+	MasterName string
+	// Username and Password authenticate to Redis (ACL user or requirepass).
+	Username, Password string
+	// SentinelPassword authenticates to the sentinels when they require it.
+	SentinelPassword string
+	// DB is the database number (single node and Sentinel only; Cluster has only 0).
+	DB int
+	// TLS enables TLS with this configuration when non-nil.
+	TLS *tls.Config
+
+	// MaxRetention caps every entry's TTL: nothing stays in Redis longer. Required.
+	MaxRetention time.Duration
+
+	// OpTimeout bounds each Get, Set or Delete including dialling and retries. Default 250ms.
+	OpTimeout time.Duration
+	// DialTimeout bounds one connection attempt. Default 200ms.
+	DialTimeout time.Duration
+	// ReadTimeout and WriteTimeout bound one socket read or write. Default 200ms.
+	ReadTimeout, WriteTimeout time.Duration
+	// PoolSize is connections per node; 0 keeps go-redis's default (10 per CPU).
+	PoolSize int
+
+	// BreakerFailures is how many consecutive failed calls open the breaker. Default 5.
+	BreakerFailures uint32
+	// BreakerCooldown is how long the breaker stays open before one probe call is let
+	// through. Default 5s.
+	BreakerCooldown time.Duration
+}
+
+func (o *RedisOptions) withDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.OpTimeout, 250*time.Millisecond)
+	def(&o.DialTimeout, 200*time.Millisecond)
+	def(&o.ReadTimeout, 200*time.Millisecond)
+	def(&o.WriteTimeout, 200*time.Millisecond)
+	def(&o.BreakerCooldown, 5*time.Second)
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = 5
+	}
+}
+
+// Redis is a Cache over Redis (single node, Sentinel or Cluster). Values are sealed with a
+// Sealer bound to their key; TTLs are capped at MaxRetention. A circuit breaker guards Redis:
+// after BreakerFailures consecutive failures calls fail at once with ErrUnavailable for
+// BreakerCooldown, then one probe decides whether Redis is back, so a restarted Redis is picked up
+// without restarting nirproxy. Each breaker state change is logged once.
+//
+// Errors never mean more than a miss to callers: Get returns (nil, false, err). A value that does
+// not open (tampered, or sealed under a retired key) is a miss with an error wrapping
+// ErrUnsealable and does not count against Redis's health. A caller that cancels its context does
+// not count against it either.
+//
+// Redis is safe for concurrent use.
+type Redis struct {
+	client       redis.UniversalClient
+	sealer       *Sealer
+	cb           *gobreaker.CircuitBreaker[[]byte]
+	maxRetention time.Duration
+	opTimeout    time.Duration
+}
+
+// NewRedis connects lazily to Redis as opts describe (no command is sent until the first call) and
+// seals values with sealer. log receives breaker state changes; it must not be nil.
+func NewRedis(opts RedisOptions, sealer *Sealer, log *slog.Logger) (*Redis, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("create redis cache: no address; set cache.redis.addrs")
+	}
+	if opts.MaxRetention <= 0 {
+		return nil, errors.New("create redis cache: maxRetention must be positive; set cache.maxRetention")
+	}
+	if sealer == nil || log == nil {
+		return nil, errors.New("create redis cache: sealer and logger are required")
+	}
+	opts.withDefaults()
+	client := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 opts.Addrs,
+		MasterName:            opts.MasterName,
+		Username:              opts.Username,
+		Password:              opts.Password,
+		SentinelPassword:      opts.SentinelPassword,
+		DB:                    opts.DB,
+		TLSConfig:             opts.TLS,
+		ContextTimeoutEnabled: true,
+		DialTimeout:           opts.DialTimeout,
+		ReadTimeout:           opts.ReadTimeout,
+		WriteTimeout:          opts.WriteTimeout,
+		PoolTimeout:           opts.OpTimeout,
+		PoolSize:              opts.PoolSize,
+		MaxRetries:            1,
+		MinRetryBackoff:       5 * time.Millisecond,
+		MaxRetryBackoff:       50 * time.Millisecond,
+		DialerRetries:         1,
+		DialerRetryTimeout:    10 * time.Millisecond,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	})
+	r := &Redis{client: client, sealer: sealer, maxRetention: opts.MaxRetention, opTimeout: opts.OpTimeout}
+	r.cb = gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
+		Name:        "redis",
+		MaxRequests: 1,
+		Timeout:     opts.BreakerCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= opts.BreakerFailures },
+		// A caller that gave up says nothing about Redis.
+		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
+		// OnStateChange runs under the breaker's lock: log and return.
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				log.Warn("redis cache unavailable; serving from upstreams", "from", from.String(), "to", to.String(), "retry_after", opts.BreakerCooldown)
+			case gobreaker.StateHalfOpen:
+				log.Info("redis cache probing", "from", from.String(), "to", to.String())
+			default:
+				log.Info("redis cache available again", "from", from.String(), "to", to.String())
+			}
+		},
+	})
+	return r, nil
+}
+
+// errCallerGone marks a failure caused by the caller's own context ending.
+var errCallerGone = errors.New("caller context ended")
+
+// do runs one Redis command under the breaker and the per-call timeout.
+func (r *Redis) do(ctx context.Context, op func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	v, err := r.cb.Execute(func() ([]byte, error) {
+		octx, cancel := context.WithTimeout(ctx, r.opTimeout)
+		defer cancel()
+		v, err := op(octx)
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", errCallerGone, err)
+		}
+		return v, err
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return v, err
+}
+
+// Get implements Cache.
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	sealed, err := r.do(ctx, func(ctx context.Context) ([]byte, error) {
+		v, err := r.client.Get(ctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return v, err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("get cache entry from redis: %w", err)
+	}
+	if sealed == nil {
+		return nil, false, nil
+	}
+	v, err := r.sealer.Open(sealed, []byte(key))
+	if err != nil {
+		return nil, false, fmt.Errorf("get cache entry from redis: %w", err)
+	}
+	return v, true, nil
+}
+
+// Set implements Cache. The TTL is capped at MaxRetention; a TTL under a millisecond removes the
+// key instead, as Redis would otherwise keep the value forever.
+func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	ttl = min(ttl, r.maxRetention)
+	if ttl < time.Millisecond {
+		return r.Delete(ctx, key)
+	}
+	sealed, err := r.sealer.Seal(value, []byte(key))
+	if err != nil {
+		return fmt.Errorf("set cache entry in redis: %w", err)
+	}
+	_, err = r.do(ctx, func(ctx context.Context) ([]byte, error) {
+		return nil, r.client.Set(ctx, key, sealed, ttl).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("set cache entry in redis: %w", err)
+	}
+	return nil
+}
+
+// Delete implements Cache.
+func (r *Redis) Delete(ctx context.Context, key string) error {
+	_, err := r.do(ctx, func(ctx context.Context) ([]byte, error) {
+		return nil, r.client.Del(ctx, key).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("delete cache entry from redis: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connections to Redis.
+func (r *Redis) Close() error {
+	if err := r.client.Close(); err != nil {
+		return fmt.Errorf("close redis cache: %w", err)
+	}
+	return nil
+}
