@@ -214,13 +214,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if _, err := os.Stat(bench.NginxBinary); err != nil {
 		return fmt.Errorf("nginx is missing (run test/scripts/install-deps.sh): %w", err)
 	}
-	started := time.Now()
-	rep := &report{Started: started.UTC(), Options: o}
-	rep.collectMachine()
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(stdout, "loadbench %5.1fs: %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
-	}
-
+	started, rep, logf := beginRun(o, stdout)
 	r := &rig{log: stdout}
 	defer r.stop()
 	work, err := os.MkdirTemp("", "nirproxy-bench-")
@@ -381,12 +375,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 // runSources measures issue 3's phase alone (-phases sources): one Orthanc, whose answer the
 // stand-ins serve, and the proxies of measureSources.
 func runSources(ctx context.Context, o options, stdout io.Writer) error {
-	started := time.Now()
-	rep := &report{Started: started.UTC(), Options: o}
-	rep.collectMachine()
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(stdout, "loadbench %5.1fs: %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
-	}
+	started, rep, logf := beginRun(o, stdout)
 	r := &rig{log: stdout}
 	defer r.stop()
 	work, err := os.MkdirTemp("", "nirproxy-bench-")
@@ -820,4 +809,16 @@ func (b background) cores() (others, ours float64) {
 	ours = (own - b.ours).Seconds() / wall
 	others = max(0, (busy-b.busy).Seconds()/wall-ours)
 	return others, ours
+}
+
+// beginRun starts a run's clock, its report (with the machine's description) and its progress
+// log, for both the full run and -phases sources.
+func beginRun(o options, stdout io.Writer) (time.Time, *report, func(format string, args ...any)) {
+	started := time.Now()
+	rep := &report{Started: started.UTC(), Options: o}
+	rep.collectMachine()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(stdout, "loadbench %5.1fs: %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+	}
+	return started, rep, logf
 }
