@@ -43,13 +43,31 @@ func (k *Keyer) Key(parts ...string) string {
 	return k.prefix + k.sum("entry", parts...)
 }
 
-// PatientIndexKey returns the key of the index listing a patient's cache entries, used by purge.
-// Spaces and dashes in nhsNumber are ignored, so "943 476 5919" and "9434765919" share an index.
-// Its HMAC is domain-separated from Key, so no entry key can equal an index key.
+// PatientIndexKey returns the key of the index listing a patient's cache entries (and the
+// indexes of the patient's studies), used by purge. Spaces and dashes in nhsNumber are
+// ignored, so "943 476 5919" and "9434765919" share an index. Its HMAC is domain-separated from
+// Key, so no entry key can equal an index key.
 func (k *Keyer) PatientIndexKey(nhsNumber string) string {
 	n := strings.NewReplacer(" ", "", "-", "").Replace(strings.TrimSpace(nhsNumber))
-	return k.prefix + "patient:" + k.sum("patient", n)
+	return k.prefix + patientIndex + k.sum("patient", n)
 }
+
+// StudyIndexKey returns the key of the index listing a study's cache entries (its metadata,
+// rendered images and location), which the study's patients' indexes link to.
+func (k *Keyer) StudyIndexKey(studyUID string) string {
+	return k.prefix + studyIndex + k.sum("study", strings.TrimSpace(studyUID))
+}
+
+// IsIndexKey reports whether key names an index set rather than an entry.
+func (k *Keyer) IsIndexKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, k.prefix)
+	return ok && (strings.HasPrefix(rest, patientIndex) || strings.HasPrefix(rest, studyIndex))
+}
+
+const (
+	patientIndex = "patient:"
+	studyIndex   = "study:"
+)
 
 func (k *Keyer) sum(domain string, parts ...string) string {
 	m := hmac.New(sha256.New, k.secret)

@@ -51,6 +51,10 @@ type RedisOptions struct {
 	// BreakerCooldown is how long the breaker stays open before one probe call is let
 	// through. Default 5s.
 	BreakerCooldown time.Duration
+
+	// StateChanged, when set, is told each breaker state change ("closed", "half-open",
+	// "open"), for metrics. It runs under the breaker's lock and must return at once.
+	StateChanged func(state string)
 }
 
 func (o *RedisOptions) withDefaults() {
@@ -135,6 +139,9 @@ func NewRedis(opts RedisOptions, sealer *Sealer, log *slog.Logger) (*Redis, erro
 		IsExcluded: func(err error) bool { return errors.Is(err, errCallerGone) },
 		// OnStateChange runs under the breaker's lock: log and return.
 		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if opts.StateChanged != nil {
+				opts.StateChanged(to.String())
+			}
 			switch to {
 			case gobreaker.StateOpen:
 				log.Warn("redis cache unavailable; serving from upstreams", "from", from.String(), "to", to.String(), "retry_after", opts.BreakerCooldown)
@@ -210,16 +217,99 @@ func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return nil
 }
 
-// Delete implements Cache.
-func (r *Redis) Delete(ctx context.Context, key string) error {
+// Delete implements Cache. Each key is deleted by its own command (pipelined), so keys in
+// different Cluster slots can be deleted together.
+func (r *Redis) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
 	_, err := r.do(ctx, func(ctx context.Context) ([]byte, error) {
-		return nil, r.client.Del(ctx, key).Err()
+		cmds, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Del(ctx, k)
+			}
+			return nil
+		})
+		return nil, firstErr(cmds, err)
 	})
 	if err != nil {
-		return fmt.Errorf("delete cache entry from redis: %w", err)
+		return fmt.Errorf("delete cache entries from redis: %w", err)
 	}
 	return nil
 }
+
+// Index implements Cache: SADD for each link and PEXPIRE for each index touched, in one
+// pipeline. The ttl is capped at MaxRetention.
+func (r *Redis) Index(ctx context.Context, links []Link, ttl time.Duration) error {
+	ttl = min(ttl, r.maxRetention)
+	if len(links) == 0 || ttl < time.Millisecond {
+		return nil
+	}
+	_, err := r.do(ctx, func(ctx context.Context) ([]byte, error) {
+		cmds, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			seen := map[string]bool{}
+			for _, l := range links {
+				p.SAdd(ctx, l.Index, l.Member)
+			}
+			for _, l := range links {
+				if !seen[l.Index] {
+					seen[l.Index] = true
+					p.PExpire(ctx, l.Index, ttl)
+				}
+			}
+			return nil
+		})
+		return nil, firstErr(cmds, err)
+	})
+	if err != nil {
+		return fmt.Errorf("index cache entries in redis: %w", err)
+	}
+	return nil
+}
+
+// Members implements Cache.
+func (r *Redis) Members(ctx context.Context, indexKey string) ([]string, error) {
+	var out []string
+	_, err := r.do(ctx, func(ctx context.Context) ([]byte, error) {
+		m, err := r.client.SMembers(ctx, indexKey).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		out = m
+		return nil, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cache index in redis: %w", err)
+	}
+	return out, nil
+}
+
+// firstErr is the pipeline's error or the first failed command's (redis.Nil is no error).
+func firstErr(cmds []redis.Cmder, err error) error {
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
+// Ping checks that Redis answers, through the breaker.
+func (r *Redis) Ping(ctx context.Context) error {
+	_, err := r.do(ctx, func(ctx context.Context) ([]byte, error) {
+		return nil, r.client.Ping(ctx).Err()
+	})
+	if err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
+// Available reports whether the breaker around Redis is closed.
+func (r *Redis) Available() bool { return r.cb.State() == gobreaker.StateClosed }
 
 // Close closes the connections to Redis.
 func (r *Redis) Close() error {

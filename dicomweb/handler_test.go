@@ -202,7 +202,7 @@ func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
 		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: 2 * time.Second}, upstream.Options{}, log))
 	}
 	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100}}, Deps{
-		Locator: upstream.NewLocator(sources, cache.NewMemory(1<<20, nil), time.Minute, log),
+		Locator: upstream.NewLocator(sources, mustLocalStore(t, 1<<20), time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,
 	})
@@ -556,4 +556,14 @@ func TestLocatorRemembersOnlyCompleteLocations(t *testing.T) {
 	if b.calls.Load() == before {
 		t.Fatal("the second holder was never asked")
 	}
+}
+
+// mustLocalStore is an in-process cache store of maxBytes for the locator.
+func mustLocalStore(t *testing.T, maxBytes int64) *cache.Store {
+	t.Helper()
+	st, err := cache.NewLocalStore(maxBytes, nil, cache.StoreOptions{MaxRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

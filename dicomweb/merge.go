@@ -3,7 +3,6 @@ package dicomweb
 import (
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -16,24 +15,7 @@ type sourceAnswer struct {
 }
 
 // nhsNumberOf finds the NHS number in a result from src, wherever src keeps it.
-func nhsNumberOf(ds dcmjson.Dataset, src *upstream.Source) string {
-	if src.PatientID == upstream.InOtherPatientIDsSequence {
-		for _, item := range ds.Items(dcmjson.TagOtherPatientIDsSequence) {
-			if src.PatientIDIssuer == "" || item.String(dcmjson.TagIssuerOfPatientID) == src.PatientIDIssuer {
-				if id := item.String(dcmjson.TagPatientID); id != "" {
-					return strings.TrimSpace(id)
-				}
-			}
-		}
-		return ""
-	}
-	if src.PatientIDIssuer != "" {
-		if iss := ds.String(dcmjson.TagIssuerOfPatientID); iss != "" && iss != src.PatientIDIssuer {
-			return ""
-		}
-	}
-	return strings.TrimSpace(ds.String(dcmjson.TagPatientID))
-}
+func nhsNumberOf(ds dcmjson.Dataset, src *upstream.Source) string { return src.NHSNumberOf(ds) }
 
 // filterAnswer drops results that do not match what the proxy must guarantee, whatever the
 // source did with the query: the patient (a PACS that ignores an unknown key would otherwise

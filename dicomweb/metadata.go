@@ -45,15 +45,20 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 			return s.instanceMetadata(c, t, rep, holders)
 		}
 		// Bodies outlive the planning deadline: they are read while the answer streams.
-		results := upstream.FanOutOpen(c.Request().Context(), holders, func(ctx context.Context, src *upstream.Source) (*http.Response, error) {
+		results := upstream.FanOutOpen(s.staleOK(c.Request().Context()), holders, func(ctx context.Context, src *upstream.Source) (*http.Response, error) {
 			return src.Fetch(ctx, t.path()+"/metadata", nil, "application/dicom+json")
 		})
 		var open []upstream.Result[*http.Response]
-		var failed []upstream.Outcome
+		var failed, stale []upstream.Outcome
 		for _, r := range results {
+			_, isStale := upstream.AsStale(r.Err)
 			switch {
 			case r.Err == nil:
 				open = append(open, r)
+			case isStale && r.Value != nil:
+				// The holder failed; its stale cached copy stands in, marked (judgeStale).
+				open = append(open, r)
+				stale = append(stale, r.Outcome)
 			case upstream.IsNotFound(r.Err):
 				// This copy lacks the series; the others answer for it.
 			default:
@@ -69,6 +74,7 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 			closeAll()
 			return err
 		}
+		s.judgeStale(c, stale, "The metadata of "+strings.ToLower(t.describe()))
 		if len(open) == 0 {
 			if _, partial := c.Get(ctxPartial).(fallback.Decision); !partial && level == StudyLevel {
 				s.locator.Forget(ctx, t.study)
@@ -82,8 +88,25 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 
 func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, holders []*upstream.Source) error {
 	var failed []upstream.Outcome
+	// A stale copy is used only when no holder can answer now.
+	var staleResp *http.Response
+	var staleOutcome upstream.Outcome
+	defer func() {
+		if staleResp != nil {
+			staleResp.Body.Close()
+		}
+	}()
 	for _, src := range holders {
-		resp, err := src.Fetch(c.Request().Context(), t.path()+"/metadata", nil, "application/dicom+json")
+		resp, err := src.Fetch(s.staleOK(c.Request().Context()), t.path()+"/metadata", nil, "application/dicom+json")
+		if _, isStale := upstream.AsStale(err); isStale && resp != nil {
+			if staleResp == nil {
+				staleResp, staleOutcome = resp, upstream.Outcome{Source: src, Err: err}
+			} else {
+				resp.Body.Close()
+			}
+			failed = append(failed, upstream.Outcome{Source: src, Err: err})
+			continue
+		}
 		if err != nil {
 			if upstream.IsNotFound(err) {
 				continue
@@ -97,12 +120,42 @@ func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, ho
 		defer resp.Body.Close()
 		return s.writeMetadata(c, t, rep, []upstream.Result[*http.Response]{{Outcome: upstream.Outcome{Source: src}, Value: resp}})
 	}
+	if staleResp != nil {
+		s.judgeStale(c, []upstream.Outcome{staleOutcome}, "The instance metadata")
+		resp := staleResp
+		staleResp = nil
+		defer resp.Body.Close()
+		return s.writeMetadata(c, t, rep, []upstream.Result[*http.Response]{{Outcome: staleOutcome, Value: resp}})
+	}
 	if len(failed) > 0 {
 		d := fallback.Unavailable(failed, "The instance metadata", s.agent(c), s.cfg.Fallback)
 		s.logMissing(c, "metadata", d)
 		return decisionError(d)
 	}
 	return notFound("The instance was not found at any trust that holds the study.")
+}
+
+// staleOK marks ctx so that sources' caches return stale copies of holders that fail, when
+// the deployment serves stale copies at all (fallback's ServeStale).
+func (s *Server) staleOK(ctx context.Context) context.Context {
+	if s.cfg.Fallback.ServeStale {
+		return upstream.AcceptStale(ctx)
+	}
+	return ctx
+}
+
+// judgeStale asks fallback about holders stood in for by stale cached copies, and remembers
+// the warnings on the request for answerStatus.
+func (s *Server) judgeStale(c *echo.Context, stale []upstream.Outcome, what string) {
+	if len(stale) == 0 {
+		return
+	}
+	d := fallback.DecideStale(stale, what, s.agent(c), s.cfg.Fallback)
+	s.logStale(c, "metadata", d)
+	if prev, ok := c.Get(ctxPartial).(fallback.Decision); ok {
+		d = fallback.Merge(prev, d)
+	}
+	c.Set(ctxPartial, d)
 }
 
 // metadataStream decodes one holder's metadata array one dataset at a time.

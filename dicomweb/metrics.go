@@ -16,6 +16,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	partial  *prometheus.CounterVec
 	aborts   *prometheus.CounterVec
+	stale    *prometheus.CounterVec
 }
 
 // NewMetrics registers the front's instruments on reg.
@@ -38,8 +39,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "nirproxy_stream_aborts_total",
 			Help: "Responses cut off mid-stream, by trust and cause: upstream (the trust's stream broke) or client (our client left).",
 		}, []string{"source", "cause"}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nirproxy_stale_answers_total",
+			Help: "Answers in which a trust that could not answer was stood in for by its stale cached copy (marked with Warning 110), by kind: search or metadata.",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.partial, m.aborts)
+	reg.MustRegister(m.requests, m.duration, m.partial, m.aborts, m.stale)
 	return m
 }
 
@@ -66,6 +71,12 @@ func (m *Metrics) incompleteAnswer(kind string, status int) {
 }
 
 func (m *Metrics) incomplete(status int) { m.incompleteAnswer("retrieve", status) }
+
+func (m *Metrics) staleAnswer(kind string) {
+	if m != nil {
+		m.stale.WithLabelValues(kind).Inc()
+	}
+}
 
 func (m *Metrics) abort(source, cause string) {
 	if m == nil {

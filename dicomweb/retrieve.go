@@ -403,7 +403,8 @@ func (s *Server) inventory(ctx context.Context, c *echo.Context, t target, holde
 		path = "studies/" + t.study + "/series/" + t.series + "/instances"
 	}
 	q := url.Values{"includefield": {dcmjson.TagSeriesInstanceUID}}
-	results := upstream.FanOut(ctx, holders, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
+	// The plan must match what each holder has now, not a cached listing.
+	results := upstream.FanOut(upstream.BypassCache(ctx), holders, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
 		return src.Search(ctx, path, q)
 	})
 	inv := &inventory{has: map[string]map[string]string{}, union: map[string]string{}}

@@ -79,7 +79,13 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 				sources = append(sources, upstream.ByPriority(outcomeSources(un))...)
 			}
 		}
-		results := upstream.FanOut(ctx, sources, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
+		fanCtx := ctx
+		if s.cfg.Fallback.ServeStale {
+			// A trust that cannot answer may be stood in for by its stale cached copy;
+			// fallback decides, and the answer says so.
+			fanCtx = upstream.AcceptStale(ctx)
+		}
+		results := upstream.FanOut(fanCtx, sources, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
 			return src.Search(ctx, search.upstreamPath(), search.upstreamQuery(src, s.cfg.Search.MaxResultsPerSource))
 		})
 		outcomes := make([]upstream.Outcome, len(results))
@@ -96,14 +102,20 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		}
 		s.logMissing(c, "search", d)
 
+		s.logStale(c, "search", d)
+
 		rw := s.rewriter(c)
 		var answers []sourceAnswer
 		var warnings []string
-		complete := len(d.Missing) == 0
+		// A stale copy is complete only as of its age: nothing is remembered from it.
+		complete := len(d.Missing) == 0 && len(d.Stale) == 0
+		staleIDs := d.StaleIDs()
+		var disclosed []string
 		for _, r := range results {
-			if r.Err != nil {
+			if r.Err != nil && !staleIDs[r.Source.ID] {
 				continue
 			}
+			disclosed = append(disclosed, r.Source.ID)
 			kept, dropped := filterAnswer(search, r.Source, r.Value)
 			if dropped > 0 {
 				s.log.Warn("dropped search results that did not match the query", "request_id", requestID(c), "source", r.Source.ID, "dropped", dropped)
@@ -148,7 +160,7 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 			warnings = append(warnings, fallback.Warning(s.agent(c), fmt.Sprintf("There are %d additional results that can be requested.", remaining)))
 		}
 
-		if err := s.record(c, audit.Event{Action: "search", PatientID: search.PatientID, StudyUIDs: studyUIDs(out), Sources: answeredIDs(outcomes), Status: http.StatusOK}); err != nil {
+		if err := s.record(c, audit.Event{Action: "search", PatientID: search.PatientID, StudyUIDs: studyUIDs(out), Sources: disclosed, Status: http.StatusOK}); err != nil {
 			return err
 		}
 		h := c.Response().Header()
@@ -228,6 +240,16 @@ func (s *Server) searchPolicy(c *echo.Context) fallback.Policy {
 	return p
 }
 
+// logStale writes one line per source stood in for by its stale cached copy.
+func (s *Server) logStale(c *echo.Context, what string, d fallback.Decision) {
+	for _, st := range d.Stale {
+		s.log.Warn("source answered from a stale cached copy", "request_id", requestID(c), "what", what, "source", st.ID, "reason", st.Reason, "age", st.Age.String())
+	}
+	if len(d.Stale) > 0 {
+		s.metrics.staleAnswer(what)
+	}
+}
+
 // logMissing writes one incident line per source left out of an answer.
 func (s *Server) logMissing(c *echo.Context, what string, d fallback.Decision) {
 	for _, m := range d.Missing {
@@ -239,16 +261,6 @@ func outcomeSources(os []upstream.Outcome) []*upstream.Source {
 	out := make([]*upstream.Source, len(os))
 	for i, o := range os {
 		out[i] = o.Source
-	}
-	return out
-}
-
-func answeredIDs(os []upstream.Outcome) []string {
-	var out []string
-	for _, o := range os {
-		if !o.Failed() {
-			out = append(out, o.Source.ID)
-		}
 	}
 	return out
 }

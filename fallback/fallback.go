@@ -9,6 +9,7 @@ package fallback
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,16 @@ type Missing struct {
 	Reason   string
 }
 
+// Stale is a source whose part of an answer is a stale cached copy, because the source could
+// not answer.
+type Stale struct {
+	ID, Name string
+	// Reason is why the source could not answer (after "its PACS").
+	Reason string
+	// Age is how long ago the copy was cached.
+	Age time.Duration
+}
+
 // Decision is what the client is told about the completeness of an answer.
 type Decision struct {
 	// Status is the HTTP status to answer with: 200 to go ahead, 503 to refuse.
@@ -43,6 +54,8 @@ type Decision struct {
 	Warnings []string
 	// Missing lists every source left out.
 	Missing []Missing
+	// Stale lists every source whose stale cached copy is used in place of its answer.
+	Stale []Stale
 	// RetryAfter is set with a 503.
 	RetryAfter time.Duration
 	// Message explains a refusal in words a clinician's system can show.
@@ -60,6 +73,10 @@ type Policy struct {
 	// PartialWarn or Partial206. See the hazard log (H2) for why fail is the default.
 	Retrieve   Partial
 	RetryAfter time.Duration
+	// ServeStale lets a source that cannot answer be stood in for by its stale cached copy
+	// (when the cache returned one), marked with Warning 110 and a 299 naming the source and
+	// the copy's age. Without it such outcomes are failures like any other.
+	ServeStale bool
 }
 
 // DefaultRetryAfter is suggested to clients refused because no source could answer.
@@ -76,10 +93,16 @@ func missingOf(outcomes []upstream.Outcome) []Missing {
 }
 
 // DecideSearch judges a search fanned out to the given sources. agent is the warn-agent
-// (the proxy's host) for Warning headers.
+// (the proxy's host) for Warning headers. A source that failed but whose stale copy the cache
+// returned (an *upstream.StaleError) counts as answered when p.ServeStale: its copy is used and
+// named in the warnings; it is neither missing nor a reason to refuse.
 func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision {
-	missing := missingOf(outcomes)
+	failed, stale := splitStale(outcomes, p)
+	missing := missingOf(failed)
 	d := Decision{Status: http.StatusOK, Missing: missing}
+	d.staleWarnings(stale, agent, func(s Stale) string {
+		return fmt.Sprintf("Results from %s (%s) are from a copy cached %s ago: its PACS %s", s.ID, s.Name, s.Age, s.Reason)
+	})
 	if len(missing) == 0 {
 		return d
 	}
@@ -87,8 +110,8 @@ func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision 
 		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("Results from %s (%s) are missing: its PACS %s", m.ID, m.Name, m.Reason)))
 	}
 	required := false
-	for _, o := range outcomes {
-		if o.Failed() && o.Source.Required {
+	for _, o := range failed {
+		if o.Source.Required {
 			required = true
 		}
 	}
@@ -107,6 +130,61 @@ func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision 
 		d.RetryAfter = retryAfter(p)
 	}
 	return d
+}
+
+// DecideStale judges the answers of sources that failed but whose stale cached copies the
+// cache returned, for a retrieve or its metadata (what: "The metadata of the study"). Under
+// p.ServeStale the copies are used: 200 with Warning 110 and a 299 per source naming its age.
+// Otherwise the outcomes are judged as failures by DecideRetrieve.
+func DecideStale(outcomes []upstream.Outcome, what, agent string, p Policy) Decision {
+	failed, stale := splitStale(outcomes, p)
+	d := DecideRetrieve(failed, what, agent, p)
+	if !d.OK() {
+		return d
+	}
+	s := Decision{Status: d.Status}
+	s.staleWarnings(stale, agent, func(st Stale) string {
+		return fmt.Sprintf("%s from %s (%s) is a copy cached %s ago: its PACS %s", what, st.ID, st.Name, st.Age, st.Reason)
+	})
+	return Merge(s, d)
+}
+
+// splitStale separates outcomes whose stale copy may stand in (under p.ServeStale) from
+// plain failures; successes are in neither.
+func splitStale(outcomes []upstream.Outcome, p Policy) (failed []upstream.Outcome, stale []Stale) {
+	for _, o := range outcomes {
+		if !o.Failed() {
+			continue
+		}
+		if se, ok := upstream.AsStale(o.Err); ok && p.ServeStale {
+			stale = append(stale, Stale{ID: o.Source.ID, Name: o.Source.Name, Reason: upstream.Reason(se.Err), Age: se.Age})
+			continue
+		}
+		failed = append(failed, o)
+	}
+	return failed, stale
+}
+
+// staleWarnings records the stale sources with Warning 110 ("Response is Stale", RFC 7234
+// §5.5.1) once and a 299 per source whose text text makes.
+func (d *Decision) staleWarnings(stale []Stale, agent string, text func(Stale) string) {
+	if len(stale) == 0 {
+		return
+	}
+	d.Stale = append(d.Stale, stale...)
+	d.Warnings = append(d.Warnings, WarningCode(110, agent, "Response is Stale"))
+	for _, s := range stale {
+		d.Warnings = append(d.Warnings, Warning(agent, text(s)))
+	}
+}
+
+// StaleIDs is the set of source ids whose stale copies the decision uses.
+func (d Decision) StaleIDs() map[string]bool {
+	out := make(map[string]bool, len(d.Stale))
+	for _, s := range d.Stale {
+		out[s.ID] = true
+	}
+	return out
 }
 
 // DecideRetrieve judges a study or series retrieve (or its metadata) when some sources that
@@ -143,8 +221,14 @@ func Merge(a, b Decision) Decision {
 	if b.Status > out.Status || out.Status == 0 {
 		out.Status, out.Message, out.RetryAfter = b.Status, b.Message, b.RetryAfter
 	}
-	out.Warnings = append(append([]string(nil), a.Warnings...), b.Warnings...)
+	out.Warnings = append([]string(nil), a.Warnings...)
+	for _, w := range b.Warnings {
+		if !slices.Contains(out.Warnings, w) {
+			out.Warnings = append(out.Warnings, w)
+		}
+	}
 	out.Missing = append(append([]Missing(nil), a.Missing...), b.Missing...)
+	out.Stale = append(append([]Stale(nil), a.Stale...), b.Stale...)
 	return out
 }
 

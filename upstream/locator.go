@@ -2,8 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -18,7 +16,7 @@ import (
 type Locator struct {
 	sources []*Source // by priority
 	byID    map[string]*Source
-	cache   cache.Cache
+	store   *cache.Store
 	ttl     time.Duration
 	log     *slog.Logger
 }
@@ -43,9 +41,11 @@ func (l Location) Unreached() []Outcome {
 	return out
 }
 
-// NewLocator returns a locator over sources that remembers locations in c for ttl.
-func NewLocator(sources []*Source, c cache.Cache, ttl time.Duration, log *slog.Logger) *Locator {
-	l := &Locator{sources: ByPriority(sources), byID: make(map[string]*Source), cache: c, ttl: ttl, log: log}
+// NewLocator returns a locator over sources that remembers locations in store for ttl (a
+// nil store remembers nothing). Entries are indexed under their study, so purging a patient
+// removes where their studies are held too.
+func NewLocator(sources []*Source, store *cache.Store, ttl time.Duration, log *slog.Logger) *Locator {
+	l := &Locator{sources: ByPriority(sources), byID: make(map[string]*Source), store: store, ttl: ttl, log: log}
 	for _, s := range sources {
 		l.byID[s.ID] = s
 	}
@@ -61,34 +61,32 @@ func (l *Locator) Source(id string) (*Source, bool) {
 	return s, ok
 }
 
-func locatorKey(studyUID string) string {
-	sum := sha256.Sum256([]byte("locator\x00" + studyUID))
-	return "loc:" + hex.EncodeToString(sum[:16])
-}
+func (l *Locator) key(studyUID string) string { return l.store.Key("locator", studyUID) }
 
 // Remember records that the study is held by the given sources. Call it only with a complete
 // answer (every source answered), or the locator would later hide a holder.
 func (l *Locator) Remember(ctx context.Context, studyUID string, holderIDs []string) {
-	if l.cache == nil || len(holderIDs) == 0 {
+	if l.store == nil || len(holderIDs) == 0 {
 		return
 	}
-	if err := l.cache.Set(ctx, locatorKey(studyUID), []byte(strings.Join(holderIDs, ",")), l.ttl); err != nil {
-		l.log.Warn("remember study location", "err", err)
-	}
+	key := l.key(studyUID)
+	l.store.Put(ctx, key, []byte(strings.Join(holderIDs, ",")), cache.Freshness{Fresh: l.ttl},
+		cache.Link{Index: l.store.StudyIndex(studyUID), Member: key})
 }
 
 // Forget drops what is remembered about a study, e.g. after a holder answered 404 for it.
 func (l *Locator) Forget(ctx context.Context, studyUID string) {
-	if l.cache != nil {
-		_ = l.cache.Delete(ctx, locatorKey(studyUID))
+	if l.store != nil {
+		l.store.Forget(ctx, l.key(studyUID))
 	}
 }
 
 // Locate finds the holders of a study. It returns no holders and no failed outcomes when no
 // source holds it; no holders and failed outcomes when the answer is unknown.
 func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
-	if l.cache != nil {
-		if v, ok, err := l.cache.Get(ctx, locatorKey(studyUID)); err == nil && ok {
+	if l.store != nil {
+		if e, ok := l.store.Lookup(ctx, "locator", l.key(studyUID)); ok && e.Fresh(l.store.Now()) {
+			v := e.Value
 			var loc Location
 			for _, id := range strings.Split(string(v), ",") {
 				if s, ok := l.byID[id]; ok {

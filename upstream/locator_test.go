@@ -40,7 +40,24 @@ func locatorFixture(t *testing.T, c cache.Cache, holders ...holder) (*Locator, m
 		cfg := SourceConfig{ID: h.id, Name: h.id + " Trust", Priority: h.priority}
 		sources = append(sources, NewSourceWithClient(cfg, f, Options{}, discard()))
 	}
-	return NewLocator(sources, c, time.Hour, discard()), fakes
+	return NewLocator(sources, storeOver(t, c), time.Hour, discard()), fakes
+}
+
+// storeOver is a cache Store over c, or nil for a nil c.
+func storeOver(t *testing.T, c cache.Cache) *cache.Store {
+	t.Helper()
+	if c == nil {
+		return nil
+	}
+	keyer, err := cache.NewKeyer(make([]byte, cache.MinKeyerSecret), "test:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cache.NewStore(c, keyer, cache.StoreOptions{MaxRetention: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func holderIDs(l Location) []string {
@@ -207,7 +224,15 @@ func (c *brokenCache) Set(context.Context, string, []byte, time.Duration) error 
 	return errors.New("redis down")
 }
 
-func (c *brokenCache) Delete(context.Context, string) error { return errors.New("redis down") }
+func (c *brokenCache) Delete(context.Context, ...string) error { return errors.New("redis down") }
+
+func (c *brokenCache) Index(context.Context, []cache.Link, time.Duration) error {
+	return errors.New("redis down")
+}
+
+func (c *brokenCache) Members(context.Context, string) ([]string, error) {
+	return nil, errors.New("redis down")
+}
 
 func TestLocatorWithoutWorkingCache(t *testing.T) {
 	has := []dcmjson.Dataset{studyDS(studyUID)}

@@ -15,6 +15,8 @@ type Options struct {
 	Metrics *Metrics
 	// Incidents receives breaker state changes; nil logs them only.
 	Incidents Notifier
+	// Cache, when its Store is set, keeps copies of the source's answers (see CacheOptions).
+	Cache CacheOptions
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -25,7 +27,11 @@ type Options struct {
 //     the header and idle time-outs;
 //  2. the circuit breaker, which sees only calls that reach the PACS;
 //  3. the concurrency limit, so calls waiting for a slot do not count against the breaker;
-//  4. observation (stats for /status, metrics), which sees every call and its outcome.
+//  4. observation (stats for /status, metrics), which sees every call that reaches for the
+//     PACS and its outcome;
+//  5. the cache (when configured), outermost: a fresh copy answers without touching the
+//     breaker or the statistics, identical concurrent searches share one call, and a failure
+//     can be answered with a stale copy for callers that accept one (AcceptStale).
 func NewSource(cfg SourceConfig, opts Options, log *slog.Logger) *Source {
 	if opts.HTTP.HeaderTimeout == 0 {
 		opts.HTTP.HeaderTimeout = cfg.Timeout
@@ -64,6 +70,9 @@ func assemble(cfg SourceConfig, c Client, opts Options, log *slog.Logger) *Sourc
 	}
 	c = &limitClient{next: c, id: cfg.ID, slots: make(chan struct{}, opts.MaxConcurrent), maxWait: maxWait}
 	c = &observedClient{next: c, id: cfg.ID, stats: src.stats, metrics: opts.Metrics, now: opts.Now}
+	if opts.Cache.Store != nil {
+		c = newCachedClient(c, cfg, opts.Cache)
+	}
 	src.Client = c
 	src.now = opts.Now
 	return src

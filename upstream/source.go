@@ -10,6 +10,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
@@ -82,6 +83,28 @@ type SourceConfig struct {
 	// PatientID says where this PACS keeps the NHS number, and with which issuer.
 	PatientID       PatientIDAttribute
 	PatientIDIssuer string
+}
+
+// NHSNumberOf finds the NHS number in a DICOM JSON object from this source, wherever the
+// source keeps it (PatientID, or the OtherPatientIDsSequence item with the source's issuer);
+// "" when there is none.
+func (cfg SourceConfig) NHSNumberOf(ds dcmjson.Dataset) string {
+	if cfg.PatientID == InOtherPatientIDsSequence {
+		for _, item := range ds.Items(dcmjson.TagOtherPatientIDsSequence) {
+			if cfg.PatientIDIssuer == "" || item.String(dcmjson.TagIssuerOfPatientID) == cfg.PatientIDIssuer {
+				if id := item.String(dcmjson.TagPatientID); id != "" {
+					return strings.TrimSpace(id)
+				}
+			}
+		}
+		return ""
+	}
+	if cfg.PatientIDIssuer != "" {
+		if iss := ds.String(dcmjson.TagIssuerOfPatientID); iss != "" && iss != cfg.PatientIDIssuer {
+			return ""
+		}
+	}
+	return strings.TrimSpace(ds.String(dcmjson.TagPatientID))
 }
 
 // Source is one trust's PACS as the rest of the proxy sees it: its configuration and the

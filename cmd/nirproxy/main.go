@@ -4,6 +4,7 @@
 //	nirproxy serve --config FILE [--addr HOST:PORT]
 //	nirproxy demo [--addr HOST:PORT]
 //	nirproxy check-config FILE
+//	nirproxy cache purge --config FILE --patient NHSNUMBER
 //	nirproxy version
 package main
 
@@ -33,6 +34,7 @@ Usage:
   nirproxy serve --config FILE [--addr HOST:PORT]   run the proxy
   nirproxy demo [--addr HOST:PORT]                  run a demo with three built-in sample trusts
   nirproxy check-config FILE                        check a configuration file and print every problem
+  nirproxy cache purge --config FILE --patient N    remove every cached entry about a patient from Redis
   nirproxy version                                  print the version
 `
 
@@ -48,6 +50,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = serveCommand(ctx, args[1:], environ, stderr)
 	case "demo":
 		err = demoCommand(ctx, args[1:], environ, stdout, stderr)
+	case "cache":
+		err = cacheCommand(ctx, args[1:], environ, stdout, stderr)
 	case "check-config":
 		return checkConfigCommand(args[1:], environ, stdout, stderr)
 	case "version":

@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/fallback"
@@ -74,6 +73,8 @@ type app struct {
 	handler *echo.Echo
 	sources []*upstream.Source
 	webhook *upstream.Webhook
+	// closeCache releases the cache's connections.
+	closeCache func() error
 }
 
 // buildHandler wires the request path of DESIGN.md from a validated configuration.
@@ -87,10 +88,17 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		a.webhook = upstream.NewWebhook(cfg.Incidents.WebhookURL, cfg.Incidents.WebhookTimeout.Std(), cfg.Incidents.WebhookRetries, log)
 		incidents = a.webhook
 	}
+	store, closeCache, err := openCache(cfg.Cache, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closeCache = closeCache
+	cacheOpts := sourceCache(cfg.Cache, store)
 	sources := make([]*upstream.Source, 0, len(cfg.Sources))
 	for _, sc := range cfg.Sources {
 		u, err := url.Parse(strings.TrimSuffix(sc.URL, "/"))
 		if err != nil {
+			closeCache()
 			return nil, fmt.Errorf("source %s: parse url: %w", sc.ID, err)
 		}
 		sources = append(sources, upstream.NewSource(upstream.SourceConfig{
@@ -114,6 +122,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 			MaxConcurrent: sc.MaxConcurrent,
 			Metrics:       upMetrics,
 			Incidents:     incidents,
+			Cache:         cacheOpts,
 		}, log))
 	}
 	key := []byte(cfg.SigningKey)
@@ -130,8 +139,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 			trusted = append(trusted, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
-	mem := cache.NewMemory(64<<20, nil)
-	locator := upstream.NewLocator(sources, mem, cfg.Locator.TTL.Std(), log)
+	locator := upstream.NewLocator(sources, store, cfg.Locator.TTL.Std(), log)
 	srv := dicomweb.New(dicomweb.Config{
 		Forwarding:      dicomweb.Forwarding{PublicURL: cfg.PublicURL, TrustedProxies: trusted},
 		AllowedOrigins:  cfg.CORS.AllowedOrigins,
@@ -143,7 +151,11 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 			DefaultLimit:        cfg.Search.DefaultLimit,
 			MaxLimit:            cfg.Search.MaxLimit,
 		},
-		Fallback: fallback.Policy{Search: fallback.Partial(cfg.PartialSearch), Retrieve: fallback.Partial(cfg.PartialRetrieve)},
+		Fallback: fallback.Policy{
+			Search:     fallback.Partial(cfg.PartialSearch),
+			Retrieve:   fallback.Partial(cfg.PartialRetrieve),
+			ServeStale: cfg.Cache.Enabled && cfg.Cache.ServeStale,
+		},
 	}, dicomweb.Deps{
 		Metrics: dicomweb.NewMetrics(reg),
 		Locator: locator,
@@ -186,7 +198,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "version", version)
+	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "cache", cacheDescription(cfg.Cache), "version", version)
 	select {
 	case err := <-errc:
 		return err
@@ -198,6 +210,9 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	err = hs.Shutdown(shutdownCtx)
 	if a.webhook != nil {
 		a.webhook.Close(shutdownCtx)
+	}
+	if cerr := a.closeCache(); cerr != nil {
+		log.Warn("close cache", "err", cerr)
 	}
 	if err != nil {
 		return fmt.Errorf("shut down: %w", err)
@@ -214,4 +229,15 @@ func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cacheDescription says where the cache is, for the start-up line (addresses only).
+func cacheDescription(c config.Cache) string {
+	switch {
+	case !c.Enabled:
+		return "off"
+	case c.RedisEnabled():
+		return "redis " + strings.Join(c.Redis.Addrs, ",")
+	}
+	return fmt.Sprintf("in-process %d MiB", c.MemoryMaxBytes>>20)
 }

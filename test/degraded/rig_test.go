@@ -142,7 +142,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 		r.trusts[tr.ID], r.sources[tr.ID] = tr, src
 		r.order = append(r.order, tr.ID)
 	}
-	locator := upstream.NewLocator(sources, cache.NewMemory(8<<20, nil), time.Minute, log)
+	locator := upstream.NewLocator(sources, mustLocalStore(t, 8<<20), time.Minute, log)
 	srv := dicomweb.New(dicomweb.Config{
 		PatientIDIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:  o.requestTimeout,
@@ -649,4 +649,14 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// mustLocalStore is an in-process cache store of maxBytes for the locator.
+func mustLocalStore(t *testing.T, maxBytes int64) *cache.Store {
+	t.Helper()
+	st, err := cache.NewLocalStore(maxBytes, nil, cache.StoreOptions{MaxRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -12,7 +12,7 @@
 //
 // # Secrets
 //
-// Secret values (the signing key, passwords, tokens) have the type [Secret], which prints as
+// Secret values (the signing key, passwords, tokens, the cache's keys) have the type [Secret], which prints as
 // "REDACTED" through fmt, log/slog, encoding/json and YAML marshalling, so a Config can be logged
 // or printed without leaking them. Convert with string(s) only where the secret is used. No error or
 // problem of this package ever contains a secret's value.
@@ -22,6 +22,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -101,6 +102,8 @@ type Config struct {
 	Search Search `yaml:"search"`
 	// Locator tunes the memory of which trusts hold which study.
 	Locator Locator `yaml:"locator"`
+	// Cache configures the cache of the trusts' answers.
+	Cache Cache `yaml:"cache"`
 	// Logging sets the level and format of the process's logs.
 	Logging Logging `yaml:"logging"`
 	// Sources are the trusts' PACS, at least one.
@@ -153,6 +156,162 @@ type Search struct {
 type Locator struct {
 	// TTL is how long "which trusts hold study X" is remembered. Default 10m.
 	TTL Duration `yaml:"ttl"`
+}
+
+// Cache configures the cache of upstream answers: in-process by default, Redis when Redis.Addrs is
+// set. It holds each trust's answers to searches, metadata, locator entries and rendered images;
+// whole studies, series, instances and frames are never cached (they are large, and fetched once
+// per viewing).
+//
+// Every entry is fresh for a while (it answers without asking its trust), then stale for a while
+// more (it answers only when its trust cannot, if ServeStale), then gone; MaxRetention bounds the
+// two together.
+type Cache struct {
+	// Enabled turns the cache off when false: every request goes to the trusts, and nothing
+	// answers for a trust that is down. Default true.
+	Enabled bool `yaml:"enabled"`
+	// MemoryMaxBytes bounds the in-process cache (used when no Redis is configured), keys and
+	// values included; the least recently used entries go first. At least 1 MiB. Default 67108864
+	// (64 MiB).
+	MemoryMaxBytes int `yaml:"memoryMaxBytes"`
+	// MaxRetention is the longest anything stays in the cache, fresh and stale together; a kind
+	// whose fresh+stale is longer is cut to it. It is the bound to wait for before an encryption
+	// key is retired. Default 24h.
+	MaxRetention Duration `yaml:"maxRetention"`
+	// ServeStale lets a stale copy answer for a trust that cannot answer (down, its breaker open,
+	// timed out); the answer carries Warning 110 (stale) and 299 naming the trust. When false, a
+	// stale copy is never used. Default true.
+	ServeStale bool `yaml:"serveStale"`
+	// KeySecret is the HMAC secret cache keys are derived with (at least 32 bytes), so that nothing
+	// readable in Redis names a patient or a study. Required with Redis, where every replica must
+	// share it; empty without Redis means a random secret per process.
+	KeySecret Secret `yaml:"keySecret"`
+	// KeySecretFile names a file holding KeySecret (trailing newlines are dropped). A relative path
+	// is taken from the config file's directory.
+	KeySecretFile string `yaml:"keySecretFile"`
+	// EncryptionKeys are the AES-256 keys values are sealed with in Redis, each the base64
+	// (standard encoding) of exactly 32 bytes. The first seals; every one opens. To rotate, put the
+	// new key first and keep the old ones until MaxRetention has passed. Required with Redis;
+	// unused by the in-process cache. From the environment, NIRPROXY_CACHE_ENCRYPTION_KEYS is the
+	// keys separated by commas.
+	EncryptionKeys []Secret `yaml:"encryptionKeys"`
+	// EncryptionKeysFile names a file holding EncryptionKeys, one base64 key per line (blank lines
+	// and lines starting with # are ignored); the first key seals. A relative path is taken from
+	// the config file's directory.
+	EncryptionKeysFile string `yaml:"encryptionKeysFile"`
+	// Search is for each trust's answer to a search. Default fresh 30s, stale 15m.
+	Search Freshness `yaml:"search"`
+	// Metadata is for each trust's study, series and instance metadata. Default fresh 5m,
+	// stale 1h.
+	Metadata Freshness `yaml:"metadata"`
+	// Rendered is for rendered images and thumbnails. Default fresh 1h, stale 1h, maxBytes
+	// 2097152 (2 MiB).
+	Rendered Rendered `yaml:"rendered"`
+	// Redis, when Addrs is set, holds the cache in Redis, shared by every replica, instead of in
+	// each process.
+	Redis Redis `yaml:"redis"`
+}
+
+// RedisEnabled reports whether the cache is on and kept in Redis.
+func (c Cache) RedisEnabled() bool { return c.Enabled && len(c.Redis.Addrs) > 0 }
+
+// Keys decodes EncryptionKeys, in order (the first seals). Each key is trimmed of spaces and must
+// be the standard base64 of exactly [EncryptionKeyBytes] bytes. An error names the key's index,
+// never its value.
+func (c Cache) Keys() ([][]byte, error) {
+	keys := make([][]byte, 0, len(c.EncryptionKeys))
+	for i, k := range c.EncryptionKeys {
+		key, problem := decodeEncryptionKey(k)
+		if problem != "" {
+			return nil, fmt.Errorf("decode cache.encryptionKeys[%d]: %s", i, problem)
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+// decodeEncryptionKey decodes one encryption key; problem says what is wrong with it, without its
+// value.
+func decodeEncryptionKey(k Secret) (key []byte, problem string) {
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(k)))
+	switch {
+	case strings.TrimSpace(string(k)) == "":
+		return nil, "is empty"
+	case err != nil:
+		return nil, "is not base64 (standard encoding)"
+	case len(key) != EncryptionKeyBytes:
+		return nil, fmt.Sprintf("is the base64 of %d bytes, not %d", len(key), EncryptionKeyBytes)
+	}
+	return key, ""
+}
+
+// Freshness is how long one kind of entry answers directly (Fresh) and then how long more it is
+// kept for use only when its trust fails (Stale). Fresh 0 means the kind is not cached at all,
+// whatever Stale says.
+type Freshness struct {
+	// Fresh is how long an entry answers without asking its trust; 0 turns caching of the kind
+	// off.
+	Fresh Duration `yaml:"fresh"`
+	// Stale is how long after Fresh an entry is kept, to answer (marked stale) only for a trust
+	// that cannot answer; 0 keeps nothing past Fresh.
+	Stale Duration `yaml:"stale"`
+}
+
+// Rendered is [Freshness] plus a size cap: larger images are passed on but not cached.
+type Rendered struct {
+	// Fresh is how long a rendered image answers without asking its trust; 0 turns caching of
+	// rendered images off. Default 1h.
+	Fresh Duration `yaml:"fresh"`
+	// Stale is how long after Fresh it is kept for use only when its trust cannot answer.
+	// Default 1h.
+	Stale Duration `yaml:"stale"`
+	// MaxBytes is the largest rendered image cached; larger ones are passed on but not cached.
+	// Default 2097152 (2 MiB).
+	MaxBytes int `yaml:"maxBytes"`
+}
+
+// Freshness is r's windows without the size cap.
+func (r Rendered) Freshness() Freshness { return Freshness{Fresh: r.Fresh, Stale: r.Stale} }
+
+// Redis says where the shared cache is. One address is a single node; two or more are Redis
+// Cluster seed nodes; MasterName selects Sentinel (Addrs are then the sentinels).
+type Redis struct {
+	// Addrs are host:port addresses: the node, the Cluster's seed nodes, or the sentinels. Empty
+	// (the default) keeps the cache in process.
+	Addrs []string `yaml:"addrs"`
+	// MasterName is the Sentinel master's name; empty when not using Sentinel.
+	MasterName string `yaml:"masterName"`
+	// Username is the Redis ACL user; empty for requirepass or no authentication.
+	Username string `yaml:"username"`
+	// Password authenticates to Redis (ACL user's password, or requirepass).
+	Password Secret `yaml:"password"`
+	// PasswordFile names a file holding Password; a relative path is taken from the config file's
+	// directory.
+	PasswordFile string `yaml:"passwordFile"`
+	// SentinelPassword authenticates to the sentinels, when they require it.
+	SentinelPassword Secret `yaml:"sentinelPassword"`
+	// SentinelPasswordFile names a file holding SentinelPassword; a relative path is taken from
+	// the config file's directory.
+	SentinelPasswordFile string `yaml:"sentinelPasswordFile"`
+	// DB is the database number, for a single node or Sentinel; Redis Cluster has only 0.
+	// Default 0.
+	DB int `yaml:"db"`
+	// TLS connects with TLS, verifying the server against the system's roots. Default false.
+	TLS bool `yaml:"tls"`
+	// OpTimeout bounds one cache operation, dialling and retries included; a slower Redis is a
+	// miss. Default 250ms.
+	OpTimeout Duration `yaml:"opTimeout"`
+	// DialTimeout bounds one connection attempt. Default 200ms.
+	DialTimeout Duration `yaml:"dialTimeout"`
+	// PoolSize is the number of connections per node; 0 (the default) keeps go-redis's default
+	// of 10 per CPU.
+	PoolSize int `yaml:"poolSize"`
+	// BreakerFailures is how many consecutive failures stop the proxy using Redis (every lookup a
+	// miss, at no cost) for BreakerCooldown. Default 5.
+	BreakerFailures int `yaml:"breakerFailures"`
+	// BreakerCooldown is how long Redis is left alone after BreakerFailures; then one probe is
+	// let through, and decides. Default 5s.
+	BreakerCooldown Duration `yaml:"breakerCooldown"`
 }
 
 // Logging sets how the process logs.
@@ -249,7 +408,27 @@ func Default() Config {
 		Incidents:               Incidents{WebhookTimeout: Duration(5 * time.Second), WebhookRetries: 3},
 		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000},
 		Locator:                 Locator{TTL: Duration(10 * time.Minute)},
+		Cache:                   DefaultCache(),
 		Logging:                 Logging{Level: "info", Format: "json"},
+	}
+}
+
+// DefaultCache is the cache section with every default filled in: in process, 64 MiB.
+func DefaultCache() Cache {
+	return Cache{
+		Enabled:        true,
+		MemoryMaxBytes: 64 << 20,
+		MaxRetention:   Duration(24 * time.Hour),
+		ServeStale:     true,
+		Search:         Freshness{Fresh: Duration(30 * time.Second), Stale: Duration(15 * time.Minute)},
+		Metadata:       Freshness{Fresh: Duration(5 * time.Minute), Stale: Duration(time.Hour)},
+		Rendered:       Rendered{Fresh: Duration(time.Hour), Stale: Duration(time.Hour), MaxBytes: 2 << 20},
+		Redis: Redis{
+			OpTimeout:       Duration(250 * time.Millisecond),
+			DialTimeout:     Duration(200 * time.Millisecond),
+			BreakerFailures: 5,
+			BreakerCooldown: Duration(5 * time.Second),
+		},
 	}
 }
 

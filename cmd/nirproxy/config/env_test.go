@@ -164,6 +164,15 @@ func TestEnvOverrides(t *testing.T) {
 				{"NIRPROXY_SOURCES_RXA_REQUIRED", "is not a boolean; write true or false (overriding sources[0].required)"},
 			},
 		},
+		{
+			name:    "bad cache values",
+			environ: []string{"NIRPROXY_CACHE_REDIS_DB=one", "NIRPROXY_CACHE_SEARCH_FRESH=30", "NIRPROXY_CACHE_ENABLED=yes please"},
+			want: []Problem{
+				{"NIRPROXY_CACHE_REDIS_DB", `"one" is not a whole number; write it like 100 (overriding cache.redis.db)`},
+				{"NIRPROXY_CACHE_SEARCH_FRESH", `"30" is not a duration; write it like 10s, 1m30s or 500ms (overriding cache.search.fresh)`},
+				{"NIRPROXY_CACHE_ENABLED", "is not a boolean; write true or false (overriding cache.enabled)"},
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,12 +185,81 @@ func TestEnvOverrides(t *testing.T) {
 	}
 }
 
+// TestEnvOverridesCache sets every key of the cache section from the environment; it fails when a
+// key of the section is missing from the table, so a new key cannot go untested.
+func TestEnvOverridesCache(t *testing.T) {
+	keyA, keyB := strings.Repeat("A", 43)+"=", strings.Repeat("B", 43)+"="
+	tests := []struct {
+		name, value string
+		got         func(c Cache) any
+		want        any
+	}{
+		{"NIRPROXY_CACHE_ENABLED", "false", func(c Cache) any { return c.Enabled }, false},
+		{"NIRPROXY_CACHE_MEMORY_MAX_BYTES", "2097152", func(c Cache) any { return c.MemoryMaxBytes }, 2 << 20},
+		{"NIRPROXY_CACHE_MAX_RETENTION", "2h", func(c Cache) any { return c.MaxRetention.Std() }, 2 * time.Hour},
+		{"NIRPROXY_CACHE_SERVE_STALE", "false", func(c Cache) any { return c.ServeStale }, false},
+		{"NIRPROXY_CACHE_KEY_SECRET", "env-key-secret", func(c Cache) any { return c.KeySecret }, Secret("env-key-secret")},
+		{"NIRPROXY_CACHE_KEY_SECRET_FILE", "", func(c Cache) any { return c.KeySecretFile }, ""},
+		{"NIRPROXY_CACHE_ENCRYPTION_KEYS", keyA + ", " + keyB + ",", func(c Cache) any { return c.EncryptionKeys }, []Secret{Secret(keyA), Secret(keyB)}},
+		{"NIRPROXY_CACHE_ENCRYPTION_KEYS_FILE", "", func(c Cache) any { return c.EncryptionKeysFile }, ""},
+		{"NIRPROXY_CACHE_SEARCH_FRESH", "1m", func(c Cache) any { return c.Search.Fresh.Std() }, time.Minute},
+		{"NIRPROXY_CACHE_SEARCH_STALE", "0s", func(c Cache) any { return c.Search.Stale.Std() }, time.Duration(0)},
+		{"NIRPROXY_CACHE_METADATA_FRESH", "10m", func(c Cache) any { return c.Metadata.Fresh.Std() }, 10 * time.Minute},
+		{"NIRPROXY_CACHE_METADATA_STALE", "2h", func(c Cache) any { return c.Metadata.Stale.Std() }, 2 * time.Hour},
+		{"NIRPROXY_CACHE_RENDERED_FRESH", "0s", func(c Cache) any { return c.Rendered.Fresh.Std() }, time.Duration(0)},
+		{"NIRPROXY_CACHE_RENDERED_STALE", "30m", func(c Cache) any { return c.Rendered.Stale.Std() }, 30 * time.Minute},
+		{"NIRPROXY_CACHE_RENDERED_MAX_BYTES", "1024", func(c Cache) any { return c.Rendered.MaxBytes }, 1024},
+		{"NIRPROXY_CACHE_REDIS_ADDRS", "redis-0:6379,redis-1:6379", func(c Cache) any { return c.Redis.Addrs }, []string{"redis-0:6379", "redis-1:6379"}},
+		{"NIRPROXY_CACHE_REDIS_MASTER_NAME", "mymaster", func(c Cache) any { return c.Redis.MasterName }, "mymaster"},
+		{"NIRPROXY_CACHE_REDIS_USERNAME", "nirproxy", func(c Cache) any { return c.Redis.Username }, "nirproxy"},
+		{"NIRPROXY_CACHE_REDIS_PASSWORD", "env-redis-password", func(c Cache) any { return c.Redis.Password }, Secret("env-redis-password")},
+		{"NIRPROXY_CACHE_REDIS_PASSWORD_FILE", "", func(c Cache) any { return c.Redis.PasswordFile }, ""},
+		{"NIRPROXY_CACHE_REDIS_SENTINEL_PASSWORD", "env-sentinel", func(c Cache) any { return c.Redis.SentinelPassword }, Secret("env-sentinel")},
+		{"NIRPROXY_CACHE_REDIS_SENTINEL_PASSWORD_FILE", "", func(c Cache) any { return c.Redis.SentinelPasswordFile }, ""},
+		{"NIRPROXY_CACHE_REDIS_DB", "3", func(c Cache) any { return c.Redis.DB }, 3},
+		{"NIRPROXY_CACHE_REDIS_TLS", "true", func(c Cache) any { return c.Redis.TLS }, true},
+		{"NIRPROXY_CACHE_REDIS_OP_TIMEOUT", "1s", func(c Cache) any { return c.Redis.OpTimeout.Std() }, time.Second},
+		{"NIRPROXY_CACHE_REDIS_DIAL_TIMEOUT", "500ms", func(c Cache) any { return c.Redis.DialTimeout.Std() }, 500 * time.Millisecond},
+		{"NIRPROXY_CACHE_REDIS_POOL_SIZE", "40", func(c Cache) any { return c.Redis.PoolSize }, 40},
+		{"NIRPROXY_CACHE_REDIS_BREAKER_FAILURES", "2", func(c Cache) any { return c.Redis.BreakerFailures }, 2},
+		{"NIRPROXY_CACHE_REDIS_BREAKER_COOLDOWN", "1m", func(c Cache) any { return c.Redis.BreakerCooldown.Std() }, time.Minute},
+	}
+	names := EnvNames(Default())
+	var inTable []string
+	for _, tc := range tests {
+		inTable = append(inTable, tc.name)
+		t.Run(tc.name, func(t *testing.T) {
+			if !slices.Contains(names, tc.name) {
+				t.Errorf("EnvNames lacks %s", tc.name)
+			}
+			c, err := Parse([]byte(twoSourcesYAML), []string{tc.name + "=" + tc.value})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := tc.got(c.Cache); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, EnvPrefix+"CACHE_") && !slices.Contains(inTable, n) {
+			t.Errorf("%s is not tested here", n)
+		}
+	}
+}
+
 func TestEnvOverridesNeverShowSecrets(t *testing.T) {
 	_, err := Parse([]byte(twoSourcesYAML), []string{
 		"NIRPROXY_SOURCES_RXZ_AUTH_PASSWORD=hunter2", "NIRPROXY_SIGNING_KEYS=hunter3", "NIRPROXY_SOURCES_RXA_AUTH_TOKN=hunter4",
+		"NIRPROXY_CACHE_ENCRYPTION_KEY=hunter5", "NIRPROXY_CACHE_REDIS_PASSWORDS=hunter6", "NIRPROXY_CACHE_KEYSECRET=hunter7",
+		"NIRPROXY_CACHE_REDIS=hunter8",
 	})
 	if err == nil {
-		t.Fatal("Parse: no error, want three problems")
+		t.Fatal("Parse: no error, want seven problems")
+	}
+	var ps Problems
+	if errors.As(err, &ps) && len(ps) != 7 {
+		t.Errorf("got %d problems, want 7:\n%v", len(ps), err)
 	}
 	if strings.Contains(err.Error(), "hunter") {
 		t.Errorf("problems show a secret:\n%v", err)
@@ -220,6 +298,9 @@ func TestEnvNames(t *testing.T) {
 		"NIRPROXY_PATIENT_IDENTIFIER_ISSUER", "NIRPROXY_LOCATOR_TTL", "NIRPROXY_CORS_MAX_AGE",
 		"NIRPROXY_SOURCES_RXA_URL", "NIRPROXY_SOURCES_RXA_AUTH_PASSWORD", "NIRPROXY_SOURCES_RXB_AUTH_TOKEN",
 		"NIRPROXY_SOURCES_RXB_AUTH_TOKEN_FILE", "NIRPROXY_SOURCES_RXA_PATIENT_ID_ISSUER",
+		"NIRPROXY_CACHE_ENABLED", "NIRPROXY_CACHE_ENCRYPTION_KEYS", "NIRPROXY_CACHE_ENCRYPTION_KEYS_FILE", "NIRPROXY_CACHE_KEY_SECRET",
+		"NIRPROXY_CACHE_SEARCH_FRESH", "NIRPROXY_CACHE_RENDERED_MAX_BYTES", "NIRPROXY_CACHE_REDIS_ADDRS", "NIRPROXY_CACHE_REDIS_PASSWORD",
+		"NIRPROXY_CACHE_REDIS_SENTINEL_PASSWORD_FILE", "NIRPROXY_CACHE_REDIS_BREAKER_COOLDOWN",
 	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("EnvNames lacks %s", want)

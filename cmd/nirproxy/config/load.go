@@ -200,8 +200,9 @@ func describe(n *yaml.Node) string {
 	}
 }
 
-// setScalar sets a string, integer, boolean or Duration value from its text. Its errors never
-// contain a secret's value.
+// setScalar sets a string, integer, boolean or Duration value from its text, or a list whose
+// elements are strings (such as []string or []Secret) from a comma-separated text. Its errors never
+// contain a secret's value: a Secret or a list of them is a string kind, which never fails.
 func setScalar(v reflect.Value, s string) error {
 	switch {
 	case v.Type() == reflect.TypeFor[Duration]():
@@ -337,6 +338,11 @@ func resolveSecretFiles(cfg *Config, baseDir string, ps *Problems) {
 		resolveSecretFile(&a.Password, a.PasswordFile, p+"password", p+"passwordFile", baseDir, ps)
 		resolveSecretFile(&a.Token, a.TokenFile, p+"token", p+"tokenFile", baseDir, ps)
 	}
+	c, r := &cfg.Cache, &cfg.Cache.Redis
+	resolveSecretFile(&c.KeySecret, c.KeySecretFile, "cache.keySecret", "cache.keySecretFile", baseDir, ps)
+	resolveSecretListFile(&c.EncryptionKeys, c.EncryptionKeysFile, "cache.encryptionKeys", "cache.encryptionKeysFile", baseDir, ps)
+	resolveSecretFile(&r.Password, r.PasswordFile, "cache.redis.password", "cache.redis.passwordFile", baseDir, ps)
+	resolveSecretFile(&r.SentinelPassword, r.SentinelPasswordFile, "cache.redis.sentinelPassword", "cache.redis.sentinelPasswordFile", baseDir, ps)
 }
 
 // resolveSecretFile reads one secret from file into *dst.
@@ -348,22 +354,59 @@ func resolveSecretFile(dst *Secret, file, key, fileKey, baseDir string, ps *Prob
 		ps.add(key, "given both directly and by %s; keep one of them", fileKey)
 		return
 	}
+	data, file, ok := readSecretFile(file, fileKey, baseDir, ps)
+	if !ok {
+		return
+	}
+	s := strings.TrimRight(data, "\r\n")
+	if s == "" {
+		ps.add(fileKey, "%s is empty; put the secret in it", file)
+		return
+	}
+	*dst = Secret(s)
+}
+
+// resolveSecretListFile reads a list of secrets from file into *dst: one a line, in order, with
+// spaces trimmed; blank lines and lines starting with # are left out.
+func resolveSecretListFile(dst *[]Secret, file, key, fileKey, baseDir string, ps *Problems) {
+	if file == "" {
+		return
+	}
+	if len(*dst) > 0 {
+		ps.add(key, "given both directly and by %s; keep one of them", fileKey)
+		return
+	}
+	data, file, ok := readSecretFile(file, fileKey, baseDir, ps)
+	if !ok {
+		return
+	}
+	var list []Secret
+	for line := range strings.Lines(data) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			list = append(list, Secret(line))
+		}
+	}
+	if len(list) == 0 {
+		ps.add(fileKey, "%s holds no key; put one key on each line, the one to use first", file)
+		return
+	}
+	*dst = list
+}
+
+// readSecretFile reads a secret file, relative to baseDir unless absolute. It reports a file it
+// cannot read as a problem of fileKey, and returns the path it read.
+func readSecretFile(file, fileKey, baseDir string, ps *Problems) (data, path string, ok bool) {
 	if !filepath.IsAbs(file) && baseDir != "" {
 		file = filepath.Join(baseDir, file)
 	}
-	data, err := os.ReadFile(file)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
 		ps.add(fileKey, "cannot read %s: %v; check the path and the file's permissions", file, err)
-		return
+		return "", file, false
 	}
-	s := strings.TrimRight(string(data), "\r\n")
-	if s == "" {
-		ps.add(fileKey, "%s is empty; put the secret in it", file)
-		return
-	}
-	*dst = Secret(s)
+	return string(b), file, true
 }

@@ -53,6 +53,24 @@ func TestParseMinimal(t *testing.T) {
 		{"locator.ttl", cfg.Locator.TTL.Std(), 10 * time.Minute},
 		{"logging.level", cfg.Logging.Level, "info"},
 		{"logging.format", cfg.Logging.Format, "json"},
+		{"cache.enabled", cfg.Cache.Enabled, true},
+		{"cache.memoryMaxBytes", cfg.Cache.MemoryMaxBytes, 64 << 20},
+		{"cache.maxRetention", cfg.Cache.MaxRetention.Std(), 24 * time.Hour},
+		{"cache.serveStale", cfg.Cache.ServeStale, true},
+		{"cache.keySecret", cfg.Cache.KeySecret, Secret("")},
+		{"cache.encryptionKeys", len(cfg.Cache.EncryptionKeys), 0},
+		{"cache.search", cfg.Cache.Search, Freshness{Fresh: Duration(30 * time.Second), Stale: Duration(15 * time.Minute)}},
+		{"cache.metadata", cfg.Cache.Metadata, Freshness{Fresh: Duration(5 * time.Minute), Stale: Duration(time.Hour)}},
+		{"cache.rendered", cfg.Cache.Rendered, Rendered{Fresh: Duration(time.Hour), Stale: Duration(time.Hour), MaxBytes: 2097152}},
+		{"cache.redis.addrs", len(cfg.Cache.Redis.Addrs), 0},
+		{"cache.redis.db", cfg.Cache.Redis.DB, 0},
+		{"cache.redis.tls", cfg.Cache.Redis.TLS, false},
+		{"cache.redis.opTimeout", cfg.Cache.Redis.OpTimeout.Std(), 250 * time.Millisecond},
+		{"cache.redis.dialTimeout", cfg.Cache.Redis.DialTimeout.Std(), 200 * time.Millisecond},
+		{"cache.redis.poolSize", cfg.Cache.Redis.PoolSize, 0},
+		{"cache.redis.breakerFailures", cfg.Cache.Redis.BreakerFailures, 5},
+		{"cache.redis.breakerCooldown", cfg.Cache.Redis.BreakerCooldown.Std(), 5 * time.Second},
+		{"cache is in process", cfg.Cache.RedisEnabled(), false},
 		{"sources[0].priority", cfg.Sources[0].Priority, 100},
 		{"sources[0].timeout", cfg.Sources[0].Timeout.Std(), 10 * time.Second},
 		{"sources[0].required", cfg.Sources[0].Required, false},
@@ -86,6 +104,98 @@ func TestLoadExample(t *testing.T) {
 	}
 	if got, want := cfg.CORS.AllowedOrigins, []string{"http://localhost:3000"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("cors.allowedOrigins = %v, want %v", got, want)
+	}
+	// The example's cache section shows the defaults, written out (its lists as []).
+	want := DefaultCache()
+	want.EncryptionKeys, want.Redis.Addrs = []Secret{}, []string{}
+	if !reflect.DeepEqual(cfg.Cache, want) {
+		t.Errorf("cache =\n%+v\nwant the defaults\n%+v", cfg.Cache, want)
+	}
+}
+
+// fullCacheYAML sets every key of the cache section to something other than its default.
+const fullCacheYAML = `
+cache:
+  enabled: false
+  memoryMaxBytes: 1048576
+  maxRetention: 2h
+  serveStale: false
+  keySecret: key-secret-of-at-least-32-bytes-xxxxxxxx
+  keySecretFile: ""
+  encryptionKeys:
+    - AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=
+    - AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=
+  encryptionKeysFile: ""
+  search: {fresh: 10s, stale: 0s}
+  metadata:
+    fresh: 0s
+    stale: 30m
+  rendered: {fresh: 5m, stale: 10m, maxBytes: 65536}
+  redis:
+    addrs: [redis-0:6379, redis-1:6379, redis-2:6379]
+    masterName: mymaster
+    username: nirproxy
+    password: redis-password
+    sentinelPassword: sentinel-password
+    db: 2
+    tls: true
+    opTimeout: 100ms
+    dialTimeout: 1s
+    poolSize: 20
+    breakerFailures: 3
+    breakerCooldown: 10s
+`
+
+func TestParseCache(t *testing.T) {
+	want := Cache{
+		Enabled:        false,
+		MemoryMaxBytes: 1 << 20,
+		MaxRetention:   Duration(2 * time.Hour),
+		ServeStale:     false,
+		KeySecret:      "key-secret-of-at-least-32-bytes-xxxxxxxx",
+		EncryptionKeys: []Secret{"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="},
+		Search:         Freshness{Fresh: Duration(10 * time.Second)},
+		Metadata:       Freshness{Stale: Duration(30 * time.Minute)},
+		Rendered:       Rendered{Fresh: Duration(5 * time.Minute), Stale: Duration(10 * time.Minute), MaxBytes: 65536},
+		Redis: Redis{
+			Addrs:            []string{"redis-0:6379", "redis-1:6379", "redis-2:6379"},
+			MasterName:       "mymaster",
+			Username:         "nirproxy",
+			Password:         "redis-password",
+			SentinelPassword: "sentinel-password",
+			DB:               2,
+			TLS:              true,
+			OpTimeout:        Duration(100 * time.Millisecond),
+			DialTimeout:      Duration(time.Second),
+			PoolSize:         20,
+			BreakerFailures:  3,
+			BreakerCooldown:  Duration(10 * time.Second),
+		},
+	}
+	tests := []struct {
+		name string
+		yaml string
+		want Cache
+	}{
+		{"every key", fullCacheYAML, want},
+		{"no section keeps the defaults", "listen: :8080\n", DefaultCache()},
+		{"a partial section keeps its other defaults", "cache:\n  search: {fresh: 1m}\n  redis: {addrs: [redis:6379]}\n", func() Cache {
+			c := DefaultCache()
+			c.Search.Fresh = Duration(time.Minute)
+			c.Redis.Addrs = []string{"redis:6379"}
+			return c
+		}()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), nil)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(c.Cache, tc.want) {
+				t.Errorf("cache =\n%#v\nwant\n%#v", c.Cache, tc.want)
+			}
+		})
 	}
 }
 
@@ -248,7 +358,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown key in a source", "sources:\n  - id: RXA\n  - id: RXB\n    auth:\n      tokn: x\n",
 			[]Problem{{"sources[1].auth.tokn", "did you mean token? The keys here are"}}},
 		{"unknown key far from any", "frobnicate: 1\n",
-			[]Problem{{"frobnicate", "the keys here are cors, incidents, listen,"}}},
+			[]Problem{{"frobnicate", "the keys here are cache, cors, incidents, listen,"}}},
 		{"every unknown key at once", "a: 1\nb: 2\n",
 			[]Problem{{"a", "unknown key"}, {"b", "unknown key"}}},
 		{"key given twice", "listen: :1\nlisten: :2\n",
@@ -267,6 +377,12 @@ func TestParseProblems(t *testing.T) {
 			[]Problem{{"search", "expected keys and values"}}},
 		{"sources as a mapping", "sources:\n  RXA: {url: x}\n",
 			[]Problem{{"sources", "expected a list"}}},
+		{"unknown key in the cache's redis", "cache:\n  redis:\n    adrs: [redis:6379]\n",
+			[]Problem{{"cache.redis.adrs", "did you mean addrs?"}}},
+		{"encryption keys as one value", "cache:\n  encryptionKeys: AQEB\n",
+			[]Problem{{"cache.encryptionKeys", "expected a list"}}},
+		{"freshness as one value", "cache:\n  search: 30s\n",
+			[]Problem{{"cache.search", "expected keys and values"}}},
 		{"not YAML", "listen: [\n",
 			[]Problem{{"", "the file is not valid YAML"}}},
 		{"not a mapping", "just text\n",
@@ -306,6 +422,13 @@ func TestSecretFiles(t *testing.T) {
 	write("password", "s3cret-password\r\n")
 	tokenPath := write("token", "s3cret-token")
 	write("empty", "\n")
+	cacheSecret := "cache-" + strings.Repeat("c", 40)
+	write("cache-key", cacheSecret+"\n")
+	keyA, keyB := strings.Repeat("A", 43)+"=", strings.Repeat("B", 43)+"="
+	write("enc-keys", "# the key that encrypts, since 2026-11\n"+keyA+"\r\n\n   \n  # retired after 2026-12-01\n  "+keyB+"  \n")
+	write("no-keys", "# no key yet\n\n")
+	write("redis-password", "s3cret-redis\n")
+	write("sentinel-password", "s3cret-sentinel\n")
 
 	tests := []struct {
 		name    string
@@ -365,6 +488,72 @@ func TestSecretFiles(t *testing.T) {
 			yaml: "signingKeyFile: empty\n",
 			want: []Problem{{"signingKeyFile", "is empty"}},
 		},
+		{
+			name: "cache secrets",
+			yaml: "cache:\n  keySecretFile: cache-key\n  encryptionKeysFile: enc-keys\n" +
+				"  redis: {addrs: [redis:6379], passwordFile: redis-password, sentinelPasswordFile: sentinel-password}\n",
+			check: func(t *testing.T, c Config) {
+				if string(c.Cache.KeySecret) != cacheSecret {
+					t.Errorf("cache.keySecret not read from file (len %d)", len(c.Cache.KeySecret))
+				}
+				if want := []Secret{Secret(keyA), Secret(keyB)}; !reflect.DeepEqual(c.Cache.EncryptionKeys, want) {
+					t.Errorf("cache.encryptionKeys = %d keys, not the file's two key lines in order", len(c.Cache.EncryptionKeys))
+				}
+				if c.Cache.Redis.Password != "s3cret-redis" || c.Cache.Redis.SentinelPassword != "s3cret-sentinel" {
+					t.Errorf("cache.redis passwords not read from their files")
+				}
+				for _, p := range c.Validate() {
+					if strings.HasPrefix(p.Path, "cache.") {
+						t.Errorf("Validate: %s, want no problem with the cache", p)
+					}
+				}
+			},
+		},
+		{
+			name:    "encryption keys file named by an environment override",
+			yaml:    "cache: {redis: {addrs: [redis:6379]}}\n",
+			environ: []string{"NIRPROXY_CACHE_ENCRYPTION_KEYS_FILE=enc-keys", "NIRPROXY_CACHE_KEY_SECRET_FILE=cache-key"},
+			check: func(t *testing.T, c Config) {
+				if len(c.Cache.EncryptionKeys) != 2 || string(c.Cache.KeySecret) != cacheSecret {
+					t.Errorf("cache keys not read from the files named by the environment")
+				}
+			},
+		},
+		{
+			name: "encryption keys given twice",
+			yaml: "cache:\n  encryptionKeys: [" + keyA + "]\n  encryptionKeysFile: enc-keys\n",
+			want: []Problem{{"cache.encryptionKeys", "given both directly and by cache.encryptionKeysFile; keep one of them"}},
+		},
+		{
+			name:    "encryption keys given twice, once by the environment",
+			yaml:    "cache:\n  encryptionKeysFile: enc-keys\n",
+			environ: []string{"NIRPROXY_CACHE_ENCRYPTION_KEYS=" + keyB},
+			want:    []Problem{{"cache.encryptionKeys", "given both directly and by cache.encryptionKeysFile"}},
+		},
+		{
+			name: "key secret given twice",
+			yaml: "cache:\n  keySecret: other\n  keySecretFile: cache-key\n",
+			want: []Problem{{"cache.keySecret", "given both directly and by cache.keySecretFile"}},
+		},
+		{
+			name:    "redis passwords given twice",
+			yaml:    "cache:\n  redis: {passwordFile: redis-password, sentinelPassword: other, sentinelPasswordFile: sentinel-password}\n",
+			environ: []string{"NIRPROXY_CACHE_REDIS_PASSWORD=other"},
+			want: []Problem{
+				{"cache.redis.password", "given both directly and by cache.redis.passwordFile"},
+				{"cache.redis.sentinelPassword", "given both directly and by cache.redis.sentinelPasswordFile"},
+			},
+		},
+		{
+			name: "encryption keys file without a key",
+			yaml: "cache: {encryptionKeysFile: no-keys}\n",
+			want: []Problem{{"cache.encryptionKeysFile", filepath.Join(dir, "no-keys") + " holds no key; put one key on each line"}},
+		},
+		{
+			name: "missing encryption keys file",
+			yaml: "cache: {encryptionKeysFile: nope}\n",
+			want: []Problem{{"cache.encryptionKeysFile", "cannot read " + filepath.Join(dir, "nope") + ": no such file"}},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -378,7 +567,7 @@ func TestSecretFiles(t *testing.T) {
 				tc.check(t, c)
 			}
 			if err != nil {
-				for _, secret := range []string{key, "s3cret", "other"} {
+				for _, secret := range []string{key, "s3cret", "other", cacheSecret, keyA, keyB} {
 					if strings.Contains(err.Error(), secret) {
 						t.Errorf("problem %q contains a secret", err)
 					}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -19,7 +20,31 @@ func secretConfig() Config {
 	c.SigningKey = Secret("signing-secret-" + strings.Repeat("x", 32))
 	c.Sources[0].Auth = Auth{Type: AuthBearer, Token: "token-secret", TokenFile: "/run/secrets/token"}
 	c.Sources[1].Auth = Auth{Type: AuthBasic, Username: "user", Password: "password-secret"}
+	c.Cache.KeySecret = Secret("cache-key-secret-" + strings.Repeat("x", 32))
+	c.Cache.EncryptionKeys = []Secret{encryptionKey(0xa1), encryptionKey(0xb2), encryptionKey(0xc3)}
+	c.Cache.EncryptionKeysFile = "/run/secrets/cache-keys"
+	c.Cache.Redis.Addrs = []string{"127.0.0.1:6379"}
+	c.Cache.Redis.Username = "nirproxy"
+	c.Cache.Redis.Password = "redis-password-secret"
+	c.Cache.Redis.SentinelPassword = "sentinel-password-secret"
 	return c
+}
+
+// secretValues are the values of secretConfig's secrets that have no "-secret" in them.
+func secretValues(c Config) []string {
+	var vs []string
+	for _, k := range c.Cache.EncryptionKeys {
+		vs = append(vs, string(k))
+	}
+	return vs
+}
+
+func TestSecretConfigIsValid(t *testing.T) {
+	c := secretConfig()
+	c.Cache.EncryptionKeysFile = "" // Load reads it; Validate only mentions it.
+	if ps := c.Validate(); len(ps) > 0 {
+		t.Errorf("Validate(secretConfig()) = %v, want no problems", Problems(ps))
+	}
 }
 
 func TestRedacted(t *testing.T) {
@@ -39,6 +64,25 @@ func TestRedacted(t *testing.T) {
 	}
 }
 
+func TestRedactedCache(t *testing.T) {
+	c := secretConfig()
+	want := c.Cache
+	want.KeySecret = Redaction
+	want.EncryptionKeys = []Secret{Redaction, Redaction, Redaction}
+	want.Redis.Password, want.Redis.SentinelPassword = Redaction, Redaction
+	r := c.Redacted()
+	if !reflect.DeepEqual(r.Cache, want) {
+		t.Errorf("Redacted().Cache =\n%+v\nwant\n%+v", r.Cache, want)
+	}
+	if !reflect.DeepEqual(c.Cache.EncryptionKeys, secretConfig().Cache.EncryptionKeys) {
+		t.Errorf("Redacted changed the original's encryption keys")
+	}
+	c.Cache = Cache{EncryptionKeys: []Secret{"", encryptionKey(1)}}
+	if got := c.Redacted().Cache.EncryptionKeys; !reflect.DeepEqual(got, []Secret{"", Redaction}) {
+		t.Errorf("Redacted().Cache.EncryptionKeys = %q, want an empty key kept empty and the other redacted", got)
+	}
+}
+
 // TestSecretsNeverPrinted checks the ways a Config may end up in a log or on a terminal.
 func TestSecretsNeverPrinted(t *testing.T) {
 	c := secretConfig()
@@ -51,6 +95,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"fmt %+v", func() string { return fmt.Sprintf("%+v", c) }},
 		{"fmt %#v", func() string { return fmt.Sprintf("%#v", c) }},
 		{"fmt %s of a secret", func() string { return fmt.Sprintf("%s", c.SigningKey) }},
+		{"fmt %v of the encryption keys", func() string { return fmt.Sprintf("%v", c.Cache.EncryptionKeys) }},
+		{"fmt %#v of the cache", func() string { return fmt.Sprintf("%#v", c.Cache) }},
+		{"fmt %v of the redacted config", func() string { return fmt.Sprintf("%v", c.Redacted()) }},
+		{"yaml of the redacted config", func() string { b, _ := yaml.Marshal(c.Redacted()); return string(b) }},
 		{"json", func() string { b, _ := json.Marshal(c); return string(b) }},
 		{"yaml", func() string { b, _ := yaml.Marshal(c); return string(b) }},
 		{"slog text", func() string {
@@ -69,6 +117,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			out := tc.print()
 			if strings.Contains(out, "-secret") {
 				t.Errorf("printed a secret: %s", out)
+			}
+			for _, v := range secretValues(c) {
+				if strings.Contains(out, v) {
+					t.Errorf("printed the secret %s: %s", v, out)
+				}
 			}
 			if !strings.Contains(out, Redaction) {
 				t.Errorf("printed no %s: %s", Redaction, out)
@@ -135,12 +188,24 @@ func TestCheckFile(t *testing.T) {
 			yaml:    "listen: 8080\nsorces: []\nsources:\n  - id: rxa\n    url: localhost:8042\n    auth: {type: basic, username: u, password: hunter2-secret}\n",
 			environ: []string{"NIRPROXY_SOURCES_RXQ_URL=x"},
 			want: []string{
-				"sorces: unknown key (line 2); did you mean sources? The keys here are cors, incidents, listen, locator, logging, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, requestTimeout, search, signingKey, signingKeyFile, sources, trustedProxies",
+				"sorces: unknown key (line 2); did you mean sources? The keys here are cache, cors, incidents, listen, locator, logging, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, requestTimeout, search, signingKey, signingKeyFile, sources, trustedProxies",
 				"NIRPROXY_SOURCES_RXQ_URL: no entry of sources has the id RXQ; the ids are rxa",
 				`listen: "8080" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)`,
 				`sources[0].id: "rxa" is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA; here write RXA`,
 				"sources[0].name: is missing; write the trust's name, like Example Hospitals NHS Trust",
 				`sources[0].url: "localhost:8042" is not an absolute http(s) URL; write it like http://127.0.0.1:8042/dicom-web`,
+			},
+		},
+		{
+			name: "cache problems show no secret",
+			yaml: minimalYAML + "cache:\n  keySecret: short-key-secret\n  encryptionKeys: [bad-encryption-secret, " + string(encryptionKey(9)) + "]\n" +
+				"  redis: {addrs: [redis:6379], password: redis-password-secret}\n",
+			environ: []string{"NIRPROXY_CACHE_ENCRYPTION_KEY=" + string(encryptionKey(9)), "NIRPROXY_CACHE_REDIS_DB=two"},
+			want: []string{
+				"NIRPROXY_CACHE_ENCRYPTION_KEY: names no configuration key; did you mean NIRPROXY_CACHE_ENCRYPTION_KEYS?",
+				`NIRPROXY_CACHE_REDIS_DB: "two" is not a whole number; write it like 100 (overriding cache.redis.db)`,
+				"cache.keySecret: is 16 bytes long; use at least 32 random bytes; generate one with: openssl rand -base64 48",
+				"cache.encryptionKeys[0]: is not base64 (standard encoding); each key must be the base64 of 32 random bytes; generate one with: openssl rand -base64 32",
 			},
 		},
 		{
@@ -163,6 +228,11 @@ func TestCheckFile(t *testing.T) {
 			want := strings.ReplaceAll(strings.Join(tc.want, "\n")+"\n", "PATH", path)
 			if out.String() != want {
 				t.Errorf("CheckFile printed\n%s\nwant\n%s", out.String(), want)
+			}
+			for _, secret := range []string{"key-secret", "encryption-secret", "password-secret", string(encryptionKey(9))} {
+				if strings.Contains(out.String(), secret) {
+					t.Errorf("CheckFile printed a secret: %s", out.String())
+				}
 			}
 		})
 	}

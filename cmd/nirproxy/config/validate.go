@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +12,15 @@ import (
 
 // MinSigningKeyBytes is the shortest signing key accepted.
 const MinSigningKeyBytes = 32
+
+// MinCacheKeySecretBytes is the shortest [Cache.KeySecret] accepted.
+const MinCacheKeySecretBytes = 32
+
+// EncryptionKeyBytes is the length of each decoded [Cache.EncryptionKeys] key (AES-256).
+const EncryptionKeyBytes = 32
+
+// MinMemoryMaxBytes is the smallest [Cache.MemoryMaxBytes] accepted for an in-process cache.
+const MinMemoryMaxBytes = 1 << 20
 
 // validSourceID reports whether id looks like an ODS code: 3 to 10 upper-case letters or digits.
 func validSourceID(id string) bool {
@@ -65,6 +75,7 @@ func (c Config) Validate() []Problem {
 	}
 	checkSearch(&ps, c.Search)
 	checkPositive(&ps, "locator.ttl", c.Locator.TTL, "10m")
+	checkCache(&ps, c.Cache)
 	switch strings.ToLower(c.Logging.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -90,7 +101,162 @@ func (c Config) Warnings() []Problem {
 	if c.SigningKey == "" {
 		ps.add("signingKey", "empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another")
 	}
+	cacheWarnings(&ps, c.Cache)
 	return ps
+}
+
+// checkCache checks the cache section. Values are checked whether or not the cache is enabled; what
+// Redis needs (the key secret and the encryption keys) is required only when the cache is enabled
+// and redis.addrs is set.
+func checkCache(ps *Problems, c Cache) {
+	switch {
+	case c.MemoryMaxBytes < 0:
+		ps.add("cache.memoryMaxBytes", "is %d; it cannot be negative; write a size in bytes, like 67108864 (64 MiB)", c.MemoryMaxBytes)
+	case c.Enabled && len(c.Redis.Addrs) == 0 && c.MemoryMaxBytes < MinMemoryMaxBytes:
+		ps.add("cache.memoryMaxBytes", "is %d; the in-process cache needs at least %d (1 MiB), like 67108864 (64 MiB); to turn the cache off, set cache.enabled: false",
+			c.MemoryMaxBytes, MinMemoryMaxBytes)
+	}
+	if c.MaxRetention <= 0 {
+		ps.add("cache.maxRetention", "is %s; it must be greater than 0, like 24h; to turn the cache off, set cache.enabled: false", c.MaxRetention)
+	}
+	switch n := len(c.KeySecret); {
+	case n > 0 && n < MinCacheKeySecretBytes:
+		ps.add("cache.keySecret", "is %d bytes long; use at least %d random bytes; generate one with: openssl rand -base64 48", n, MinCacheKeySecretBytes)
+	case n == 0 && c.RedisEnabled():
+		ps.add("cache.keySecret", "is missing; with Redis every replica must derive cache keys from the same secret; set it, or cache.keySecretFile, "+
+			"or the variable %sCACHE_KEY_SECRET; generate one with: openssl rand -base64 48", EnvPrefix)
+	}
+	if len(c.EncryptionKeys) == 0 && c.RedisEnabled() {
+		ps.add("cache.encryptionKeys", "is missing; with Redis every value is encrypted, and every replica needs the same keys; set it, or cache.encryptionKeysFile, "+
+			"or the variable %sCACHE_ENCRYPTION_KEYS; generate one with: openssl rand -base64 32", EnvPrefix)
+	}
+	checkEncryptionKeys(ps, c)
+	checkFreshness(ps, "cache.search", c.Search, "30s", "15m")
+	checkFreshness(ps, "cache.metadata", c.Metadata, "5m", "1h")
+	checkFreshness(ps, "cache.rendered", c.Rendered.Freshness(), "1h", "1h")
+	switch {
+	case c.Rendered.MaxBytes < 0:
+		ps.add("cache.rendered.maxBytes", "is %d; it cannot be negative; write a size in bytes, like 2097152 (2 MiB)", c.Rendered.MaxBytes)
+	case c.Rendered.MaxBytes == 0 && c.Rendered.Fresh > 0:
+		ps.add("cache.rendered.maxBytes", "is 0, so no rendered image would be cached; write a size in bytes, like 2097152 (2 MiB), or set cache.rendered.fresh: 0 to cache none")
+	}
+	checkRedis(ps, c.Redis)
+}
+
+// checkFreshness checks one kind's windows. Stale without Fresh is allowed: the kind is not cached.
+func checkFreshness(ps *Problems, p string, f Freshness, fresh, stale string) {
+	if f.Fresh < 0 {
+		ps.add(p+".fresh", "is %s; it cannot be negative; write a duration like %s, or 0 not to cache this kind", f.Fresh, fresh)
+	}
+	if f.Stale < 0 {
+		ps.add(p+".stale", "is %s; it cannot be negative; write a duration like %s, or 0 to keep nothing past fresh", f.Stale, stale)
+	}
+}
+
+// checkEncryptionKeys checks each encryption key given (with Redis or not): the base64 of
+// EncryptionKeyBytes bytes, each once.
+func checkEncryptionKeys(ps *Problems, c Cache) {
+	from := ""
+	if c.EncryptionKeysFile != "" {
+		from = " (counting from 0 the keys of the file cache.encryptionKeysFile names, not its comments or blank lines)"
+	}
+	var decoded [][]byte
+	for i, k := range c.EncryptionKeys {
+		p := fmt.Sprintf("cache.encryptionKeys[%d]", i)
+		key, problem := decodeEncryptionKey(k)
+		if problem != "" {
+			ps.add(p, "%s%s; each key must be the base64 of %d random bytes; generate one with: openssl rand -base64 32", problem, from, EncryptionKeyBytes)
+			decoded = append(decoded, nil)
+			continue
+		}
+		for j, earlier := range decoded {
+			if earlier != nil && bytes.Equal(earlier, key) {
+				ps.add(p, "is the same key as cache.encryptionKeys[%d]%s; remove one of them", j, from)
+				key = nil
+				break
+			}
+		}
+		decoded = append(decoded, key)
+	}
+}
+
+// checkRedis checks where the Redis cache is, when any of it is configured.
+func checkRedis(ps *Problems, r Redis) {
+	for i, a := range r.Addrs {
+		if _, ok := redisHost(a); !ok {
+			ps.add(fmt.Sprintf("cache.redis.addrs[%d]", i), "%q is not host:port; write it like redis.example.internal:6379 or 10.0.0.5:6379", showURL(a))
+		}
+	}
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		ps.add("cache.redis.masterName", "is set but cache.redis.addrs is empty; list the sentinels' host:port under cache.redis.addrs, or remove masterName")
+	}
+	switch {
+	case r.DB < 0:
+		ps.add("cache.redis.db", "is %d; write a database number, 0 or more (the default is 0)", r.DB)
+	case r.DB != 0 && len(r.Addrs) >= 2 && r.MasterName == "":
+		ps.add("cache.redis.db", "is %d, but two or more addrs make a Redis Cluster, which has only db 0; set db: 0, or set masterName if the addrs are sentinels", r.DB)
+	}
+	if r.PoolSize < 0 {
+		ps.add("cache.redis.poolSize", "is %d; write 0 for go-redis's default, or a number of connections per node, like 20", r.PoolSize)
+	}
+	if len(r.Addrs) == 0 {
+		return // Nothing below is used without Redis.
+	}
+	checkPositive(ps, "cache.redis.opTimeout", r.OpTimeout, "250ms")
+	checkPositive(ps, "cache.redis.dialTimeout", r.DialTimeout, "200ms")
+	if r.BreakerFailures < 1 {
+		ps.add("cache.redis.breakerFailures", "is %d; it must be at least 1, like 5", r.BreakerFailures)
+	}
+	checkPositive(ps, "cache.redis.breakerCooldown", r.BreakerCooldown, "5s")
+}
+
+// cacheWarnings are the cache's valid but risky settings.
+func cacheWarnings(ps *Problems, c Cache) {
+	if !c.Enabled {
+		ps.add("cache.enabled", "is false: every request goes to the trusts; no stale copies while a trust is down")
+		return
+	}
+	if c.MaxRetention > 0 {
+		kinds := []struct {
+			path string
+			f    Freshness
+		}{{"cache.search", c.Search}, {"cache.metadata", c.Metadata}, {"cache.rendered", c.Rendered.Freshness()}}
+		for _, k := range kinds {
+			if k.f.Fresh > 0 && k.f.Stale >= 0 && k.f.Fresh+k.f.Stale > c.MaxRetention {
+				ps.add(k.path, "fresh %s and stale %s together (%s) are longer than cache.maxRetention (%s); entries will be cut to maxRetention",
+					k.f.Fresh, k.f.Stale, k.f.Fresh+k.f.Stale, c.MaxRetention)
+			}
+		}
+	}
+	if c.RedisEnabled() && !c.Redis.TLS {
+		for i, a := range c.Redis.Addrs {
+			if host, ok := redisHost(a); ok && !isLoopback(host) {
+				ps.add("cache.redis.tls", "is false and cache.redis.addrs[%d] (%s) is not a loopback address: values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear; set tls: true if the Redis accepts TLS",
+					i, showURL(a))
+				break
+			}
+		}
+	}
+}
+
+// redisHost is the host of a Redis address, and whether the address is host:port with a port
+// from 1 to 65535.
+func redisHost(addr string) (host string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || strings.ContainsAny(host, " /@") {
+		return "", false
+	}
+	n, err := strconv.Atoi(port)
+	return host, err == nil && n >= 1 && n <= 65535
+}
+
+// isLoopback reports whether host is localhost or a loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // checkListen checks a host:port to listen on.

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"bytes"
+	"encoding/base64"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,18 @@ func validConfig() Config {
 	b.Auth = Auth{Type: AuthBasic, Username: "u", Password: "p"}
 	c.Sources = []Source{a, b}
 	return c
+}
+
+// encryptionKey is the base64 of 32 bytes of b, a valid cache encryption key.
+func encryptionKey(b byte) Secret {
+	return Secret(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, EncryptionKeyBytes)))
+}
+
+// withRedis keeps c's cache in a Redis on the loopback interface, with the secrets it needs.
+func withRedis(c *Config) {
+	c.Cache.Redis.Addrs = []string{"127.0.0.1:6379"}
+	c.Cache.KeySecret = Secret(strings.Repeat("s", MinCacheKeySecretBytes))
+	c.Cache.EncryptionKeys = []Secret{encryptionKey(1)}
 }
 
 func TestValidate(t *testing.T) {
@@ -202,6 +217,117 @@ func TestValidate(t *testing.T) {
 		{"patient id attribute unknown", func(c *Config) { c.Sources[0].PatientID.Attribute = "NHSNumber" },
 			[]Problem{{"sources[0].patientId.attribute", `"NHSNumber" is not known; write PatientID or OtherPatientIDsSequence`}}},
 
+		// cache
+		{"cache in process", func(c *Config) {}, nil},
+		{"cache in redis", withRedis, nil},
+		{"cache in a redis cluster with rotated keys", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs = []string{"redis-0:6379", "redis-1:6379", "[fd00::2]:6380"}
+			c.Cache.EncryptionKeys = []Secret{" " + encryptionKey(2) + " ", encryptionKey(1)}
+		}, nil},
+		{"cache in redis behind sentinel with a db", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs = []string{"sentinel-0:26379", "sentinel-1:26379", "sentinel-2:26379"}
+			c.Cache.Redis.MasterName, c.Cache.Redis.DB = "mymaster", 2
+		}, nil},
+		{"cache off needs no memory", func(c *Config) { c.Cache.Enabled, c.Cache.MemoryMaxBytes = false, 0 }, nil},
+		{"cache off needs no redis secrets", func(c *Config) {
+			c.Cache.Enabled = false
+			c.Cache.Redis.Addrs = []string{"redis:6379"}
+		}, nil},
+		{"cache in redis needs no memory", func(c *Config) { withRedis(c); c.Cache.MemoryMaxBytes = 0 }, nil},
+		{"cache memory negative", func(c *Config) { c.Cache.MemoryMaxBytes = -1 },
+			[]Problem{{"cache.memoryMaxBytes", "is -1; it cannot be negative"}}},
+		{"cache memory below 1 MiB", func(c *Config) { c.Cache.MemoryMaxBytes = 1000 },
+			[]Problem{{"cache.memoryMaxBytes", "is 1000; the in-process cache needs at least 1048576 (1 MiB)"}}},
+		{"cache memory of 1 MiB", func(c *Config) { c.Cache.MemoryMaxBytes = 1 << 20 }, nil},
+		{"cache maxRetention zero", func(c *Config) { c.Cache.MaxRetention = 0 },
+			[]Problem{{"cache.maxRetention", "is 0s; it must be greater than 0, like 24h; to turn the cache off, set cache.enabled: false"}}},
+		{"cache maxRetention negative", func(c *Config) { c.Cache.MaxRetention = Duration(-time.Hour) },
+			[]Problem{{"cache.maxRetention", "must be greater than 0"}}},
+		{"cache negative windows", func(c *Config) {
+			c.Cache.Search.Fresh = Duration(-time.Second)
+			c.Cache.Metadata.Stale = Duration(-time.Second)
+			c.Cache.Rendered.Stale = Duration(-time.Second)
+		}, []Problem{
+			{"cache.search.fresh", "is -1s; it cannot be negative; write a duration like 30s, or 0 not to cache this kind"},
+			{"cache.metadata.stale", "cannot be negative; write a duration like 1h, or 0 to keep nothing past fresh"},
+			{"cache.rendered.stale", "cannot be negative"},
+		}},
+		{"cache stale without fresh is not cached", func(c *Config) { c.Cache.Search.Fresh = 0 }, nil},
+		{"cache rendered maxBytes zero", func(c *Config) { c.Cache.Rendered.MaxBytes = 0 },
+			[]Problem{{"cache.rendered.maxBytes", "is 0, so no rendered image would be cached; write a size in bytes, like 2097152"}}},
+		{"cache rendered maxBytes zero when not cached", func(c *Config) { c.Cache.Rendered.MaxBytes, c.Cache.Rendered.Fresh = 0, 0 }, nil},
+		{"cache rendered maxBytes negative", func(c *Config) { c.Cache.Rendered.MaxBytes = -5 },
+			[]Problem{{"cache.rendered.maxBytes", "is -5; it cannot be negative"}}},
+		{"cache keySecret short without redis", func(c *Config) { c.Cache.KeySecret = "short" },
+			[]Problem{{"cache.keySecret", "is 5 bytes long; use at least 32 random bytes; generate one with: openssl rand -base64 48"}}},
+		{"cache keySecret short with redis", func(c *Config) { withRedis(c); c.Cache.KeySecret = "short" },
+			[]Problem{{"cache.keySecret", "is 5 bytes long"}}},
+		{"cache keySecret missing with redis", func(c *Config) { withRedis(c); c.Cache.KeySecret = "" },
+			[]Problem{{"cache.keySecret", "is missing; with Redis every replica must derive cache keys from the same secret; set it, or cache.keySecretFile, " +
+				"or the variable NIRPROXY_CACHE_KEY_SECRET; generate one with: openssl rand -base64 48"}}},
+		{"cache encryptionKeys missing with redis", func(c *Config) { withRedis(c); c.Cache.EncryptionKeys = nil },
+			[]Problem{{"cache.encryptionKeys", "is missing; with Redis every value is encrypted, and every replica needs the same keys; " +
+				"set it, or cache.encryptionKeysFile, or the variable NIRPROXY_CACHE_ENCRYPTION_KEYS; generate one with: openssl rand -base64 32"}}},
+		{"cache encryption key not base64", func(c *Config) { withRedis(c); c.Cache.EncryptionKeys = append(c.Cache.EncryptionKeys, "not base64!") },
+			[]Problem{{"cache.encryptionKeys[1]", "is not base64 (standard encoding); each key must be the base64 of 32 random bytes; generate one with: openssl rand -base64 32"}}},
+		{"cache encryption key in URL encoding", func(c *Config) { c.Cache.EncryptionKeys = []Secret{Secret(strings.Repeat("_", 43) + "=")} },
+			[]Problem{{"cache.encryptionKeys[0]", "is not base64 (standard encoding)"}}},
+		{"cache encryption key too short", func(c *Config) {
+			withRedis(c)
+			c.Cache.EncryptionKeys = []Secret{Secret(base64.StdEncoding.EncodeToString(make([]byte, 16)))}
+		}, []Problem{{"cache.encryptionKeys[0]", "is the base64 of 16 bytes, not 32; each key must be the base64 of 32 random bytes"}}},
+		{"cache encryption key empty", func(c *Config) { withRedis(c); c.Cache.EncryptionKeys = []Secret{encryptionKey(1), " "} },
+			[]Problem{{"cache.encryptionKeys[1]", "is empty; each key must be"}}},
+		{"cache encryption key given twice", func(c *Config) {
+			withRedis(c)
+			c.Cache.EncryptionKeys = []Secret{encryptionKey(1), "bad", encryptionKey(2), encryptionKey(1) + "\n"}
+		}, []Problem{
+			{"cache.encryptionKeys[1]", "is not base64"},
+			{"cache.encryptionKeys[3]", "is the same key as cache.encryptionKeys[0]; remove one of them"},
+		}},
+		{"cache encryption key from a file", func(c *Config) {
+			withRedis(c)
+			c.Cache.EncryptionKeys, c.Cache.EncryptionKeysFile = []Secret{encryptionKey(1), "bad"}, "keys"
+		}, []Problem{{"cache.encryptionKeys[1]", "is not base64 (standard encoding) (counting from 0 the keys of the file cache.encryptionKeysFile names"}}},
+		{"redis addrs not host:port", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs = []string{"redis", "redis:0", "redis:65536", ":6379", "redis:port", "redis://redis:6379", "pw-secret@redis:6379"}
+		}, []Problem{
+			{"cache.redis.addrs[0]", `"redis" is not host:port; write it like redis.example.internal:6379 or 10.0.0.5:6379`},
+			{"cache.redis.addrs[1]", "is not host:port"},
+			{"cache.redis.addrs[2]", "is not host:port"},
+			{"cache.redis.addrs[3]", "is not host:port"},
+			{"cache.redis.addrs[4]", "is not host:port"},
+			{"cache.redis.addrs[5]", "is not host:port"},
+			{"cache.redis.addrs[6]", `"xxxxx@redis:6379" is not host:port`},
+		}},
+		{"redis addrs checked with the cache off", func(c *Config) { c.Cache.Enabled = false; c.Cache.Redis.Addrs = []string{"redis"} },
+			[]Problem{{"cache.redis.addrs[0]", "is not host:port"}}},
+		{"redis masterName without addrs", func(c *Config) { c.Cache.Redis.MasterName = "mymaster" },
+			[]Problem{{"cache.redis.masterName", "is set but cache.redis.addrs is empty; list the sentinels' host:port under cache.redis.addrs, or remove masterName"}}},
+		{"redis db with a cluster", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs, c.Cache.Redis.DB = []string{"redis-0:6379", "redis-1:6379"}, 1
+		}, []Problem{{"cache.redis.db", "is 1, but two or more addrs make a Redis Cluster, which has only db 0; set db: 0, or set masterName if the addrs are sentinels"}}},
+		{"redis db on a single node", func(c *Config) { withRedis(c); c.Cache.Redis.DB = 15 }, nil},
+		{"redis db negative", func(c *Config) { withRedis(c); c.Cache.Redis.DB = -1 },
+			[]Problem{{"cache.redis.db", "is -1; write a database number, 0 or more"}}},
+		{"redis poolSize negative", func(c *Config) { withRedis(c); c.Cache.Redis.PoolSize = -1 },
+			[]Problem{{"cache.redis.poolSize", "is -1; write 0 for go-redis's default"}}},
+		{"redis breaker that never opens", func(c *Config) { withRedis(c); c.Cache.Redis.BreakerFailures = 0 },
+			[]Problem{{"cache.redis.breakerFailures", "is 0; it must be at least 1, like 5"}}},
+		{"redis breaker unused without redis", func(c *Config) { c.Cache.Redis.BreakerFailures = 0 }, nil},
+		{"redis durations zero", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.OpTimeout, c.Cache.Redis.DialTimeout, c.Cache.Redis.BreakerCooldown = 0, Duration(-time.Second), 0
+		}, []Problem{
+			{"cache.redis.opTimeout", "is 0s; it must be greater than 0, like 250ms"},
+			{"cache.redis.dialTimeout", "must be greater than 0, like 200ms"},
+			{"cache.redis.breakerCooldown", "must be greater than 0, like 5s"},
+		}},
+
 		{"every problem at once", func(c *Config) {
 			c.Listen = "x"
 			c.Search.MaxLimit = 0
@@ -228,12 +354,126 @@ func TestValidateNeverShowsSecrets(t *testing.T) {
 	c.SigningKey = "short-signing-secret"
 	c.Sources[0].URL = "http://user:url-secret@pacs?x"
 	c.Sources[1].Auth = Auth{Type: AuthNone, Password: "password-secret", Token: "token-secret"}
-	for _, p := range c.Validate() {
-		for _, s := range []string{"signing-secret", "url-secret", "password-secret", "token-secret"} {
+	c.Cache.KeySecret = "short-cache-secret"
+	c.Cache.EncryptionKeys = []Secret{"bad-key-secret", encryptionKey(7), Secret(base64.StdEncoding.EncodeToString([]byte("short-encryption-secret"))), encryptionKey(7)}
+	c.Cache.Redis = Redis{Addrs: []string{"user:addr-secret@redis:6379", "pw-secret@10.0.0.5:6379", "10.0.0.6:6379"}, Password: "redis-secret", SentinelPassword: "sentinel-secret", DB: 1}
+	problems := c.Validate()
+	warnings := c.Warnings()
+	if len(problems) < 8 || len(warnings) == 0 {
+		t.Fatalf("got %d problems and %d warnings, want at least 8 and 1:\n%v\n%v", len(problems), len(warnings), Problems(problems), Problems(warnings))
+	}
+	for _, p := range append(problems, warnings...) {
+		for _, s := range []string{"signing-secret", "url-secret", "password-secret", "token-secret", "cache-secret", "key-secret",
+			string(encryptionKey(7)), string(c.Cache.EncryptionKeys[2]), "addr-secret", "pw-secret", "redis-secret", "sentinel-secret"} {
 			if strings.Contains(p.String(), s) {
 				t.Errorf("problem %q shows a secret", p)
 			}
 		}
+	}
+}
+
+func TestCacheWarnings(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(c *Config)
+		want   []Problem // Message is a substring of the warning's message
+	}{
+		{"defaults", func(c *Config) {}, nil},
+		{"redis on the loopback interface", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs = []string{"127.0.0.1:6379", "localhost:6380", "[::1]:6381"}
+		}, nil},
+		{"redis across the network with tls", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs, c.Cache.Redis.TLS = []string{"redis.example.internal:6380"}, true
+		}, nil},
+		{"redis across the network without tls", func(c *Config) {
+			withRedis(c)
+			c.Cache.Redis.Addrs = []string{"127.0.0.1:6379", "10.0.0.5:6379", "10.0.0.6:6379"}
+		}, []Problem{{"cache.redis.tls", "is false and cache.redis.addrs[1] (10.0.0.5:6379) is not a loopback address: " +
+			"values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear"}}},
+		{"cache off", func(c *Config) { c.Cache.Enabled = false; c.Cache.MaxRetention = Duration(time.Minute) },
+			[]Problem{{"cache.enabled", "is false: every request goes to the trusts; no stale copies while a trust is down"}}},
+		{"windows longer than maxRetention", func(c *Config) {
+			c.Cache.MaxRetention = Duration(time.Hour)
+			c.Cache.Search.Fresh = 0
+			c.Cache.Search.Stale = Duration(2 * time.Hour)
+		}, []Problem{
+			{"cache.metadata", "fresh 5m0s and stale 1h0m0s together (1h5m0s) are longer than cache.maxRetention (1h0m0s); entries will be cut to maxRetention"},
+			{"cache.rendered", "together (2h0m0s) are longer than cache.maxRetention (1h0m0s); entries will be cut to maxRetention"},
+		}},
+		{"windows as long as maxRetention", func(c *Config) { c.Cache.MaxRetention = Duration(2 * time.Hour) }, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			c.SigningKey = Secret(strings.Repeat("x", 32))
+			tc.modify(&c)
+			if ps := c.Validate(); len(ps) > 0 {
+				t.Fatalf("Validate = %v, want a valid configuration", Problems(ps))
+			}
+			matchProblems(t, c.Warnings(), tc.want)
+		})
+	}
+}
+
+func TestCacheKeys(t *testing.T) {
+	tests := []struct {
+		name    string
+		keys    []Secret
+		want    [][]byte
+		wantErr string
+	}{
+		{"none", nil, [][]byte{}, ""},
+		{"in order, trimmed", []Secret{encryptionKey(2), " " + encryptionKey(1) + "\n"},
+			[][]byte{bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{1}, 32)}, ""},
+		{"not base64", []Secret{encryptionKey(1), "not-base64-secret"}, nil,
+			"decode cache.encryptionKeys[1]: is not base64 (standard encoding)"},
+		{"URL encoding", []Secret{Secret(strings.Repeat("-", 43) + "=")}, nil,
+			"decode cache.encryptionKeys[0]: is not base64 (standard encoding)"},
+		{"wrong length", []Secret{Secret(base64.StdEncoding.EncodeToString([]byte("sixteen-secret!!")))}, nil,
+			"decode cache.encryptionKeys[0]: is the base64 of 16 bytes, not 32"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Cache{EncryptionKeys: tc.keys}.Keys()
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("Keys() error = %v, want %q", err, tc.wantErr)
+				}
+				for _, k := range tc.keys {
+					if strings.Contains(err.Error(), strings.TrimSpace(string(k))) {
+						t.Errorf("Keys() error %q shows a key", err)
+					}
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Keys() = %v, %v, want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCacheRedisEnabled(t *testing.T) {
+	tests := []struct {
+		name    string
+		enabled bool
+		addrs   []string
+		want    bool
+	}{
+		{"in process", true, nil, false},
+		{"redis", true, []string{"redis:6379"}, true},
+		{"redis, cache off", false, []string{"redis:6379"}, false},
+		{"cache off", false, nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Cache{Enabled: tc.enabled, Redis: Redis{Addrs: tc.addrs}}
+			if got := c.RedisEnabled(); got != tc.want {
+				t.Errorf("RedisEnabled() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
