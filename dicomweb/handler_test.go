@@ -22,6 +22,7 @@ import (
 
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -45,6 +46,7 @@ type fakeOrigin struct {
 	instances []fakeInstance
 	calls     atomic.Int64
 	truncate  atomic.Bool // cut retrieve bodies before the closing delimiter
+	down      atomic.Bool // answer 502 to everything
 	srv       *httptest.Server
 }
 
@@ -57,6 +59,10 @@ func newFakeOrigin(t *testing.T, id string, inst ...fakeInstance) *fakeOrigin {
 
 func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	f.calls.Add(1)
+	if f.down.Load() {
+		http.Error(w, "down", http.StatusBadGateway)
+		return
+	}
 	p := strings.Split(strings.TrimPrefix(r.URL.Path, "/dicom-web/"), "/")
 	q := r.URL.Query()
 	var sel []fakeInstance
@@ -187,6 +193,17 @@ type testProxy struct {
 // priorities in the order given.
 func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
 	t.Helper()
+	return newTestProxyWith(t, proxyOptions{}, origins...)
+}
+
+// proxyOptions vary the test proxy: a cache in front of each source, and stale use.
+type proxyOptions struct {
+	cache      upstream.CacheOptions
+	serveStale bool
+}
+
+func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *testProxy {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	var sources []*upstream.Source
 	for i, o := range origins {
@@ -199,9 +216,10 @@ func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
 			id = o.id
 		}
 		u, _ := url.Parse(raw)
-		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: 2 * time.Second}, upstream.Options{}, log))
+		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: 2 * time.Second}, upstream.Options{Cache: opts.cache}, log))
 	}
-	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100}}, Deps{
+	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
+		Fallback: fallback.Policy{ServeStale: opts.serveStale}}, Deps{
 		Locator: upstream.NewLocator(sources, mustLocalStore(t, 1<<20), time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

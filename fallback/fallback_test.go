@@ -263,3 +263,119 @@ func TestWarning(t *testing.T) {
 		})
 	}
 }
+
+func staleOf(s *upstream.Source, age time.Duration, cause error) upstream.Outcome {
+	return failed(s, &upstream.StaleError{Source: s.ID, Age: age, Err: cause})
+}
+
+func TestDecideSearchStale(t *testing.T) {
+	serve := Policy{ServeStale: true}
+	tests := []struct {
+		name        string
+		outcomes    []upstream.Outcome
+		policy      Policy
+		wantStatus  int
+		wantStale   []string
+		wantMissing []string
+		// wantWarnings are fragments, one warning each, in order.
+		wantWarnings []string
+	}{
+		{
+			name:         "one trust stale, others answered",
+			outcomes:     []upstream.Outcome{ok(rxa), staleOf(rxb, 4*time.Minute+12*time.Second, timedOut)},
+			policy:       serve,
+			wantStatus:   http.StatusOK,
+			wantStale:    []string{"RXB"},
+			wantWarnings: []string{`110 ` + agent + ` "Response is Stale"`, `299 ` + agent + ` "Results from RXB (Other Teaching Hospitals NHS Foundation Trust) are from a copy cached 4m12s ago: its PACS timed out"`},
+		},
+		{
+			name:         "every trust failed, one stale: answered from the copy",
+			outcomes:     []upstream.Outcome{failed(rxa, refused), staleOf(rxb, time.Minute, timedOut)},
+			policy:       serve,
+			wantStatus:   http.StatusOK,
+			wantStale:    []string{"RXB"},
+			wantMissing:  []string{"RXA"},
+			wantWarnings: []string{"110 ", "RXB", "RXA (Example Hospitals NHS Trust) are missing: its PACS is unreachable"},
+		},
+		{
+			name:         "a required trust stood in for by its copy is not a refusal",
+			outcomes:     []upstream.Outcome{ok(rxa), staleOf(rxc, time.Minute, badGateway)},
+			policy:       serve,
+			wantStatus:   http.StatusOK,
+			wantStale:    []string{"RXC"},
+			wantMissing:  nil,
+			wantWarnings: []string{"110 ", "Results from RXC (Required Imaging Trust) are from a copy cached 1m0s ago: its PACS answered 502"},
+		},
+		{
+			name:         "without ServeStale a stale outcome is a failure",
+			outcomes:     []upstream.Outcome{ok(rxa), staleOf(rxb, time.Minute, timedOut)},
+			policy:       Policy{},
+			wantStatus:   http.StatusOK,
+			wantMissing:  []string{"RXB"},
+			wantWarnings: []string{"Results from RXB (Other Teaching Hospitals NHS Foundation Trust) are missing: its PACS timed out"},
+		},
+		{
+			name:         "without ServeStale and nothing else: 503",
+			outcomes:     []upstream.Outcome{staleOf(rxb, time.Minute, timedOut)},
+			policy:       Policy{},
+			wantStatus:   http.StatusServiceUnavailable,
+			wantMissing:  []string{"RXB"},
+			wantWarnings: []string{"RXB"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := DecideSearch(tc.outcomes, agent, tc.policy)
+			if d.Status != tc.wantStatus {
+				t.Errorf("status %d; want %d (%s)", d.Status, tc.wantStatus, d.Message)
+			}
+			var stale, missing []string
+			for _, s := range d.Stale {
+				stale = append(stale, s.ID)
+			}
+			for _, m := range d.Missing {
+				missing = append(missing, m.ID)
+			}
+			if !slices.Equal(stale, tc.wantStale) || !slices.Equal(missing, tc.wantMissing) {
+				t.Errorf("stale %v, missing %v; want %v, %v", stale, missing, tc.wantStale, tc.wantMissing)
+			}
+			if len(d.Warnings) != len(tc.wantWarnings) {
+				t.Fatalf("warnings %q; want %d", d.Warnings, len(tc.wantWarnings))
+			}
+			for i, frag := range tc.wantWarnings {
+				if !strings.Contains(d.Warnings[i], frag) {
+					t.Errorf("warning %d = %q; want it to contain %q", i, d.Warnings[i], frag)
+				}
+			}
+		})
+	}
+}
+
+func TestDecideStale(t *testing.T) {
+	what := "The metadata of the study"
+	d := DecideStale([]upstream.Outcome{staleOf(rxa, 90*time.Second, refused)}, what, agent, Policy{ServeStale: true, Retrieve: PartialFail})
+	if d.Status != http.StatusOK || len(d.Stale) != 1 || len(d.Missing) != 0 {
+		t.Fatalf("decision %+v; want 200 using RXA's stale copy", d)
+	}
+	want := []string{`110 ` + agent + ` "Response is Stale"`, `299 ` + agent + ` "The metadata of the study from RXA (Example Hospitals NHS Trust) is a copy cached 1m30s ago: its PACS is unreachable"`}
+	if !slices.Equal(d.Warnings, want) {
+		t.Errorf("warnings %q; want %q", d.Warnings, want)
+	}
+	// Without ServeStale the holder is a plain failure, refused by the default retrieve policy.
+	d = DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{Retrieve: PartialFail})
+	if d.Status != http.StatusServiceUnavailable || len(d.Stale) != 0 {
+		t.Errorf("without ServeStale: %+v; want 503", d)
+	}
+	// Merging two stale decisions keeps one 110.
+	m := Merge(DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{ServeStale: true}),
+		DecideStale([]upstream.Outcome{staleOf(rxb, time.Minute, refused)}, what, agent, Policy{ServeStale: true}))
+	n110 := 0
+	for _, w := range m.Warnings {
+		if strings.HasPrefix(w, "110 ") {
+			n110++
+		}
+	}
+	if n110 != 1 || len(m.Stale) != 2 || len(m.Warnings) != 3 {
+		t.Errorf("merged warnings %q; want one 110 and a 299 per trust", m.Warnings)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
@@ -72,6 +73,9 @@ func openCache(cfg config.Cache, reg prometheus.Registerer, log *slog.Logger) (*
 	if cfg.Redis.TLS {
 		ro.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	// go-redis logs each failed dial itself; while Redis is down that is a line per request.
+	// The breaker already logs each state change once, so its own lines go to debug.
+	redis.SetLogger(redisLogger{log: log})
 	r, err := cache.NewRedis(ro, sealer, log)
 	if err != nil {
 		return nil, noop, fmt.Errorf("open redis cache: %w", err)
@@ -151,4 +155,12 @@ func cacheCommand(ctx context.Context, args, environ []string, stdout, stderr io
 	}
 	fmt.Fprintf(stdout, "Removed %d cache keys about the patient from Redis.\n", n)
 	return nil
+}
+
+// redisLogger passes go-redis's own log lines (connection failures, with addresses but never
+// keys or values) to slog at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }
