@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -60,6 +62,241 @@ func TestMemory(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.run(t, NewMemory(2*(1+100+64), clock))
+		})
+	}
+}
+
+func TestMemoryIndex(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		run  func(t *testing.T, m *Memory, clock *testClock)
+	}{
+		{name: "members added per index", run: func(t *testing.T, m *Memory, _ *testClock) {
+			err := m.Index(ctx, []Link{{Index: "i", Member: "a"}, {Index: "j", Member: "c"}, {Index: "i", Member: "b"}}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMembers(t, m, "i", "a", "b")
+			wantMembers(t, m, "j", "c")
+		}},
+		{name: "duplicate members kept once", run: func(t *testing.T, m *Memory, _ *testClock) {
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}, {Index: "i", Member: "a"}}, time.Minute)
+			used := m.used
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, time.Minute)
+			wantMembers(t, m, "i", "a")
+			if m.used != used {
+				t.Fatalf("used = %d after re-adding a member; want %d", m.used, used)
+			}
+		}},
+		{name: "index expires after its ttl", run: func(t *testing.T, m *Memory, clock *testClock) {
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, time.Minute)
+			clock.Advance(time.Minute - time.Millisecond)
+			wantMembers(t, m, "i", "a")
+			clock.Advance(time.Millisecond)
+			wantMembers(t, m, "i")
+			if m.Len() != 0 || m.used != 0 {
+				t.Fatalf("Len, used = %d, %d after expiry; want 0, 0", m.Len(), m.used)
+			}
+		}},
+		{name: "adding to an index extends its ttl", run: func(t *testing.T, m *Memory, clock *testClock) {
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, time.Minute)
+			clock.Advance(50 * time.Second)
+			m.Index(ctx, []Link{{Index: "i", Member: "b"}}, time.Minute)
+			clock.Advance(59 * time.Second)
+			wantMembers(t, m, "i", "a", "b")
+			clock.Advance(time.Second)
+			wantMembers(t, m, "i")
+		}},
+		{name: "zero ttl indexes nothing", run: func(t *testing.T, m *Memory, _ *testClock) {
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, 0)
+			wantMembers(t, m, "i")
+			if m.Len() != 0 {
+				t.Fatalf("Len = %d; want 0", m.Len())
+			}
+		}},
+		{name: "members of a missing index is empty", run: func(t *testing.T, m *Memory, _ *testClock) {
+			wantMembers(t, m, "absent")
+		}},
+		{name: "members of an entry is empty", run: func(t *testing.T, m *Memory, _ *testClock) {
+			m.Set(ctx, "k", []byte("v"), time.Minute)
+			wantMembers(t, m, "k")
+		}},
+		{name: "get of an index key is a miss", run: func(t *testing.T, m *Memory, _ *testClock) {
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, time.Minute)
+			if v, ok, err := m.Get(ctx, "i"); ok || v != nil || err != nil {
+				t.Fatalf("Get(index) = %q, %v, %v; want nil, false, nil", v, ok, err)
+			}
+		}},
+		{name: "an entry under an index's name is not made an index", run: func(t *testing.T, m *Memory, _ *testClock) {
+			m.Set(ctx, "k", []byte("v"), time.Minute)
+			m.Index(ctx, []Link{{Index: "k", Member: "a"}}, time.Minute)
+			if v, ok, _ := m.Get(ctx, "k"); !ok || string(v) != "v" {
+				t.Fatalf("Get = %q, %v; want the entry v unchanged", v, ok)
+			}
+			wantMembers(t, m, "k")
+		}},
+		{name: "deleting an index drops its members", run: func(t *testing.T, m *Memory, _ *testClock) {
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, time.Minute)
+			m.Delete(ctx, "i")
+			wantMembers(t, m, "i")
+			if m.used != 0 {
+				t.Fatalf("used = %d after deleting the only index; want 0", m.used)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newTestClock()
+			tc.run(t, NewMemory(1<<20, clock.Now), clock)
+		})
+	}
+}
+
+// wantMembers fails the test unless index lists exactly want, in any order.
+func wantMembers(t *testing.T, m *Memory, index string, want ...string) {
+	t.Helper()
+	got, err := m.Members(context.Background(), index)
+	if err != nil {
+		t.Fatalf("Members(%s): %v", index, err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("Members(%s) = %q; want %q", index, got, want)
+	}
+}
+
+// checkAccounting fails the test unless used is the sum of what is held and within the bound.
+func checkAccounting(t *testing.T, m *Memory) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var sum int64
+	for key, el := range m.items {
+		e := el.Value.(*memEntry)
+		size := entrySize(key, e.value)
+		for member := range e.members {
+			size += int64(len(member) + 16)
+		}
+		if e.size != size {
+			t.Fatalf("entry %s accounts %d bytes; it holds %d", key, e.size, size)
+		}
+		sum += size
+	}
+	if m.used != sum {
+		t.Fatalf("used = %d; entries and indexes add up to %d", m.used, sum)
+	}
+	if m.order.Len() != len(m.items) {
+		t.Fatalf("LRU list has %d elements for %d keys", m.order.Len(), len(m.items))
+	}
+	if m.used > m.maxBytes {
+		t.Fatalf("used = %d; above the %d byte bound", m.used, m.maxBytes)
+	}
+}
+
+func TestMemoryBounded(t *testing.T) {
+	ctx := context.Background()
+	const maxBytes = 4096
+	tests := []struct {
+		name string
+		run  func(t *testing.T, m *Memory)
+	}{
+		{name: "entries and indexes stay within the bound", run: func(t *testing.T, m *Memory) {
+			val := make([]byte, 50)
+			for i := range 2000 {
+				key := fmt.Sprintf("entry-%04d", i)
+				m.Index(ctx, []Link{{Index: fmt.Sprintf("index-%d", i%7), Member: key}}, time.Hour)
+				m.Set(ctx, key, val, time.Hour)
+				checkAccounting(t, m)
+			}
+			// Each entry takes at least 10+50+64 bytes.
+			if n := m.Len(); n == 0 || n > maxBytes/(10+50+64)+7 {
+				t.Fatalf("Len = %d after filling; want some, and no more than fit", n)
+			}
+		}},
+		{name: "an index being added to is not evicted by its own growth", run: func(t *testing.T, m *Memory) {
+			// 23 entries of 8+100+64 bytes and the new index (5+64+22) nearly fill 4096 bytes.
+			val := make([]byte, 100)
+			var entries []string
+			for i := range 23 {
+				key := fmt.Sprintf("entry-%02d", i)
+				m.Set(ctx, key, val, time.Hour)
+				entries = append(entries, key)
+			}
+			m.Index(ctx, []Link{{Index: "index", Member: "m-0000"}}, time.Hour)
+			var members []string
+			// The cache is full: each member makes room by evicting entries, oldest first.
+			for i := range 60 {
+				member := fmt.Sprintf("m-%04d", i)
+				members = append(members, member)
+				m.Index(ctx, []Link{{Index: "index", Member: member}}, time.Hour)
+				checkAccounting(t, m)
+			}
+			wantMembers(t, m, "index", members...)
+			if _, ok, _ := m.Get(ctx, entries[0]); ok {
+				t.Fatal("oldest entry kept; the index grew without making room")
+			}
+			if _, ok, _ := m.Get(ctx, entries[len(entries)-1]); !ok {
+				t.Fatal("newest entry evicted; the index should take only the room it needs")
+			}
+		}},
+		{name: "one index cannot outgrow the bound", run: func(t *testing.T, m *Memory) {
+			for i := range 500 {
+				m.Index(ctx, []Link{{Index: "study-index", Member: fmt.Sprintf("np:v1:%064d", i)}}, time.Hour)
+			}
+			checkAccounting(t, m)
+		}},
+		{name: "an index larger than the cache is not stored", run: func(t *testing.T, m *Memory) {
+			m.Index(ctx, []Link{{Index: string(make([]byte, maxBytes)), Member: "a"}}, time.Hour)
+			if m.Len() != 0 {
+				t.Fatalf("Len = %d; want 0", m.Len())
+			}
+			checkAccounting(t, m)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, NewMemory(maxBytes, newTestClock().Now))
+		})
+	}
+}
+
+func TestMemoryDelete(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		del      []string
+		wantKept []string
+	}{
+		{name: "several keys", del: []string{"a", "c"}, wantKept: []string{"b", "i"}},
+		{name: "absent keys ignored", del: []string{"a", "absent", "c", "absent"}, wantKept: []string{"b", "i"}},
+		{name: "no keys", del: nil, wantKept: []string{"a", "b", "c", "i"}},
+		{name: "entries and an index together", del: []string{"a", "b", "c", "i"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMemory(1<<20, newTestClock().Now)
+			for _, k := range []string{"a", "b", "c"} {
+				m.Set(ctx, k, []byte("value of "+k), time.Hour)
+			}
+			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, time.Hour)
+			if err := m.Delete(ctx, tc.del...); err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, k := range []string{"a", "b", "c", "i"} {
+				if _, ok := m.items[k]; ok {
+					kept = append(kept, k)
+				}
+			}
+			if !slices.Equal(kept, tc.wantKept) {
+				t.Fatalf("kept %q; want %q", kept, tc.wantKept)
+			}
+			if m.Len() != len(tc.wantKept) {
+				t.Fatalf("Len = %d; want %d", m.Len(), len(tc.wantKept))
+			}
+			checkAccounting(t, m)
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,102 @@ func TestRedis(t *testing.T) {
 			}
 			if _, ok, _ := f.r.Get(ctx, k); ok {
 				t.Fatal("deleted key still present")
+			}
+		}},
+		{name: "delete several keys", run: func(t *testing.T, f *redisFixture) {
+			a, b, c := f.keyer.Key("a"), f.keyer.Key("b"), f.keyer.Key("c")
+			idx := f.keyer.StudyIndexKey("1.2.3")
+			for _, k := range []string{a, b, c} {
+				if err := f.r.Set(ctx, k, []byte("v"), time.Minute); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.r.Index(ctx, []Link{{Index: idx, Member: a}}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.r.Delete(ctx, a, f.keyer.Key("absent"), c, idx); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.r.Delete(ctx); err != nil {
+				t.Fatalf("Delete of no keys: %v", err)
+			}
+			if got := f.mr.Keys(); len(got) != 1 || got[0] != b {
+				t.Fatalf("redis holds %q after the delete; want only %q", got, b)
+			}
+		}},
+		{name: "index sets members and a ttl capped at max retention", run: func(t *testing.T, f *redisFixture) {
+			patient, study := f.keyer.PatientIndexKey(testNHS), f.keyer.StudyIndexKey("1.2.3")
+			a, b := f.keyer.Key("a"), f.keyer.Key("b")
+			links := []Link{{Index: patient, Member: a}, {Index: study, Member: b}, {Index: patient, Member: study}, {Index: patient, Member: a}}
+			if err := f.r.Index(ctx, links, 48*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			for idx, want := range map[string][]string{patient: sorted(a, study), study: {b}} {
+				got, err := f.mr.Members(idx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("index %s = %q; want %q", idx, got, want)
+				}
+				if ttl := f.mr.TTL(idx); ttl <= 0 || ttl > time.Hour {
+					t.Errorf("TTL of index %s = %v; want at most the 1h retention", idx, ttl)
+				}
+			}
+			f.mr.FastForward(time.Hour)
+			if keys := f.mr.Keys(); len(keys) != 0 {
+				t.Fatalf("redis holds %q after max retention; want nothing", keys)
+			}
+		}},
+		{name: "index ttl below the cap is kept", run: func(t *testing.T, f *redisFixture) {
+			idx := f.keyer.StudyIndexKey("1.2.3")
+			if err := f.r.Index(ctx, []Link{{Index: idx, Member: "m"}}, 10*time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if ttl := f.mr.TTL(idx); ttl != 10*time.Minute {
+				t.Fatalf("TTL of index = %v; want 10m", ttl)
+			}
+		}},
+		{name: "index with zero ttl or no links writes nothing", run: func(t *testing.T, f *redisFixture) {
+			idx := f.keyer.StudyIndexKey("1.2.3")
+			if err := f.r.Index(ctx, []Link{{Index: idx, Member: "m"}}, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.r.Index(ctx, nil, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if keys := f.mr.Keys(); len(keys) != 0 {
+				t.Fatalf("redis holds %q; want nothing (an index without TTL would never expire)", keys)
+			}
+		}},
+		{name: "members", run: func(t *testing.T, f *redisFixture) {
+			idx := f.keyer.PatientIndexKey(testNHS)
+			if got, err := f.r.Members(ctx, idx); err != nil || len(got) != 0 {
+				t.Fatalf("Members of a missing index = %q, %v; want none, nil", got, err)
+			}
+			a, b := f.keyer.Key("a"), f.keyer.Key("b")
+			f.r.Index(ctx, []Link{{Index: idx, Member: a}}, time.Minute)
+			f.r.Index(ctx, []Link{{Index: idx, Member: b}, {Index: idx, Member: a}}, time.Minute)
+			got, err := f.r.Members(ctx, idx)
+			slices.Sort(got)
+			if err != nil || !slices.Equal(got, sorted(a, b)) {
+				t.Fatalf("Members = %q, %v; want %q, nil", got, err, sorted(a, b))
+			}
+		}},
+		{name: "members of an entry key is an error", run: func(t *testing.T, f *redisFixture) {
+			k := f.keyer.Key("e")
+			f.r.Set(ctx, k, []byte("v"), time.Minute)
+			if got, err := f.r.Members(ctx, k); err == nil {
+				t.Fatalf("Members of a string key = %q, nil; want an error", got)
+			}
+		}},
+		{name: "ping", run: func(t *testing.T, f *redisFixture) {
+			if err := f.r.Ping(ctx); err != nil {
+				t.Fatalf("Ping = %v; want nil", err)
+			}
+			f.mr.Close()
+			if err := f.r.Ping(ctx); err == nil {
+				t.Fatal("Ping with redis down = nil; want an error")
 			}
 		}},
 		{name: "no identifier in clear in redis", run: func(t *testing.T, f *redisFixture) {
@@ -351,5 +448,75 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 	}
 	if n := f.log.count("available again"); n != 1 {
 		t.Errorf("logged %d 'available again' lines; want 1", n)
+	}
+}
+
+func TestRedisBreakerState(t *testing.T) {
+	ctx := context.Background()
+	var (
+		mu     sync.Mutex
+		states []string
+	)
+	seen := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(states)
+	}
+	f := newRedisFixture(t, nil, [][]byte{testKey(1)}, func(o *RedisOptions) {
+		o.StateChanged = func(s string) {
+			mu.Lock()
+			defer mu.Unlock()
+			states = append(states, s)
+		}
+	})
+	k := f.keyer.Key("k")
+	if err := f.r.Set(ctx, k, []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	f.mr.Close()
+
+	steps := []struct {
+		name          string
+		call          func() error
+		wantErr       error // nil: any error
+		wantStates    []string
+		wantAvailable bool
+	}{
+		{name: "first failure", call: func() error { return f.r.Ping(ctx) }, wantAvailable: true},
+		{name: "second failure", call: func() error { _, _, err := f.r.Get(ctx, k); return err }, wantAvailable: true},
+		{name: "third failure opens", call: func() error { return f.r.Delete(ctx, k) }, wantStates: []string{"open"}},
+		{name: "refused while open", call: func() error { return f.r.Ping(ctx) }, wantErr: ErrUnavailable, wantStates: []string{"open"}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			err := st.call()
+			if err == nil || (st.wantErr != nil && !errors.Is(err, st.wantErr)) {
+				t.Fatalf("call with redis down = %v; want an error (%v)", err, st.wantErr)
+			}
+			if got := seen(); !slices.Equal(got, st.wantStates) {
+				t.Fatalf("StateChanged saw %q; want %q", got, st.wantStates)
+			}
+			if got := f.r.Available(); got != st.wantAvailable {
+				t.Fatalf("Available = %v; want %v", got, st.wantAvailable)
+			}
+		})
+	}
+
+	if err := f.mr.Restart(); err != nil {
+		t.Fatalf("restart miniredis on %s: %v", f.mr.Addr(), err)
+	}
+	// The breaker's cooldown runs on the wall clock; poll until the probe goes through.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.r.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker did not close after redis came back; states %q", seen())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, want := seen(), []string{"open", "half-open", "closed"}; !slices.Equal(got, want) {
+		t.Fatalf("StateChanged saw %q; want %q", got, want)
+	}
+	if !f.r.Available() {
+		t.Fatal("Available = false after the breaker closed")
 	}
 }

@@ -147,13 +147,18 @@ func (c *cachedClient) Search(ctx context.Context, path string, query url.Values
 			err = &TransportError{Source: c.cfg.ID, Err: err}
 		}
 	}
-	if have && flag(ctx, acceptStaleKey) && !IsClientGone(err) {
+	if have && flag(ctx, acceptStaleKey) && standsIn(err) {
 		if ds, derr := dcmjson.Decode(entry.Value); derr == nil {
 			return ds, &StaleError{Source: c.cfg.ID, Age: entry.Age(c.store.Now()), Err: err}
 		}
 	}
 	return nil, err
 }
+
+// standsIn reports whether a stale copy may stand in for a call that failed with err: only
+// when the source failed (down, timed out, 5xx, garbage, breaker open), never when it answered
+// (a 404 says the resource is gone) or when our own client left.
+func standsIn(err error) bool { return countsAsFailure(err) }
 
 // links lists the indexes an answer's entry belongs to: the patient the query names, each
 // patient and study in the answer, and each study under its patient, so that purging a
@@ -215,7 +220,7 @@ func (c *cachedClient) Fetch(ctx context.Context, path string, query url.Values,
 	}
 	resp, err := c.next.Fetch(ctx, path, query, accept)
 	if err != nil {
-		if have && flag(ctx, acceptStaleKey) && !IsClientGone(err) {
+		if have && flag(ctx, acceptStaleKey) && standsIn(err) {
 			if stale, ok := decodeFetched(entry.Value); ok {
 				return stale, &StaleError{Source: c.cfg.ID, Age: entry.Age(c.store.Now()), Err: err}
 			}

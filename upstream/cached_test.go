@@ -284,6 +284,13 @@ func TestCachedMetadata(t *testing.T) {
 	if se, ok := AsStale(err); !ok || got != body || se.Age != 2*time.Minute {
 		t.Fatalf("with AcceptStale: %q, %v; want the stale copy, 2m old", got, err)
 	}
+	// A source that answers 404 has answered: the study is gone, and no copy stands in.
+	fake.fetch = func(context.Context, string, url.Values, string) (*http.Response, error) {
+		return nil, &StatusError{Source: "RXA", Status: http.StatusNotFound}
+	}
+	if got, err := read(AcceptStale(ctx)); !IsNotFound(err) || got != "" {
+		t.Fatalf("after a 404 with AcceptStale: %q, %v; want the 404 and no copy", got, err)
+	}
 	// Frames and whole instances are never cached.
 	other := &fakeClient{fetch: func(context.Context, string, url.Values, string) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("x"))}, nil

@@ -79,6 +79,7 @@ func printDemoHelp(w io.Writer, base string, cfg config.Config) {
 Try:
   # Every study of patient 9434765919, merged across the three trusts (one is held at two)
   curl -s '%[1]s/dicom-web/studies?PatientID=9434765919' | jq .
+  # Repeated within 30 s it is answered from the in-process cache (see /metrics, nirproxy_cache_)
   # The same, paged
   curl -si '%[1]s/dicom-web/studies?PatientID=9434765919&limit=2&offset=0'
   # The series of the study held at two trusts (each copy contributes)
@@ -131,7 +132,9 @@ func printDemoFaults(w io.Writer, base string) {
 
 Watch:
   # Still 200 with what answered, and a Warning header naming each trust missing and why
-  # (XC3 timed out; XB2 failed, while it flaps; "circuit open" once a breaker opens)
+  # (XC3 timed out; XB2 failed, while it flaps; "circuit open" once a breaker opens). Once XB2
+  # has answered, its cached copy stands in while it fails: Warning 110 "Response is Stale" and
+  # a 299 saying how old the copy is
   curl -s -D - -o /dev/null '%[1]s/dicom-web/studies?PatientID=9434765919' | grep -i '^warning'
   # Each trust's breaker state, recent error rate and latency
   curl -s %[1]s/status | jq .

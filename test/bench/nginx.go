@@ -16,11 +16,15 @@ import (
 // NginxBinary is where Debian's nginx package installs the server.
 const NginxBinary = "/usr/sbin/nginx"
 
-// Nginx is a running nginx acting as a plain reverse proxy in front of one upstream, with two
-// listeners: one that streams (proxy_buffering off) and one that buffers (proxy_buffering on).
+// Nginx is a running nginx: either (StartNginx) a plain reverse proxy in front of one upstream,
+// with two listeners, one that streams (proxy_buffering off) and one that buffers
+// (proxy_buffering on); or (StartStaticNginx) a server of one static file.
 type Nginx struct {
-	// StreamingURL and BufferingURL are "http://127.0.0.1:PORT" of the two listeners.
+	// StreamingURL and BufferingURL are "http://127.0.0.1:PORT" of the two listeners of a
+	// reverse proxy.
 	StreamingURL, BufferingURL string
+	// StaticURL is "http://127.0.0.1:PORT" of a static-file server.
+	StaticURL string
 	// Version is what `nginx -v` printed, e.g. "nginx/1.22.1".
 	Version string
 
@@ -96,6 +100,114 @@ http {
 // the server on upstreamPort, then waits until both listeners answer. nginx's master process
 // is a direct child that receives SIGTERM (and so stops its workers) if this process dies.
 func StartNginx(ctx context.Context, upstreamPort int, freePort func() (int, error)) (*Nginx, error) {
+	ports, err := freePorts(freePort, 2)
+	if err != nil {
+		return nil, err
+	}
+	n, err := launchNginx(ctx, nil, func(dir string) string {
+		return nginxConfig(dir, upstreamPort, ports[0], ports[1], os.Geteuid() == 0)
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.StreamingURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	n.BufferingURL = "http://127.0.0.1:" + strconv.Itoa(ports[1])
+	for _, u := range []string{n.StreamingURL, n.BufferingURL} {
+		if err := n.waitListening(ctx, u); err != nil {
+			_ = n.Stop()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// NginxStaticSettings are the directives of the static-file listener beyond the shared ones
+// (sendfile, tcp_nodelay, keepalive_requests 100000, access_log off); the report quotes them.
+const NginxStaticSettings = `sendfile on; tcp_nopush on; open_file_cache max=16 inactive=1h; open_file_cache_valid 1h; etag off; ` +
+	`add_header Cache-Control no-store; types {} default_type <the answer's Content-Type>`
+
+// nginxStaticConfig is the generated configuration of a server that answers GET urlPath (any
+// query) with the file at dir/answer, as contentType, on port.
+func nginxStaticConfig(dir, urlPath, contentType string, port int, root bool) string {
+	var b strings.Builder
+	if root {
+		b.WriteString("user root root;\n")
+	}
+	fmt.Fprintf(&b, `worker_processes auto;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/tmp/body;
+    proxy_temp_path %[1]s/tmp/proxy;
+    fastcgi_temp_path %[1]s/tmp/fastcgi;
+    uwsgi_temp_path %[1]s/tmp/uwsgi;
+    scgi_temp_path %[1]s/tmp/scgi;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 100000;
+    open_file_cache max=16 inactive=1h;
+    open_file_cache_valid 1h;
+    etag off;
+    server {
+        listen 127.0.0.1:%[2]d;
+        location = %[3]s {
+            types { }
+            default_type "%[4]s";
+            add_header Cache-Control no-store;
+            alias %[1]s/answer;
+        }
+    }
+}
+`, dir, port, urlPath, contentType)
+	return b.String()
+}
+
+// StartStaticNginx starts nginx answering every GET of urlPath (whatever its query) with body
+// as a static file, with Content-Type contentType, and waits until it answers. StaticURL is
+// its "http://127.0.0.1:PORT". What serving a file costs nginx is the practical ceiling of a
+// server answering the same bytes on the same machine.
+func StartStaticNginx(ctx context.Context, body []byte, urlPath, contentType string, freePort func() (int, error)) (*Nginx, error) {
+	if strings.ContainsAny(urlPath, "\"; {}\n\\") || strings.ContainsAny(contentType, "\"\n\\") {
+		return nil, fmt.Errorf("start static nginx: %q or %q would break its configuration", urlPath, contentType)
+	}
+	ports, err := freePorts(freePort, 1)
+	if err != nil {
+		return nil, err
+	}
+	n, err := launchNginx(ctx, map[string][]byte{"answer": body}, func(dir string) string {
+		return nginxStaticConfig(dir, urlPath, contentType, ports[0], os.Geteuid() == 0)
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.StaticURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	if err := n.waitListening(ctx, n.StaticURL); err != nil {
+		_ = n.Stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// freePorts asks freePort for n ports.
+func freePorts(freePort func() (int, error), n int) ([]int, error) {
+	out := make([]int, n)
+	for i := range out {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+// launchNginx makes a new temporary directory holding files (name to content) and the
+// configuration conf(dir) returns, and starts nginx on it.
+func launchNginx(ctx context.Context, files map[string][]byte, conf func(dir string) string) (*Nginx, error) {
 	dir, err := os.MkdirTemp("", "nirproxy-bench-nginx-")
 	if err != nil {
 		return nil, fmt.Errorf("create directory for nginx: %w", err)
@@ -105,21 +217,17 @@ func StartNginx(ctx context.Context, upstreamPort int, freePort func() (int, err
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("create nginx temporary directory: %w", err)
 	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("write %s for nginx: %w", name, err)
+		}
+	}
 	if out, err := exec.CommandContext(ctx, NginxBinary, "-v").CombinedOutput(); err == nil {
 		n.Version = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version:"))
 	}
-	streamPort, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	bufferPort, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConfig(dir, upstreamPort, streamPort, bufferPort, os.Geteuid() == 0)), 0o644); err != nil {
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf(dir)), 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("write nginx configuration: %w", err)
 	}
@@ -128,7 +236,7 @@ func StartNginx(ctx context.Context, upstreamPort int, freePort func() (int, err
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("create nginx log: %w", err)
 	}
-	n.cmd = exec.Command(NginxBinary, "-p", dir, "-c", conf)
+	n.cmd = exec.Command(NginxBinary, "-p", dir, "-c", confPath)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := n.cmd.Start(); err != nil {
@@ -141,14 +249,6 @@ func StartNginx(ctx context.Context, upstreamPort int, freePort func() (int, err
 		logFile.Close()
 		close(n.done)
 	}()
-	n.StreamingURL = "http://127.0.0.1:" + strconv.Itoa(streamPort)
-	n.BufferingURL = "http://127.0.0.1:" + strconv.Itoa(bufferPort)
-	for _, u := range []string{n.StreamingURL, n.BufferingURL} {
-		if err := n.waitListening(ctx, u); err != nil {
-			_ = n.Stop()
-			return nil, err
-		}
-	}
 	return n, nil
 }
 

@@ -186,17 +186,23 @@ func children(pid int) []int {
 }
 
 // Proc names a process to meter. With Tree set, its living descendants are counted with it
-// (nginx's workers); without, only the process itself (a load driver whose children are the
-// servers it measures).
+// (nginx's workers); with Reaped, only its children that have exited and been waited for
+// (the wrk runs a load driver starts and waits for within a slice); with neither, only the
+// process itself (a load driver whose children are the servers it measures).
 type Proc struct {
-	Name string
-	PID  int
-	Tree bool
+	Name   string
+	PID    int
+	Tree   bool
+	Reaped bool
 }
 
 // cpuTime reads what p has used so far.
 func (p Proc) cpuTime() (time.Duration, error) {
-	if p.Tree {
+	switch {
+	case p.Reaped:
+		st, err := readStat(p.PID)
+		return st.reaped, err
+	case p.Tree:
 		return CPUTime(p.PID)
 	}
 	return ownCPUTime(p.PID)

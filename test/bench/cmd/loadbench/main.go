@@ -2,13 +2,16 @@
 // searches through the proxy and straight to Orthanc, over one and three upstream Orthancs;
 // whole-study retrieves through the proxy, straight to Orthanc and through nginx; the proxy's
 // peak memory for a small and a large study; the search over 1, 5, 10 and 20 stand-ins for
-// distant trusts, and over 10 of which one hangs, before and after its circuit breaker opens.
-// It writes the figures into docs/performance.md (between the bench markers) and prints a
-// summary. test/scripts/bench.sh runs it; `-phases sources` runs the last phase alone.
+// distant trusts, and over 10 of which one hangs, before and after its circuit breaker opens;
+// and a repeated search answered from the cache in Redis and in process, loaded with wrk against
+// Orthanc direct and nginx serving the same answer as a static file. It writes the figures into
+// docs/performance.md (between the bench markers) and prints a summary. test/scripts/bench.sh
+// runs it; `-phases sources` and `-phases cache` run the last two phases alone (or together:
+// `-phases sources,cache`), over one Orthanc.
 //
-// It starts every server itself (three Orthancs, nirproxy, nginx) on loopback ports and stops
-// them before it exits, also on SIGINT or SIGTERM; each is a direct child that the kernel
-// signals should this process die.
+// It starts every server itself (three Orthancs, nirproxy, nginx, redis-server) on loopback
+// ports and stops them before it exits, also on SIGINT or SIGTERM; each is a direct child that
+// the kernel signals should this process die.
 package main
 
 import (
@@ -22,6 +25,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +34,7 @@ import (
 	"github.com/nirproxy/nirproxy/test/bench"
 	"github.com/nirproxy/nirproxy/test/orthanc"
 	"github.com/nirproxy/nirproxy/test/pacssim"
+	"github.com/nirproxy/nirproxy/test/redisserver"
 )
 
 // options are the command's flags.
@@ -47,7 +53,8 @@ type options struct {
 	profileDir    string
 	timeout       time.Duration
 
-	// phases is "all" or "sources" (issue 3's fan-out and hanging-source phase alone).
+	// phases is "all", or a comma-separated list of the phases that run over one Orthanc:
+	// "sources" (issue 3's fan-out and hanging source) and "cache" (issue 4's cached search).
 	phases         string
 	sourcesTime    time.Duration
 	hangTimeout    time.Duration
@@ -55,13 +62,36 @@ type options struct {
 	hangConns      int
 	hangTime       time.Duration
 	hangOpenWithin time.Duration
+
+	cacheTime  time.Duration
+	cacheConns int
+	wrkThreads int
 }
 
-// Values of -phases.
+// Values of -phases: all, or a list of the others.
 const (
 	phasesAll     = "all"
 	phasesSources = "sources"
+	phasesCache   = "cache"
 )
+
+// checkPhases says what is wrong with a -phases value, or nil.
+func checkPhases(v string) error {
+	if v == phasesAll {
+		return nil
+	}
+	for _, p := range strings.Split(v, ",") {
+		if p != phasesSources && p != phasesCache {
+			return fmt.Errorf("-phases is %q; use %s, or %s, %s or both separated by a comma", v, phasesAll, phasesSources, phasesCache)
+		}
+	}
+	return nil
+}
+
+// runs reports whether phase is one the run measures.
+func (o options) runs(phase string) bool {
+	return o.phases == phasesAll || slices.Contains(strings.Split(o.phases, ","), phase)
+}
 
 func main() {
 	var o options
@@ -77,17 +107,20 @@ func main() {
 	flag.DurationVar(&o.originDelay, "origin-delay", 50*time.Millisecond, "answer delay of the stand-ins for distant trusts in the fan-out test")
 	flag.DurationVar(&o.profileTime, "profile-time", 6*time.Second, "CPU profile length of the proxy under each load (0 skips profiling)")
 	flag.StringVar(&o.profileDir, "profile-dir", "test/.cache/bench", "directory the CPU profiles are kept in, for `go tool pprof`")
-	flag.DurationVar(&o.timeout, "timeout", 9*time.Minute, "give up after this long")
-	flag.StringVar(&o.phases, "phases", phasesAll, "what to measure: all, or sources (the fan-out over 1 to 20 trusts and the hanging trust, alone, with one Orthanc)")
+	flag.DurationVar(&o.timeout, "timeout", 12*time.Minute, "give up after this long")
+	flag.StringVar(&o.phases, "phases", phasesAll, "what to measure: all, or over one Orthanc sources (the fan-out over 1 to 20 trusts and the hanging trust), cache (the search answered from the cache, with wrk) or sources,cache")
 	flag.DurationVar(&o.sourcesTime, "sources-time", 6*time.Second, "measuring time of each target of the fan-out over 1 to 20 trusts")
 	flag.DurationVar(&o.hangTimeout, "hang-timeout", time.Second, "the sources' header timeout in the hanging-trust test (the request deadline is twice it); also the request deadline of its second proxy")
 	flag.IntVar(&o.hangFailures, "hang-failures", 50, "breaker.failures of the sources in the hanging-trust test: answers that wait for the hanging trust before its breaker opens")
 	flag.IntVar(&o.hangConns, "hang-conns", 8, "connections loading the proxies with a hanging trust while their answers wait for it")
 	flag.DurationVar(&o.hangTime, "hang-time", 5*time.Second, "load time of the proxy whose hanging trust is cut off by the request deadline")
 	flag.DurationVar(&o.hangOpenWithin, "hang-open-within", 30*time.Second, "give up waiting for the hanging trust's breaker to open after this long")
+	flag.DurationVar(&o.cacheTime, "cache-time", 9*time.Second, "measuring time of each target of the cached search (wrk; slices of whole seconds)")
+	flag.IntVar(&o.cacheConns, "cache-conns", 16, "wrk connections of every target of the cached search")
+	flag.IntVar(&o.wrkThreads, "wrk-threads", 2, "wrk threads (-t) of the cached search")
 	flag.Parse()
-	if o.phases != phasesAll && o.phases != phasesSources {
-		fmt.Fprintf(os.Stderr, "loadbench: -phases is %q; use %s or %s\n", o.phases, phasesAll, phasesSources)
+	if err := checkPhases(o.phases); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
 		os.Exit(2)
 	}
 
@@ -176,14 +209,24 @@ func (r *rig) sourcesOver(n int) []orthanc.ProxySource {
 // startProxyOver starts the nirproxy binary bin over srcs, with env added to this process's
 // environment.
 func (r *rig) startProxyOver(ctx context.Context, bin string, srcs []orthanc.ProxySource, env []string) (*orthanc.Proxy, error) {
+	return r.startProxyExtra(ctx, bin, srcs, env, nil)
+}
+
+// startProxyExtra is startProxyOver with the top-level configuration keys of extra (a cache
+// section, say) added.
+func (r *rig) startProxyExtra(ctx context.Context, bin string, srcs []orthanc.ProxySource, env []string, extra map[string]any) (*orthanc.Proxy, error) {
 	var environ []string
 	if env != nil {
 		environ = append(os.Environ(), env...)
 	}
+	cfg := map[string]any{"logging": map[string]any{"level": "warn"}}
+	for k, v := range extra {
+		cfg[k] = v
+	}
 	p, err := orthanc.StartProxy(ctx, orthanc.ProxyOptions{
 		Binary:  bin,
 		Sources: srcs,
-		Extra:   map[string]any{"logging": map[string]any{"level": "warn"}},
+		Extra:   cfg,
 		Env:     environ,
 	})
 	if err != nil {
@@ -208,8 +251,13 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if err := orthanc.MissingError(); err != nil {
 		return err
 	}
-	if o.phases == phasesSources {
-		return runSources(ctx, o, stdout)
+	if o.runs(phasesCache) {
+		if err := errors.Join(bench.WrkMissing(), redisserver.Missing()); err != nil {
+			return err
+		}
+	}
+	if o.phases != phasesAll {
+		return runSingle(ctx, o, stdout)
 	}
 	if _, err := os.Stat(bench.NginxBinary); err != nil {
 		return fmt.Errorf("nginx is missing (run test/scripts/install-deps.sh): %w", err)
@@ -320,6 +368,11 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	logf("searches over 1 to 20 origins: %s", rep.Sources.Fan.summary())
+	var cacheProfiles []*profileResult
+	if rep.Cache, cacheProfiles, err = measureCache(ctx, r, o, clientQuery, logf); err != nil {
+		return err
+	}
+	logf("searches from the cache: %s", rep.Cache.G.summary())
 	for _, conns := range []int{1, 4} {
 		g := measure(ctx, retrieves, conns, o.rounds, o.retrieveTime, o.warm, procs)
 		rep.Retrieve = append(rep.Retrieve, g)
@@ -351,6 +404,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		if rep.Profiles, err = profile(ctx, r, o, clientQuery, rep.CopiesUID); err != nil {
 			return err
 		}
+		rep.Profiles = append(rep.Profiles, cacheProfiles...)
 		logf("CPU profiles of the proxy kept in %s", o.profileDir)
 	}
 
@@ -372,9 +426,10 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	return nil
 }
 
-// runSources measures issue 3's phase alone (-phases sources): one Orthanc, whose answer the
-// stand-ins serve, and the proxies of measureSources.
-func runSources(ctx context.Context, o options, stdout io.Writer) error {
+// runSingle measures the phases that need one Orthanc alone (-phases sources, cache or
+// sources,cache): issue 3's, whose stand-ins serve Orthanc A's answer, and issue 4's, whose
+// proxies are over it.
+func runSingle(ctx context.Context, o options, stdout io.Writer) error {
 	started, rep, logf := beginRun(o, stdout)
 	r := &rig{log: stdout}
 	defer r.stop()
@@ -388,6 +443,12 @@ func runSources(ctx context.Context, o options, stdout io.Writer) error {
 	go func() {
 		defer close(built)
 		r.bin, buildErr = orthanc.BuildProxy(ctx, work)
+		if buildErr == nil && o.runs(phasesCache) && o.profileTime > 0 {
+			var root string
+			if root, buildErr = orthanc.ModuleRoot(); buildErr == nil {
+				r.profBin, buildErr = bench.BuildProfilingProxy(ctx, root, work)
+			}
+		}
 	}()
 	r.orthancs, err = orthanc.StartMany(ctx, orthanc.Options{}, "BENCH_A")
 	if err == nil {
@@ -406,12 +467,21 @@ func runSources(ctx context.Context, o options, stdout io.Writer) error {
 	if rep.UpstreamQuery, err = captureUpstreamQuery(ctx, r); err != nil {
 		return err
 	}
-	logf("Orthanc A loaded, proxy built; measuring the fan-out over 1 to 20 origins and the hanging one")
+	clientQuery := "PatientID=" + bench.SearchPatient
+	logf("Orthanc A loaded, proxy built; measuring %s", o.phases)
 	bg := startBackground()
-	if rep.Sources, err = measureSources(ctx, r, o, rep.UpstreamQuery, "PatientID="+bench.SearchPatient, logf); err != nil {
-		return err
+	if o.runs(phasesSources) {
+		if rep.Sources, err = measureSources(ctx, r, o, rep.UpstreamQuery, clientQuery, logf); err != nil {
+			return err
+		}
+		logf("searches over 1 to 20 origins: %s", rep.Sources.Fan.summary())
 	}
-	logf("searches over 1 to 20 origins: %s", rep.Sources.Fan.summary())
+	if o.runs(phasesCache) {
+		if rep.Cache, rep.Profiles, err = measureCache(ctx, r, o, clientQuery, logf); err != nil {
+			return err
+		}
+		logf("searches from the cache: %s", rep.Cache.G.summary())
+	}
 	rep.BackgroundCores, rep.OwnCores = bg.cores()
 	if o.goBench != "" {
 		data, err := os.ReadFile(o.goBench)
@@ -812,7 +882,7 @@ func (b background) cores() (others, ours float64) {
 }
 
 // beginRun starts a run's clock, its report (with the machine's description) and its progress
-// log, for both the full run and -phases sources.
+// log, for both the full run and the phases run alone.
 func beginRun(o options, stdout io.Writer) (time.Time, *report, func(format string, args ...any)) {
 	started := time.Now()
 	rep := &report{Started: started.UTC(), Options: o}

@@ -54,7 +54,9 @@ type report struct {
 	FanOut   *group
 	Metadata *group
 	// Sources is issue 3's fan-out over 1 to 20 trusts and the hanging trust.
-	Sources  *sourcesResult
+	Sources *sourcesResult
+	// Cache is issue 4's repeated search answered from the cache.
+	Cache    *cacheResult
 	Memory   *memoryResult
 	Profiles []*profileResult
 	GoBench  string
@@ -185,6 +187,9 @@ func (r *report) verdicts() []verdict {
 	if s := r.Sources; s != nil {
 		out = append(out, s.verdicts()...)
 	}
+	if c := r.Cache; c != nil {
+		out = append(out, c.verdicts()...)
+	}
 	return out
 }
 
@@ -314,8 +319,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(b, "| machine | `nproc` = %d, %s, %s RAM, %s, Linux %s |\n", r.CPUs, r.CPUModel, r.MemTotal, r.OS, r.Kernel)
 	fmt.Fprintf(b, "| Go | %s (proxy and load driver) |\n", r.GoVersion)
 	servers := "three servers on loopback"
-	if o.phases == phasesSources {
-		servers = "one server on loopback (`-phases sources`)"
+	if o.phases != phasesAll {
+		servers = "one server on loopback (`-phases " + o.phases + "`)"
 	}
 	fmt.Fprintf(b, "| Orthanc | %s, DICOMweb plugin %s (Debian packages), %s |\n", r.OrthancVersion, r.DICOMwebVersion, servers)
 	if r.NginxVersion != "" {
@@ -331,8 +336,12 @@ func (r *report) markdown() string {
 		fmt.Fprintf(b, "| load, points 5–6 | closed loop; the fan-out targets %s each at 1 connection, in %d interleaved rounds after %s of warm-up; the proxies with a hanging origin at %d connections while their answers wait for it |\n",
 			o.sourcesTime, o.rounds, o.warm, o.hangConns)
 	}
+	if c := r.Cache; c != nil {
+		fmt.Fprintf(b, "| load, point 7 | closed loop, %s (%d threads) in the same machine; each target %s at %d connections, in %d interleaved rounds after %s of warm-up; Redis %s, single node |\n",
+			c.WrkVersion, c.Threads, c.Time, c.Conns, c.Rounds, c.Warm, c.RedisVersion)
+	}
 	b.WriteString("\n### Targets\n\n")
-	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8).\n\n")
+	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8), 7 those of issue 4 (point 7).\n\n")
 	b.WriteString(r.targetsTable())
 	if len(r.Search) > 0 {
 		r.searchMarkdown(b)
@@ -343,6 +352,9 @@ func (r *report) markdown() string {
 	r.memoryMarkdown(b)
 	if r.Sources != nil {
 		r.Sources.markdown(b, r.CPUs)
+	}
+	if r.Cache != nil {
+		r.Cache.markdown(b)
 	}
 	r.profileMarkdown(b)
 	return b.String()
@@ -472,7 +484,7 @@ func (r *report) profileMarkdown(b *strings.Builder) {
 	if len(r.Profiles) > 0 {
 		b.WriteString("\n### CPU profiles of the proxy\n\n")
 		b.WriteString("A build of the same code with net/http/pprof added (through `go build -overlay`; the measured binary has no pprof), " +
-			"over Orthanc A alone, each load run alone after the measurements above. `go tool pprof -top` of each:\n")
+			"over Orthanc A alone (with point 7's cache configuration for its rows), each load run alone after the measurements of its section. `go tool pprof -top` of each:\n")
 		for _, p := range r.Profiles {
 			rate := fmt.Sprintf("%.0f requests/s", p.Load.RPS())
 			if p.Load.Bytes/max(1, int64(p.Load.Requests)) > 1<<20 {
