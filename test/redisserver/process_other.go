@@ -1,0 +1,17 @@
+//go:build !linux
+
+package redisserver
+
+import (
+	"os/exec"
+	"time"
+)
+
+// setChildAttributes does nothing where the parent-death signal does not exist.
+func setChildAttributes(*exec.Cmd) {}
+
+// waitStopped cannot observe the process state here; a short pause lets SIGSTOP land.
+func waitStopped(int, time.Duration) error {
+	time.Sleep(50 * time.Millisecond)
+	return nil
+}
