@@ -13,6 +13,7 @@ package cache
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -37,6 +38,9 @@ type Cache interface {
 type Link struct {
 	Index, Member string
 }
+
+// ErrIndexFull reports an index set that cannot grow within the in-process cache's bound.
+var ErrIndexFull = errors.New("in-process cache is too small for this index; raise cache.memoryMaxBytes")
 
 // Memory is an in-process Cache bounded in bytes, evicting the least recently used entry first.
 // Index sets count against the same bound. It is safe for concurrent use.
@@ -71,7 +75,7 @@ const entryOverhead = 64
 
 func entrySize(key string, value []byte) int64 { return int64(len(key) + len(value) + entryOverhead) }
 
-// Get implements Cache.
+// Get implements Cache. The value returned is the cache's own copy: callers must not modify it.
 func (m *Memory) Get(_ context.Context, key string) ([]byte, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -166,8 +170,10 @@ func (m *Memory) Index(_ context.Context, links []Link, ttl time.Duration) error
 		}
 		grow := int64(len(l.Member) + 16)
 		m.makeRoomKeeping(grow, l.Index)
-		if _, ok := m.items[l.Index]; !ok {
-			return nil
+		if m.used+grow > m.maxBytes {
+			// The index alone fills the cache: refuse, so the caller does not store an entry
+			// that purge could not find.
+			return ErrIndexFull
 		}
 		e.members[l.Member] = struct{}{}
 		e.size += grow

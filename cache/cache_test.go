@@ -226,8 +226,9 @@ func TestMemoryBounded(t *testing.T) {
 			}
 			m.Index(ctx, []Link{{Index: "index", Member: "m-0000"}}, time.Hour)
 			var members []string
-			// The cache is full: each member makes room by evicting entries, oldest first.
-			for i := range 60 {
+			// The cache is full: each member makes room by evicting entries, oldest first,
+			// until the index (5+64 bytes and 22 per member) holds nearly all of it.
+			for i := range 170 {
 				member := fmt.Sprintf("m-%04d", i)
 				members = append(members, member)
 				m.Index(ctx, []Link{{Index: "index", Member: member}}, time.Hour)
@@ -242,6 +243,8 @@ func TestMemoryBounded(t *testing.T) {
 			}
 		}},
 		{name: "one index cannot outgrow the bound", run: func(t *testing.T, m *Memory) {
+			// A study index that keeps being added to (each rendered frame, each search)
+			// must not take more than the whole cache once nothing else is left to evict.
 			for i := range 500 {
 				m.Index(ctx, []Link{{Index: "study-index", Member: fmt.Sprintf("np:v1:%064d", i)}}, time.Hour)
 			}

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -13,7 +14,10 @@ import (
 //   - fn runs under a context detached from the first caller's cancellation (but with its
 //     deadline), so one clinician closing a tab does not fail the others waiting on the call;
 //   - each caller stops waiting when its own context ends, with its context's error;
-//   - fn's context is cancelled once every waiter has gone, so an abandoned call stops.
+//   - fn's context is cancelled once every waiter has gone, so an abandoned call stops;
+//   - a first caller without a deadline gives fn one of maxFlight (5 minutes), so no call
+//     outlives every request for ever;
+//   - a panic in fn is every waiter's error, not the end of the process.
 //
 // Values are shared between callers: T must be safe to share (bytes that each caller decodes
 // on its own, for example). The zero Flight is ready to use and safe for concurrent use.
@@ -21,6 +25,9 @@ type Flight[T any] struct {
 	mu    sync.Mutex
 	calls map[string]*flightCall[T]
 }
+
+// maxFlight bounds a coalesced call whose first caller has no deadline.
+const maxFlight = 5 * time.Minute
 
 type flightCall[T any] struct {
 	done    chan struct{}
@@ -48,14 +55,23 @@ func (f *Flight[T]) Do(ctx context.Context, key string, fn func(ctx context.Cont
 	if dl, ok := ctx.Deadline(); ok {
 		fctx, cancel = context.WithDeadline(fctx, dl)
 	} else {
-		fctx, cancel = context.WithTimeout(fctx, 5*time.Minute)
+		fctx, cancel = context.WithTimeout(fctx, maxFlight)
 	}
 	c = &flightCall[T]{done: make(chan struct{}), waiters: 1, cancel: cancel}
 	f.calls[key] = c
 	f.mu.Unlock()
 	go func() {
 		defer cancel()
-		c.val, c.err = fn(fctx)
+		func() {
+			// fn runs on its own goroutine, beyond the HTTP server's recovery: a panic
+			// would end the process, so it becomes every waiter's error instead.
+			defer func() {
+				if p := recover(); p != nil {
+					c.err = fmt.Errorf("coalesced call panicked: %v", p)
+				}
+			}()
+			c.val, c.err = fn(fctx)
+		}()
 		f.mu.Lock()
 		if f.calls[key] == c {
 			delete(f.calls, key)

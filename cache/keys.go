@@ -59,9 +59,20 @@ func (k *Keyer) StudyIndexKey(studyUID string) string {
 }
 
 // IsIndexKey reports whether key names an index set rather than an entry.
-func (k *Keyer) IsIndexKey(key string) bool {
+func (k *Keyer) IsIndexKey(key string) bool { return k.indexKind(key) != "" }
+
+// indexKind is "patient" or "study" for an index key, "" for anything else.
+func (k *Keyer) indexKind(key string) string {
 	rest, ok := strings.CutPrefix(key, k.prefix)
-	return ok && (strings.HasPrefix(rest, patientIndex) || strings.HasPrefix(rest, studyIndex))
+	switch {
+	case !ok:
+		return ""
+	case strings.HasPrefix(rest, patientIndex):
+		return "patient"
+	case strings.HasPrefix(rest, studyIndex):
+		return "study"
+	}
+	return ""
 }
 
 const (

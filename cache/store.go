@@ -41,7 +41,8 @@ type StoreOptions struct {
 	Metrics *Metrics
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
-	// Log receives nothing per request; it is kept for the rare line about a broken entry.
+	// Log receives debug lines about damaged entries (never their keys or values); nil logs
+	// nothing.
 	Log *slog.Logger
 }
 
@@ -112,6 +113,7 @@ func (s *Store) Lookup(ctx context.Context, kind, key string) (Entry, bool) {
 	}
 	if len(raw) < envelopeHeader || raw[0] != envelopeVersion {
 		s.metrics.lookup(kind, "error")
+		s.log.Debug("cache entry not in a known layout; treated as a miss", "kind", kind, "bytes", len(raw))
 		return Entry{}, false
 	}
 	e := Entry{
@@ -144,12 +146,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, f Freshness, 
 	buf = append(buf, value...)
 	// Index first: an entry must never exist that purge cannot find.
 	if len(links) > 0 {
-		for i := range links {
-			if links[i].Member == "" {
-				links[i].Member = key
-			}
-		}
-		if err := s.backend.Index(ctx, links, s.maxRetention); err != nil {
+		if err := s.backend.Index(ctx, s.completeLinks(ctx, key, links), s.maxRetention); err != nil {
 			s.metrics.backendError("index", err)
 			return
 		}
@@ -159,6 +156,48 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, f Freshness, 
 	}
 }
 
+// completeLinks returns a copy of links with empty members filled in as key, plus what keeps
+// every entry reachable from its patients for as long as it lives:
+//
+//   - each patient → study link is mirrored by a study → patient link, so a study's index
+//     knows its patients;
+//   - an entry linked to a study but to none of its patients (a rendered image) refreshes the
+//     links of the patients that study's index knows, so none of them expires before the entry.
+//
+// Purge follows only patient → study links, so the mirrors never spread one patient's purge to
+// another's entries.
+func (s *Store) completeLinks(ctx context.Context, key string, links []Link) []Link {
+	out := make([]Link, 0, len(links)+2)
+	withPatient := map[string]bool{}
+	for _, l := range links {
+		if l.Member == "" {
+			l.Member = key
+		}
+		out = append(out, l)
+		if s.keyer.indexKind(l.Index) == "patient" && s.keyer.indexKind(l.Member) == "study" {
+			out = append(out, Link{Index: l.Member, Member: l.Index})
+			withPatient[l.Member] = true
+		}
+	}
+	for _, l := range links {
+		if s.keyer.indexKind(l.Index) != "study" || withPatient[l.Index] {
+			continue
+		}
+		withPatient[l.Index] = true
+		members, err := s.backend.Members(ctx, l.Index)
+		if err != nil {
+			s.metrics.backendError("index", err)
+			continue
+		}
+		for _, m := range members {
+			if s.keyer.indexKind(m) == "patient" {
+				out = append(out, Link{Index: m, Member: l.Index})
+			}
+		}
+	}
+	return out
+}
+
 // Forget removes key. A backend error is counted and otherwise ignored.
 func (s *Store) Forget(ctx context.Context, key string) {
 	if err := s.backend.Delete(ctx, key); err != nil {
@@ -166,8 +205,8 @@ func (s *Store) Forget(ctx context.Context, key string) {
 	}
 }
 
-// maxPurgeDepth bounds how far Purge follows index links (patient → study → entries).
-const maxPurgeDepth = 3
+// maxPurgeDepth bounds how far Purge follows index links: patient → study → entries.
+const maxPurgeDepth = 2
 
 // PurgePatient removes every entry indexed under the patient with this NHS number, and under
 // the indexes of the studies linked to the patient, and the indexes themselves. It returns how
@@ -194,8 +233,10 @@ func (s *Store) purge(ctx context.Context, index string, depth int, seen map[str
 	removed := 0
 	var entries []string
 	for _, m := range members {
-		if s.keyer.IsIndexKey(m) {
-			if depth+1 < maxPurgeDepth {
+		if kind := s.keyer.indexKind(m); kind != "" {
+			// Only patient → study: a study's index lists its patients too, and purging one
+			// patient must not purge another's entries.
+			if kind == "study" && depth+1 < maxPurgeDepth {
 				n, err := s.purge(ctx, m, depth+1, seen)
 				removed += n
 				if err != nil {

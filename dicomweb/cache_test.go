@@ -29,6 +29,13 @@ func (c *testClock) add(d time.Duration) {
 // cachingProxy is the test proxy with an in-process cache in front of each source, on clk.
 func cachingProxy(t *testing.T, clk *testClock, serveStale bool, origins ...*fakeOrigin) *testProxy {
 	t.Helper()
+	return cachingProxyWith(t, clk, serveStale, false, origins...)
+}
+
+// cachingProxyWith is cachingProxy whose locator shares the sources' cache and clock when
+// sharedLocator, so its entries expire as the clock moves.
+func cachingProxyWith(t *testing.T, clk *testClock, serveStale, sharedLocator bool, origins ...*fakeOrigin) *testProxy {
+	t.Helper()
 	keyer, err := cache.NewKeyer(bytes.Repeat([]byte{1}, cache.MinKeyerSecret), "t:")
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +44,11 @@ func cachingProxy(t *testing.T, clk *testClock, serveStale bool, origins ...*fak
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newTestProxyWith(t, proxyOptions{serveStale: serveStale, cache: upstream.CacheOptions{
+	var loc *cache.Store
+	if sharedLocator {
+		loc = st
+	}
+	return newTestProxyWith(t, proxyOptions{serveStale: serveStale, locator: loc, cache: upstream.CacheOptions{
 		Store:    st,
 		Search:   cache.Freshness{Fresh: 30 * time.Second, Stale: time.Hour},
 		Metadata: cache.Freshness{Fresh: 30 * time.Second, Stale: time.Hour},
@@ -138,5 +149,29 @@ func TestSearchStaleDisabled(t *testing.T) {
 		if uid == "1.3" {
 			t.Error("TB's study 1.3 was answered from a stale copy with serveStale off")
 		}
+	}
+}
+
+func TestStaleMetadataAfterLocationExpired(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+	a, b := twoTrusts(t)
+	p := cachingProxyWith(t, clk, true, true, a, b)
+	resp, meta := p.get(t, "/dicom-web/studies/1.3/metadata")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metadata: %d %s", resp.StatusCode, meta)
+	}
+	// The locator's entry (1 minute) and the metadata's fresh period have passed; TB, the
+	// only holder, is down. Its cached answers still say it holds 1.3.
+	clk.add(5 * time.Minute)
+	b.down.Store(true)
+	resp, staleMeta := p.get(t, "/dicom-web/studies/1.3/metadata")
+	w := resp.Header.Values("Warning")
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(meta, staleMeta) || len(w) != 2 || !strings.HasPrefix(w[0], "110 ") {
+		t.Fatalf("stale metadata after the location expired: %d, same body %v, warnings %q", resp.StatusCode, bytes.Equal(meta, staleMeta), w)
+	}
+	// Pixel data is never cached: the study itself cannot be had, and says who holds it.
+	resp, body := p.get(t, "/dicom-web/studies/1.3", "Accept", `multipart/related; type="application/dicom"`)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "TB") {
+		t.Errorf("retrieve with the only holder down: %d %s; want 503 naming TB", resp.StatusCode, body)
 	}
 }

@@ -200,6 +200,8 @@ func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
 type proxyOptions struct {
 	cache      upstream.CacheOptions
 	serveStale bool
+	// locator is the locator's store (a new in-process one when nil).
+	locator *cache.Store
 }
 
 func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *testProxy {
@@ -218,9 +220,13 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 		u, _ := url.Parse(raw)
 		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: 2 * time.Second}, upstream.Options{Cache: opts.cache}, log))
 	}
+	locatorStore := opts.locator
+	if locatorStore == nil {
+		locatorStore = mustLocalStore(t, 1<<20)
+	}
 	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
 		Fallback: fallback.Policy{ServeStale: opts.serveStale}}, Deps{
-		Locator: upstream.NewLocator(sources, mustLocalStore(t, 1<<20), time.Minute, log),
+		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,
 	})

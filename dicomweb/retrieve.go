@@ -158,7 +158,10 @@ func (s *Server) authorizeAndLocate(c *echo.Context, t target) (context.Context,
 // locate finds the study's holders, answering 404 when no trust holds it and 503 when the
 // trusts that could not be asked might.
 func (s *Server) locate(ctx context.Context, c *echo.Context, t target) (upstream.Location, error) {
-	loc := s.locator.Locate(ctx, t.study)
+	// A holder whose cached answer says it held the study stays a holder while it cannot
+	// answer; what it is then asked for is judged on its own (a stale copy of its metadata,
+	// marked; or a 503 for pixel data, which is never cached).
+	loc := s.locator.Locate(s.staleOK(ctx), t.study)
 	if len(loc.Holders) == 0 {
 		if un := loc.Unreached(); len(un) > 0 {
 			return loc, decisionError(fallback.Unavailable(un, t.describe(), s.agent(c), s.cfg.Fallback))

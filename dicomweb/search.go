@@ -67,7 +67,7 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		sources := s.locator.Sources()
 		if search.StudyUID != "" {
 			// Nested searches go only to the study's holders.
-			loc := s.locator.Locate(ctx, search.StudyUID)
+			loc := s.locator.Locate(s.staleOK(ctx), search.StudyUID)
 			if len(loc.Holders) == 0 {
 				if un := loc.Unreached(); len(un) > 0 {
 					return decisionError(fallback.Unavailable(un, "The study", s.agent(c), s.cfg.Fallback))
@@ -136,7 +136,11 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		sortResults(all)
 		if level == StudyLevel && complete && search.locatesCompletely() {
 			for _, m := range all {
-				s.locator.Remember(ctx, m.ds.String(dcmjson.TagStudyInstanceUID), m.holders)
+				var patients []string
+				if nhs, err := NormaliseNHSNumber(m.ds.String(dcmjson.TagPatientID)); err == nil {
+					patients = append(patients, nhs)
+				}
+				s.locator.Remember(ctx, m.ds.String(dcmjson.TagStudyInstanceUID), m.holders, patients...)
 			}
 		}
 		pageItems, remaining := page(all, search.Offset, search.Limit)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nirproxy/nirproxy/cache"
@@ -17,6 +18,7 @@ type Locator struct {
 	sources []*Source // by priority
 	byID    map[string]*Source
 	store   *cache.Store
+	recent  recentWrites
 	ttl     time.Duration
 	log     *slog.Logger
 }
@@ -63,21 +65,71 @@ func (l *Locator) Source(id string) (*Source, bool) {
 
 func (l *Locator) key(studyUID string) string { return l.store.Key("locator", studyUID) }
 
-// Remember records that the study is held by the given sources. Call it only with a complete
-// answer (every source answered), or the locator would later hide a holder.
-func (l *Locator) Remember(ctx context.Context, studyUID string, holderIDs []string) {
+// Remember records that the study is held by the given sources, and of which patients (NHS
+// numbers) it is, so that purging a patient removes where their studies are. Call it only with
+// a complete answer (every source answered), or the locator would later hide a holder.
+//
+// Searches remember every study they list, repeated searches too; a location written less
+// than half its TTL ago with the same holders is not written again.
+func (l *Locator) Remember(ctx context.Context, studyUID string, holderIDs []string, patients ...string) {
+	l.remember(ctx, studyUID, holderIDs, patients, false)
+}
+
+func (l *Locator) remember(ctx context.Context, studyUID string, holderIDs, patients []string, force bool) {
 	if l.store == nil || len(holderIDs) == 0 {
 		return
 	}
+	value := strings.Join(holderIDs, ",")
+	now := l.store.Now()
+	if !force && l.recent.seen(studyUID, value, now, l.ttl/2) {
+		return
+	}
 	key := l.key(studyUID)
-	l.store.Put(ctx, key, []byte(strings.Join(holderIDs, ",")), cache.Freshness{Fresh: l.ttl},
-		cache.Link{Index: l.store.StudyIndex(studyUID), Member: key})
+	study := l.store.StudyIndex(studyUID)
+	links := []cache.Link{{Index: study, Member: key}}
+	for _, p := range patients {
+		links = append(links, cache.Link{Index: l.store.PatientIndex(p), Member: key}, cache.Link{Index: l.store.PatientIndex(p), Member: study})
+	}
+	l.store.Put(ctx, key, []byte(value), cache.Freshness{Fresh: l.ttl}, links...)
+	l.recent.note(studyUID, value, now)
+}
+
+// recentWrites remembers, in process, which locations were written lately, so that repeated
+// searches do not rewrite the same entries. It holds at most maxRecent studies; when full it
+// starts again empty.
+type recentWrites struct {
+	mu sync.Mutex
+	m  map[string]recentWrite
+}
+
+type recentWrite struct {
+	value string
+	at    time.Time
+}
+
+const maxRecent = 20000
+
+func (r *recentWrites) seen(study, value string, now time.Time, within time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.m[study]
+	return ok && w.value == value && now.Sub(w.at) < within
+}
+
+func (r *recentWrites) note(study, value string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) >= maxRecent {
+		r.m = make(map[string]recentWrite)
+	}
+	r.m[study] = recentWrite{value: value, at: now}
 }
 
 // Forget drops what is remembered about a study, e.g. after a holder answered 404 for it.
 func (l *Locator) Forget(ctx context.Context, studyUID string) {
 	if l.store != nil {
 		l.store.Forget(ctx, l.key(studyUID))
+		l.recent.forget(studyUID)
 	}
 }
 
@@ -99,34 +151,54 @@ func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
 		}
 	}
 	q := url.Values{dcmjson.TagStudyInstanceUID: {studyUID}}
-	results := FanOut(ctx, l.sources, func(ctx context.Context, s *Source) (bool, error) {
-		found, err := s.Search(ctx, "studies", q)
-		if err != nil {
-			return false, err
-		}
-		for _, ds := range found {
+	type found struct {
+		holds    bool
+		patients []string
+	}
+	results := FanOut(ctx, l.sources, func(ctx context.Context, s *Source) (found, error) {
+		list, err := s.Search(ctx, "studies", q)
+		var f found
+		for _, ds := range list {
 			if ds.String(dcmjson.TagStudyInstanceUID) == studyUID {
-				return true, nil
+				f.holds = true
+				if nhs := s.NHSNumberOf(ds); nhs != "" {
+					f.patients = append(f.patients, nhs)
+				}
 			}
 		}
-		return false, nil
+		return f, err
 	})
 	var loc Location
-	var ids []string
+	var ids, patients []string
 	complete := true
 	for _, r := range results {
-		loc.Outcomes = append(loc.Outcomes, r.Outcome)
 		if r.Err != nil {
 			complete = false
+			if _, stale := AsStale(r.Err); stale && r.Value.holds {
+				// The source held the study when its answer was cached, and cannot say now.
+				// It stays a holder, to be asked for the study itself (whose own answer, or
+				// stale copy, is judged then); it is not "unreached" for it.
+				loc.Holders = append(loc.Holders, r.Source)
+				continue
+			}
+			loc.Outcomes = append(loc.Outcomes, r.Outcome)
 			continue
 		}
-		if r.Value {
+		loc.Outcomes = append(loc.Outcomes, r.Outcome)
+		if r.Value.holds {
 			loc.Holders = append(loc.Holders, r.Source)
 			ids = append(ids, r.Source.ID)
+			patients = append(patients, r.Value.patients...)
 		}
 	}
 	if complete {
-		l.Remember(ctx, studyUID, ids)
+		l.remember(ctx, studyUID, ids, patients, true)
 	}
 	return loc
+}
+
+func (r *recentWrites) forget(study string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, study)
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -280,5 +281,72 @@ func TestLocateOpenBreaker(t *testing.T) {
 	un := loc.Unreached()
 	if len(un) != 1 || un[0].Source.ID != "B" || !errors.Is(un[0].Err, ErrCircuitOpen) {
 		t.Fatalf("unreached = %v; want B with ErrCircuitOpen", un)
+	}
+}
+
+func TestLocateStaleHolder(t *testing.T) {
+	has := []dcmjson.Dataset{studyDS(studyUID)}
+	stale := func(id string) error {
+		return &StaleError{Source: id, Age: time.Minute, Err: &TransportError{Source: id, Err: errors.New("refused")}}
+	}
+	ctx := context.Background()
+	// What a source's cache returns to a caller that accepts stale copies: the old answer
+	// and a StaleError.
+	l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil),
+		holder{id: "A", answer: has},
+		holder{id: "B", answer: has, err: stale("B")},
+		holder{id: "C", answer: nil, err: stale("C")})
+	loc := l.Locate(ctx, studyUID)
+	if got := holderIDs(loc); !slices.Equal(got, []string{"A", "B"}) {
+		t.Fatalf("holders = %v; want [A B]: B's cached answer says it holds the study", got)
+	}
+	var unreached []string
+	for _, o := range loc.Unreached() {
+		unreached = append(unreached, o.Source.ID)
+	}
+	if !slices.Equal(unreached, []string{"C"}) {
+		t.Fatalf("unreached = %v; want [C]: a stale 'not here' proves nothing now", unreached)
+	}
+	l.Locate(ctx, studyUID)
+	if n := totalCalls(fakes); n != 6 {
+		t.Fatalf("%d calls for two Locates; want 6 (an answer with a stale part is not remembered)", n)
+	}
+}
+
+// countingCache counts the entries written to a Memory.
+type countingCache struct {
+	*cache.Memory
+	sets atomic.Int32
+}
+
+func (c *countingCache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	c.sets.Add(1)
+	return c.Memory.Set(ctx, key, value, ttl)
+}
+
+func TestLocatorRememberOnceAndPurge(t *testing.T) {
+	ctx := context.Background()
+	cc := &countingCache{Memory: cache.NewMemory(1<<20, nil)}
+	l, fakes := locatorFixture(t, cc, holder{id: "A", answer: []dcmjson.Dataset{studyDS(studyUID)}})
+	for range 5 {
+		l.Remember(ctx, studyUID, []string{"A"}, "9434765919")
+	}
+	if n := cc.sets.Load(); n != 1 {
+		t.Fatalf("five Remembers of the same location wrote %d entries; want 1", n)
+	}
+	l.Remember(ctx, studyUID, []string{"A", "B"}, "9434765919")
+	if n := cc.sets.Load(); n != 2 {
+		t.Fatalf("a changed location was not written (%d writes)", n)
+	}
+	if got := holderIDs(l.Locate(ctx, studyUID)); !slices.Equal(got, []string{"A"}) || totalCalls(fakes) != 0 {
+		t.Fatalf("remembered holders %v after %d calls; want [A] (B is not configured) from memory", got, totalCalls(fakes))
+	}
+	// The location is indexed under the patient: purging them removes it.
+	if n, err := l.store.PurgePatient(ctx, "9434765919"); err != nil || n == 0 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	l.Locate(ctx, studyUID)
+	if n := totalCalls(fakes); n != 1 {
+		t.Fatalf("after purging the patient Locate made %d calls; want 1 (location gone)", n)
 	}
 }
