@@ -284,3 +284,15 @@ func NewLocalStore(maxBytes int64, secret []byte, opts StoreOptions) (*Store, er
 	}
 	return NewStore(NewMemory(maxBytes, opts.Now), keyer, opts)
 }
+
+// Backend names the Store's backend ("memory" or "redis") and reports whether it is in use
+// (false while the Redis breaker is open), for GET /status.
+func (s *Store) Backend() (name string, available bool) {
+	switch b := s.backend.(type) {
+	case *Memory:
+		return "memory", true
+	case *Redis:
+		return "redis", b.Available()
+	}
+	return "other", true
+}

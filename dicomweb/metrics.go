@@ -85,15 +85,27 @@ func (m *Metrics) abort(source, cause string) {
 	m.aborts.WithLabelValues(source, cause).Inc()
 }
 
-// status answers GET /status: each source's breaker state, recent error rate and latency, for
-// operators. It carries no patient data.
+// status answers GET /status: each source's breaker state, recent error rate and latency, and
+// the cache's backend and whether it is in use (null when there is no cache), for operators.
+// It carries no patient data.
 func (s *Server) status(c *echo.Context) error {
+	type cacheState struct {
+		Backend   string `json:"backend"`
+		Available bool   `json:"available"`
+	}
 	type body struct {
-		Status  string `json:"status"`
-		Time    string `json:"time"`
-		Sources []any  `json:"sources"`
+		Status  string      `json:"status"`
+		Time    string      `json:"time"`
+		Cache   *cacheState `json:"cache"`
+		Sources []any       `json:"sources"`
 	}
 	b := body{Status: "ok", Time: s.now().UTC().Format(time.RFC3339)}
+	if s.cache != nil {
+		// A cache that is down degrades speed, not answers: the status stays as the
+		// sources make it.
+		name, up := s.cache.Backend()
+		b.Cache = &cacheState{Backend: name, Available: up}
+	}
 	open := 0
 	for _, src := range s.locator.Sources() {
 		st := src.Status()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
@@ -79,6 +80,8 @@ type Deps struct {
 	Now     func() time.Time
 	// Metrics receives the front's instruments; nil records none.
 	Metrics *Metrics
+	// Cache is the sources' cache, shown in GET /status; nil when there is none.
+	Cache *cache.Store
 }
 
 // Server serves DICOMweb over the configured sources.
@@ -93,6 +96,7 @@ type Server struct {
 	now     func() time.Time
 	thumbs  noThumbnails
 	metrics *Metrics
+	cache   *cache.Store
 }
 
 // New returns a Server. Nil Auth/Authz/Audit are refused at Register time by a panic, so a
@@ -104,7 +108,7 @@ func New(cfg Config, d Deps) *Server {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics}
+	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics, cache: d.Cache}
 }
 
 const (

@@ -99,6 +99,40 @@ func TestDemoServesMergedSearch(t *testing.T) {
 	if len(holders) != 3 || !shared {
 		t.Fatalf("studies held at %v (a study at two trusts: %v); want all three trusts and one shared study", holders, shared)
 	}
+	// The demo caches in process: the same search again is the same answer, from the cache.
+	resp, err = http.Get(base + "/dicom-web/studies?PatientID=9434765919")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(again, body) {
+		t.Errorf("the repeated search answered differently:\n%s\nthen\n%s", body, again)
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`nirproxy_cache_lookups_total\{kind="search",result="hit"\} [1-9]`).Match(metrics) {
+		t.Errorf("no search cache hits in /metrics after a repeated search")
+	}
+	resp, err = http.Get(base + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Cache *struct {
+			Backend   string `json:"backend"`
+			Available bool   `json:"available"`
+		} `json:"cache"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Cache == nil || st.Cache.Backend != "memory" || !st.Cache.Available {
+		t.Errorf("GET /status cache = %+v (%v); want the in-process cache, available", st.Cache, err)
+	}
 	if strings.Contains(errOut.String(), "9434765919") {
 		t.Fatal("the NHS number appears in the log")
 	}

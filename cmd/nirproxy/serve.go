@@ -159,6 +159,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 	}, dicomweb.Deps{
 		Metrics: dicomweb.NewMetrics(reg),
 		Locator: locator,
+		Cache:   store,
 		Signer:  dicomweb.NewSigner(key, 12*time.Hour, nil),
 		// Governance (JWT authentication, roles, purpose of use, onboarding, audit spool)
 		// replaces these in its own issue; until then every caller is let through.
