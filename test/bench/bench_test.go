@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nirproxy/nirproxy/test/orthanc"
 )
 
 func TestPercentile(t *testing.T) {
@@ -459,6 +462,175 @@ func TestBreakerState(t *testing.T) {
 			got, err := BreakerState(context.Background(), NewClient(1), srv.URL, tc.id)
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Fatalf("got %q, %v; want %q, error %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestNginxStaticConfig(t *testing.T) {
+	conf := nginxStaticConfig("/tmp/x", "/dicom-web/studies", "application/dicom+json", 9003, true)
+	tests := []struct {
+		name, want string
+	}{
+		{name: "runs in the foreground", want: "daemon off;"},
+		{name: "listener", want: "listen 127.0.0.1:9003;"},
+		{name: "the one path, whatever the query", want: "location = /dicom-web/studies {"},
+		{name: "the file", want: "alias /tmp/x/answer;"},
+		{name: "the answer's Content-Type, whatever the file's name", want: "types { }\n            default_type \"application/dicom+json\";"},
+		{name: "sends the file with sendfile", want: "sendfile on;"},
+		{name: "connections live through a whole wrk run", want: "keepalive_requests 100000;"},
+		{name: "workers may enter the directory as root", want: "user root root;"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(conf, tc.want) {
+				t.Fatalf("configuration lacks %q:\n%s", tc.want, conf)
+			}
+		})
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	const summary = wrkSummaryMark + " requests=%d duration_us=2000000 bytes=5000 connect=0 read=%d write=0 status=%d timeout=0\n"
+	tests := []struct {
+		name    string
+		out     string
+		want    Result
+		wantP50 time.Duration
+		wantErr bool
+	}{
+		{name: "summary and histogram, after wrk's own report",
+			out:  "Running 2s test @ http://x/\n  50 requests in 2.00s\n" + fmt.Sprintf(summary, 5, 0, 0) + wrkLatencyMark + " 100:2,250:2,900:1\n",
+			want: Result{Requests: 5, Bytes: 5000, Elapsed: 2 * time.Second}, wantP50: 250 * time.Microsecond},
+		{name: "non-2xx answers and socket errors are errors",
+			out:  fmt.Sprintf(summary, 5, 2, 3) + wrkLatencyMark + " 100:5\n",
+			want: Result{Requests: 2, Errors: 5, Bytes: 5000, Elapsed: 2 * time.Second}, wantP50: 100 * time.Microsecond},
+		{name: "no answers at all", out: fmt.Sprintf(summary, 0, 4, 0) + wrkLatencyMark + "\n",
+			want: Result{Errors: 4, Bytes: 5000, Elapsed: 2 * time.Second}},
+		{name: "the script did not run", out: "Running 2s test\n", wantErr: true},
+		{name: "a damaged histogram", out: fmt.Sprintf(summary, 1, 0, 0) + wrkLatencyMark + " 100\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseWrk([]byte(tc.out))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if got.Requests != tc.want.Requests || got.Errors != tc.want.Errors || got.Bytes != tc.want.Bytes || got.Elapsed != tc.want.Elapsed {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+			if (got.Errors > 0) != (got.FirstError != "") {
+				t.Fatalf("%d errors, first error %q", got.Errors, got.FirstError)
+			}
+			if p := got.Percentile(50); p != tc.wantP50 {
+				t.Fatalf("p50 = %v, want %v", p, tc.wantP50)
+			}
+		})
+	}
+}
+
+func TestWrkRun(t *testing.T) {
+	if err := WrkMissing(); err != nil {
+		orthanc.SkipOrFail(t, err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "application/dicom+json" {
+			http.Error(w, "wrong Accept", http.StatusNotAcceptable)
+			return
+		}
+		_, _ = io.WriteString(w, "0123456789")
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	w, err := NewWrk(ctx, t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		header     http.Header
+		wantErrors bool
+	}{
+		{name: "answers counted, headers sent", header: http.Header{"Accept": {"application/dicom+json"}}},
+		{name: "non-2xx answers are errors", wantErrors: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := w.Run(ctx, Target{Name: tc.name, URL: srv.URL + "/", Header: tc.header}, 2, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErrors {
+				if res.Errors == 0 || res.Requests != 0 {
+					t.Fatalf("got %d answers, %d errors; want only errors", res.Requests, res.Errors)
+				}
+				return
+			}
+			if res.Requests == 0 || res.Errors != 0 || len(res.Latencies) < res.Requests || res.Elapsed < time.Second {
+				t.Fatalf("got %d answers, %d errors, %d latencies in %v", res.Requests, res.Errors, len(res.Latencies), res.Elapsed)
+			}
+		})
+	}
+}
+
+func TestCountingFront(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.URL.RequestURI())
+	}))
+	defer upstream.Close()
+	f, err := StartCountingFront(upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	client := NewClient(1)
+	const uri = "/dicom-web/studies?PatientID=1"
+	for i := 0; i < 3; i++ {
+		n, _, _, err := get(context.Background(), client, "front", f.URL+uri, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != int64(len(uri)) {
+			t.Fatalf("the upstream answered %d bytes, want the %d of the path and query passed on", n, len(uri))
+		}
+	}
+	if got := f.Requests(); got != 3 {
+		t.Fatalf("the front counted %d requests, want 3", got)
+	}
+}
+
+func TestMetricValue(t *testing.T) {
+	text := `# HELP nirproxy_cache_lookups_total Cache lookups.
+# TYPE nirproxy_cache_lookups_total counter
+nirproxy_cache_lookups_total{kind="search",result="hit"} 5318
+nirproxy_cache_lookups_total{kind="search",result="miss"} 2
+nirproxy_cache_lookups_total{kind="locator",result="hit"} 7
+nirproxy_cache_lookups_total_extra{kind="search",result="hit"} 100
+other_metric 1.5e+03
+`
+	tests := []struct {
+		name   string
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{name: "one series", metric: "nirproxy_cache_lookups_total", labels: map[string]string{"kind": "search", "result": "hit"}, want: 5318},
+		{name: "series summed over the labels not given", metric: "nirproxy_cache_lookups_total", labels: map[string]string{"kind": "search"}, want: 5320},
+		{name: "every series", metric: "nirproxy_cache_lookups_total", want: 5327},
+		{name: "a series not yet counted is 0", metric: "nirproxy_cache_lookups_total", labels: map[string]string{"kind": "rendered"}, want: 0},
+		{name: "without labels", metric: "other_metric", want: 1500},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := metricValue(text, tc.metric, tc.labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -3,21 +3,26 @@
 # bench markers; the rest of the file is kept):
 #   1. Go benchmarks of the hot paths (merge and sort of search answers, the whole search
 #      answer path, per-instance metadata rewriting, the pass-through copy of retrieves);
-#   2. test/bench/cmd/loadbench: three real Orthancs, nirproxy and nginx on loopback, loaded
-#      side by side in one run (QIDO through the proxy vs straight to Orthanc, one upstream vs
+#   2. test/bench/cmd/loadbench: three real Orthancs, nirproxy, nginx and Redis on loopback,
+#      loaded side by side in one run (QIDO through the proxy vs straight to Orthanc, one upstream vs
 #      three; whole-study retrieve through the proxy vs direct vs nginx; the proxy's peak memory
 #      for a small and a large study), plus CPU profiles of the proxy; and issue 3's phase: the
 #      search through proxies over 1, 5, 10 and 20 stand-ins for distant trusts answering after
 #      50 ms, and over 10 of which one hangs (every answer against its deadline, the Warning
-#      naming it, the median once its circuit breaker is open).
-# Every server is started by loadbench and stopped before it exits, also on Ctrl-C.
-# It takes about 6 minutes on 2 cores. `make bench` runs `make deps` first; run
+#      naming it, the median once its circuit breaker is open); and issue 4's phase: a repeated
+#      search answered from the cache in Redis and in process, against Orthanc direct and nginx
+#      serving the same answer as a static file, all loaded with wrk (checked first to be cache
+#      hits that never reach Orthanc).
+# Every server (Orthanc, nirproxy, nginx, redis-server) is started by loadbench and stopped
+# before it exits, also on Ctrl-C.
+# It takes about 7 minutes on 2 cores. `make bench` runs `make deps` first; run
 # test/scripts/install-deps.sh yourself when calling this script directly.
 #
 # Usage: test/scripts/bench.sh [loadbench flags...]
 #   e.g. test/scripts/bench.sh -search-time 3s -retrieve-time 3s -rounds 1   (a quick look)
 #        test/scripts/bench.sh -out /tmp/perf.md                            (leave the doc alone)
 #        BENCH_GO=0 test/scripts/bench.sh -phases sources -out /tmp/perf.md (issue 3's phase alone, ~1 min)
+#        BENCH_GO=0 test/scripts/bench.sh -phases cache -out /tmp/perf.md   (issue 4's phase alone, ~1.5 min)
 # BENCH_GO=0 skips the Go benchmarks.
 set -euo pipefail
 

@@ -219,7 +219,7 @@ func (r *rig) startProxyExtra(ctx context.Context, bin string, srcs []orthanc.Pr
 	if env != nil {
 		environ = append(os.Environ(), env...)
 	}
-	cfg := map[string]any{"logging": map[string]any{"level": "warn"}}
+	cfg := map[string]any{"logging": map[string]any{"level": "warn"}, "cache": uncached()}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -234,6 +234,14 @@ func (r *rig) startProxyExtra(ctx context.Context, bin string, srcs []orthanc.Pr
 	}
 	r.proxies = append(r.proxies, p)
 	return p, nil
+}
+
+// uncached is the cache section of every proxy but point 7's: no search answer or metadata is
+// cached (fresh 0), so that points 1–6 measure the proxy's work over its upstreams on every
+// request, as they did before the cache; the locator still remembers studies' holders in
+// process, as it did then. Point 7's proxies replace it with their own.
+func uncached() map[string]any {
+	return map[string]any{"search": map[string]any{"fresh": "0s"}, "metadata": map[string]any{"fresh": "0s"}}
 }
 
 // stopProxy stops p and forgets it.
@@ -372,7 +380,6 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	if rep.Cache, cacheProfiles, err = measureCache(ctx, r, o, clientQuery, logf); err != nil {
 		return err
 	}
-	logf("searches from the cache: %s", rep.Cache.G.summary())
 	for _, conns := range []int{1, 4} {
 		g := measure(ctx, retrieves, conns, o.rounds, o.retrieveTime, o.warm, procs)
 		rep.Retrieve = append(rep.Retrieve, g)
@@ -480,7 +487,6 @@ func runSingle(ctx context.Context, o options, stdout io.Writer) error {
 		if rep.Cache, rep.Profiles, err = measureCache(ctx, r, o, clientQuery, logf); err != nil {
 			return err
 		}
-		logf("searches from the cache: %s", rep.Cache.G.summary())
 	}
 	rep.BackgroundCores, rep.OwnCores = bg.cores()
 	if o.goBench != "" {

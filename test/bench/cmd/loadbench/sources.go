@@ -100,6 +100,7 @@ func (r *rig) startProxyWith(ctx context.Context, srcs []orthanc.ProxySource, s 
 		Sources: srcs,
 		Extra: map[string]any{
 			"logging":        map[string]any{"level": "warn"},
+			"cache":          uncached(),
 			"requestTimeout": s.RequestTimeout.String(),
 			"sources":        cfgs,
 		},
