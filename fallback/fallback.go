@@ -101,7 +101,7 @@ func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision 
 	missing := missingOf(failed)
 	d := Decision{Status: http.StatusOK, Missing: missing}
 	d.staleWarnings(stale, agent, func(s Stale) string {
-		return fmt.Sprintf("Results from %s (%s) are from a copy cached %s ago: its PACS %s", s.ID, s.Name, s.Age, s.Reason)
+		return fmt.Sprintf("Results from %s (%s) are from a copy cached %s ago: its PACS %s", s.ID, s.Name, age(s.Age), s.Reason)
 	})
 	if len(missing) == 0 {
 		return d
@@ -144,9 +144,17 @@ func DecideStale(outcomes []upstream.Outcome, what, agent string, p Policy) Deci
 	}
 	s := Decision{Status: d.Status}
 	s.staleWarnings(stale, agent, func(st Stale) string {
-		return fmt.Sprintf("%s from %s (%s) is a copy cached %s ago: its PACS %s", what, st.ID, st.Name, st.Age, st.Reason)
+		return fmt.Sprintf("%s from %s (%s) is a copy cached %s ago: its PACS %s", what, st.ID, st.Name, age(st.Age), st.Reason)
 	})
 	return Merge(s, d)
+}
+
+// age says how old a copy is, to the second.
+func age(d time.Duration) string {
+	if d < time.Second {
+		return "less than 1s"
+	}
+	return d.Truncate(time.Second).String()
 }
 
 // splitStale separates outcomes whose stale copy may stand in (under p.ServeStale) from

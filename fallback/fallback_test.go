@@ -379,3 +379,10 @@ func TestDecideStale(t *testing.T) {
 		t.Errorf("merged warnings %q; want one 110 and a 299 per trust", m.Warnings)
 	}
 }
+
+func TestStaleAgeUnderASecond(t *testing.T) {
+	d := DecideSearch([]upstream.Outcome{ok(rxa), staleOf(rxb, 300*time.Millisecond, timedOut)}, agent, Policy{ServeStale: true})
+	if len(d.Warnings) != 2 || !strings.Contains(d.Warnings[1], "cached less than 1s ago") {
+		t.Errorf("warnings %q; want the age said as less than 1s", d.Warnings)
+	}
+}

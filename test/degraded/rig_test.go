@@ -59,6 +59,10 @@ type rigOptions struct {
 	openFor        time.Duration // how long an open breaker waits before a probe
 	retrieve       fallback.Partial
 	required       []string // ids of trusts whose absence fails a search
+	// cache, when set, is in front of every source (search and metadata fresh for
+	// cacheFresh, stale for 10 minutes more), and stale copies are served.
+	cache      *cache.Store
+	cacheFresh time.Duration
 }
 
 // defaultOptions are short enough that the package runs in seconds, and long enough that a
@@ -73,6 +77,15 @@ func defaultOptions() rigOptions {
 		openFor:        30 * time.Second,
 		retrieve:       fallback.PartialFail,
 	}
+}
+
+// cacheOptions is what each source caches under o.
+func (o rigOptions) cacheOptions() upstream.CacheOptions {
+	if o.cache == nil {
+		return upstream.CacheOptions{}
+	}
+	f := cache.Freshness{Fresh: o.cacheFresh, Stale: 10 * time.Minute}
+	return upstream.CacheOptions{Store: o.cache, Search: f, Metadata: f}
 }
 
 // rig is the proxy over a set of trusts, each on its own loopback listener.
@@ -137,6 +150,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 			},
 			Breaker:       upstream.BreakerOptions{ConsecutiveFailures: o.failures, OpenFor: o.openFor, HalfOpenProbes: 1},
 			MaxConcurrent: 8,
+			Cache:         o.cacheOptions(),
 		}, log)
 		sources = append(sources, src)
 		r.trusts[tr.ID], r.sources[tr.ID] = tr, src
@@ -146,7 +160,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 	srv := dicomweb.New(dicomweb.Config{
 		PatientIDIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:  o.requestTimeout,
-		Fallback:        fallback.Policy{Search: fallback.PartialWarn, Retrieve: o.retrieve, RetryAfter: 7 * time.Second},
+		Fallback:        fallback.Policy{Search: fallback.PartialWarn, Retrieve: o.retrieve, RetryAfter: 7 * time.Second, ServeStale: o.cache != nil},
 	}, dicomweb.Deps{
 		Locator: locator,
 		Signer:  dicomweb.NewSigner([]byte("degraded-mode tests' signing key"), time.Hour, nil),

@@ -1,10 +1,15 @@
 package degraded_test
 
 import (
+	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/test/pacssim"
@@ -28,8 +33,8 @@ func (r *rig) apply(m misbehaviour) {
 }
 
 // TestDegradedModeTable proves each row of DESIGN.md's degraded-mode table that the proxy
-// implements today, one subtest per row, named as the row is. The rows about caches, Redis,
-// the audit spool and the identity provider arrive with their own issues.
+// implements today, one subtest per row, named as the row is. The rows about the audit spool
+// and the identity provider arrive with their own issues.
 func TestDegradedModeTable(t *testing.T) {
 	demo := demoTrusts(t)
 	t.Run("some trusts fail or time out", func(t *testing.T) { testSomeTrustsFail(t, demo) })
@@ -38,6 +43,95 @@ func TestDegradedModeTable(t *testing.T) {
 	t.Run("a study is held by several trusts", testFailover)
 	t.Run("a retrieve or its metadata lacks instances that a failed trust holds", func(t *testing.T) { testPartialRetrieve(t, demo) })
 	t.Run("an upstream fails mid-stream", func(t *testing.T) { testMidStream(t, demo) })
+	t.Run("a failed trust has a cached answer", func(t *testing.T) { testCachedAnswer(t, demo) })
+	t.Run("Redis is down", func(t *testing.T) { testRedisDown(t, demo) })
+}
+
+// Row: a failed trust has a cached answer → that answer is used and marked stale (Warning 110),
+// and the trust named as such (a 299 with the copy's age); without one, it is missing.
+func testCachedAnswer(t *testing.T, demo []*pacssim.Trust) {
+	const b = pacssim.DemoTrustB
+	st, err := cache.NewLocalStore(8<<20, nil, cache.StoreOptions{MaxRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, demo, func(o *rigOptions) {
+		o.cache, o.cacheFresh = st, 200*time.Millisecond
+		o.failures = 100 // XB2's breaker stays closed, so it keeps answering 500
+	})
+	first := r.searchAlice()
+	wantStatus(t, first, http.StatusOK)
+	// The study held only at XB2, read while XB2 answers.
+	meta := r.get("studies/"+pacssim.DemoChestCRStudyUID+"/metadata", acceptJSON)
+	wantStatus(t, meta, http.StatusOK)
+
+	time.Sleep(300 * time.Millisecond) // past the fresh period
+	r.apply(misbehaviour{faults: map[string][]pacssim.Fault{b: {pacssim.Status(http.StatusInternalServerError)}}})
+	for _, a := range []answer{r.searchAlice(), r.get("studies/"+pacssim.DemoChestCRStudyUID+"/metadata", acceptJSON)} {
+		wantStatus(t, a, http.StatusOK)
+		ws := r.warnings(a)
+		if len(ws) != 2 || ws[0].code != 110 || ws[0].text != "Response is Stale" || ws[1].code != 299 ||
+			!strings.Contains(ws[1].text, b+" ("+r.trust(b).Name+")") || !strings.Contains(ws[1].text, "cached") ||
+			!strings.Contains(ws[1].text, "answered 500") {
+			t.Errorf("%s: warnings %+v; want 110 \"Response is Stale\" and a 299 naming %s, the copy's age and why", a.what, ws, b)
+		}
+	}
+	if got, want := studies(t, r.searchAlice()), studies(t, first); !slices.Equal(got, want) {
+		t.Errorf("studies %v with XB2 stood in for by its copy; want %v", got, want)
+	}
+	// A trust with nothing cached is missing as before: XB2 for another query.
+	other := r.get("studies?PatientID="+pacssim.DemoPatientNHSNumber+"&includefield=00081030", acceptJSON)
+	wantStatus(t, other, http.StatusOK)
+	r.wantMissing(other, map[string]string{b: "answered 500"})
+	for _, w := range r.warnings(other) {
+		if w.code == 110 {
+			t.Errorf("%s: Warning 110 on an answer with no stale part", other.what)
+		}
+	}
+}
+
+// Row: Redis is down → requests go straight to upstreams; cache errors never fail a request.
+func testRedisDown(t *testing.T, demo []*pacssim.Trust) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there: a Redis that is down
+	sealer, err := cache.NewSealer([][]byte{make([]byte, cache.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cache.NewRedis(cache.RedisOptions{Addrs: []string{dead}, MaxRetention: time.Hour, BreakerFailures: 2, BreakerCooldown: time.Minute}, sealer, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	keyer, err := cache.NewKeyer(make([]byte, cache.MinKeyerSecret), "t:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cache.NewStore(rc, keyer, cache.StoreOptions{MaxRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, demo, func(o *rigOptions) { o.cache, o.cacheFresh = st, time.Minute })
+	want := studiesAt(pacssim.DemoTrustA, pacssim.DemoTrustB, pacssim.DemoTrustC)
+	for i := range 4 {
+		a := r.searchAlice()
+		wantStatus(t, a, http.StatusOK)
+		if got := studies(t, a); !slices.Equal(got, want) || len(a.header.Values("Warning")) != 0 {
+			t.Fatalf("search %d with Redis down: studies %v, warnings %q; want %v and none", i, got, a.header.Values("Warning"), want)
+		}
+		if a.elapsed > time.Second {
+			t.Errorf("search %d with Redis down took %v", i, a.elapsed)
+		}
+	}
+	meta := r.get("studies/"+pacssim.DemoSharedStudyUID+"/metadata", acceptJSON)
+	wantStatus(t, meta, http.StatusOK)
+	if rc.Available() {
+		t.Error("the Redis breaker is closed after repeated failures; want it open (Redis not called)")
+	}
 }
 
 // Row: some trusts fail or time out → 200 with what answered, plus a Warning 299 naming each
