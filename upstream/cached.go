@@ -33,8 +33,9 @@ type CacheOptions struct {
 	// RenderedMaxBytes is the largest rendered image kept (default 2 MiB); larger ones pass
 	// through uncached.
 	RenderedMaxBytes int64
-	// MetadataMaxBytes is the largest metadata answer kept (default 16 MiB); larger ones
-	// stream through uncached.
+	// MetadataMaxBytes is the largest metadata answer kept (default 8 MiB, a few thousand
+	// instances); larger ones stream through uncached. An answer is read whole before it is
+	// passed on, so this is also the memory one metadata request may hold.
 	MetadataMaxBytes int64
 }
 
@@ -99,7 +100,7 @@ func newCachedClient(next Client, cfg SourceConfig, opts CacheOptions) *cachedCl
 		opts.RenderedMaxBytes = 2 << 20
 	}
 	if opts.MetadataMaxBytes <= 0 {
-		opts.MetadataMaxBytes = 16 << 20
+		opts.MetadataMaxBytes = 8 << 20
 	}
 	return &cachedClient{next: next, cfg: cfg, opts: opts, store: opts.Store}
 }
