@@ -91,15 +91,16 @@ func (l *Locator) remember(ctx context.Context, studyUID string, holderIDs, pati
 		links = append(links, cache.Link{Index: l.store.PatientIndex(p), Member: key}, cache.Link{Index: l.store.PatientIndex(p), Member: study})
 	}
 	l.store.Put(ctx, key, []byte(value), cache.Freshness{Fresh: l.ttl}, links...)
-	l.recent.note(studyUID, value, now)
+	l.recent.note(studyUID, value, now, l.ttl)
 }
 
 // recentWrites remembers, in process, which locations were written lately, so that repeated
-// searches do not rewrite the same entries. It holds at most maxRecent studies; when full it
-// starts again empty.
+// searches do not rewrite the same entries. It holds at most maxRecent studies, and nothing
+// longer than the locator's TTL: when full, or that old, it starts again empty.
 type recentWrites struct {
-	mu sync.Mutex
-	m  map[string]recentWrite
+	mu    sync.Mutex
+	m     map[string]recentWrite
+	since time.Time // when m was started
 }
 
 type recentWrite struct {
@@ -116,11 +117,11 @@ func (r *recentWrites) seen(study, value string, now time.Time, within time.Dura
 	return ok && w.value == value && now.Sub(w.at) < within
 }
 
-func (r *recentWrites) note(study, value string, now time.Time) {
+func (r *recentWrites) note(study, value string, now time.Time, ttl time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.m == nil || len(r.m) >= maxRecent {
-		r.m = make(map[string]recentWrite)
+	if r.m == nil || len(r.m) >= maxRecent || now.Sub(r.since) > ttl {
+		r.m, r.since = make(map[string]recentWrite), now
 	}
 	r.m[study] = recentWrite{value: value, at: now}
 }
