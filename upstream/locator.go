@@ -180,6 +180,7 @@ func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
 				// It stays a holder, to be asked for the study itself (whose own answer, or
 				// stale copy, is judged then); it is not "unreached" for it.
 				loc.Holders = append(loc.Holders, r.Source)
+				l.log.Debug("source kept as a holder from its cached answer", "source", r.Source.ID, "reason", Reason(r.Err))
 				continue
 			}
 			loc.Outcomes = append(loc.Outcomes, r.Outcome)
