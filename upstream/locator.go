@@ -47,6 +47,9 @@ func (l Location) Unreached() []Outcome {
 // nil store remembers nothing). Entries are indexed under their study, so purging a patient
 // removes where their studies are held too.
 func NewLocator(sources []*Source, store *cache.Store, ttl time.Duration, log *slog.Logger) *Locator {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	l := &Locator{sources: ByPriority(sources), byID: make(map[string]*Source), store: store, ttl: ttl, log: log}
 	for _, s := range sources {
 		l.byID[s.ID] = s
