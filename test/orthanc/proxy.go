@@ -10,10 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/nirproxy/nirproxy/test/childproc"
 )
 
 // modulePath is the module whose cmd/nirproxy BuildProxy builds.
@@ -57,7 +58,7 @@ type Proxy struct {
 
 	dir    string
 	ownDir bool
-	proc   *process
+	proc   *childproc.Process
 }
 
 // ModuleRoot finds the directory of the nirproxy module's go.mod, from the working directory up.
@@ -143,17 +144,17 @@ func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 				}
 			}
 		}
-		proc, err := startProcess("nirproxy", p.dir, filepath.Join(p.dir, "nirproxy.log"), env,
+		proc, err := childproc.Start("nirproxy", p.dir, filepath.Join(p.dir, "nirproxy.log"), env,
 			opts.Binary, "serve", "--config", p.ConfigPath)
 		if err != nil {
 			p.cleanup()
 			return nil, err
 		}
 		p.proc = proc
-		if lastErr = proc.waitHTTP(ctx, p.URL+"/healthz", opts.StartTimeout, nil); lastErr == nil {
+		if lastErr = waitHTTP(ctx, proc, p.URL+"/healthz", opts.StartTimeout, nil); lastErr == nil {
 			return p, nil
 		}
-		_ = proc.kill()
+		_ = proc.Kill()
 		if ctx.Err() != nil {
 			break
 		}
@@ -183,14 +184,14 @@ func (p *Proxy) writeConfig(opts ProxyOptions) error {
 func (p *Proxy) DICOMwebURL() string { return p.URL + "/dicom-web" }
 
 // PID is the proxy's process id.
-func (p *Proxy) PID() int { return p.proc.pid() }
+func (p *Proxy) PID() int { return p.proc.PID() }
 
 // LogPath is the file the proxy's standard output and error (its JSON log) go to.
-func (p *Proxy) LogPath() string { return p.proc.logPath }
+func (p *Proxy) LogPath() string { return p.proc.LogPath() }
 
 // Log returns what the proxy has logged so far.
 func (p *Proxy) Log() ([]byte, error) {
-	data, err := os.ReadFile(p.proc.logPath)
+	data, err := os.ReadFile(p.proc.LogPath())
 	if err != nil {
 		return nil, fmt.Errorf("read nirproxy log: %w", err)
 	}
@@ -198,29 +199,24 @@ func (p *Proxy) Log() ([]byte, error) {
 }
 
 // Running reports whether the proxy process is alive.
-func (p *Proxy) Running() bool { return !p.proc.exited() }
+func (p *Proxy) Running() bool { return !p.proc.Exited() }
 
 // Stop ends the proxy (SIGTERM, then SIGKILL) and removes its directory if StartProxy made it.
 // Call Log before Stop if the log is wanted.
 func (p *Proxy) Stop() error {
-	err := p.proc.terminate(stopGrace)
+	err := p.proc.Terminate(stopGrace)
 	p.cleanup()
 	return err
 }
 
 // Kill ends the proxy at once with SIGKILL.
-func (p *Proxy) Kill() error { return p.proc.kill() }
+func (p *Proxy) Kill() error { return p.proc.Kill() }
 
 // Pause freezes the proxy with SIGSTOP; Resume undoes it.
-func (p *Proxy) Pause() error {
-	if err := p.proc.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	return waitStopped(p.proc.pid(), 2*time.Second)
-}
+func (p *Proxy) Pause() error { return p.proc.Pause() }
 
 // Resume continues a paused proxy with SIGCONT.
-func (p *Proxy) Resume() error { return p.proc.signal(syscall.SIGCONT) }
+func (p *Proxy) Resume() error { return p.proc.Resume() }
 
 // cleanup removes the directory if StartProxy created it.
 func (p *Proxy) cleanup() {

@@ -12,8 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/nirproxy/nirproxy/test/childproc"
 )
 
 // jpeg2000Syntaxes are the transfer syntaxes the GDCM plugin is allowed to handle. Left
@@ -65,7 +66,7 @@ type Server struct {
 	password   string
 
 	mu   sync.Mutex
-	proc *process
+	proc *childproc.Process
 }
 
 // Instance is Orthanc's answer to an upload.
@@ -174,7 +175,7 @@ func (s *Server) writeConfig(port int, opts Options) error {
 
 // launch starts the Orthanc process and waits until it answers.
 func (s *Server) launch(ctx context.Context) error {
-	proc, err := startProcess("Orthanc "+s.Name, s.dir, filepath.Join(s.dir, "orthanc.log"), nil,
+	proc, err := childproc.Start("Orthanc "+s.Name, s.dir, filepath.Join(s.dir, "orthanc.log"), nil,
 		s.binary, s.configPath)
 	if err != nil {
 		return err
@@ -182,15 +183,15 @@ func (s *Server) launch(ctx context.Context) error {
 	s.mu.Lock()
 	s.proc = proc
 	s.mu.Unlock()
-	if err := proc.waitHTTP(ctx, s.URL+"/system", s.timeout, s.authorize); err != nil {
-		_ = proc.kill()
+	if err := waitHTTP(ctx, proc, s.URL+"/system", s.timeout, s.authorize); err != nil {
+		_ = proc.Kill()
 		return err
 	}
 	return nil
 }
 
 // current returns the running (or last) process.
-func (s *Server) current() *process {
+func (s *Server) current() *childproc.Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc
@@ -200,48 +201,42 @@ func (s *Server) current() *process {
 func (s *Server) DICOMwebURL() string { return s.URL + "/dicom-web" }
 
 // PID is the process id of Orthanc itself (not of a shell).
-func (s *Server) PID() int { return s.current().pid() }
+func (s *Server) PID() int { return s.current().PID() }
 
 // Dir is the directory holding the configuration, storage and log.
 func (s *Server) Dir() string { return s.dir }
 
 // LogPath is the file Orthanc's output goes to.
-func (s *Server) LogPath() string { return s.current().logPath }
+func (s *Server) LogPath() string { return s.current().LogPath() }
 
 // Exited is closed when the current Orthanc process has ended (crashed, killed or stopped).
-func (s *Server) Exited() <-chan struct{} { return s.current().done }
+func (s *Server) Exited() <-chan struct{} { return s.current().Done() }
 
 // Running reports whether the current Orthanc process is alive.
-func (s *Server) Running() bool { return !s.current().exited() }
+func (s *Server) Running() bool { return !s.current().Exited() }
 
 // Stop ends Orthanc (SIGTERM, then SIGKILL after a few seconds) and removes its directory if
 // Start created it. Calling it again does nothing.
 func (s *Server) Stop() error {
-	err := s.current().terminate(stopGrace)
+	err := s.current().Terminate(stopGrace)
 	s.cleanup()
 	return err
 }
 
 // Kill ends Orthanc at once with SIGKILL, keeping its storage so that Restart can bring the
 // same data back on the same port.
-func (s *Server) Kill() error { return s.current().kill() }
+func (s *Server) Kill() error { return s.current().Kill() }
 
 // Pause freezes Orthanc with SIGSTOP: connections are accepted by the kernel but nothing answers.
-func (s *Server) Pause() error {
-	p := s.current()
-	if err := p.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	return waitStopped(p.pid(), 2*time.Second)
-}
+func (s *Server) Pause() error { return s.current().Pause() }
 
 // Resume undoes Pause with SIGCONT.
-func (s *Server) Resume() error { return s.current().signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.current().Resume() }
 
 // Restart starts Orthanc again with the same configuration, storage and port, after Kill,
 // a crash or a terminate. It first ends a process that is still running.
 func (s *Server) Restart(ctx context.Context) error {
-	if err := s.current().terminate(stopGrace); err != nil {
+	if err := s.current().Terminate(stopGrace); err != nil {
 		return err
 	}
 	return s.launch(ctx)

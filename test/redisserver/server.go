@@ -10,13 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/nirproxy/nirproxy/test/childproc"
 	"github.com/nirproxy/nirproxy/test/orthanc"
 )
 
@@ -81,7 +81,7 @@ type Server struct {
 	client  *redis.Client
 
 	mu      sync.Mutex
-	proc    *process
+	proc    *childproc.Process
 	stopped bool
 }
 
@@ -212,7 +212,7 @@ func (s *Server) args() []string {
 
 // launch starts the redis-server process and waits until it answers.
 func (s *Server) launch(ctx context.Context) error {
-	proc, err := startProcess(s.name(), s.dir, s.LogPath(), s.binary, s.args()...)
+	proc, err := childproc.Start(s.name(), s.dir, s.LogPath(), nil, s.binary, s.args()...)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func (s *Server) launch(ctx context.Context) error {
 	s.proc = proc
 	s.mu.Unlock()
 	if err := s.waitReady(ctx, proc); err != nil {
-		_ = proc.kill()
+		_ = proc.Kill()
 		return err
 	}
 	return nil
@@ -229,29 +229,29 @@ func (s *Server) launch(ctx context.Context) error {
 // waitReady polls the server until it answers INFO as the process proc (its process_id), proc
 // exits, ctx ends or the start timeout passes. Checking the PID, not just PING, keeps a
 // redis-server of someone else's that holds the port from passing for ours.
-func (s *Server) waitReady(ctx context.Context, proc *process) error {
+func (s *Server) waitReady(ctx context.Context, proc *childproc.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	var last error
 	for {
-		last = s.answersAs(ctx, proc.pid())
+		last = s.answersAs(ctx, proc.PID())
 		if last == nil {
 			return nil
 		}
 		select {
-		case <-proc.done:
-			log := tailFile(s.LogPath(), 2000)
+		case <-proc.Done():
+			log := childproc.TailFile(s.LogPath(), 2000)
 			err := fmt.Errorf("wait for %s: exited before it was ready (%v); log %s:\n%s",
-				s.name(), proc.exitErr(), s.LogPath(), log)
+				s.name(), proc.ExitErr(), s.LogPath(), log)
 			if strings.Contains(log, "Address already in use") {
 				return fmt.Errorf("%w: %w", errPortTaken, err)
 			}
 			return err
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s: not ready after %v (last: %v); log %s:\n%s",
-				s.name(), s.timeout, last, s.LogPath(), tailFile(s.LogPath(), 2000))
+				s.name(), s.timeout, last, s.LogPath(), childproc.TailFile(s.LogPath(), 2000))
 		case <-tick.C:
 		}
 	}
@@ -280,7 +280,7 @@ func (s *Server) answersAs(ctx context.Context, pid int) error {
 }
 
 // current returns the running (or last) process.
-func (s *Server) current() *process {
+func (s *Server) current() *childproc.Process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc
@@ -290,7 +290,7 @@ func (s *Server) current() *process {
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
 // PID is the process id of the current redis-server.
-func (s *Server) PID() int { return s.current().pid() }
+func (s *Server) PID() int { return s.current().PID() }
 
 // Dir is the directory holding the log (and a cluster node's nodes.conf).
 func (s *Server) Dir() string { return s.dir }
@@ -306,7 +306,7 @@ func (s *Server) Client() *redis.Client { return s.client }
 // Running reports whether the current redis-server process is alive (a paused one is).
 func (s *Server) Running() bool {
 	p := s.current()
-	return p != nil && !p.exited()
+	return p != nil && !p.Exited()
 }
 
 // Stop ends redis-server (SIGTERM, which saves nothing here, then SIGKILL after a few seconds),
@@ -321,7 +321,7 @@ func (s *Server) Stop() error {
 	s.stopped = true
 	p := s.proc
 	s.mu.Unlock()
-	err := p.terminate(stopGrace)
+	err := p.Terminate(stopGrace)
 	if s.client != nil {
 		_ = s.client.Close()
 	}
@@ -335,7 +335,7 @@ func (s *Server) Stop() error {
 // Kill ends redis-server at once with SIGKILL and waits until it has gone. Restart brings a
 // server back on the same port.
 func (s *Server) Kill() error {
-	if err := s.current().kill(); err != nil {
+	if err := s.current().Kill(); err != nil {
 		return fmt.Errorf("kill %s: %w", s.name(), err)
 	}
 	return nil
@@ -344,18 +344,14 @@ func (s *Server) Kill() error {
 // Pause freezes redis-server with SIGSTOP: the kernel still accepts connections, but nothing
 // answers until Resume.
 func (s *Server) Pause() error {
-	p := s.current()
-	if err := p.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	if err := waitStopped(p.pid(), 2*time.Second); err != nil {
+	if err := s.current().Pause(); err != nil {
 		return fmt.Errorf("pause %s: %w", s.name(), err)
 	}
 	return nil
 }
 
 // Resume undoes Pause with SIGCONT.
-func (s *Server) Resume() error { return s.current().signal(syscall.SIGCONT) }
+func (s *Server) Resume() error { return s.current().Resume() }
 
 // Restart starts redis-server again on the same port with the same options, after Kill, a crash
 // or while it still runs (it is terminated first). The new server holds no data; a cluster node
@@ -368,7 +364,7 @@ func (s *Server) Restart(ctx context.Context) error {
 	if stopped {
 		return fmt.Errorf("restart %s: it was stopped", s.name())
 	}
-	if err := s.current().terminate(stopGrace); err != nil {
+	if err := s.current().Terminate(stopGrace); err != nil {
 		return fmt.Errorf("restart %s: %w", s.name(), err)
 	}
 	if err := s.launch(ctx); err != nil {

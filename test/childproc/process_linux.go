@@ -1,6 +1,6 @@
 //go:build linux
 
-package orthanc
+package childproc
 
 import (
 	"fmt"
@@ -12,14 +12,14 @@ import (
 )
 
 // setChildAttributes asks the kernel to kill the child when the test process dies, so that a
-// crashed or killed `go test` leaves no Orthanc behind holding a port.
+// crashed or killed `go test` leaves no server behind holding a port.
 func setChildAttributes(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// waitStopped waits until the kernel reports pid stopped (state T in /proc/PID/stat): a
+// WaitStopped waits until the kernel reports pid stopped (state T in /proc/PID/stat): a
 // SIGSTOP is delivered asynchronously, and a request sent at once could still be answered.
-func waitStopped(pid int, timeout time.Duration) error {
+func WaitStopped(pid int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

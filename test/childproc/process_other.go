@@ -1,6 +1,6 @@
 //go:build !linux
 
-package orthanc
+package childproc
 
 import (
 	"os/exec"
@@ -10,8 +10,8 @@ import (
 // setChildAttributes does nothing where the parent-death signal does not exist.
 func setChildAttributes(*exec.Cmd) {}
 
-// waitStopped cannot observe the process state here; a short pause lets SIGSTOP land.
-func waitStopped(int, time.Duration) error {
+// WaitStopped cannot observe the process state here; a short pause lets SIGSTOP land.
+func WaitStopped(int, time.Duration) error {
 	time.Sleep(50 * time.Millisecond)
 	return nil
 }
