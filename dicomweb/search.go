@@ -312,15 +312,7 @@ func writeDatasets(c *echo.Context, rep media.Match, list []dcmjson.Dataset) err
 		}
 		return mw.Close()
 	}
-	body := make([]byte, 0, 1024*len(list)+2)
-	body = append(body, '[')
-	for i, ds := range list {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = ds.AppendJSON(body)
-	}
-	body = append(body, ']')
+	body := dcmjson.AppendArray(make([]byte, 0, 1024*len(list)+2), list)
 	ct := rep.Offer.Type
 	if ct == "" {
 		ct = "application/dicom+json"

@@ -336,13 +336,5 @@ func decodeFetched(v []byte) (*http.Response, bool) {
 }
 
 func encodeDatasets(list []dcmjson.Dataset) []byte {
-	b := make([]byte, 0, 512*len(list)+2)
-	b = append(b, '[')
-	for i, ds := range list {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = ds.AppendJSON(b)
-	}
-	return append(b, ']')
+	return dcmjson.AppendArray(make([]byte, 0, 512*len(list)+2), list)
 }

@@ -332,6 +332,18 @@ func (d Dataset) MarshalJSON() ([]byte, error) {
 	return d.AppendJSON(nil), nil
 }
 
+// AppendArray appends list to b as a DICOM JSON array and returns the extended buffer.
+func AppendArray(b []byte, list []Dataset) []byte {
+	b = append(b, '[')
+	for i, ds := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = ds.AppendJSON(b)
+	}
+	return append(b, ']')
+}
+
 // AppendJSON appends the dataset's DICOM JSON to b, tags in ascending order. Raw values are
 // copied as they are (they came from a JSON decoder or from json.Marshal, so they are valid);
 // it never fails, and it is what answers are written with, without encoding/json's re-checking.

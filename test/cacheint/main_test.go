@@ -102,30 +102,12 @@ func startOrthancs(ctx context.Context) error {
 		return err
 	}
 	fx.manifest = m
-	servers, err := orthanc.StartMany(ctx, orthanc.Options{}, m.Sources...)
-	if err != nil {
-		return err
-	}
-	fx.orthancs = make(map[string]*orthanc.Server, len(servers))
-	for _, s := range servers {
-		fx.orthancs[s.Name] = s
-	}
-	for _, s := range servers {
-		if _, err := s.UploadFiles(ctx, m.FilesFor(s.Name)...); err != nil {
-			return err
-		}
-	}
-	return nil
+	fx.orthancs, err = orthanc.StartLoaded(ctx, m, orthanc.Options{})
+	return err
 }
 
 // stopOrthancs stops every Orthanc in parallel (each takes seconds to shut down).
-func stopOrthancs() {
-	var wg sync.WaitGroup
-	for _, s := range fx.orthancs {
-		wg.Go(func() { _ = s.Stop() })
-	}
-	wg.Wait()
-}
+func stopOrthancs() { orthanc.StopAll(fx.orthancs) }
 
 // need fails or skips t unless the Orthancs and the binary are ready, and returns the manifest.
 func need(t *testing.T) *orthanc.Manifest {

@@ -403,3 +403,39 @@ func StartMany(ctx context.Context, template Options, names ...string) ([]*Serve
 	}
 	return servers, nil
 }
+
+// StartLoaded starts one Orthanc per source of the data set m (with the template options, as
+// StartMany) and loads each with its files, in parallel. It returns the servers by source id;
+// on any failure it stops them all.
+func StartLoaded(ctx context.Context, m *Manifest, template Options) (map[string]*Server, error) {
+	servers, err := StartMany(ctx, template, m.Sources...)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*Server, len(servers))
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		byID[s.Name] = s
+		wg.Go(func() {
+			if _, err := s.UploadFiles(ctx, m.FilesFor(s.Name)...); err != nil {
+				errs[i] = fmt.Errorf("load Orthanc %s: %w", s.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		StopAll(byID)
+		return nil, err
+	}
+	return byID, nil
+}
+
+// StopAll stops the servers in parallel (each takes seconds to shut down cleanly).
+func StopAll(servers map[string]*Server) {
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Go(func() { _ = s.Stop() })
+	}
+	wg.Wait()
+}
