@@ -199,7 +199,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "cache", cacheDescription(cfg.Cache), "version", version)
+	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "cache", cfg.Cache.Describe(), "version", version)
 	select {
 	case err := <-errc:
 		return err
@@ -230,15 +230,4 @@ func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// cacheDescription says where the cache is, for the start-up line (addresses only).
-func cacheDescription(c config.Cache) string {
-	switch {
-	case !c.Enabled:
-		return "off"
-	case c.RedisEnabled():
-		return "redis " + strings.Join(c.Redis.Addrs, ",")
-	}
-	return fmt.Sprintf("in-process %d MiB", c.MemoryMaxBytes>>20)
 }

@@ -174,14 +174,24 @@ func TestCheckFile(t *testing.T) {
 			name:   "minimal",
 			yaml:   minimalYAML,
 			wantOK: true,
-			want:   []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080"},
+			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB",
+				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
 		},
 		{
 			name:    "several sources with an override",
 			yaml:    twoSourcesYAML,
 			environ: []string{"NIRPROXY_LISTEN=:9000"},
 			wantOK:  true,
-			want:    []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000"},
+			want: []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000", "cache: in process, 64 MiB",
+				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
+		},
+		{
+			name: "a Redis Cluster on another host, without TLS",
+			yaml: minimalYAML + "signingKey: " + strings.Repeat("k", 32) + "\ncache:\n  keySecret: " + strings.Repeat("s", 40) +
+				"\n  encryptionKeys: [" + string(encryptionKey(4)) + "]\n  redis: {addrs: [10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379]}\n",
+			wantOK: true,
+			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: Redis Cluster at 10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379",
+				"warning: cache.redis.tls: is false and cache.redis.addrs[0] (10.0.0.5:6379) is not a loopback address: values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear; set tls: true if the Redis accepts TLS"},
 		},
 		{
 			name:    "every problem, from reading and validating",
