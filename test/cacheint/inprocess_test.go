@@ -15,7 +15,7 @@ func TestCacheInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(log, []byte(`"cache":"in-process`)) {
+	if !bytes.Contains(log, []byte(`"cache":"in process, `)) {
 		t.Errorf("the start-up line does not say the cache is in process; log:\n%s", log)
 	}
 	checkHit(t, r)
