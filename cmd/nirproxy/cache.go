@@ -100,7 +100,7 @@ func sourceCache(cfg config.Cache, st *cache.Store) upstream.CacheOptions {
 		Store:            st,
 		Search:           fr(cfg.Search),
 		Metadata:         fr(cfg.Metadata),
-		Rendered:         cache.Freshness{Fresh: cfg.Rendered.Fresh.Std(), Stale: cfg.Rendered.Stale.Std()},
+		Rendered:         fr(cfg.Rendered.Freshness()),
 		RenderedMaxBytes: int64(cfg.Rendered.MaxBytes),
 	}
 }
