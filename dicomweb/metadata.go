@@ -199,12 +199,23 @@ func (m *metadataStream) next() (dcmjson.Dataset, error) {
 	return ds, nil
 }
 
+// maxMetadataReadAhead bounds what is read ahead of one later holder's metadata while an
+// earlier holder's is sent: the size of a large study's metadata. Beyond it reading pauses,
+// which is not charged to the trust (its idle timer runs only while the proxy waits on it).
+const maxMetadataReadAhead = 16 << 20
+
 // writeMetadata streams the holders' metadata (in priority order) to the client, each SOP
 // instance once. The first holder's array is opened before the status is sent, so a source
 // that answers garbage at once is a 503, not a broken 200.
 func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open []upstream.Result[*http.Response]) error {
 	streams := make([]*metadataStream, 0, len(open))
-	for _, r := range open {
+	for i, r := range open {
+		if i > 0 {
+			// Holders after the first are sent only after it; meanwhile their answers are
+			// read ahead, so no trust waits on the proxy (and none is timed) while another
+			// holder's metadata goes to the client. The caller's Close of the body ends it.
+			r.Value.Body = upstream.ReadAhead(r.Value.Body, maxMetadataReadAhead)
+		}
 		ms, err := openMetadata(r.Source, r.Value)
 		if err != nil {
 			upstream.MarkFailed(r.Value.Body, err)

@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind", "decision"}),
 		aborts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nirproxy_stream_aborts_total",
-			Help: "Responses cut off mid-stream, by trust and cause: upstream (the trust's stream broke) or client (our client left).",
+			Help: "Responses cut off mid-stream, by trust and cause: upstream (the trust's stream broke), client (our client left) or client_timeout (our client stopped reading for clientWriteTimeout).",
 		}, []string{"source", "cause"}),
 		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nirproxy_stale_answers_total",

@@ -381,11 +381,17 @@ func (s *Server) abort(c *echo.Context, src *upstream.Source, err error) {
 		co.Discard()
 	}
 	var we *media.WriteError
-	if errors.As(err, &we) || c.Request().Context().Err() != nil {
+	switch {
+	case clientCutOff(c):
+		// The client stopped reading for longer than its write deadline: its own failure. The
+		// trust is not charged (its body is closed unread, which its breaker does not count).
+		s.metrics.abort(src.ID, "client_timeout")
+		s.log.Warn("client stopped reading; response cut off", "request_id", requestID(c), "source", src.ID, "client_write_timeout", s.cfg.ClientWriteTimeout.String())
+	case errors.As(err, &we) || c.Request().Context().Err() != nil:
 		// Our client went away; nothing to tell it.
 		s.metrics.abort(src.ID, "client")
 		s.log.Info("client left during a stream", "request_id", requestID(c), "source", src.ID)
-	} else {
+	default:
 		s.metrics.abort(src.ID, "upstream")
 		s.log.Error("upstream stream broke; response aborted", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err), "err", err)
 	}

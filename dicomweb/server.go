@@ -36,7 +36,11 @@ type Config struct {
 	// RequestTimeout bounds a search's fan-out and a retrieve's locating and planning; streams
 	// themselves are bounded by the sources' idle timeouts.
 	RequestTimeout time.Duration
-	Search         SearchLimits
+	// ClientWriteTimeout bounds how long one write to a client may take (it is extended with
+	// every 64 KiB the client takes in): a client that stops reading for longer is cut off,
+	// as its own failure. Default 60 s.
+	ClientWriteTimeout time.Duration
+	Search             SearchLimits
 	// MaxFrames bounds the frames named in one request.
 	MaxFrames int
 	// ThumbnailViewport is the size asked for when a thumbnail is derived from a rendering.
@@ -47,6 +51,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = 30 * time.Second
+	}
+	if c.ClientWriteTimeout <= 0 {
+		c.ClientWriteTimeout = 60 * time.Second
 	}
 	if c.Search.MaxResultsPerSource <= 0 {
 		c.Search.MaxResultsPerSource = 1000
@@ -125,7 +132,7 @@ func (s *Server) Register(e *echo.Echo) {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
 	}
 	e.HTTPErrorHandler = ErrorHandler(s.log)
-	e.Use(s.requestID, s.accessLog, s.cors)
+	e.Use(s.requestID, s.accessLog, s.writeDeadline, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	e.GET("/status", s.status)

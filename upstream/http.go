@@ -43,7 +43,8 @@ type HTTPOptions struct {
 	RetryWaitMin, RetryWaitMax time.Duration
 	// MaxConnsPerHost bounds connections to the source.
 	MaxConnsPerHost int
-	// IdleTimeout bounds a pause while a response body streams (default 30 s).
+	// IdleTimeout bounds how long one read of a streaming response body may wait for the source
+	// (default 30 s). Time spent not reading (writing to a slow client) does not count.
 	IdleTimeout time.Duration
 }
 
@@ -228,9 +229,15 @@ func (c *httpClient) do(parent context.Context, path string, query url.Values, a
 	return resp, nil
 }
 
-// idleBody cuts a response body off when nothing arrives for the idle timeout: the request's
-// context is cancelled with ErrStalled, and reads fail with it. A clinician's viewer must not
-// wait for ever on a PACS that stopped sending, and a stalled study must not look complete.
+// idleBody cuts a response body off when a read waits longer than the idle timeout for the
+// source: the request's context is cancelled with ErrStalled, and reads fail with it. A
+// clinician's viewer must not wait for ever on a PACS that stopped sending, and a stalled study
+// must not look complete.
+//
+// The timer runs only while a Read is waiting on the source. Time the proxy spends elsewhere,
+// writing to a slow client or streaming another holder's answer first, is not the source's
+// pause: a trust is never blamed (and its breaker never charged) for a client that reads
+// slowly. Reads must not be concurrent, as for any response body.
 type idleBody struct {
 	io.ReadCloser
 	source string
@@ -243,14 +250,14 @@ type idleBody struct {
 func newIdleBody(source string, body io.ReadCloser, idle time.Duration, ctx context.Context, cancel context.CancelCauseFunc) *idleBody {
 	b := &idleBody{ReadCloser: body, source: source, idle: idle, ctx: ctx, cancel: cancel}
 	b.timer = time.AfterFunc(idle, func() { cancel(ErrStalled) })
+	b.timer.Stop()
 	return b
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.idle)
 	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.timer.Reset(b.idle)
-	}
+	b.timer.Stop()
 	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), ErrStalled) {
 		return n, &TransportError{Source: b.source, Err: ErrStalled}
 	}

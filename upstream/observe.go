@@ -210,28 +210,46 @@ func (o *observedClient) Fetch(ctx context.Context, path string, query url.Value
 
 // closeHook calls onClose once, at Close, with the first read error other than io.EOF (or the
 // context's error, when the read failed because the request was cancelled).
+//
+// Close may be called while a Read is in flight on another goroutine (a read-ahead being
+// abandoned, see ReadAhead): the read's error, caused by the Close itself, is not the source's
+// failure and is ignored.
 type closeHook struct {
 	io.ReadCloser
 	ctx     context.Context
 	onClose func(readErr error)
 	once    sync.Once
+	mu      sync.Mutex
+	closing bool
 	readErr error
 }
 
 func (c *closeHook) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && c.readErr == nil {
-		c.readErr = err
-		if ctxErr := c.ctx.Err(); ctxErr != nil && !IsTimeout(err) {
-			c.readErr = ctxErr
+	if err != nil && err != io.EOF {
+		c.mu.Lock()
+		if c.readErr == nil && !c.closing {
+			c.readErr = err
+			if ctxErr := c.ctx.Err(); ctxErr != nil && !IsTimeout(err) {
+				c.readErr = ctxErr
+			}
 		}
+		c.mu.Unlock()
 	}
 	return n, err
 }
 
 func (c *closeHook) Close() error {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
 	err := c.ReadCloser.Close()
-	c.once.Do(func() { c.onClose(c.readErr) })
+	c.once.Do(func() {
+		c.mu.Lock()
+		readErr := c.readErr
+		c.mu.Unlock()
+		c.onClose(readErr)
+	})
 	return err
 }
 
@@ -239,9 +257,11 @@ func (c *closeHook) Close() error {
 // ends without its closing delimiter, JSON that stops half way), which reading alone cannot
 // see, and passes it to the wrappers inside.
 func (c *closeHook) markFailed(err error) {
+	c.mu.Lock()
 	if c.readErr == nil {
 		c.readErr = err
 	}
+	c.mu.Unlock()
 	if inner, ok := c.ReadCloser.(interface{ markFailed(error) }); ok {
 		inner.markFailed(err)
 	}

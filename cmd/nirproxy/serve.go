@@ -141,11 +141,12 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 	}
 	locator := upstream.NewLocator(sources, store, cfg.Locator.TTL.Std(), log)
 	srv := dicomweb.New(dicomweb.Config{
-		Forwarding:      dicomweb.Forwarding{PublicURL: cfg.PublicURL, TrustedProxies: trusted},
-		AllowedOrigins:  cfg.CORS.AllowedOrigins,
-		CORSMaxAge:      cfg.CORS.MaxAge.Std(),
-		PatientIDIssuer: cfg.PatientIdentifierIssuer,
-		RequestTimeout:  cfg.RequestTimeout.Std(),
+		Forwarding:         dicomweb.Forwarding{PublicURL: cfg.PublicURL, TrustedProxies: trusted},
+		AllowedOrigins:     cfg.CORS.AllowedOrigins,
+		CORSMaxAge:         cfg.CORS.MaxAge.Std(),
+		PatientIDIssuer:    cfg.PatientIdentifierIssuer,
+		RequestTimeout:     cfg.RequestTimeout.Std(),
+		ClientWriteTimeout: cfg.ClientWriteTimeout.Std(),
 		Search: dicomweb.SearchLimits{
 			MaxResultsPerSource: cfg.Search.MaxResultsPerSource,
 			DefaultLimit:        cfg.Search.DefaultLimit,

@@ -87,6 +87,10 @@ type Config struct {
 	// RequestTimeout is the deadline for a whole client request's fan-out (searches, locating a
 	// study). Default 30s.
 	RequestTimeout Duration `yaml:"requestTimeout"`
+	// ClientWriteTimeout is how long a client may stop reading a response before it is cut
+	// off (the deadline is extended with every 64 KiB it takes in). The cut is the client's
+	// failure: the trust is not charged. Default 60s.
+	ClientWriteTimeout Duration `yaml:"clientWriteTimeout"`
 	// PartialRetrieve says what a study or series retrieve (or its metadata) answers when some
 	// trust that may hold part of it cannot be asked: fail (503, the default: nobody may read an
 	// incomplete study as complete), warn (200 with what can be had and a Warning naming what is
@@ -351,7 +355,8 @@ type Source struct {
 	Priority int `yaml:"priority"`
 	// Timeout is the time allowed until the upstream's response headers. Default 10s.
 	Timeout Duration `yaml:"timeout"`
-	// IdleTimeout is the longest pause allowed while a response body streams. Default 30s.
+	// IdleTimeout is the longest the proxy waits on one read of a streaming response body; time
+	// spent not reading (writing to a slow client) does not count. Default 30s.
 	IdleTimeout Duration `yaml:"idleTimeout"`
 	// Retries is how many times a failed idempotent request is retried (refused connections,
 	// 429, 502, 503, 504; never a time-out, never once a byte went to the client). Default 1.
@@ -403,6 +408,7 @@ func Default() Config {
 		CORS:                    CORS{MaxAge: Duration(10 * time.Minute)},
 		PatientIdentifierIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:          Duration(30 * time.Second),
+		ClientWriteTimeout:      Duration(60 * time.Second),
 		PartialRetrieve:         PartialRetrieveFail,
 		PartialSearch:           PartialRetrieveWarn,
 		Incidents:               Incidents{WebhookTimeout: Duration(5 * time.Second), WebhookRetries: 3},

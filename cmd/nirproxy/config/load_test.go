@@ -45,6 +45,7 @@ func TestParseMinimal(t *testing.T) {
 	}{
 		{"listen", cfg.Listen, "127.0.0.1:8080"},
 		{"requestTimeout", cfg.RequestTimeout.Std(), 30 * time.Second},
+		{"clientWriteTimeout", cfg.ClientWriteTimeout.Std(), 60 * time.Second},
 		{"cors.maxAge", cfg.CORS.MaxAge.Std(), 10 * time.Minute},
 		{"patientIdentifierIssuer", cfg.PatientIdentifierIssuer, "2.16.840.1.113883.2.1.4.1"},
 		{"search.maxResultsPerSource", cfg.Search.MaxResultsPerSource, 1000},
@@ -358,7 +359,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown key in a source", "sources:\n  - id: RXA\n  - id: RXB\n    auth:\n      tokn: x\n",
 			[]Problem{{"sources[1].auth.tokn", "did you mean token? The keys here are"}}},
 		{"unknown key far from any", "frobnicate: 1\n",
-			[]Problem{{"frobnicate", "the keys here are cache, cors, incidents, listen,"}}},
+			[]Problem{{"frobnicate", "the keys here are cache, clientWriteTimeout, cors, incidents, listen,"}}},
 		{"every unknown key at once", "a: 1\nb: 2\n",
 			[]Problem{{"a", "unknown key"}, {"b", "unknown key"}}},
 		{"key given twice", "listen: :1\nlisten: :2\n",

@@ -56,6 +56,7 @@ func (c Config) Validate() []Problem {
 	}
 	checkIssuer(&ps, "patientIdentifierIssuer", c.PatientIdentifierIssuer, true)
 	checkPositive(&ps, "requestTimeout", c.RequestTimeout, "30s")
+	checkPositive(&ps, "clientWriteTimeout", c.ClientWriteTimeout, "60s")
 	switch c.PartialRetrieve {
 	case PartialRetrieveFail, PartialRetrieveWarn, PartialRetrieve206:
 	default:
