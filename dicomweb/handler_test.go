@@ -2,6 +2,7 @@ package dicomweb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/dicomweb/media"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
@@ -40,13 +42,15 @@ type fakeInstance struct {
 
 // fakeOrigin is a minimal DICOMweb origin over a list of instances. It answers study-level
 // searches by PatientID or StudyInstanceUID, instance searches within a study, retrieves as
-// multipart with one part per instance (the part body names the SOP instance), and metadata.
+// multipart with one part per instance (the part is fakePart10 of the SOP instance), and
+// metadata.
 type fakeOrigin struct {
 	id        string
 	instances []fakeInstance
 	calls     atomic.Int64
-	truncate  atomic.Bool // cut retrieve bodies before the closing delimiter
-	down      atomic.Bool // answer 502 to everything
+	retrieves atomic.Int64 // multipart retrieves answered
+	truncate  atomic.Bool  // cut retrieve bodies before the closing delimiter
+	down      atomic.Bool  // answer 502 to everything
 	srv       *httptest.Server
 }
 
@@ -143,11 +147,12 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
+		f.retrieves.Add(1)
 		mw := multipart.NewWriter(w)
 		w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
 		for _, in := range sel {
 			pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
-			io.WriteString(pw, "DICM-"+in.sop)
+			pw.Write(fakePart10(in.sop))
 		}
 		if f.truncate.Load() {
 			return
@@ -156,6 +161,29 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// fakePart10 is a minimal PS3.10 file for a SOP instance: the preamble, "DICM", a file meta
+// group in explicit VR little endian naming the instance, and a data set of SOPInstanceUID.
+func fakePart10(sop string) []byte {
+	elem := func(group, element uint16, vr string, value []byte) []byte {
+		if len(value)%2 == 1 {
+			value = append(value, 0)
+		}
+		b := binary.LittleEndian.AppendUint16(nil, group)
+		b = binary.LittleEndian.AppendUint16(b, element)
+		b = append(b, vr...)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(value)))
+		return append(b, value...)
+	}
+	var meta []byte
+	meta = append(meta, elem(0x0002, 0x0002, "UI", []byte("1.2.840.10008.5.1.4.1.1.7"))...)
+	meta = append(meta, elem(0x0002, 0x0003, "UI", []byte(sop))...)
+	meta = append(meta, elem(0x0002, 0x0010, "UI", []byte("1.2.840.10008.1.2.1"))...)
+	f := append(make([]byte, 128), "DICM"...)
+	f = append(f, elem(0x0002, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(len(meta))))...)
+	f = append(f, meta...)
+	return append(f, elem(0x0008, 0x0018, "UI", []byte(sop))...)
 }
 
 func (f *fakeOrigin) instanceDS(r *http.Request, in fakeInstance) dcmjson.Dataset {
@@ -189,8 +217,6 @@ type testProxy struct {
 	origins []*fakeOrigin
 }
 
-// newTestProxy serves the DICOMweb front over the given origins (nil entries are dead sources),
-// priorities in the order given.
 func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
 	t.Helper()
 	return newTestProxyWith(t, proxyOptions{}, origins...)
@@ -433,6 +459,26 @@ func TestSearchWithFailedTrusts(t *testing.T) {
 	}
 }
 
+// sopsOf reads a multipart answer of fakePart10 files and returns the SOP instance of each
+// part, sorted, duplicates kept; a part that is not exactly fakePart10 of its instance fails
+// the test.
+func sopsOf(t *testing.T, resp *http.Response, body []byte) []string {
+	t.Helper()
+	var out []string
+	for _, part := range partsOf(t, resp, body) {
+		meta, _, err := media.ParseFileMeta([]byte(part))
+		if err != nil {
+			t.Fatalf("a part of the answer is not a PS3.10 file: %v", err)
+		}
+		if part != string(fakePart10(meta.SOPInstanceUID)) {
+			t.Fatalf("the part for %s is not the bytes its trust holds", meta.SOPInstanceUID)
+		}
+		out = append(out, meta.SOPInstanceUID)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // partsOf reads a multipart answer and returns the part bodies.
 func partsOf(t *testing.T, resp *http.Response, body []byte) []string {
 	t.Helper()
@@ -457,27 +503,57 @@ func partsOf(t *testing.T, resp *http.Response, body []byte) []string {
 	return out
 }
 
+// withDifferingCopies adds study 2.1 of alice to a and b, copies that differ with neither
+// holding the other: series 2.1.1 at both with different instances, 2.1.2 only at b, 2.1.3
+// only at a. The union is 2.1.1.1-3, 2.1.2.1 and 2.1.3.1.
+func withDifferingCopies(a, b *fakeOrigin) {
+	a.instances = append(a.instances,
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.1", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.2", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.3", "2.1.3.1", "20240301"},
+	)
+	b.instances = append(b.instances,
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.2", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.3", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.2", "2.1.2.1", "20240301"},
+	)
+}
+
+// TestRetrieveUnionOfDifferingCopies: a study or series held at two trusts is answered with
+// every instance held anywhere, each once, whether one copy holds them all (passed through
+// from it) or neither does (a composite of both trusts' answers, which must ask both).
 func TestRetrieveUnionOfDifferingCopies(t *testing.T) {
 	a, b := twoTrusts(t)
+	withDifferingCopies(a, b)
 	p := newTestProxy(t, a, b)
 	tests := []struct {
-		name string
-		path string
-		want []string
+		name      string
+		path      string
+		want      []string
+		composite bool // neither copy holds every instance: both trusts must be asked
 	}{
-		{name: "study held at two trusts, copies differ", path: "/dicom-web/studies/1.1", want: []string{"DICM-1.1.1.1", "DICM-1.1.1.2", "DICM-1.1.2.1"}},
-		{name: "series only at the second trust", path: "/dicom-web/studies/1.1/series/1.1.2", want: []string{"DICM-1.1.2.1"}},
-		{name: "study at one trust", path: "/dicom-web/studies/1.2", want: []string{"DICM-1.2.1.1"}},
-		{name: "instance", path: "/dicom-web/studies/1.1/series/1.1.2/instances/1.1.2.1", want: []string{"DICM-1.1.2.1"}},
+		{name: "study held at two trusts, neither copy holds all", path: "/dicom-web/studies/2.1",
+			want: []string{"2.1.1.1", "2.1.1.2", "2.1.1.3", "2.1.2.1", "2.1.3.1"}, composite: true},
+		{name: "series held at two trusts with different instances", path: "/dicom-web/studies/2.1/series/2.1.1",
+			want: []string{"2.1.1.1", "2.1.1.2", "2.1.1.3"}, composite: true},
+		{name: "study whose second copy holds all", path: "/dicom-web/studies/1.1", want: []string{"1.1.1.1", "1.1.1.2", "1.1.2.1"}},
+		{name: "series only at the second trust", path: "/dicom-web/studies/1.1/series/1.1.2", want: []string{"1.1.2.1"}},
+		{name: "study at one trust", path: "/dicom-web/studies/1.2", want: []string{"1.2.1.1"}},
+		{name: "instance", path: "/dicom-web/studies/1.1/series/1.1.2/instances/1.1.2.1", want: []string{"1.1.2.1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			beforeA, beforeB := a.retrieves.Load(), b.retrieves.Load()
 			resp, body := p.get(t, tc.path, "Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}
-			if got := partsOf(t, resp, body); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			if got := sopsOf(t, resp, body); strings.Join(got, " ") != strings.Join(tc.want, " ") {
 				t.Fatalf("parts %v, want %v (every instance held anywhere, each once)", got, tc.want)
+			}
+			askedBoth := a.retrieves.Load() > beforeA && b.retrieves.Load() > beforeB
+			if tc.composite && !askedBoth {
+				t.Fatal("the answer did not come from both trusts: the composite path was not taken")
 			}
 		})
 	}
