@@ -51,7 +51,13 @@ type fakeOrigin struct {
 	retrieves atomic.Int64 // multipart retrieves answered
 	truncate  atomic.Bool  // cut retrieve bodies before the closing delimiter
 	down      atomic.Bool  // answer 502 to everything
-	srv       *httptest.Server
+	duplicate atomic.Bool  // send every retrieved part twice
+	notPart10 atomic.Bool  // send part bodies that are not PS3.10 files
+	// omit is a SOP instance UID left out of retrieve answers while searches still list it.
+	omit atomic.Value
+	// extra is a SOP instance UID added to every retrieve answer, which no search lists.
+	extra atomic.Value
+	srv   *httptest.Server
 }
 
 func newFakeOrigin(t *testing.T, id string, inst ...fakeInstance) *fakeOrigin {
@@ -151,8 +157,25 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		mw := multipart.NewWriter(w)
 		w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
 		for _, in := range sel {
+			if omit, _ := f.omit.Load().(string); omit == in.sop {
+				continue
+			}
+			copies := 1
+			if f.duplicate.Load() {
+				copies = 2
+			}
+			for range copies {
+				pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
+				if f.notPart10.Load() {
+					io.WriteString(pw, "DICM-"+in.sop)
+					continue
+				}
+				pw.Write(fakePart10(in.sop))
+			}
+		}
+		if extra, _ := f.extra.Load().(string); extra != "" {
 			pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
-			pw.Write(fakePart10(in.sop))
+			pw.Write(fakePart10(extra))
 		}
 		if f.truncate.Load() {
 			return
@@ -215,8 +238,23 @@ func deadSource(t *testing.T) string {
 type testProxy struct {
 	srv     *httptest.Server
 	origins []*fakeOrigin
+	sources []*upstream.Source
 }
 
+// sourceFailures returns the failed calls the source with the given id has counted.
+func (p *testProxy) sourceFailures(t *testing.T, id string) int64 {
+	t.Helper()
+	for _, s := range p.sources {
+		if s.ID == id {
+			return int64(s.Status().Failures)
+		}
+	}
+	t.Fatalf("no source %s", id)
+	return 0
+}
+
+// newTestProxy serves the DICOMweb front over the given origins (nil entries are dead sources),
+// priorities in the order given.
 func newTestProxy(t *testing.T, origins ...*fakeOrigin) *testProxy {
 	t.Helper()
 	return newTestProxyWith(t, proxyOptions{}, origins...)
@@ -258,7 +296,7 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	})
 	e := echo.New()
 	srv.Register(e)
-	p := &testProxy{srv: httptest.NewServer(e), origins: origins}
+	p := &testProxy{srv: httptest.NewServer(e), origins: origins, sources: sources}
 	t.Cleanup(p.srv.Close)
 	return p
 }
@@ -554,6 +592,58 @@ func TestRetrieveUnionOfDifferingCopies(t *testing.T) {
 			askedBoth := a.retrieves.Load() > beforeA && b.retrieves.Load() > beforeB
 			if tc.composite && !askedBoth {
 				t.Fatal("the answer did not come from both trusts: the composite path was not taken")
+			}
+		})
+	}
+}
+
+// TestCompositeRetrieveSendsEachInstanceOnce: a composite answer is made of the instances
+// named in the parts' file meta information, not of part counts. A trust that sends every
+// part twice still gives each instance once, and an instance no trust listed is not sent
+// (a count would let it stand in for a missing one); a trust whose answer lacks an instance it
+// listed, or whose parts are not PS3.10 files, has the response aborted (never closed as if
+// complete) and is charged with the failure.
+func TestCompositeRetrieveSendsEachInstanceOnce(t *testing.T) {
+	union := []string{"2.1.1.1", "2.1.1.2", "2.1.1.3", "2.1.2.1", "2.1.3.1"}
+	tests := []struct {
+		name    string
+		fault   func(a, b *fakeOrigin)
+		aborted bool
+		blamed  string // the trust whose failures must count the broken answer
+	}{
+		{name: "lead trust sends every part twice", fault: func(a, b *fakeOrigin) { a.duplicate.Store(true) }},
+		{name: "second trust sends every part twice", fault: func(a, b *fakeOrigin) { b.duplicate.Store(true) }},
+		{name: "second trust sends an instance nobody listed", fault: func(a, b *fakeOrigin) { b.extra.Store("9.9.9.9") }},
+		{name: "lead trust's answer lacks an instance it listed", fault: func(a, b *fakeOrigin) { a.omit.Store("2.1.1.2") }, aborted: true, blamed: "TA"},
+		{name: "second trust's answer lacks an instance it listed", fault: func(a, b *fakeOrigin) { b.omit.Store("2.1.1.3") }, aborted: true, blamed: "TB"},
+		{name: "second trust's parts are not PS3.10 files", fault: func(a, b *fakeOrigin) { b.notPart10.Store(true) }, aborted: true, blamed: "TB"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := twoTrusts(t)
+			withDifferingCopies(a, b)
+			tc.fault(a, b)
+			p := newTestProxy(t, a, b)
+			resp, err := http.Get(p.srv.URL + "/dicom-web/studies/2.1")
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if tc.aborted {
+				if err == nil {
+					t.Fatalf("status %d and a complete body of %d parts; want the stream aborted", resp.StatusCode, len(partsOf(t, resp, body)))
+				}
+				if got := p.sourceFailures(t, tc.blamed); got == 0 {
+					t.Fatalf("%s's failures were not counted", tc.blamed)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("retrieve: %v", err)
+			}
+			if got := sopsOf(t, resp, body); strings.Join(got, " ") != strings.Join(union, " ") {
+				t.Fatalf("parts %v, want %v: each instance once", got, union)
 			}
 		})
 	}
