@@ -329,7 +329,11 @@ func (t *Trust) retrieve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mp := newMultipartStream(w, r, "application/dicom")
+	omit := omittedInstance(r.Context())
 	for _, h := range tg.instances() {
+		if h.SOPInstanceUID == omit {
+			continue
+		}
 		hdr := textproto.MIMEHeader{"Content-Type": {"application/dicom; transfer-syntax=" + ExplicitVRLittleEndian}}
 		if err := mp.part(hdr, h.Bytes()); err != nil {
 			return // the client has gone; nothing more to say
