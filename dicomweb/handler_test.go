@@ -2,6 +2,7 @@ package dicomweb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/dicomweb/media"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
@@ -40,14 +42,22 @@ type fakeInstance struct {
 
 // fakeOrigin is a minimal DICOMweb origin over a list of instances. It answers study-level
 // searches by PatientID or StudyInstanceUID, instance searches within a study, retrieves as
-// multipart with one part per instance (the part body names the SOP instance), and metadata.
+// multipart with one part per instance (the part is fakePart10 of the SOP instance), and
+// metadata.
 type fakeOrigin struct {
 	id        string
 	instances []fakeInstance
 	calls     atomic.Int64
-	truncate  atomic.Bool // cut retrieve bodies before the closing delimiter
-	down      atomic.Bool // answer 502 to everything
-	srv       *httptest.Server
+	retrieves atomic.Int64 // multipart retrieves answered
+	truncate  atomic.Bool  // cut retrieve bodies before the closing delimiter
+	down      atomic.Bool  // answer 502 to everything
+	duplicate atomic.Bool  // send every retrieved part twice
+	notPart10 atomic.Bool  // send part bodies that are not PS3.10 files
+	// omit is a SOP instance UID left out of retrieve answers while searches still list it.
+	omit atomic.Value
+	// extra is a SOP instance UID added to every retrieve answer, which no search lists.
+	extra atomic.Value
+	srv   *httptest.Server
 }
 
 func newFakeOrigin(t *testing.T, id string, inst ...fakeInstance) *fakeOrigin {
@@ -143,11 +153,29 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			http.NotFound(w, r)
 			return
 		}
+		f.retrieves.Add(1)
 		mw := multipart.NewWriter(w)
 		w.Header().Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
 		for _, in := range sel {
+			if omit, _ := f.omit.Load().(string); omit == in.sop {
+				continue
+			}
+			copies := 1
+			if f.duplicate.Load() {
+				copies = 2
+			}
+			for range copies {
+				pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
+				if f.notPart10.Load() {
+					io.WriteString(pw, "DICM-"+in.sop)
+					continue
+				}
+				pw.Write(fakePart10(in.sop))
+			}
+		}
+		if extra, _ := f.extra.Load().(string); extra != "" {
 			pw, _ := mw.CreatePart(map[string][]string{"Content-Type": {"application/dicom"}})
-			io.WriteString(pw, "DICM-"+in.sop)
+			pw.Write(fakePart10(extra))
 		}
 		if f.truncate.Load() {
 			return
@@ -156,6 +184,29 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// fakePart10 is a minimal PS3.10 file for a SOP instance: the preamble, "DICM", a file meta
+// group in explicit VR little endian naming the instance, and a data set of SOPInstanceUID.
+func fakePart10(sop string) []byte {
+	elem := func(group, element uint16, vr string, value []byte) []byte {
+		if len(value)%2 == 1 {
+			value = append(value, 0)
+		}
+		b := binary.LittleEndian.AppendUint16(nil, group)
+		b = binary.LittleEndian.AppendUint16(b, element)
+		b = append(b, vr...)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(value)))
+		return append(b, value...)
+	}
+	var meta []byte
+	meta = append(meta, elem(0x0002, 0x0002, "UI", []byte("1.2.840.10008.5.1.4.1.1.7"))...)
+	meta = append(meta, elem(0x0002, 0x0003, "UI", []byte(sop))...)
+	meta = append(meta, elem(0x0002, 0x0010, "UI", []byte("1.2.840.10008.1.2.1"))...)
+	f := append(make([]byte, 128), "DICM"...)
+	f = append(f, elem(0x0002, 0x0000, "UL", binary.LittleEndian.AppendUint32(nil, uint32(len(meta))))...)
+	f = append(f, meta...)
+	return append(f, elem(0x0008, 0x0018, "UI", []byte(sop))...)
 }
 
 func (f *fakeOrigin) instanceDS(r *http.Request, in fakeInstance) dcmjson.Dataset {
@@ -187,6 +238,19 @@ func deadSource(t *testing.T) string {
 type testProxy struct {
 	srv     *httptest.Server
 	origins []*fakeOrigin
+	sources []*upstream.Source
+}
+
+// sourceFailures returns the failed calls the source with the given id has counted.
+func (p *testProxy) sourceFailures(t *testing.T, id string) int64 {
+	t.Helper()
+	for _, s := range p.sources {
+		if s.ID == id {
+			return int64(s.Status().Failures)
+		}
+	}
+	t.Fatalf("no source %s", id)
+	return 0
 }
 
 // newTestProxy serves the DICOMweb front over the given origins (nil entries are dead sources),
@@ -232,7 +296,7 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	})
 	e := echo.New()
 	srv.Register(e)
-	p := &testProxy{srv: httptest.NewServer(e), origins: origins}
+	p := &testProxy{srv: httptest.NewServer(e), origins: origins, sources: sources}
 	t.Cleanup(p.srv.Close)
 	return p
 }
@@ -433,6 +497,26 @@ func TestSearchWithFailedTrusts(t *testing.T) {
 	}
 }
 
+// sopsOf reads a multipart answer of fakePart10 files and returns the SOP instance of each
+// part, sorted, duplicates kept; a part that is not exactly fakePart10 of its instance fails
+// the test.
+func sopsOf(t *testing.T, resp *http.Response, body []byte) []string {
+	t.Helper()
+	var out []string
+	for _, part := range partsOf(t, resp, body) {
+		meta, _, err := media.ParseFileMeta([]byte(part))
+		if err != nil {
+			t.Fatalf("a part of the answer is not a PS3.10 file: %v", err)
+		}
+		if part != string(fakePart10(meta.SOPInstanceUID)) {
+			t.Fatalf("the part for %s is not the bytes its trust holds", meta.SOPInstanceUID)
+		}
+		out = append(out, meta.SOPInstanceUID)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // partsOf reads a multipart answer and returns the part bodies.
 func partsOf(t *testing.T, resp *http.Response, body []byte) []string {
 	t.Helper()
@@ -457,27 +541,109 @@ func partsOf(t *testing.T, resp *http.Response, body []byte) []string {
 	return out
 }
 
+// withDifferingCopies adds study 2.1 of alice to a and b, copies that differ with neither
+// holding the other: series 2.1.1 at both with different instances, 2.1.2 only at b, 2.1.3
+// only at a. The union is 2.1.1.1-3, 2.1.2.1 and 2.1.3.1.
+func withDifferingCopies(a, b *fakeOrigin) {
+	a.instances = append(a.instances,
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.1", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.2", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.3", "2.1.3.1", "20240301"},
+	)
+	b.instances = append(b.instances,
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.2", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.1", "2.1.1.3", "20240301"},
+		fakeInstance{alice, "2.1", "2.1.2", "2.1.2.1", "20240301"},
+	)
+}
+
+// TestRetrieveUnionOfDifferingCopies: a study or series held at two trusts is answered with
+// every instance held anywhere, each once, whether one copy holds them all (passed through
+// from it) or neither does (a composite of both trusts' answers, which must ask both).
 func TestRetrieveUnionOfDifferingCopies(t *testing.T) {
 	a, b := twoTrusts(t)
+	withDifferingCopies(a, b)
 	p := newTestProxy(t, a, b)
 	tests := []struct {
-		name string
-		path string
-		want []string
+		name      string
+		path      string
+		want      []string
+		composite bool // neither copy holds every instance: both trusts must be asked
 	}{
-		{name: "study held at two trusts, copies differ", path: "/dicom-web/studies/1.1", want: []string{"DICM-1.1.1.1", "DICM-1.1.1.2", "DICM-1.1.2.1"}},
-		{name: "series only at the second trust", path: "/dicom-web/studies/1.1/series/1.1.2", want: []string{"DICM-1.1.2.1"}},
-		{name: "study at one trust", path: "/dicom-web/studies/1.2", want: []string{"DICM-1.2.1.1"}},
-		{name: "instance", path: "/dicom-web/studies/1.1/series/1.1.2/instances/1.1.2.1", want: []string{"DICM-1.1.2.1"}},
+		{name: "study held at two trusts, neither copy holds all", path: "/dicom-web/studies/2.1",
+			want: []string{"2.1.1.1", "2.1.1.2", "2.1.1.3", "2.1.2.1", "2.1.3.1"}, composite: true},
+		{name: "series held at two trusts with different instances", path: "/dicom-web/studies/2.1/series/2.1.1",
+			want: []string{"2.1.1.1", "2.1.1.2", "2.1.1.3"}, composite: true},
+		{name: "study whose second copy holds all", path: "/dicom-web/studies/1.1", want: []string{"1.1.1.1", "1.1.1.2", "1.1.2.1"}},
+		{name: "series only at the second trust", path: "/dicom-web/studies/1.1/series/1.1.2", want: []string{"1.1.2.1"}},
+		{name: "study at one trust", path: "/dicom-web/studies/1.2", want: []string{"1.2.1.1"}},
+		{name: "instance", path: "/dicom-web/studies/1.1/series/1.1.2/instances/1.1.2.1", want: []string{"1.1.2.1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			beforeA, beforeB := a.retrieves.Load(), b.retrieves.Load()
 			resp, body := p.get(t, tc.path, "Accept", `multipart/related; type="application/dicom"; transfer-syntax=*`)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}
-			if got := partsOf(t, resp, body); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			if got := sopsOf(t, resp, body); strings.Join(got, " ") != strings.Join(tc.want, " ") {
 				t.Fatalf("parts %v, want %v (every instance held anywhere, each once)", got, tc.want)
+			}
+			askedBoth := a.retrieves.Load() > beforeA && b.retrieves.Load() > beforeB
+			if tc.composite && !askedBoth {
+				t.Fatal("the answer did not come from both trusts: the composite path was not taken")
+			}
+		})
+	}
+}
+
+// TestCompositeRetrieveSendsEachInstanceOnce: a composite answer is made of the instances
+// named in the parts' file meta information, not of part counts. A trust that sends every
+// part twice still gives each instance once, and an instance no trust listed is not sent
+// (a count would let it stand in for a missing one); a trust whose answer lacks an instance it
+// listed, or whose parts are not PS3.10 files, has the response aborted (never closed as if
+// complete) and is charged with the failure.
+func TestCompositeRetrieveSendsEachInstanceOnce(t *testing.T) {
+	union := []string{"2.1.1.1", "2.1.1.2", "2.1.1.3", "2.1.2.1", "2.1.3.1"}
+	tests := []struct {
+		name    string
+		fault   func(a, b *fakeOrigin)
+		aborted bool
+		blamed  string // the trust whose failures must count the broken answer
+	}{
+		{name: "lead trust sends every part twice", fault: func(a, b *fakeOrigin) { a.duplicate.Store(true) }},
+		{name: "second trust sends every part twice", fault: func(a, b *fakeOrigin) { b.duplicate.Store(true) }},
+		{name: "second trust sends an instance nobody listed", fault: func(a, b *fakeOrigin) { b.extra.Store("9.9.9.9") }},
+		{name: "lead trust's answer lacks an instance it listed", fault: func(a, b *fakeOrigin) { a.omit.Store("2.1.1.2") }, aborted: true, blamed: "TA"},
+		{name: "second trust's answer lacks an instance it listed", fault: func(a, b *fakeOrigin) { b.omit.Store("2.1.1.3") }, aborted: true, blamed: "TB"},
+		{name: "second trust's parts are not PS3.10 files", fault: func(a, b *fakeOrigin) { b.notPart10.Store(true) }, aborted: true, blamed: "TB"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := twoTrusts(t)
+			withDifferingCopies(a, b)
+			tc.fault(a, b)
+			p := newTestProxy(t, a, b)
+			resp, err := http.Get(p.srv.URL + "/dicom-web/studies/2.1")
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if tc.aborted {
+				if err == nil {
+					t.Fatalf("status %d and a complete body of %d parts; want the stream aborted", resp.StatusCode, len(partsOf(t, resp, body)))
+				}
+				if got := p.sourceFailures(t, tc.blamed); got == 0 {
+					t.Fatalf("%s's failures were not counted", tc.blamed)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("retrieve: %v", err)
+			}
+			if got := sopsOf(t, resp, body); strings.Join(got, " ") != strings.Join(union, " ") {
+				t.Fatalf("parts %v, want %v: each instance once", got, union)
 			}
 		})
 	}

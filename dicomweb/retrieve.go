@@ -460,9 +460,12 @@ func (inv *inventory) completeHolders() []*upstream.Source {
 
 // step is one upstream fetch of a composite answer.
 type step struct {
-	src    *upstream.Source
-	path   string
-	expect int // parts the step must yield
+	src  *upstream.Source
+	path string
+	// sops are the instances of the union this step must deliver: each is sent by this step
+	// or was sent by an earlier one when the step ends, or the answer is aborted and src is
+	// blamed. No instance is given to two steps.
+	sops []string
 }
 
 // plan covers the union of instances with as few fetches as it can: the preferred holder's
@@ -475,10 +478,13 @@ func (inv *inventory) plan(t target, holders []*upstream.Source) ([]step, bool) 
 		return nil, false
 	}
 	first := holders[0]
-	steps = append(steps, step{src: first, path: t.path(), expect: len(inv.has[first.ID])})
+	lead := step{src: first, path: t.path()}
 	for sop := range inv.has[first.ID] {
 		covered[sop] = true
+		lead.sops = append(lead.sops, sop)
 	}
+	sort.Strings(lead.sops)
+	steps = append(steps, lead)
 	for _, h := range holders[1:] {
 		has := inv.has[h.ID]
 		// Series missing entirely so far, and complete at h.
@@ -510,17 +516,17 @@ func (inv *inventory) plan(t target, holders []*upstream.Source) ([]step, bool) 
 			if atH == 0 {
 				continue
 			}
+			sort.Strings(missing)
 			if len(missing) == total && atH == total {
-				steps = append(steps, step{src: h, path: "studies/" + t.study + "/series/" + se, expect: total})
+				steps = append(steps, step{src: h, path: "studies/" + t.study + "/series/" + se, sops: missing})
 				for _, sop := range missing {
 					covered[sop] = true
 				}
 				continue
 			}
-			sort.Strings(missing)
 			for _, sop := range missing {
 				if has[sop] != "" {
-					steps = append(steps, step{src: h, path: "studies/" + t.study + "/series/" + se + "/instances/" + sop, expect: 1})
+					steps = append(steps, step{src: h, path: "studies/" + t.study + "/series/" + se + "/instances/" + sop, sops: []string{sop}})
 					covered[sop] = true
 				}
 			}
@@ -533,6 +539,12 @@ func (inv *inventory) plan(t target, holders []*upstream.Source) ([]step, bool) 
 // has them all: the parts of several upstream answers are re-framed into one multipart body.
 // The first fetch may fail over to a plan led by another holder; once a byte is sent, any
 // failure aborts the response.
+//
+// Each part is known by the SOP Instance UID in its file meta information, not by its place
+// in the stream (see delivery): a part whose instance was already sent, or that is not in the
+// union, is skipped, whatever the trusts send. A step that ends without every instance it was
+// planned to deliver, or a part that is not a PS3.10 file, is its holder's invalid answer:
+// the response is aborted, never closed as if complete.
 func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, accept string) error {
 	ctx := c.Request().Context()
 	holders := inv.holders
@@ -556,6 +568,7 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			return err
 		}
 		rw := s.rewriter(c)
+		d := newDelivery(inv.union)
 		out := s.coalesce(c)
 		mw := media.NewWriter(out)
 		h := c.Response().Header()
@@ -570,9 +583,10 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 					s.abort(c, st.src, err)
 				}
 			}
-			n, err := reframe(mw, resp, st.src, rw)
-			if err == nil && n < st.expect {
-				err = fmt.Errorf("%s sent %d of the %d instances it listed: %w", st.src.ID, n, st.expect, media.ErrTruncated)
+			skippedBefore := d.skipped
+			_, err := reframeParts(mw, resp, st.src, rw, d)
+			if err == nil {
+				err = d.checkStep(st)
 			}
 			if err != nil {
 				err = markBroken(resp, st.src, err)
@@ -581,6 +595,13 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 				s.abort(c, st.src, err)
 			}
 			resp.Body.Close()
+			if n := d.skipped - skippedBefore; n > 0 {
+				s.log.Warn("composite retrieve skipped parts already sent or not listed", "request_id", requestID(c), "source", st.src.ID, "parts", n)
+			}
+		}
+		if src, err := d.checkAll(steps); err != nil {
+			mw.Abort()
+			s.abort(c, src, err)
 		}
 		if err := mw.Close(); err != nil {
 			s.abort(c, steps[len(steps)-1].src, err)
@@ -614,18 +635,41 @@ var partHeaders = []string{"Content-Type", "Content-Length", "Content-Transfer-E
 // same resource at the proxy, any other is dropped. A body that is not multipart, or that ends
 // early, is an error.
 func reframe(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *rewriter) (int, error) {
+	return reframeParts(mw, resp, src, rw, nil)
+}
+
+// reframeParts is reframe, choosing parts by their SOP instance when d is not nil: each
+// part's head is read up to the end of its file meta information (at most
+// media.MaxFileMetaBytes, never the whole part), and the part is copied only if d wants its
+// instance; the head is then sent before the rest of the part, unchanged. A part that is not
+// a PS3.10 file is an error wrapping media.ErrNotPart10. It returns how many parts it copied.
+func reframeParts(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *rewriter, d *delivery) (int, error) {
 	r, err := media.NewReaderFromContentType(resp.Body, resp.Header.Get("Content-Type"))
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for {
+	for i := 0; ; i++ {
 		p, err := r.NextPart()
 		if err == io.EOF {
 			return n, nil
 		}
 		if err != nil {
 			return n, err
+		}
+		var head []byte
+		var sop string
+		if d != nil {
+			meta, h, err := media.ReadFileMeta(p, d.headBuffer())
+			if err != nil {
+				return n, fmt.Errorf("read part %d: %w", i+1, err)
+			}
+			if sop = meta.SOPInstanceUID; !d.wants(sop) {
+				// The rest of the part is read and dropped by NextPart.
+				d.skipped++
+				continue
+			}
+			head = h
 		}
 		h := textproto.MIMEHeader{}
 		for _, k := range partHeaders {
@@ -642,9 +686,90 @@ func reframe(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *re
 		if err != nil {
 			return n, err
 		}
+		if len(head) > 0 {
+			if _, err := pw.Write(head); err != nil {
+				return n, err
+			}
+		}
 		if _, err := media.Copy(pw, p); err != nil {
 			return n, err
 		}
+		if d != nil {
+			d.sent[sop] = true
+		}
 		n++
 	}
+}
+
+// ErrInstancesMissing reports an upstream answer that ended without instances its trust
+// listed for it: a composite answer that went on would lack them.
+var ErrInstancesMissing = errors.New("upstream answer lacks instances its trust listed")
+
+// delivery is what a composite answer must send and what it has sent, by SOP Instance UID.
+// It keeps the UIDs only, never part bytes, and one reusable buffer for a part's head.
+type delivery struct {
+	union   map[string]string // SOP instance UID -> series UID: exactly what the answer must hold
+	sent    map[string]bool
+	skipped int // parts read and not sent: duplicates, or instances not in the union
+	head    []byte
+}
+
+func newDelivery(union map[string]string) *delivery {
+	return &delivery{union: union, sent: make(map[string]bool, len(union))}
+}
+
+// headBuffer returns the buffer a part's head is read into, made on first use.
+func (d *delivery) headBuffer() []byte {
+	if d.head == nil {
+		d.head = make([]byte, media.MaxFileMetaBytes)
+	}
+	return d.head
+}
+
+// wants reports whether a part holding instance sop is to be sent: it is in the union and
+// not sent yet. A part outside the union is not sent because nothing vouches that it
+// belongs to what was asked for.
+func (d *delivery) wants(sop string) bool {
+	_, listed := d.union[sop]
+	return listed && !d.sent[sop]
+}
+
+// checkStep fails with ErrInstancesMissing when an instance st was planned to deliver has
+// not been sent.
+func (d *delivery) checkStep(st step) error {
+	got := 0
+	for _, sop := range st.sops {
+		if d.sent[sop] {
+			got++
+		}
+	}
+	if got < len(st.sops) {
+		return fmt.Errorf("%s sent %d of the %d instances it listed: %w", st.src.ID, got, len(st.sops), ErrInstancesMissing)
+	}
+	return nil
+}
+
+// checkAll is the last check before a composite answer is closed: every instance of the
+// union was sent. It returns the holder of a step that should have sent a missing one (the
+// last step's holder when no step was given it) with an error wrapping ErrInstancesMissing.
+// After checkStep has passed for every step of a complete plan it cannot fail; it guards
+// against a plan that does not cover the union.
+func (d *delivery) checkAll(steps []step) (*upstream.Source, error) {
+	missing := 0
+	for sop := range d.union {
+		if !d.sent[sop] {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return nil, nil
+	}
+	src := steps[len(steps)-1].src
+	for _, st := range steps {
+		if d.checkStep(st) != nil {
+			src = st.src
+			break
+		}
+	}
+	return src, fmt.Errorf("composite answer lacks %d of the %d instances held: %w", missing, len(d.union), ErrInstancesMissing)
 }

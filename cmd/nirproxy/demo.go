@@ -16,19 +16,29 @@ import (
 // demoCommand runs three sample trusts' PACS in this process, each on its own loopback port,
 // and the proxy over them with an in-process cache: everything a newcomer needs to try
 // nirproxy with curl or a viewer, and nothing but Go. With --faults, one trust is slow and
-// one flaps, so degraded mode can be watched.
+// one flaps, so degraded mode can be watched. With --copies, two more trusts hold differing
+// copies of one study, one of them capping its search answers, so the composite retrieve
+// can be watched.
 func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen on `HOST:PORT`")
 	origin := fs.String("cors-origin", "http://localhost:3000", "browser `ORIGIN` allowed by CORS (a viewer such as OHIF)")
 	faults := fs.Bool("faults", false, "make trust XC3 slow and XB2 flap between failing and working, to watch degraded mode")
+	copies := fs.Bool("copies", false, "add trusts XD4 and XE5, holding differing copies of one study (XE5 caps its search answers), to watch the composite retrieve")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	trusts, err := pacssim.DemoTrusts()
 	if err != nil {
 		return fmt.Errorf("make demo trusts: %w", err)
+	}
+	if *copies {
+		a, b, err := pacssim.CopiesTrusts(pacssim.CopiesOptions{SearchCap: demoSearchCap})
+		if err != nil {
+			return fmt.Errorf("make demo trusts with differing copies: %w", err)
+		}
+		trusts = append(trusts, a, b)
 	}
 	cfg := config.Default()
 	cfg.Listen = *addr
@@ -67,11 +77,14 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 	if *faults {
 		printDemoFaults(stdout, "http://"+ln.Addr().String())
 	}
+	if *copies {
+		printDemoCopies(stdout, "http://"+ln.Addr().String())
+	}
 	return serve(ctx, cfg, ln, newLogger(cfg.Logging, stderr))
 }
 
 func printDemoHelp(w io.Writer, base string, cfg config.Config) {
-	fmt.Fprintf(w, "nirproxy demo: DICOMweb at %s/dicom-web over three sample trusts:\n", base)
+	fmt.Fprintf(w, "nirproxy demo: DICOMweb at %s/dicom-web over %d sample trusts:\n", base, len(cfg.Sources))
 	for _, s := range cfg.Sources {
 		fmt.Fprintf(w, "  %s  %-40s %s\n", s.ID, s.Name, s.URL)
 	}
@@ -143,4 +156,23 @@ Watch:
 
 `, base, pacssim.DemoTrustC, demoSlowLatency, demoSlowTimeout, pacssim.DemoTrustB, demoFlapPhase,
 		demoFailures, demoBreakerPause, pacssim.DemoUltrasoundStudyUID)
+}
+
+// demoSearchCap is how many results XE5 answers a search with, under --copies: more than
+// its copy of any one series holds, fewer than its copy of the study.
+const demoSearchCap = 10
+
+func printDemoCopies(w io.Writer, base string) {
+	fmt.Fprintf(w, `Differing copies (--copies): %[2]s and %[3]s each hold a copy of study %[4]s (patient %[5]s).
+  Neither holds every instance: series .1 is at both with different instances, .3 only at %[2]s,
+  .4 only at %[3]s. %[3]s answers every search with at most %[6]d results, like a PACS with a result limit.
+
+Watch:
+  # The study's %[7]d instances, each once, put together from both trusts
+  curl -s -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[4]s' | grep -ac 'Content-Type: application/dicom'
+  # The series held at both with different instances: 12 instances
+  curl -s -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[4]s/series/%[8]s' | grep -ac 'Content-Type: application/dicom'
+
+`, base, pacssim.CopiesTrustA, pacssim.CopiesTrustB, pacssim.CopiesStudyUID, pacssim.CopiesPatientNHSNumber,
+		demoSearchCap, pacssim.CopiesUnionInstances, pacssim.CopiesSharedSeriesUID)
 }

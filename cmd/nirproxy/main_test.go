@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nirproxy/nirproxy/dicomweb/media"
+	"github.com/nirproxy/nirproxy/test/pacssim"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server goroutine to write while the test reads.
@@ -287,4 +292,50 @@ func startDemo(t *testing.T, args ...string) (base string, out, errOut *syncBuff
 	}
 	t.Fatalf("demo printed no address; stdout %q stderr %q", out.String(), errOut.String())
 	return "", nil, nil
+}
+
+// TestDemoWithCopies runs `nirproxy demo --copies` and checks what it prints and its second
+// command: the series held at XD4 and XE5 with different instances comes back whole, each
+// instance once, put together from both trusts.
+func TestDemoWithCopies(t *testing.T) {
+	base, out, _ := startDemo(t, "demo", "--copies", "--addr", "127.0.0.1:0")
+	for _, want := range []string{"over 5 sample trusts", pacssim.CopiesTrustA, pacssim.CopiesTrustB, "Differing copies (--copies)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo's help does not mention %q", want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/dicom-web/studies/"+pacssim.CopiesStudyUID+"/series/"+pacssim.CopiesSharedSeriesUID, nil)
+	req.Header.Set("Accept", `multipart/related; type="application/dicom"`)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	seen := map[string]bool{}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read the series: %v", err)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatalf("read the series: %v", err)
+		}
+		meta, _, err := media.ParseFileMeta(body)
+		if err != nil || seen[meta.SOPInstanceUID] {
+			t.Fatalf("part %d: %v, or its instance came twice", len(seen)+1, err)
+		}
+		seen[meta.SOPInstanceUID] = true
+	}
+	if len(seen) != 12 {
+		t.Fatalf("%d instances; want the 12 the two copies of the series hold together", len(seen))
+	}
 }

@@ -25,15 +25,25 @@
 // knee (DemoSharedStudyUID) is one study held at two trusts whose copies differ, so a proxy
 // must union them. The Demo... constants name every study and the UIDs tests need.
 //
+// # Differing copies
+//
+// CopiesTrusts makes two more trusts, XD4 and XE5, holding copies of one study
+// (CopiesStudyUID, patient 9990012342) that overlap and differ with neither holding the
+// other: a series at both with different instances, a series the same at both, and a
+// series only at each. A proxy answers it in full only by combining both copies. XE5 can
+// cap its search answers (Options.SearchCap), as a PACS with a result limit does, so a
+// proxy that does not page through searches misses instances only XE5 holds.
+//
 // # Tests and faults
 //
 // Trust.Requests and Trust.RequestsOf count what reached a trust, including requests a fault
 // rejected. Trust.SetFaults (or Options.Faults, from the start) makes a trust misbehave, per
 // kind of request if wanted: added latency, hanging, error statuses, 429 with Retry-After,
-// connections reset mid-stream, multipart without its closing delimiter, broken or foreign
-// JSON, a wrong content type; any of them flapping, by request count or by an injected
-// clock. Faults change at once while requests flow, and clearing them releases hung
-// requests. A trust served with Trust.Start or Trust.Serve can also refuse connections
+// connections reset mid-stream, multipart without its closing delimiter, every part sent
+// twice, an instance left out of retrieves while searches list it, broken or foreign JSON,
+// a wrong content type; any of them flapping, by request count or by an injected clock.
+// Faults change at once while requests flow, and clearing them releases hung requests. A
+// trust served with Trust.Start or Trust.Serve can also refuse connections
 // (Trust.RefuseConnections), and accept them again on the same port:
 //
 //	url, stop, _ := trust.Start("127.0.0.1:0")
@@ -46,8 +56,8 @@
 //
 // # Reading order
 //
-// synth.go makes the DICOM files, demo.go says which trust holds what, server.go routes
-// requests and answers WADO-RS, qido.go answers searches, render.go draws rendered images,
-// httputil.go holds content negotiation, errors and multipart writing, faults.go the faults
-// and the listeners a trust can refuse.
+// synth.go makes the DICOM files, demo.go and copies.go say which trust holds what,
+// server.go routes requests and answers WADO-RS, qido.go answers searches, render.go draws
+// rendered images, httputil.go holds content negotiation, errors and multipart writing,
+// faults.go the faults and the listeners a trust can refuse.
 package pacssim

@@ -45,11 +45,18 @@ const (
 	// FaultWrongContentType answers 200 with an HTML sign-in page, as a PACS behind a
 	// misconfigured single sign-on gateway does.
 	FaultWrongContentType
+	// FaultDuplicateParts sends every part of a multipart answer twice in a row, each copy
+	// whole; the answer is otherwise well formed. Other answers are sent as they are.
+	FaultDuplicateParts
+	// FaultOmitInstance leaves the instance SOPInstanceUID out of retrieve answers (study,
+	// series or instance), which are otherwise well formed, while searches and metadata
+	// still list it: a PACS whose index and store disagree.
+	FaultOmitInstance
 )
 
 // Fault is one way a trust misbehaves. Make one with a constructor (Latency, Hang, Status,
 // TooManyRequests, ResetMidStream, TruncatedMultipart, TruncatedJSON, NotDICOMJSON,
-// WrongContentType) and narrow it with Only and Flapping:
+// WrongContentType, DuplicateParts, OmitInstance) and narrow it with Only and Flapping:
 //
 //	trust.SetFaults(pacssim.Latency(3*time.Second).Only(pacssim.KindSearch))
 //	trust.SetFaults(pacssim.Status(500).Flapping(pacssim.Flap{FailRequests: 2, WorkRequests: 3}))
@@ -71,6 +78,8 @@ type Fault struct {
 	ResetAfter int64
 	// Parts is how many parts FaultTruncatedMultipart sends; 0 sends every part.
 	Parts int
+	// SOPInstanceUID is the instance FaultOmitInstance leaves out.
+	SOPInstanceUID string
 	// Flap, when set, makes the fault come and go; nil applies it to every request.
 	Flap *Flap
 }
@@ -120,6 +129,15 @@ func NotDICOMJSON() Fault { return Fault{Mode: FaultNotDICOMJSON} }
 // WrongContentType answers 200 with an HTML sign-in page.
 func WrongContentType() Fault { return Fault{Mode: FaultWrongContentType} }
 
+// DuplicateParts sends every part of multipart answers twice.
+func DuplicateParts() Fault { return Fault{Mode: FaultDuplicateParts} }
+
+// OmitInstance leaves the instance sopInstanceUID out of retrieve answers, while searches
+// and metadata still list it.
+func OmitInstance(sopInstanceUID string) Fault {
+	return Fault{Mode: FaultOmitInstance, SOPInstanceUID: sopInstanceUID}
+}
+
 // Only returns f restricted to the given kinds of request.
 func (f Fault) Only(kinds ...RequestKind) Fault {
 	f.Kinds = slices.Clone(kinds)
@@ -156,7 +174,11 @@ func (f Fault) Validate() error {
 		if f.Parts < 0 {
 			problems = append(problems, "truncated after a negative number of parts")
 		}
-	case FaultHang, FaultTruncatedJSON, FaultNotDICOMJSON, FaultWrongContentType:
+	case FaultOmitInstance:
+		if !validUID(f.SOPInstanceUID) {
+			problems = append(problems, fmt.Sprintf("instance to omit %q is not a valid UID", f.SOPInstanceUID))
+		}
+	case FaultHang, FaultTruncatedJSON, FaultNotDICOMJSON, FaultWrongContentType, FaultDuplicateParts:
 	default:
 		problems = append(problems, fmt.Sprintf("mode %d is not a FaultMode", f.Mode))
 	}
@@ -217,6 +239,10 @@ func (f Fault) String() string {
 		s = `{"not":"dicom"} as DICOM JSON`
 	case FaultWrongContentType:
 		s = "an HTML sign-in page instead of DICOMweb"
+	case FaultDuplicateParts:
+		s = "every multipart part sent twice"
+	case FaultOmitInstance:
+		s = "instance " + f.SOPInstanceUID + " left out of retrieves"
 	default:
 		s = "fault mode " + strconv.Itoa(int(f.Mode))
 	}
@@ -444,6 +470,8 @@ func (t *Trust) answer(w http.ResponseWriter, r *http.Request, f *activeFault) {
 		rw.reset()
 	case FaultTruncatedMultipart:
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), truncationKey{}, f.Parts)))
+	case FaultDuplicateParts, FaultOmitInstance:
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), partFaultKey{}, f.Fault)))
 	case FaultTruncatedJSON:
 		rec := &recorder{header: http.Header{}, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
@@ -481,6 +509,24 @@ type truncationKey struct{}
 func truncationOf(ctx context.Context) (parts int, truncated bool) {
 	parts, truncated = ctx.Value(truncationKey{}).(int)
 	return parts, truncated
+}
+
+// partFaultKey carries FaultDuplicateParts or FaultOmitInstance in a request's context to
+// the retrieve handler and the multipart writer.
+type partFaultKey struct{}
+
+// duplicatesParts reports whether multipart answers to the request send each part twice.
+func duplicatesParts(ctx context.Context) bool {
+	f, ok := ctx.Value(partFaultKey{}).(Fault)
+	return ok && f.Mode == FaultDuplicateParts
+}
+
+// omittedInstance returns the SOP instance UID that retrieves must leave out, or "".
+func omittedInstance(ctx context.Context) string {
+	if f, ok := ctx.Value(partFaultKey{}).(Fault); ok && f.Mode == FaultOmitInstance {
+		return f.SOPInstanceUID
+	}
+	return ""
 }
 
 // errTruncated stops a multipart answer that a fault truncates.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/dicomweb/media"
 )
 
 const faultStudyUID = DemoUIDRoot + ".9.1"
@@ -243,6 +244,34 @@ func TestFaults(t *testing.T) {
 			},
 		},
 		{
+			name: "every part twice", fault: DuplicateParts().Only(KindRetrieve), path: retrievePath(),
+			check: func(t *testing.T, a answer) {
+				sops := partSOPs(t, a)
+				want := []string{faultStudyUID + ".1.1", faultStudyUID + ".1.1", faultStudyUID + ".1.2", faultStudyUID + ".1.2", faultStudyUID + ".1.3", faultStudyUID + ".1.3"}
+				if strings.Join(sops, " ") != strings.Join(want, " ") {
+					t.Errorf("parts hold %v; want each instance twice in a row, then the closing delimiter", sops)
+				}
+			},
+		},
+		{
+			name: "an instance left out of retrieves", fault: OmitInstance(faultStudyUID + ".1.2"), path: retrievePath(),
+			check: func(t *testing.T, a answer) {
+				sops := partSOPs(t, a)
+				if want := []string{faultStudyUID + ".1.1", faultStudyUID + ".1.3"}; strings.Join(sops, " ") != strings.Join(want, " ") {
+					t.Errorf("parts hold %v; want %v, then the closing delimiter", sops, want)
+				}
+			},
+		},
+		{
+			name: "an instance left out of retrieves is still listed", fault: OmitInstance(faultStudyUID + ".1.2"), path: "/dicom-web/studies/" + faultStudyUID + "/instances",
+			check: func(t *testing.T, a answer) {
+				ds, err := dcmjson.Decode(a.body)
+				if err != nil || len(ds) != 3 {
+					t.Errorf("the search lists %d instances (%v); want all 3", len(ds), err)
+				}
+			},
+		},
+		{
 			name: "truncated JSON", fault: TruncatedJSON().Only(KindSearch, KindMetadata), path: searchPath(),
 			check: func(t *testing.T, a answer) {
 				if a.readErr != nil || a.resp.Header.Get("Content-Type") != "application/dicom+json" || !bytes.HasPrefix(a.body, []byte("[")) {
@@ -287,6 +316,36 @@ func TestFaults(t *testing.T) {
 			}
 			wantHealthy(t, tc.path, ft.do(t, tc.path, 5*time.Second))
 		})
+	}
+}
+
+// partSOPs reads a multipart answer that must end with its closing delimiter and returns
+// the SOP instance of each part, in order, from the part's file meta information.
+func partSOPs(t *testing.T, a answer) []string {
+	t.Helper()
+	if a.err != nil || a.readErr != nil || a.resp.StatusCode != 200 {
+		t.Fatalf("error %v, %v; want a clean 200", a.err, a.readErr)
+	}
+	_, params, _ := mime.ParseMediaType(a.resp.Header.Get("Content-Type"))
+	mr := multipart.NewReader(bytes.NewReader(a.body), params["boundary"])
+	var out []string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("read part %d: %v", len(out)+1, err)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatalf("read part %d: %v", len(out)+1, err)
+		}
+		meta, _, err := media.ParseFileMeta(body)
+		if err != nil {
+			t.Fatalf("part %d: %v", len(out)+1, err)
+		}
+		out = append(out, meta.SOPInstanceUID)
 	}
 }
 
@@ -551,6 +610,8 @@ func TestFaultValidate(t *testing.T) {
 		{"flap in both", Hang().Flapping(Flap{Fail: time.Second, FailRequests: 1}), "set one pair"},
 		{"flap without phases", Hang().Flapping(Flap{}), "no phases"},
 		{"negative parts", TruncatedMultipart(-1), "negative number of parts"},
+		{"instance to omit is no UID", OmitInstance(""), "is not a valid UID"},
+		{"instance to omit", OmitInstance("1.2.3"), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -587,6 +648,8 @@ func TestFaultString(t *testing.T) {
 		{Status(500).Flapping(Flap{Fail: 20 * time.Second, Work: 20 * time.Second}), "HTTP 500, flapping: for 20s, then not for 20s"},
 		{TooManyRequests(time.Second).Only(KindSearch, KindMetadata), "HTTP 429 with Retry-After: 1 on search, metadata"},
 		{TruncatedMultipart(2), "multipart cut after 2 parts, without its closing delimiter"},
+		{DuplicateParts().Only(KindRetrieve), "every multipart part sent twice on retrieve"},
+		{OmitInstance("1.2.3"), "instance 1.2.3 left out of retrieves"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {

@@ -192,7 +192,8 @@ func imageType(r *http.Request) string {
 
 // multipartStream writes a multipart/related response part by part, flushing each, so the
 // client sees the first instance before the last is written. A FaultTruncatedMultipart in
-// the request's context makes it stop early and leave out the closing delimiter.
+// the request's context makes it stop early and leave out the closing delimiter; a
+// FaultDuplicateParts makes it write each part twice.
 type multipartStream struct {
 	w  http.ResponseWriter
 	mw *multipart.Writer
@@ -201,6 +202,7 @@ type multipartStream struct {
 	truncated bool // no closing delimiter
 	limit     int  // parts to send when truncated; 0 for all
 	sent      int
+	twice     bool // FaultDuplicateParts: every part is written twice
 }
 
 func newMultipartStream(w http.ResponseWriter, r *http.Request, partType string) *multipartStream {
@@ -209,6 +211,7 @@ func newMultipartStream(w http.ResponseWriter, r *http.Request, partType string)
 	w.WriteHeader(http.StatusOK)
 	m := &multipartStream{w: w, mw: mw, rc: http.NewResponseController(w)}
 	m.limit, m.truncated = truncationOf(r.Context())
+	m.twice = duplicatesParts(r.Context())
 	return m
 }
 
@@ -217,12 +220,18 @@ func (m *multipartStream) part(hdr textproto.MIMEHeader, body []byte) error {
 		return errTruncated
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	pw, err := m.mw.CreatePart(hdr)
-	if err != nil {
-		return fmt.Errorf("write part header: %w", err)
+	copies := 1
+	if m.twice {
+		copies = 2
 	}
-	if _, err := pw.Write(body); err != nil {
-		return fmt.Errorf("write part: %w", err)
+	for range copies {
+		pw, err := m.mw.CreatePart(hdr)
+		if err != nil {
+			return fmt.Errorf("write part header: %w", err)
+		}
+		if _, err := pw.Write(body); err != nil {
+			return fmt.Errorf("write part: %w", err)
+		}
 	}
 	m.sent++
 	if err := m.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {

@@ -66,6 +66,9 @@ func (t *Trust) search(lv level) http.HandlerFunc {
 			from++
 		}
 
+		if c := t.opts.SearchCap; c > 0 && (q.limit == 0 || q.limit > c) {
+			q.limit = c
+		}
 		base := baseURL(r)
 		out := []dcmjson.Dataset{}
 		skipped := 0

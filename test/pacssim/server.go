@@ -28,6 +28,11 @@ type Options struct {
 	// RefuseConnections starts the trust refusing connections, as if
 	// Trust.RefuseConnections had been called.
 	RefuseConnections bool
+	// SearchCap, when positive, caps every search answer at that many results, as a PACS
+	// with a result limit does: a larger limit (or none) gets SearchCap results, a smaller
+	// limit is honoured, offset is honoured so a client can page through, and nothing in the
+	// answer says it was cut. 0 (the default) answers in full.
+	SearchCap int
 }
 
 // RequestKind classifies requests for the per-kind counters.
@@ -91,6 +96,9 @@ type held struct {
 // may appear only once in a trust; the same UID at two trusts makes two copies of a study.
 func NewTrust(id, name string, opts Options, studies ...StudySpec) (*Trust, error) {
 	t := &Trust{ID: id, Name: name, opts: opts, byStudy: map[string]*study{}, perKind: map[RequestKind]*atomic.Int64{}}
+	if opts.SearchCap < 0 {
+		return nil, fmt.Errorf("create trust %s: search cap %d is negative", id, opts.SearchCap)
+	}
 	for _, f := range opts.Faults {
 		if err := f.Validate(); err != nil {
 			return nil, fmt.Errorf("create trust %s: %w", id, err)
@@ -329,7 +337,11 @@ func (t *Trust) retrieve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mp := newMultipartStream(w, r, "application/dicom")
+	omit := omittedInstance(r.Context())
 	for _, h := range tg.instances() {
+		if h.SOPInstanceUID == omit {
+			continue
+		}
 		hdr := textproto.MIMEHeader{"Content-Type": {"application/dicom; transfer-syntax=" + ExplicitVRLittleEndian}}
 		if err := mp.part(hdr, h.Bytes()); err != nil {
 			return // the client has gone; nothing more to say

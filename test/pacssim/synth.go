@@ -53,6 +53,11 @@ type SeriesSpec struct {
 	Rows        int
 	Columns     int
 	Pixels      PixelKind
+	// Held lists the instance numbers (1 to Instances) this copy of the series holds; nil
+	// holds all of them. An instance's bytes depend on the seed, the study and series specs
+	// and its number only, so two trusts given the same seed and specs, with different Held,
+	// hold copies of the series that share byte-identical instances and differ in others.
+	Held []int
 }
 
 // PixelKind is the pixel format of a series.
@@ -163,7 +168,15 @@ func Synthesize(seed uint64, study StudySpec, ids PatientIDScheme) ([]*Instance,
 		if se.Frames < 1 {
 			se.Frames = 1
 		}
+		for _, n := range se.Held {
+			if n < 1 || n > se.Instances {
+				return nil, fmt.Errorf("synthesise study %s series %d: held instance %d is not between 1 and %d", study.UID, se.Number, n, se.Instances)
+			}
+		}
 		for n := 1; n <= se.Instances; n++ {
+			if se.Held != nil && !slices.Contains(se.Held, n) {
+				continue
+			}
 			in, err := synthesizeInstance(seed, &study, &se, n, ids)
 			if err != nil {
 				return nil, fmt.Errorf("synthesise study %s series %d instance %d: %w", study.UID, se.Number, n, err)
