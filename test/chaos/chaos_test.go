@@ -7,7 +7,8 @@
 // truncated study is ever closed as complete; a frozen trust's circuit breaker opens and closes
 // again once it is back; the proxy survives and never logs a patient identifier.
 //
-// Without Orthanc, dcmtk or pydicom's files the test skips loudly, or fails when CI=true.
+// Without Orthanc, dcmtk or pydicom's files the test skips loudly, or fails when
+// NIRPROXY_REQUIRE_REAL_SERVERS=1 (see orthanc.Strict).
 // CHAOS_PROXY_LOG=FILE keeps a copy of the proxy's log, which is otherwise removed
 // (its tail is printed when the test fails).
 package chaos_test

@@ -18,7 +18,8 @@
 //		...
 //	}
 //
-// In a test, Require(t) skips (or, with CI=true, fails) when a tool is missing.
+// In a test, Require(t) skips (or, with NIRPROXY_REQUIRE_REAL_SERVERS=1, fails) when a tool
+// is missing.
 //
 // # The data set
 //
