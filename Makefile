@@ -5,8 +5,11 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Run everything under the race detector except the benchmarks.
 GOTEST    := $(GO) test -race -count=1
+# SUMMARY runs `go test -json` and prints the progress, every skipped test with its reason,
+# and a closing line "tests: N passed, N failed, N skipped" (test/testsummary).
+SUMMARY   := bin/testsummary
 
-.PHONY: run build test unit integration deps lint bench clean
+.PHONY: run build test unit integration deps lint bench clean $(SUMMARY)
 
 ## run: the demo: three sample trusts in one process and the proxy on 127.0.0.1:8080.
 run:
@@ -20,13 +23,18 @@ build:
 deps:
 	bash test/scripts/install-deps.sh
 
-## test: lint, unit tests, then integration and conformance tests against real Orthanc servers.
-test: deps lint
-	$(GOTEST) ./...
+## test: lint, unit tests, then integration and conformance tests against real Orthanc servers;
+## ends with the skipped tests and why, and "tests: N passed, N failed, N skipped".
+test: deps lint $(SUMMARY)
+	$(SUMMARY) $(GOTEST) -json ./...
 
-## unit: the fast tests only (no real servers).
-unit:
-	$(GOTEST) $$($(GO) list ./... | grep -v /test/)
+## unit: the fast tests only (no real servers), with the same summary.
+unit: $(SUMMARY)
+	$(SUMMARY) $(GOTEST) -json $$($(GO) list ./... | grep -v /test/) ./test/testsummary
+
+# The summary program is rebuilt every time (go build's cache makes that quick).
+$(SUMMARY):
+	$(GO) build -o $(SUMMARY) ./test/testsummary
 
 ## lint: gofmt and go vet.
 lint:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -377,13 +378,78 @@ func TestRedisKeyRotation(t *testing.T) {
 	}
 }
 
+// Timings of the breaker tests. The cooldown is long enough that a busy machine cannot let it
+// pass between the breaker opening and the checks of the open state, which take microseconds;
+// recoveries are polled for up to recoverWithin. A call that reached the network while the
+// breaker is open would hang for hangFor on a listener that never answers, far past
+// failFastWithin.
+const (
+	breakerTestCooldown = 5 * time.Second
+	recoverWithin       = 30 * time.Second
+	hangFor             = 30 * time.Second
+	failFastWithin      = 10 * time.Second
+)
+
+// hangingListener listens on addr, accepts connections and never answers them, counting them,
+// until the test ends or close is called.
+type hangingListener struct {
+	l        net.Listener
+	mu       sync.Mutex
+	conns    []net.Conn
+	accepted int
+}
+
+func listenHanging(t *testing.T, addr string) *hangingListener {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s in place of redis: %v", addr, err)
+	}
+	h := &hangingListener{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.conns = append(h.conns, c)
+			h.accepted++
+			h.mu.Unlock()
+		}
+	}()
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *hangingListener) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.accepted
+}
+
+func (h *hangingListener) close() {
+	h.l.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.conns {
+		c.Close()
+	}
+	h.conns = nil
+}
+
 func TestRedisDownFailsFastAndRecovers(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	f := newRedisFixture(t, nil, [][]byte{testKey(1)}, nil)
+	f := newRedisFixture(t, nil, [][]byte{testKey(1)}, func(o *RedisOptions) {
+		o.BreakerCooldown = breakerTestCooldown
+		o.OpTimeout, o.DialTimeout, o.ReadTimeout, o.WriteTimeout = hangFor, hangFor, hangFor, hangFor
+	})
 	k := f.keyer.Key("k")
 	if err := f.r.Set(ctx, k, []byte("v"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	addr := f.mr.Addr()
 	f.mr.Close()
 
 	// Failures against the dead address open the breaker after BreakerFailures calls.
@@ -401,6 +467,9 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 	if !opened {
 		t.Fatal("breaker did not open")
 	}
+	// While the breaker is open, something listens at Redis's address and never answers: a
+	// call that reached it would hang for hangFor.
+	hang := listenHanging(t, addr)
 
 	ops := []struct {
 		name string
@@ -420,19 +489,23 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 		t.Run("fail fast/"+op.name, func(t *testing.T) {
 			start := time.Now()
 			err := op.call()
-			if d := time.Since(start); d > 20*time.Millisecond {
-				t.Errorf("%s took %v with the breaker open; want well under 100ms", op.name, d)
+			if d := time.Since(start); d > failFastWithin {
+				t.Errorf("%s took %v with the breaker open; want it refused without waiting for redis (which hangs %v)", op.name, d, hangFor)
 			}
 			if !errors.Is(err, ErrUnavailable) {
 				t.Errorf("%s error = %v; want ErrUnavailable", op.name, err)
 			}
+			if n := hang.count(); n != 0 {
+				t.Errorf("%s with the breaker open made %d connections to redis's address; want none", op.name, n)
+			}
 		})
 	}
 
+	hang.close()
 	if err := f.mr.Restart(); err != nil {
-		t.Fatalf("restart miniredis on %s: %v", f.mr.Addr(), err)
+		t.Fatalf("restart miniredis on %s: %v", addr, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(breakerTestCooldown + recoverWithin)
 	for {
 		v, ok, err := f.r.Get(ctx, k)
 		if err == nil && ok && string(v) == "v" {
@@ -452,6 +525,7 @@ func TestRedisDownFailsFastAndRecovers(t *testing.T) {
 }
 
 func TestRedisBreakerState(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	var (
 		mu     sync.Mutex
@@ -463,6 +537,7 @@ func TestRedisBreakerState(t *testing.T) {
 		return slices.Clone(states)
 	}
 	f := newRedisFixture(t, nil, [][]byte{testKey(1)}, func(o *RedisOptions) {
+		o.BreakerCooldown = breakerTestCooldown
 		o.StateChanged = func(s string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -506,7 +581,7 @@ func TestRedisBreakerState(t *testing.T) {
 		t.Fatalf("restart miniredis on %s: %v", f.mr.Addr(), err)
 	}
 	// The breaker's cooldown runs on the wall clock; poll until the probe goes through.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(breakerTestCooldown + recoverWithin)
 	for f.r.Ping(ctx) != nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("breaker did not close after redis came back; states %q", seen())

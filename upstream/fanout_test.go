@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -53,8 +54,11 @@ func TestFanOutOrder(t *testing.T) {
 	}
 }
 
+// TestFanOutParallel checks that every source is called at once: each call waits until all n
+// have started, which serial calls never do. The wait is bounded generously, so a busy machine
+// cannot fail it, and a serial fan-out fails it instead of hanging.
 func TestFanOutParallel(t *testing.T) {
-	const latency = 100 * time.Millisecond
+	const wait = 30 * time.Second
 	tests := []struct {
 		name string
 		n    int
@@ -69,14 +73,29 @@ func TestFanOutParallel(t *testing.T) {
 			for i := range tc.n {
 				ids = append(ids, fmt.Sprintf("S%d", i))
 			}
-			start := time.Now()
-			tc.fan(context.Background(), sourcesNamed(ids...), func(ctx context.Context, _ *Source) (int, error) {
-				time.Sleep(latency)
-				return 0, nil
+			var mu sync.Mutex
+			started := 0
+			all := make(chan struct{})
+			results := tc.fan(context.Background(), sourcesNamed(ids...), func(ctx context.Context, _ *Source) (int, error) {
+				mu.Lock()
+				started++
+				if started == tc.n {
+					close(all)
+				}
+				mu.Unlock()
+				select {
+				case <-all:
+					return 0, nil
+				case <-time.After(wait):
+					mu.Lock()
+					defer mu.Unlock()
+					return 0, fmt.Errorf("only %d of %d calls had started after %v: the calls are not made at once", started, tc.n, wait)
+				}
 			})
-			// A structural check, not a benchmark: serial calls would take n*latency.
-			if elapsed := time.Since(start); elapsed >= 2*latency {
-				t.Fatalf("%d sources of %v each took %v; want under %v (parallel)", tc.n, latency, elapsed, 2*latency)
+			for _, r := range results {
+				if r.Err != nil {
+					t.Fatalf("%s: %v", r.Source.ID, r.Err)
+				}
 			}
 		})
 	}

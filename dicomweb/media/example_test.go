@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"strings"
 
 	"github.com/nirproxy/nirproxy/dicomweb/media"
@@ -42,29 +40,6 @@ func ExampleWriter() {
 	// Output:
 	// multipart/related; type="application/dicom+xml"; boundary=XYZ
 	// "--XYZ\r\nContent-Type: application/dicom+xml\r\n\r\n<NativeDicomModel/>\r\n--XYZ--\r\n"
-}
-
-// A single-source study retrieve: the upstream's multipart body is passed through as it is,
-// and a body that does not end with its closing delimiter is never ended as complete.
-func ExampleCheckedCopy() {
-	handler := func(w http.ResponseWriter, upstream *http.Response) {
-		boundary, err := media.Boundary(upstream.Header.Get("Content-Type"))
-		if err != nil {
-			http.Error(w, "bad upstream answer", http.StatusBadGateway)
-			return
-		}
-		w.Header().Set("Content-Type", upstream.Header.Get("Content-Type"))
-		w.WriteHeader(http.StatusOK)
-		if _, err := media.CheckedCopy(w, upstream.Body, boundary); err != nil {
-			// A *WriteError means our client went away: not the upstream's fault.
-			var we *media.WriteError
-			slog.Warn("study retrieve broken off", "client_gone", errors.As(err, &we), "err", err)
-			// Bytes have been sent: the response can only be broken off, so that the client
-			// cannot take a truncated study for a whole one.
-			panic(http.ErrAbortHandler)
-		}
-	}
-	_ = handler
 }
 
 // A merged retrieve: parts read from one upstream are written into our own body; when an

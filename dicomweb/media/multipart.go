@@ -14,8 +14,8 @@ import (
 )
 
 // ErrTruncated reports a multipart body that ended before its closing delimiter: inside a
-// part, between parts, or (for CheckedCopy) anywhere before "--boundary--". A stream that
-// fails with it must never be passed on as complete.
+// part or between parts, anywhere before "--boundary--". A stream that fails with it must
+// never be passed on as complete.
 var ErrTruncated = errors.New("multipart body truncated before its closing delimiter")
 
 // ErrAborted is returned by a Writer used after Abort.

@@ -19,5 +19,6 @@
 //
 // TestMain builds the data set and the binary and starts the Orthancs, shared by every test;
 // each test starts the nirproxy (and Redis) its configuration needs. Without Orthanc, dcmtk,
-// pydicom's files or redis-server the tests skip loudly, or fail when CI=true.
+// pydicom's files or redis-server the tests skip loudly, or fail when
+// NIRPROXY_REQUIRE_REAL_SERVERS=1 (see orthanc.Strict).
 package cacheint

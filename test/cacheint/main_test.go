@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func runTests(m *testing.M) int {
 	missing := errors.Join(orthanc.MissingError(), redisserver.Missing())
 	if missing != nil && orthanc.Strict() {
-		fmt.Fprintf(os.Stderr, "FAIL: %v\n(CI=true: missing dependencies are failures)\n", missing)
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n(%s: missing dependencies are failures)\n", missing, orthanc.StrictReason())
 		return 1
 	}
 	if err := orthanc.MissingError(); err != nil {

@@ -7,7 +7,8 @@
 // truncated study is ever closed as complete; a frozen trust's circuit breaker opens and closes
 // again once it is back; the proxy survives and never logs a patient identifier.
 //
-// Without Orthanc, dcmtk or pydicom's files the test skips loudly, or fails when CI=true.
+// Without Orthanc, dcmtk or pydicom's files the test skips loudly, or fails when
+// NIRPROXY_REQUIRE_REAL_SERVERS=1 (see orthanc.Strict).
 // CHAOS_PROXY_LOG=FILE keeps a copy of the proxy's log, which is otherwise removed
 // (its tail is printed when the test fails).
 package chaos_test
@@ -26,15 +27,17 @@ import (
 	"github.com/nirproxy/nirproxy/test/orthanc"
 )
 
-// The proxy's settings under test, short so that faults show within seconds.
+// The proxy's settings under test, short so that faults show within seconds, and long enough
+// that a healthy Orthanc in front of a race-instrumented proxy on a loaded 2-core machine is
+// not taken for a failing one (any trust named missing outside its fault fails the test).
 const (
 	// requestTimeout is the proxy's deadline for a request's fan-out (locating a study, its
 	// inventory, searches).
-	requestTimeout = 3 * time.Second
+	requestTimeout = 5 * time.Second
 	// sourceTimeout is each source's time allowed until response headers arrive.
-	sourceTimeout = time.Second
+	sourceTimeout = 2 * time.Second
 	// idleTimeout is each source's longest pause allowed while a body streams.
-	idleTimeout = time.Second
+	idleTimeout = 2 * time.Second
 	// breakerFailures consecutive failures open a source's breaker, for breakerOpenFor.
 	breakerFailures = 3
 	breakerOpenFor  = 2 * time.Second
@@ -44,33 +47,42 @@ const (
 	// maxWait is the longest any request may take through the proxy, from sending it to the
 	// last byte of the answer (or the break of an aborted stream):
 	//
-	//	requestTimeout (3 s: locating the study and asking every holder for its inventory, or a
+	//	requestTimeout (5 s: locating the study and asking every holder for its inventory, or a
 	//	search's whole fan-out)
-	//	+ sourceTimeout (1 s: the headers of the upstream fetch a retrieve streams from)
-	//	+ idleTimeout (1 s: the longest stall tolerated in a stream before it is aborted)
-	//	+ 1 s margin (scheduling on a loaded 2-core machine, writing the answer)
-	//	= 6 s.
-	maxWait = requestTimeout + sourceTimeout + idleTimeout + time.Second
+	//	+ sourceTimeout (2 s: the headers of the upstream fetch a retrieve streams from)
+	//	+ idleTimeout (2 s: the longest stall tolerated in a stream before it is aborted)
+	//	+ 4 s margin (scheduling on a loaded 2-core machine, writing the answer)
+	//	= 13 s,
+	//
+	// far less than frozenFor (30 s), what a request that waited for the frozen trust would take.
+	maxWait = requestTimeout + sourceTimeout + idleTimeout + 4*time.Second
 
 	// brokenWithin bounds the time from a fault in the middle of a stream to the client seeing
-	// the stream break: idleTimeout (a stalled upstream) plus 3 s for the client to drain what
+	// the stream break: idleTimeout (a stalled upstream) plus 10 s for the client to drain what
 	// the socket buffers already held (megabytes, read by a race-instrumented client on a
-	// loaded machine).
-	brokenWithin = idleTimeout + 3*time.Second
+	// loaded machine); a stream left stalled would last frozenFor (30 s).
+	brokenWithin = idleTimeout + 10*time.Second
+	// frozenFor is how long ORB stays frozen (SIGSTOP) in the phase that freezes it
+	// mid-stream: long enough that a request or a stream that waited for it would overrun
+	// maxWait and brokenWithin by far.
+	frozenFor = 30 * time.Second
 
 	// workers is how many clients send requests at once.
 	workers = 4
 	// recoveryGrace is how long after a trust's recovery was confirmed an answer may still
-	// name it as missing (a request that started just before).
-	recoveryGrace = time.Second
+	// name it as missing (a request that started just before, slowed by a loaded machine).
+	recoveryGrace = 5 * time.Second
 	// stableClosed is how long a breaker must stay closed to count as recovered: longer than
 	// sourceTimeout, so calls that were hanging when the trust came back have ended.
 	stableClosed = sourceTimeout + 500*time.Millisecond
 	// recoverWithin bounds the wait for a breaker to close again once its trust is back:
 	// openFor, a half-open probe, stableClosed and a generous margin.
-	recoverWithin = breakerOpenFor + sourceTimeout + stableClosed + 10*time.Second
-	// openWithin bounds the wait for a frozen trust's breaker to open.
-	openWithin = 15 * time.Second
+	recoverWithin = breakerOpenFor + sourceTimeout + stableClosed + 30*time.Second
+	// openWithin bounds the wait for a frozen trust's breaker to open; the trust stays frozen
+	// longer (frozenFor), so that the breaker opens while it is.
+	openWithin = 20 * time.Second
+	// statusTimeout bounds one GET /status.
+	statusTimeout = 10 * time.Second
 )
 
 // chaos is the test's world: the data set, the servers, and what was seen.
@@ -93,7 +105,7 @@ type chaos struct {
 func TestChaos(t *testing.T) {
 	orthanc.Require(t)
 	if testing.Short() && !orthanc.Strict() {
-		t.Skip("-short: the chaos test needs real servers and about 40 s")
+		t.Skip("-short: the chaos test needs real servers and about a minute")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
@@ -167,7 +179,7 @@ func (c *chaos) runPhases(ctx context.Context, t *testing.T) {
 			}
 			c.awaitRecovery(ctx, t, orthanc.SourceA)
 		}},
-		{"SIGSTOP ORB mid-stream until its breaker opens", func(t *testing.T) {
+		{"SIGSTOP ORB mid-stream for 30 s, past its breaker opening", func(t *testing.T) {
 			c.faults.begin(orthanc.SourceB)
 			resumed := false
 			defer func() {
@@ -193,8 +205,9 @@ func (c *chaos) runPhases(ctx context.Context, t *testing.T) {
 			} else {
 				t.Logf("ORB's breaker seen open %.1f s after SIGSTOP", time.Since(pausedAt).Seconds())
 			}
-			// Frozen a while longer, so that at least one half-open probe fails too.
-			time.Sleep(breakerOpenFor)
+			// Frozen a while longer: at least frozenFor in all, and long enough after the
+			// breaker opened that at least one half-open probe fails too.
+			time.Sleep(max(time.Until(pausedAt.Add(frozenFor)), breakerOpenFor+sourceTimeout))
 			resumed = true
 			if err := orb.Resume(); err != nil {
 				t.Fatalf("resume ORB: %v", err)
@@ -357,7 +370,7 @@ func setUp(ctx context.Context, t *testing.T) *chaos {
 			t.Errorf("stop nirproxy: %v", err)
 		}
 	})
-	if _, err := c.waitBreaker(ctx, orthanc.SourceA, "closed", 5*time.Second, 0); err != nil {
+	if _, err := c.waitBreaker(ctx, orthanc.SourceA, "closed", 30*time.Second, 0); err != nil {
 		t.Fatalf("GET /status: %v", err)
 	}
 	return c

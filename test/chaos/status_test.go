@@ -21,7 +21,7 @@ type sourceStatus struct {
 // breakerStates asks the proxy's GET /status for each source's breaker state (closed, open or
 // half-open), by source id.
 func (c *chaos) breakerStates(ctx context.Context) (map[string]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.proxy.URL+"/status", nil)
 	if err != nil {

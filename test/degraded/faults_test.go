@@ -45,6 +45,7 @@ func TestFaults(t *testing.T) {
 	demo := demoTrusts(t)
 	const c = pacssim.DemoTrustC
 	flapClock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	headerTimeout := defaultOptions().headerTimeout
 	tests := []struct {
 		name   string
 		faults []pacssim.Fault // set on XC3
@@ -67,40 +68,45 @@ func TestFaults(t *testing.T) {
 		// deadline plus a margin).
 		minElapsed, maxElapsed time.Duration
 	}{
+		// The header timeout is 2 s and the request deadline 30 s: a hang must be cut within
+		// cutWithin (10 s), which a broken header timeout would not be.
 		// Time.
 		{name: "latency within the header timeout", faults: []pacssim.Fault{pacssim.Latency(100 * time.Millisecond)}, req: search, want: []string{""}, requests: 1, minElapsed: 100 * time.Millisecond},
-		{name: "latency beyond the header timeout", faults: []pacssim.Fault{pacssim.Latency(10 * time.Second)}, req: search, want: []string{"timed out"}, requests: 1, minElapsed: 500 * time.Millisecond, maxElapsed: 1500 * time.Millisecond},
-		{name: "hang", faults: []pacssim.Fault{pacssim.Hang()}, req: search, want: []string{"timed out"}, requests: 1, minElapsed: 500 * time.Millisecond, maxElapsed: 1500 * time.Millisecond},
+		{name: "latency beyond the header timeout", faults: []pacssim.Fault{pacssim.Latency(time.Minute)}, req: search, want: []string{"timed out"}, requests: 1, minElapsed: headerTimeout, maxElapsed: cutWithin},
+		{name: "hang", faults: []pacssim.Fault{pacssim.Hang()}, req: search, want: []string{"timed out"}, requests: 1, minElapsed: headerTimeout, maxElapsed: cutWithin},
 		{
+			// Here the request deadline is the short control and the header timeout (60 s) the
+			// one that would cut the hang if the deadline failed.
 			name:   "hang beyond the request deadline",
 			faults: []pacssim.Fault{pacssim.Hang()},
-			edit:   func(o *rigOptions) { o.headerTimeout, o.requestTimeout = 10*time.Second, 700*time.Millisecond },
-			req:    search, want: []string{"timed out"}, requests: 1, minElapsed: 700 * time.Millisecond, maxElapsed: 1700 * time.Millisecond,
+			edit:   func(o *rigOptions) { o.headerTimeout, o.requestTimeout = time.Minute, 700*time.Millisecond },
+			req:    search, want: []string{"timed out"}, requests: 1, minElapsed: 700 * time.Millisecond, maxElapsed: cutWithin,
 		},
 		{name: "latency within the header timeout on a retrieve", faults: []pacssim.Fault{pacssim.Latency(100 * time.Millisecond).Only(pacssim.KindRetrieve)}, req: retrieve, outcome: complete, requests: 1, minElapsed: 100 * time.Millisecond},
-		{name: "hang on a retrieve", faults: []pacssim.Fault{pacssim.Hang().Only(pacssim.KindRetrieve)}, req: retrieve, outcome: refused, reason: "timed out", requests: 1, minElapsed: 500 * time.Millisecond, maxElapsed: 1500 * time.Millisecond},
-		{name: "hang on metadata", faults: []pacssim.Fault{pacssim.Hang().Only(pacssim.KindMetadata)}, req: metadata, outcome: refused, reason: "timed out", requests: 1, minElapsed: 500 * time.Millisecond, maxElapsed: 1500 * time.Millisecond},
+		{name: "hang on a retrieve", faults: []pacssim.Fault{pacssim.Hang().Only(pacssim.KindRetrieve)}, req: retrieve, outcome: refused, reason: "timed out", requests: 1, minElapsed: headerTimeout, maxElapsed: cutWithin},
+		{name: "hang on metadata", faults: []pacssim.Fault{pacssim.Hang().Only(pacssim.KindMetadata)}, req: metadata, outcome: refused, reason: "timed out", requests: 1, minElapsed: headerTimeout, maxElapsed: cutWithin},
 
 		// Connections.
 		{name: "refused connections", refuse: true, req: search, want: []string{"is unreachable"}, requests: 0},
 		{name: "refused connections on a retrieve", refuse: true, req: retrieve, outcome: refused, reason: "is unreachable", requests: 0},
 
 		// Statuses. 500 is not retried; 429 is, once, with its Retry-After held to the
-		// source's longest retry wait.
+		// source's longest retry wait (50 ms): a Retry-After of a minute obeyed would leave
+		// the answer to the request deadline (30 s), far past cutWithin.
 		{name: "500", faults: []pacssim.Fault{pacssim.Status(http.StatusInternalServerError)}, req: search, want: []string{"answered 500"}, requests: 1},
 		{name: "500 on a retrieve", faults: []pacssim.Fault{pacssim.Status(http.StatusInternalServerError).Only(pacssim.KindRetrieve)}, req: retrieve, outcome: refused, reason: "answered 500", requests: 1},
 		{name: "500 on metadata", faults: []pacssim.Fault{pacssim.Status(http.StatusInternalServerError).Only(pacssim.KindMetadata)}, req: metadata, outcome: refused, reason: "answered 500", requests: 1},
 		{
 			name:   "429 with Retry-After once, then working",
-			faults: []pacssim.Fault{pacssim.TooManyRequests(3 * time.Second).Flapping(pacssim.Flap{FailRequests: 1, WorkRequests: 100})},
-			req:    search, want: []string{""}, requests: 2, maxElapsed: time.Second,
+			faults: []pacssim.Fault{pacssim.TooManyRequests(time.Minute).Flapping(pacssim.Flap{FailRequests: 1, WorkRequests: 100})},
+			req:    search, want: []string{""}, requests: 2, maxElapsed: cutWithin,
 		},
 		{
 			name:   "429 with Retry-After once on a retrieve, then working",
-			faults: []pacssim.Fault{pacssim.TooManyRequests(3 * time.Second).Only(pacssim.KindRetrieve).Flapping(pacssim.Flap{FailRequests: 1, WorkRequests: 100})},
-			req:    retrieve, outcome: complete, requests: 2, maxElapsed: time.Second,
+			faults: []pacssim.Fault{pacssim.TooManyRequests(time.Minute).Only(pacssim.KindRetrieve).Flapping(pacssim.Flap{FailRequests: 1, WorkRequests: 100})},
+			req:    retrieve, outcome: complete, requests: 2, maxElapsed: cutWithin,
 		},
-		{name: "429 with Retry-After, persistent", faults: []pacssim.Fault{pacssim.TooManyRequests(3 * time.Second)}, req: search, want: []string{"answered 429"}, requests: 2, maxElapsed: time.Second},
+		{name: "429 with Retry-After, persistent", faults: []pacssim.Fault{pacssim.TooManyRequests(time.Minute)}, req: search, want: []string{"answered 429"}, requests: 2, maxElapsed: cutWithin},
 
 		// Broken answers.
 		{name: "reset mid-stream on a retrieve", faults: []pacssim.Fault{pacssim.ResetMidStream(40_000).Only(pacssim.KindRetrieve)}, req: retrieve, outcome: aborted, requests: 1},
@@ -138,7 +144,7 @@ func TestFaults(t *testing.T) {
 			}
 			maxElapsed := tc.maxElapsed
 			if maxElapsed == 0 {
-				maxElapsed = r.opts.requestTimeout + time.Second
+				maxElapsed = r.opts.requestTimeout + deadlineMargin
 			}
 			timed := func(a answer) {
 				t.Helper()

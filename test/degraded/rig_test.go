@@ -65,13 +65,28 @@ type rigOptions struct {
 	cacheFresh time.Duration
 }
 
+// Bounds on elapsed time that the tests check. Each is far from both sides: what the proxy
+// should do (a header timeout of 2 s) and what it would do if the control under test failed
+// (the request deadline of 30 s, or the client's timeout of 60 s), so that a loaded 2-core
+// machine under -race can neither make a healthy run miss it nor a broken one meet it.
+const (
+	// cutWithin bounds an answer whose slow trust must be cut by its header timeout (or another
+	// short control), not left to the request deadline.
+	cutWithin = 10 * time.Second
+	// deadlineMargin is how long past the request deadline an answer may come.
+	deadlineMargin = 10 * time.Second
+	// eventually bounds polls for something that is bound to happen soon.
+	eventually = 30 * time.Second
+)
+
 // defaultOptions are short enough that the package runs in seconds, and long enough that a
-// loaded machine running -race does not mistake a healthy trust for a slow one.
+// loaded machine running -race does not mistake a healthy trust for a slow one. The request
+// deadline is far longer than the header timeout, so the two are never confused.
 func defaultOptions() rigOptions {
 	return rigOptions{
-		headerTimeout:  500 * time.Millisecond,
-		idleTimeout:    300 * time.Millisecond,
-		requestTimeout: 2 * time.Second,
+		headerTimeout:  2 * time.Second,
+		idleTimeout:    time.Second,
+		requestTimeout: 30 * time.Second,
 		retryMax:       1,
 		failures:       5,
 		openFor:        30 * time.Second,
@@ -173,7 +188,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 	srv.Register(e)
 	r.proxy = httptest.NewServer(e)
 	transport := &http.Transport{Proxy: nil, DisableCompression: true}
-	r.client = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	r.client = &http.Client{Transport: transport, Timeout: 60 * time.Second}
 	t.Cleanup(func() {
 		transport.CloseIdleConnections()
 		r.proxy.Close()

@@ -4,7 +4,7 @@
 //
 // TestMain builds the data set and the proxy, starts both Orthancs and one proxy, and stops
 // them when the tests end. Without Orthanc, dcmtk or pydicom's files the tests skip loudly,
-// or fail when CI=true.
+// or fail when NIRPROXY_REQUIRE_REAL_SERVERS=1 (see orthanc.Strict).
 package integration_test
 
 import (
@@ -53,7 +53,7 @@ func runTests(m *testing.M) int {
 	fx.client = &http.Client{Timeout: 60 * time.Second}
 	if err := orthanc.MissingError(); err != nil {
 		if orthanc.Strict() {
-			fmt.Fprintf(os.Stderr, "FAIL: %v\n(CI=true: missing dependencies are failures)\n", err)
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n(%s: missing dependencies are failures)\n", err, orthanc.StrictReason())
 			return 1
 		}
 		fmt.Fprintf(os.Stderr, "\n*** integration tests SKIPPED: %v ***\n\n", err)

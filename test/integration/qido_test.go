@@ -47,16 +47,24 @@ func compareSearch(t *testing.T, path, uidTag string) []dcmjson.Dataset {
 	return got
 }
 
-// checkStudyOrder checks that studies come StudyDate descending, then StudyInstanceUID.
+// checkStudyOrder checks that studies come in the proxy's order: StudyDate descending, then
+// StudyTime descending, then StudyInstanceUID (dicomweb's sortResults). Every study must carry
+// its StudyDate and StudyTime, or the order could not be judged.
 func checkStudyOrder(t *testing.T, path string, ds []dcmjson.Dataset) {
 	t.Helper()
+	for i, d := range ds {
+		if d.String(dcmjson.TagStudyDate) == "" || d.String(dcmjson.TagStudyTime) == "" {
+			t.Errorf("GET %s: entry %d (%s) has no StudyDate or StudyTime", path, i, d.String(dcmjson.TagStudyInstanceUID))
+		}
+	}
 	for i := 1; i < len(ds); i++ {
 		a, b := ds[i-1], ds[i]
 		da, db := a.String(dcmjson.TagStudyDate), b.String(dcmjson.TagStudyDate)
+		ta, tb := a.String(dcmjson.TagStudyTime), b.String(dcmjson.TagStudyTime)
 		ua, ub := a.String(dcmjson.TagStudyInstanceUID), b.String(dcmjson.TagStudyInstanceUID)
-		if da < db || (da == db && ua > ub) {
-			t.Errorf("GET %s: entry %d (%s, %s) before entry %d (%s, %s): want StudyDate descending, then UID",
-				path, i-1, da, ua, i, db, ub)
+		if da < db || (da == db && ta < tb) || (da == db && ta == tb && ua > ub) {
+			t.Errorf("GET %s: entry %d (%s %s, %s) before entry %d (%s %s, %s): want StudyDate descending, then StudyTime descending, then UID",
+				path, i-1, da, ta, ua, i, db, tb, ub)
 		}
 	}
 }

@@ -38,7 +38,9 @@ const (
 	StudyShared = "SHARED"
 	// StudyAlphaA is PatientAlpha's JPEG and JPEG 2000 study at SourceA.
 	StudyAlphaA = "ALPHA_A"
-	// StudyAlphaA2 is PatientAlpha's segmentation study at SourceA, on the same date as StudyAlphaB.
+	// StudyAlphaA2 is PatientAlpha's segmentation study at SourceA, on the same date as StudyAlphaB
+	// and earlier that day, though its UID sorts first: the order of search results by StudyTime
+	// differs from their order by UID.
 	StudyAlphaA2 = "ALPHA_A2"
 	// StudyAlphaB is PatientAlpha's RT dose and ECG study at SourceB.
 	StudyAlphaB = "ALPHA_B"
@@ -132,7 +134,7 @@ func dataSetSpec() []studySpec {
 		},
 		{
 			Key: StudyAlphaA2, PatientID: PatientAlpha, PatientName: "TESTPATIENT^ALPHA", BirthDate: "19700101", Sex: "F",
-			Date: "20220110", Time: "140000", Accession: "NIRACC0003", Description: "SEG LIVER",
+			Date: "20220110", Time: "083000", Accession: "NIRACC0003", Description: "SEG LIVER",
 			Series: []seriesSpec{
 				{Key: "ALPHA_A2_SEG", Number: 1, Description: "LIVER SEGMENTATION", Instances: []instanceSpec{
 					{Key: "ALPHA_A2_SEG_1", Source: "liver_1frame.dcm", Holders: onlyA, Modality: "SEG", SOPClassUID: classSeg,
@@ -142,7 +144,7 @@ func dataSetSpec() []studySpec {
 		},
 		{
 			Key: StudyAlphaB, PatientID: PatientAlpha, PatientName: "TESTPATIENT^ALPHA", BirthDate: "19700101", Sex: "F",
-			Date: "20220110", Time: "083000", Accession: "NIRACC0004", Description: "RT DOSE AND ECG",
+			Date: "20220110", Time: "140000", Accession: "NIRACC0004", Description: "RT DOSE AND ECG",
 			Series: []seriesSpec{
 				{Key: "ALPHA_B_RTDOSE", Number: 1, Description: "RT DOSE 15 FRAMES", Instances: []instanceSpec{
 					{Key: "ALPHA_B_RTDOSE_1", Source: "rtdose.dcm", Holders: onlyB, Modality: "RTDOSE", SOPClassUID: classRTDose,

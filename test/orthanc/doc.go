@@ -18,13 +18,16 @@
 //		...
 //	}
 //
-// In a test, Require(t) skips (or, with CI=true, fails) when a tool is missing.
+// In a test, Require(t) skips (or, with NIRPROXY_REQUIRE_REAL_SERVERS=1, fails) when a tool
+// is missing.
 //
 // # The data set
 //
 // Patient 9434765919 (PatientAlpha) has four studies: StudyShared at both trusts (ORA and ORB),
 // where ORB's copy has a series ORA's lacks and ORA's copy has an instance ORB's lacks;
-// StudyAlphaA and StudyAlphaA2 at ORA; StudyAlphaB at ORB (on the same date as StudyAlphaA2).
+// StudyAlphaA and StudyAlphaA2 at ORA; StudyAlphaB at ORB (on the same date as StudyAlphaA2 but
+// later that day, though its UID sorts after StudyAlphaA2's, so that sorting by StudyTime and
+// sorting by UID give different orders).
 // Patient 9449306052 (PatientBravo) has one study, at ORA. The files cover uncompressed,
 // implicit VR, RLE (multi-frame), JPEG baseline, JPEG-LS and JPEG 2000 pixel data, a 15-frame
 // RT dose, an ECG waveform (nested bulk data), a segmentation and a structured report. UIDs are

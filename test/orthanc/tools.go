@@ -23,10 +23,29 @@ const (
 const InstallHint = "run test/scripts/install-deps.sh (as root: apt-get install orthanc orthanc-dicomweb " +
 	"orthanc-gdcm python3-pydicom dcmtk, and npm ci in test/conformance)"
 
+// RequireRealServers is the project's own switch: when it is "1", every test that needs a real
+// server (Orthanc, redis-server, Node.js) fails instead of skipping when the server or a tool is
+// missing. .ci/run sets it, whatever CI holds.
+const RequireRealServers = "NIRPROXY_REQUIRE_REAL_SERVERS"
+
 // Strict reports whether a missing tool must fail the run instead of skipping: it does when
-// the CI environment variable is "true" (as CI sets it) or NIRPROXY_REQUIRE_REAL_SERVERS is "1".
+// NIRPROXY_REQUIRE_REAL_SERVERS is "1", and, as an alias kept for CI services that set it so,
+// when CI is exactly "true". Other values of CI (CI=1, CI=woodpecker) do not make a run strict
+// by themselves; every strict-or-skip decision of the tests goes through this function.
 func Strict() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("NIRPROXY_REQUIRE_REAL_SERVERS") == "1"
+	return os.Getenv(RequireRealServers) == "1" || os.Getenv("CI") == "true"
+}
+
+// StrictReason names the setting that made the run strict, for messages:
+// "NIRPROXY_REQUIRE_REAL_SERVERS=1" or "CI=true"; "" when the run is not strict.
+func StrictReason() string {
+	switch {
+	case os.Getenv(RequireRealServers) == "1":
+		return RequireRealServers + "=1"
+	case os.Getenv("CI") == "true":
+		return "CI=true"
+	}
+	return ""
 }
 
 // Missing returns a description of each tool the Orthanc tests need that this machine lacks:
@@ -77,7 +96,7 @@ func Require(tb testing.TB) {
 func SkipOrFail(tb testing.TB, err error) {
 	tb.Helper()
 	if Strict() {
-		tb.Fatalf("%v (CI=true: missing dependencies are failures)", err)
+		tb.Fatalf("%v (%s: missing dependencies are failures)", err, StrictReason())
 	}
 	tb.Skipf("\n*** SKIPPED: %v ***\n", err)
 }

@@ -17,7 +17,7 @@
 //	}
 //
 // StartT and StartClusterT call Require, which skips the test loudly when redis-server or
-// redis-cli is missing and fails it when CI=true or NIRPROXY_REQUIRE_REAL_SERVERS=1 (the rule
+// redis-cli is missing and fails it when NIRPROXY_REQUIRE_REAL_SERVERS=1 or CI=true (the rule
 // orthanc.Strict states for every real-server test). Start and StartCluster leave that choice to
 // the caller.
 //

@@ -284,13 +284,20 @@ func TestMissing(t *testing.T) {
 		}
 	}
 
+	// The environment of each case is set in full (t.Setenv of "" counts as unset for
+	// orthanc.Strict), so a run under .ci/run, which sets the switch, tests the same cases.
 	tests := []struct {
 		name, ci, require string
 		wantFatal         bool
+		// wantReason is the setting the failure message must name.
+		wantReason string
 	}{
 		{name: "skips on a developer machine"},
-		{name: "fails under CI=true", ci: "true", wantFatal: true},
-		{name: "fails when real servers are required", require: "1", wantFatal: true},
+		{name: "skips when the switch is not 1", require: "yes"},
+		{name: "fails when real servers are required", require: "1", wantFatal: true, wantReason: "NIRPROXY_REQUIRE_REAL_SERVERS=1"},
+		{name: "fails under CI=true, the alias", ci: "true", wantFatal: true, wantReason: "CI=true"},
+		{name: "fails under CI=1 with the switch", ci: "1", require: "1", wantFatal: true, wantReason: "NIRPROXY_REQUIRE_REAL_SERVERS=1"},
+		{name: "fails under CI=woodpecker with the switch", ci: "woodpecker", require: "1", wantFatal: true, wantReason: "NIRPROXY_REQUIRE_REAL_SERVERS=1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,7 +314,24 @@ func TestMissing(t *testing.T) {
 			if msg := r.fatal + r.skip; !strings.Contains(msg, "redis-server") {
 				t.Errorf("Require said %q; want it to name redis-server", msg)
 			}
+			if tc.wantFatal && !strings.Contains(r.fatal, tc.wantReason) {
+				t.Errorf("Require failed with %q; want it to name %s", r.fatal, tc.wantReason)
+			}
 		})
+	}
+}
+
+// TestRequireStrictUnderCI1 checks the case the old rule got wrong: a CI service that sets
+// CI=1 (not "true") and runs .ci/run, which sets NIRPROXY_REQUIRE_REAL_SERVERS=1, must fail a
+// test whose redis-server is missing instead of skipping it.
+func TestRequireStrictUnderCI1(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("CI", "1")
+	t.Setenv("NIRPROXY_REQUIRE_REAL_SERVERS", "1")
+	r := &requireRecorder{TB: t}
+	redisserver.Require(r)
+	if r.fatal == "" || r.skip != "" {
+		t.Fatalf("Require under CI=1 and NIRPROXY_REQUIRE_REAL_SERVERS=1: fatal %q, skip %q; want a failure", r.fatal, r.skip)
 	}
 }
 

@@ -32,8 +32,8 @@ func Missing() error {
 }
 
 // Require skips tb, loudly, when redis-server or redis-cli is missing, or fails it when the run
-// is strict about real servers (CI=true or NIRPROXY_REQUIRE_REAL_SERVERS=1, as orthanc.Strict
-// decides for every real-server test).
+// is strict about real servers (NIRPROXY_REQUIRE_REAL_SERVERS=1, or its alias CI=true, as
+// orthanc.Strict decides for every real-server test).
 func Require(tb testing.TB) {
 	tb.Helper()
 	if err := Missing(); err != nil {

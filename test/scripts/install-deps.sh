@@ -7,8 +7,10 @@
 # apt-get update runs only when a missing package cannot be found. If another apt or dpkg is
 # running (say an install started at boot), this waits for its lock.
 #
-# With CI=true any failure exits non-zero; otherwise failures are reported loudly and the
-# script exits 0, so that `make test` goes on and the real-server tests skip with a message.
+# With NIRPROXY_REQUIRE_REAL_SERVERS=1 (which .ci/run sets), or its alias CI=true, any failure
+# exits non-zero; otherwise failures are reported loudly and the script exits 0, so that
+# `make test` goes on and the real-server tests skip with a message (listed at the end of the
+# run's summary).
 #
 # Usage: test/scripts/install-deps.sh
 set -uo pipefail
@@ -17,13 +19,26 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 packages=(orthanc orthanc-dicomweb orthanc-gdcm python3-pydicom dcmtk redis-server nginx wrk)
 lock_wait=600 # seconds to wait for another apt or dpkg to finish
 
+# strict_reason names the setting that makes a failure fatal, or prints nothing: the same rule
+# as the Go tests' orthanc.Strict.
+strict_reason() {
+	if [[ "${NIRPROXY_REQUIRE_REAL_SERVERS:-}" == "1" ]]; then
+		echo "NIRPROXY_REQUIRE_REAL_SERVERS=1"
+	elif [[ "${CI:-}" == "true" ]]; then
+		echo "CI=true"
+	fi
+}
+
 fail() {
 	echo "install-deps: ERROR: $*" >&2
-	if [[ "${CI:-}" == "true" ]]; then
-		echo "install-deps: CI=true, so this is fatal." >&2
+	local why
+	why=$(strict_reason)
+	if [[ -n "$why" ]]; then
+		echo "install-deps: $why, so this is fatal." >&2
 		exit 1
 	fi
-	echo "install-deps: continuing; tests that need this will be skipped (they fail when CI=true)." >&2
+	echo "install-deps: continuing; tests that need this will be skipped" \
+		"(they fail when NIRPROXY_REQUIRE_REAL_SERVERS=1)." >&2
 	failed=1
 }
 failed=0
