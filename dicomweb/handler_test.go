@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,19 +40,43 @@ type fakeInstance struct {
 }
 
 // fakeOrigin is a minimal DICOMweb origin over a list of instances. It answers study-level
-// searches by PatientID or StudyInstanceUID, instance searches within a study, retrieves as
-// multipart with one part per instance (the part body names the SOP instance), and metadata.
+// searches by PatientID or StudyInstanceUID (with the study's counts), series searches within
+// a study, instance searches within a study or series (paged by limit and offset), retrieves
+// as multipart with one part per instance (the part body names the SOP instance), and
+// metadata. Its fakeOptions make it search like PACS that bend QIDO-RS.
 type fakeOrigin struct {
 	id        string
 	instances []fakeInstance
+	opts      fakeOptions
 	calls     atomic.Int64
 	truncate  atomic.Bool // cut retrieve bodies before the closing delimiter
 	down      atomic.Bool // answer 502 to everything
 	srv       *httptest.Server
 }
 
+// fakeOptions make a fake origin answer searches as some real PACS do.
+type fakeOptions struct {
+	// searchCap, when positive, cuts every instance-level search answer to at most that many
+	// results, whatever limit asked, without saying so.
+	searchCap int
+	// ignoreOffset answers instance-level searches from the first match, whatever offset says.
+	ignoreOffset bool
+	// omitCounts leaves NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances,
+	// NumberOfSeriesRelatedInstances and ModalitiesInStudy out of every answer.
+	omitCounts bool
+	// failListing answers 502 to instance-level searches, and only to them.
+	failListing bool
+	// modality is the Modality of each series, by Series Instance UID; a series not in it
+	// has none.
+	modality map[string]string
+}
+
 func newFakeOrigin(t *testing.T, id string, inst ...fakeInstance) *fakeOrigin {
-	f := &fakeOrigin{id: id, instances: inst}
+	return newFakeOriginWith(t, id, fakeOptions{}, inst...)
+}
+
+func newFakeOriginWith(t *testing.T, id string, opts fakeOptions, inst ...fakeInstance) *fakeOrigin {
+	f := &fakeOrigin{id: id, instances: inst, opts: opts}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -82,6 +107,9 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get("0020000D"); v != "" && in.study != v {
 			continue
 		}
+		if v := q.Get("0020000E"); v != "" && in.series != v {
+			continue
+		}
 		if v := q.Get("00080020"); v != "" && in.date != v {
 			continue
 		}
@@ -102,27 +130,49 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
 			ds.SetStrings(dcmjson.TagStudyDate, "DA", in.date)
 			ds.SetStrings(dcmjson.TagRetrieveURL, "UR", "http://"+r.Host+"/dicom-web/studies/"+in.study)
+			f.setStudyCounts(ds, in.study)
 			out = append(out, ds)
 		}
 		writeTestJSON(w, out)
 	case last == "series" && len(p)%2 == 1:
 		count := map[string]int64{}
+		studyOf := map[string]string{}
 		var order []string
 		for _, in := range sel {
 			if count[in.series] == 0 {
 				order = append(order, in.series)
 			}
 			count[in.series]++
+			studyOf[in.series] = in.study
 		}
 		out := []dcmjson.Dataset{}
 		for _, se := range order {
 			ds := dcmjson.Dataset{}
+			ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", studyOf[se])
 			ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", se)
-			ds.SetInt(dcmjson.TagNumberOfSeriesRelatedInstances, "IS", count[se])
+			if mod := f.opts.modality[se]; mod != "" {
+				ds.SetStrings(dcmjson.TagModality, "CS", mod)
+			}
+			if !f.opts.omitCounts {
+				ds.SetInt(dcmjson.TagNumberOfSeriesRelatedInstances, "IS", count[se])
+			}
 			out = append(out, ds)
 		}
 		writeTestJSON(w, out)
 	case last == "instances" && len(p)%2 == 1:
+		if f.opts.failListing {
+			http.Error(w, "listing failed", http.StatusBadGateway)
+			return
+		}
+		if off, _ := strconv.Atoi(q.Get("offset")); off > 0 && !f.opts.ignoreOffset {
+			sel = sel[min(off, len(sel)):]
+		}
+		if n, _ := strconv.Atoi(q.Get("limit")); n > 0 && n < len(sel) {
+			sel = sel[:n]
+		}
+		if f.opts.searchCap > 0 && f.opts.searchCap < len(sel) {
+			sel = sel[:f.opts.searchCap]
+		}
 		out := []dcmjson.Dataset{}
 		for _, in := range sel {
 			out = append(out, f.instanceDS(r, in))
@@ -158,10 +208,40 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// setStudyCounts sets a study answer's counts from every instance of the study the origin
+// holds, unless the origin omits counts.
+func (f *fakeOrigin) setStudyCounts(ds dcmjson.Dataset, study string) {
+	if f.opts.omitCounts {
+		return
+	}
+	var n int64
+	series := map[string]bool{}
+	var mods []string
+	for _, in := range f.instances {
+		if in.study != study {
+			continue
+		}
+		n++
+		series[in.series] = true
+		if mod := f.opts.modality[in.series]; mod != "" && !contains(mods, mod) {
+			mods = append(mods, mod)
+		}
+	}
+	ds.SetInt(dcmjson.TagNumberOfStudyRelatedInstances, "IS", n)
+	ds.SetInt(dcmjson.TagNumberOfStudyRelatedSeries, "IS", int64(len(series)))
+	if len(mods) > 0 {
+		sort.Strings(mods)
+		ds.SetStrings(dcmjson.TagModalitiesInStudy, "CS", mods...)
+	}
+}
+
 func (f *fakeOrigin) instanceDS(r *http.Request, in fakeInstance) dcmjson.Dataset {
 	ds := dcmjson.Dataset{}
 	ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", in.study)
 	ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", in.series)
+	if mod := f.opts.modality[in.series]; mod != "" {
+		ds.SetStrings(dcmjson.TagModality, "CS", mod)
+	}
 	ds.SetStrings(dcmjson.TagSOPInstanceUID, "UI", in.sop)
 	ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
 	ds[dcmjson.TagPixelData] = &dcmjson.Element{VR: "OW", BulkDataURI: "http://" + r.Host + "/dicom-web/studies/" + in.study + "/series/" + in.series + "/instances/" + in.sop + "/bulk/7FE00010"}
