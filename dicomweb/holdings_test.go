@@ -132,3 +132,170 @@ func TestListHoldingEndsAfterMaxPages(t *testing.T) {
 		t.Fatalf("%d pages asked; want exactly maxListPages (%d)", n, maxListPages)
 	}
 }
+
+// in21 is an instance of alice's study 2.1.
+func in21(series, sop string) fakeInstance {
+	return fakeInstance{alice, "2.1", series, sop, "20240301"}
+}
+
+// seriesModality gives the series of study 2.1 their modalities at every fake origin.
+var seriesModality = map[string]string{"2.1.1": "CT", "2.1.2": "MR"}
+
+// resultOf returns the result whose tag is uid in a search answer.
+func resultOf(t *testing.T, body []byte, tag, uid string) dcmjson.Dataset {
+	t.Helper()
+	for _, ds := range decodeList(t, body) {
+		if ds.String(tag) == uid {
+			return ds
+		}
+	}
+	t.Fatalf("%s %s missing from the answer %s", tag, uid, body)
+	return nil
+}
+
+// TestSearchCountsAreTheUnion: the counts of a study or series held by two trusts whose copies
+// differ are the distinct instances, series and modalities held anywhere, asserted exactly, and
+// equal to what a retrieve of the same study or series returns. A copy that omits its counts
+// adds what it holds (listed), never 0; a capped copy is listed through every page.
+func TestSearchCountsAreTheUnion(t *testing.T) {
+	tests := []struct {
+		name         string
+		optsA, optsB fakeOptions
+		atA, atB     []fakeInstance
+		// wantInstances and wantSeries are the study's counts; wantModalities its
+		// ModalitiesInStudy; wantPerSeries each series' NumberOfSeriesRelatedInstances.
+		wantInstances, wantSeries int64
+		wantModalities            []string
+		wantPerSeries             map[string]int64
+	}{
+		{name: "overlapping copies",
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")},
+			atB:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3")},
+			wantInstances: 3, wantSeries: 1, wantModalities: []string{"CT"}, wantPerSeries: map[string]int64{"2.1.1": 3}},
+		{name: "disjoint copies",
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1")},
+			atB:           []fakeInstance{in21("2.1.2", "2.1.2.1"), in21("2.1.2", "2.1.2.2")},
+			wantInstances: 3, wantSeries: 2, wantModalities: []string{"CT", "MR"}, wantPerSeries: map[string]int64{"2.1.1": 1, "2.1.2": 2}},
+		{name: "identical copies",
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")},
+			atB:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")},
+			wantInstances: 2, wantSeries: 1, wantModalities: []string{"CT"}, wantPerSeries: map[string]int64{"2.1.1": 2}},
+		{name: "second copy without counts", optsB: fakeOptions{omitCounts: true},
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")},
+			atB:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3"), in21("2.1.2", "2.1.2.1")},
+			wantInstances: 4, wantSeries: 2, wantModalities: []string{"CT", "MR"}, wantPerSeries: map[string]int64{"2.1.1": 3, "2.1.2": 1}},
+		{name: "preferred copy without counts", optsA: fakeOptions{omitCounts: true},
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2"), in21("2.1.2", "2.1.2.1")},
+			atB:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3")},
+			wantInstances: 4, wantSeries: 2, wantModalities: []string{"CT", "MR"}, wantPerSeries: map[string]int64{"2.1.1": 3, "2.1.2": 1}},
+		{name: "both copies without counts", optsA: fakeOptions{omitCounts: true}, optsB: fakeOptions{omitCounts: true},
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")},
+			atB:           []fakeInstance{in21("2.1.1", "2.1.1.3")},
+			wantInstances: 3, wantSeries: 1, wantModalities: []string{"CT"}, wantPerSeries: map[string]int64{"2.1.1": 3}},
+		{name: "second copy capped at one result per answer", optsB: fakeOptions{searchCap: 1},
+			atA:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")},
+			atB:           []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3"), in21("2.1.2", "2.1.2.1")},
+			wantInstances: 4, wantSeries: 2, wantModalities: []string{"CT", "MR"}, wantPerSeries: map[string]int64{"2.1.1": 3, "2.1.2": 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.optsA.modality, tc.optsB.modality = seriesModality, seriesModality
+			a := newFakeOriginWith(t, "TA", tc.optsA, tc.atA...)
+			b := newFakeOriginWith(t, "TB", tc.optsB, tc.atB...)
+			p := newTestProxy(t, a, b)
+
+			resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
+			if resp.StatusCode != http.StatusOK || len(resp.Header.Values("Warning")) != 0 {
+				t.Fatalf("study search: %d %q: %s", resp.StatusCode, resp.Header.Values("Warning"), body)
+			}
+			st := resultOf(t, body, dcmjson.TagStudyInstanceUID, "2.1")
+			inst, iok := st.Int(dcmjson.TagNumberOfStudyRelatedInstances)
+			series, sok := st.Int(dcmjson.TagNumberOfStudyRelatedSeries)
+			if !iok || !sok || inst != tc.wantInstances || series != tc.wantSeries {
+				t.Errorf("study counts %d instances (present %v), %d series (present %v); want the union, %d and %d",
+					inst, iok, series, sok, tc.wantInstances, tc.wantSeries)
+			}
+			if mods := st.Strings(dcmjson.TagModalitiesInStudy); strings.Join(mods, ",") != strings.Join(tc.wantModalities, ",") {
+				t.Errorf("ModalitiesInStudy %v, want the union %v", mods, tc.wantModalities)
+			}
+			resp, body = p.get(t, "/dicom-web/studies/2.1", "Accept", acceptDICOM)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("study retrieve: %d %s", resp.StatusCode, body)
+			}
+			if got := int64(len(partsOf(t, resp, body))); got != inst {
+				t.Errorf("the study retrieve returned %d instances; its search said %d", got, inst)
+			}
+
+			resp, body = p.get(t, "/dicom-web/studies/2.1/series")
+			if resp.StatusCode != http.StatusOK || len(resp.Header.Values("Warning")) != 0 {
+				t.Fatalf("series search: %d %q: %s", resp.StatusCode, resp.Header.Values("Warning"), body)
+			}
+			for uid, want := range tc.wantPerSeries {
+				n, ok := resultOf(t, body, dcmjson.TagSeriesInstanceUID, uid).Int(dcmjson.TagNumberOfSeriesRelatedInstances)
+				if !ok || n != want {
+					t.Errorf("series %s counts %d instances (present %v); want the union, %d", uid, n, ok, want)
+				}
+				resp, rb := p.get(t, "/dicom-web/studies/2.1/series/"+uid, "Accept", acceptDICOM)
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("series retrieve: %d %s", resp.StatusCode, rb)
+				}
+				if got := int64(len(partsOf(t, resp, rb))); got != n {
+					t.Errorf("the retrieve of series %s returned %d instances; its search said %d", uid, got, n)
+				}
+			}
+		})
+	}
+}
+
+// TestSearchCountsIncompleteWhenAHolderCannotBeListed: when a holder of a study answers the
+// search but its instances cannot be listed, the counts keep the union of what was listed, are
+// never lowered below a count a copy gave (nor set where none is known), and the answer carries
+// a Warning 299 saying the counts of that study (or series) are incomplete and naming the trust.
+func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
+	atA := []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")}
+	atB := []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3"), in21("2.1.2", "2.1.2.1")}
+	tests := []struct {
+		name         string
+		optsA, optsB fakeOptions
+		path         string
+		tag, uid     string // the result whose count is checked
+		countTag     string
+		want         int64 // -1: absent
+		wantWarn     string
+	}{
+		{name: "study: TB's own count stands above what TA listed", optsB: fakeOptions{failListing: true},
+			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
+			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS answered 502"},
+		{name: "study: TB gives no count, TA's listing stands", optsB: fakeOptions{failListing: true, omitCounts: true},
+			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
+			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 2, wantWarn: "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS answered 502"},
+		{name: "study: no holder listed and no count given, the count stays absent",
+			optsA: fakeOptions{failListing: true, omitCounts: true}, optsB: fakeOptions{failListing: true, omitCounts: true},
+			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
+			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: -1, wantWarn: "The counts of study 2.1 are incomplete: TA (TA Trust) could not list its instances: its PACS answered 502; TB (TB Trust) could not"},
+		{name: "series of the study", optsB: fakeOptions{failListing: true},
+			path: "/dicom-web/studies/2.1/series", tag: dcmjson.TagSeriesInstanceUID, uid: "2.1.1",
+			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The instance count of series 2.1.1 is incomplete: TB (TB Trust) could not list its instances"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newFakeOriginWith(t, "TA", tc.optsA, atA...)
+			b := newFakeOriginWith(t, "TB", tc.optsB, atB...)
+			p := newTestProxy(t, a, b)
+			resp, body := p.get(t, tc.path)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if w := strings.Join(resp.Header.Values("Warning"), "|"); !strings.HasPrefix(w, "299 ") || !strings.Contains(w, tc.wantWarn) {
+				t.Errorf("Warning %q; want a 299 containing %q", w, tc.wantWarn)
+			}
+			n, ok := resultOf(t, body, tc.tag, tc.uid).Int(tc.countTag)
+			switch {
+			case tc.want < 0 && ok:
+				t.Errorf("%s = %d; want it absent (no copy gave it and it could not be listed)", tc.countTag, n)
+			case tc.want >= 0 && (!ok || n != tc.want):
+				t.Errorf("%s = %d (present %v); want %d", tc.countTag, n, ok, tc.want)
+			}
+		})
+	}
+}
