@@ -26,8 +26,9 @@ func src(id string, prio int) *upstream.Source {
 
 func TestMergeAnswers(t *testing.T) {
 	a, b := src("A", 1), src("B", 2)
-	// C, preferred, gives no counts for the shared study: unknown, which must not hide B's.
-	c := src("C", 0)
+	// C (preferred) and D (last) give no counts for the shared study: unknown, which must
+	// neither hide nor lower B's.
+	c, d := src("C", 0), src("D", 3)
 	countless := study("1.1", "20240101", "9434765919", 0, 0)
 	delete(countless, dcmjson.TagNumberOfStudyRelatedSeries)
 	countless[dcmjson.TagNumberOfStudyRelatedInstances] = &dcmjson.Element{VR: "IS"}
@@ -35,6 +36,7 @@ func TestMergeAnswers(t *testing.T) {
 		{source: c, results: []dcmjson.Dataset{countless}},
 		{source: a, results: []dcmjson.Dataset{study("1.1", "20240101", "9434765919", 2, 10, "CT"), study("1.2", "20230101", "9434765919", 1, 1, "CR")}},
 		{source: b, results: []dcmjson.Dataset{study("1.1", "20240101", "9434765919", 3, 12, "CT", "SR"), study("1.3", "20250101", "9434765919", 1, 5, "MR")}},
+		{source: d, results: []dcmjson.Dataset{countless.Clone()}},
 	}
 	got := mergeAnswers(StudyLevel, answers)
 	sortResults(got)
@@ -51,7 +53,7 @@ func TestMergeAnswers(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"holders of the shared study, preferred first", shared.holders, []string{"C", "A", "B"}},
+		{"holders of the shared study, preferred first", shared.holders, []string{"C", "A", "B", "D"}},
 		{"series count is a lower bound: the largest copy's, whatever omits it", mustInt(shared.ds, dcmjson.TagNumberOfStudyRelatedSeries), int64(3)},
 		{"instance count is a lower bound: the largest copy's, whatever omits it", mustInt(shared.ds, dcmjson.TagNumberOfStudyRelatedInstances), int64(12)},
 		{"modalities are the union", shared.ds.Strings(dcmjson.TagModalitiesInStudy), []string{"CT", "SR"}},
