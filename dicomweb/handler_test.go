@@ -639,26 +639,80 @@ func TestCapabilitiesAndCORS(t *testing.T) {
 }
 
 // TestLocatorRemembersOnlyCompleteLocations: a search that a trust's copy can fail to match
-// (here by modality) must not teach the locator that the other trust alone holds the study.
+// (by date, by patient) must not teach the locator that the other trust alone holds the study;
+// a search by StudyInstanceUID alone, which every holder's copy matches, names both. Either
+// way the retrieve that follows returns all 3 instances held anywhere, and asks TB.
 func TestLocatorRemembersOnlyCompleteLocations(t *testing.T) {
-	a, b := twoTrusts(t)
+	tests := []struct {
+		name string
+		// otherPatient files TB's copy of 1.1 under a local identifier, not alice's NHS number.
+		otherPatient bool
+		search       string
+	}{
+		// TB's copy of 1.1 has more instances and another date; the search matches TA's only.
+		{name: "study UID and a date one copy lacks", search: "StudyInstanceUID=1.1&StudyDate=20240101"},
+		{name: "study UID and the patient, TB's copy under another identifier", otherPatient: true,
+			search: "StudyInstanceUID=1.1&PatientID=" + alice},
+		{name: "study UID alone", otherPatient: true, search: "StudyInstanceUID=1.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := twoTrusts(t)
+			if tc.otherPatient {
+				b = sharedUnderAnotherPatient(t)
+			}
+			p := newTestProxy(t, a, b)
+			resp, body := p.get(t, "/dicom-web/studies?"+tc.search)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			before := b.calls.Load()
+			resp, body = p.get(t, "/dicom-web/studies/1.1")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := partsOf(t, resp, body); len(got) != 3 {
+				t.Fatalf("retrieve returned %d instances, want all 3 held anywhere", len(got))
+			}
+			if b.calls.Load() == before {
+				t.Fatal("the second holder was never asked")
+			}
+		})
+	}
+}
+
+// sharedUnderAnotherPatient is TB of twoTrusts with its copy of study 1.1 filed under a local
+// identifier instead of alice's NHS number, as a trust that has not matched the patient does.
+func sharedUnderAnotherPatient(t *testing.T) *fakeOrigin {
+	return newFakeOrigin(t, "TB",
+		fakeInstance{"LOCAL-77", "1.1", "1.1.1", "1.1.1.1", "20240102"},
+		fakeInstance{"LOCAL-77", "1.1", "1.1.1", "1.1.1.2", "20240102"},
+		fakeInstance{"LOCAL-77", "1.1", "1.1.2", "1.1.2.1", "20240102"},
+		fakeInstance{alice, "1.3", "1.3.1", "1.3.1.1", "20250101"},
+	)
+}
+
+// TestPatientSearchDoesNotHideAHolder: TB files its copy of alice's study 1.1 under another
+// patient identifier, so a search for alice finds 1.1 at TA only. That search must not make
+// the locator believe TA is the sole holder: the retrieve of 1.1 that follows includes TB's
+// instances (1.1.2.1 is held by TB alone).
+func TestPatientSearchDoesNotHideAHolder(t *testing.T) {
+	a, _ := twoTrusts(t)
+	b := sharedUnderAnotherPatient(t)
 	p := newTestProxy(t, a, b)
-	// TB's copy of 1.1 has more instances and another date; a search matching TA's copy only
-	// comes first.
-	resp, body := p.get(t, "/dicom-web/studies?StudyInstanceUID=1.1&StudyDate=20240101")
+	resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
 	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
+		t.Fatalf("search: status %d: %s", resp.StatusCode, body)
 	}
-	before := b.calls.Load()
-	resp, body = p.get(t, "/dicom-web/studies/1.1")
+	if holders := resultOf(t, body, dcmjson.TagStudyInstanceUID, "1.1").Strings(dcmjson.TagRetrieveAETitle); strings.Join(holders, ",") != "TA" {
+		t.Fatalf("the patient search found 1.1 at %v; the test needs TA alone", holders)
+	}
+	resp, body = p.get(t, "/dicom-web/studies/1.1", "Accept", acceptDICOM)
 	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
+		t.Fatalf("retrieve: status %d: %s", resp.StatusCode, body)
 	}
-	if got := partsOf(t, resp, body); len(got) != 3 {
-		t.Fatalf("retrieve returned %d instances, want all 3 held anywhere", len(got))
-	}
-	if b.calls.Load() == before {
-		t.Fatal("the second holder was never asked")
+	if got, want := partsOf(t, resp, body), []string{"DICM-1.1.1.1", "DICM-1.1.1.2", "DICM-1.1.2.1"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("retrieve returned %v, want %v: TB's copy was forgotten", got, want)
 	}
 }
 

@@ -136,7 +136,9 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		answers = byAnswerPriority(answers)
 		all := mergeAnswers(level, answers)
 		sortResults(all)
-		if level == StudyLevel && complete && search.locatesCompletely() {
+		// Only a complete answer to a search by study UID alone names every holder; any other
+		// would teach the locator to forget a trust whose copy the search did not match.
+		if complete && search.locatesCompletely() {
 			for _, m := range all {
 				var patients []string
 				if nhs, err := NormaliseNHSNumber(m.ds.String(dcmjson.TagPatientID)); err == nil {
