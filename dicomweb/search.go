@@ -206,8 +206,8 @@ type countJob struct {
 // A count is only ever raised from the lower bound mergeAnswers left (the largest copy's), and
 // never set from nothing to 0, unless every holder was listed: then it is exact. It returns a
 // Warning for every result whose counts are incomplete, naming the trusts that could not be
-// listed, and one for the results left uncounted past the bound; and the failed listings, for
-// the log.
+// listed, and one for the results left uncounted (past the bound, or because the request's
+// deadline had passed before listing began); and the failed listings, for the log.
 func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, items []*merged, staleIDs map[string]bool, agent string) ([]string, []upstream.Outcome) {
 	if level == InstanceLevel {
 		return nil, nil
@@ -271,13 +271,23 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 			}
 		}
 	}
+	var warnings []string
+	if ctx.Err() != nil && len(jobs) > 0 {
+		// The search itself used up the request's time (a trust that did not answer held it to
+		// the deadline). Listing now would only time out and blame trusts that answered.
+		late := 0
+		for _, j := range jobs {
+			late += len(j.items)
+		}
+		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %d results held by more than one trust are the largest copy's, not the union of the copies: the request's time ran out before the copies could be listed.", late)))
+		jobs = nil
+	}
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Go(func() { j.got = listHoldings(ctx, j.study, j.series, j.holders) })
 	}
 	wg.Wait()
 
-	var warnings []string
 	var failed []upstream.Outcome
 	for _, j := range jobs {
 		got := j.got
