@@ -51,7 +51,9 @@ type fakeOrigin struct {
 	calls     atomic.Int64
 	truncate  atomic.Bool // cut retrieve bodies before the closing delimiter
 	down      atomic.Bool // answer 502 to everything
-	srv       *httptest.Server
+	// failListing answers 502 to instance-level searches, and only to them.
+	failListing atomic.Bool
+	srv         *httptest.Server
 }
 
 // fakeOptions make a fake origin answer searches as some real PACS do.
@@ -64,8 +66,6 @@ type fakeOptions struct {
 	// omitCounts leaves NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances,
 	// NumberOfSeriesRelatedInstances and ModalitiesInStudy out of every answer.
 	omitCounts bool
-	// failListing answers 502 to instance-level searches, and only to them.
-	failListing bool
 	// modality is the Modality of each series, by Series Instance UID; a series not in it
 	// has none.
 	modality map[string]string
@@ -160,7 +160,7 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		writeTestJSON(w, out)
 	case last == "instances" && len(p)%2 == 1:
-		if f.opts.failListing {
+		if f.failListing.Load() {
 			http.Error(w, "listing failed", http.StatusBadGateway)
 			return
 		}

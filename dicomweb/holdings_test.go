@@ -257,23 +257,25 @@ func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 	tests := []struct {
 		name         string
 		optsA, optsB fakeOptions
+		// failA and failB make TA's and TB's instance listings fail (502).
+		failA, failB bool
 		path         string
 		tag, uid     string // the result whose count is checked
 		countTag     string
 		want         int64 // -1: absent
 		wantWarn     string
 	}{
-		{name: "study: TB's own count stands above what TA listed", optsB: fakeOptions{failListing: true},
+		{name: "study: TB's own count stands above what TA listed", failB: true,
 			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
 			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS answered 502"},
-		{name: "study: TB gives no count, TA's listing stands", optsB: fakeOptions{failListing: true, omitCounts: true},
+		{name: "study: TB gives no count, TA's listing stands", failB: true, optsB: fakeOptions{omitCounts: true},
 			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
 			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 2, wantWarn: "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS answered 502"},
 		{name: "study: no holder listed and no count given, the count stays absent",
-			optsA: fakeOptions{failListing: true, omitCounts: true}, optsB: fakeOptions{failListing: true, omitCounts: true},
+			failA: true, failB: true, optsA: fakeOptions{omitCounts: true}, optsB: fakeOptions{omitCounts: true},
 			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
 			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: -1, wantWarn: "The counts of study 2.1 are incomplete: TA (TA Trust) could not list its instances: its PACS answered 502; TB (TB Trust) could not"},
-		{name: "series of the study", optsB: fakeOptions{failListing: true},
+		{name: "series of the study", failB: true,
 			path: "/dicom-web/studies/2.1/series", tag: dcmjson.TagSeriesInstanceUID, uid: "2.1.1",
 			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The instance count of series 2.1.1 is incomplete: TB (TB Trust) could not list its instances"},
 	}
@@ -281,6 +283,8 @@ func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newFakeOriginWith(t, "TA", tc.optsA, atA...)
 			b := newFakeOriginWith(t, "TB", tc.optsB, atB...)
+			a.failListing.Store(tc.failA)
+			b.failListing.Store(tc.failB)
 			p := newTestProxy(t, a, b)
 			resp, body := p.get(t, tc.path)
 			if resp.StatusCode != http.StatusOK {
@@ -297,5 +301,37 @@ func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 				t.Errorf("%s = %d (present %v); want %d", tc.countTag, n, ok, tc.want)
 			}
 		})
+	}
+}
+
+// TestSearchCountsFromAStaleListingAreIncomplete: the counts may come from a holder's stale
+// cached listing only when its search answer was itself a stale copy (and said so). When TB
+// answers the search now but its listing fails, the listing's stale copy is not used silently:
+// the counts are incomplete, raised no lower than TB's own count, and a Warning names TB.
+func TestSearchCountsFromAStaleListingAreIncomplete(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+	a, b := differingCopies(t, fakeOptions{}, fakeOptions{})
+	p := cachingProxy(t, clk, true, a, b)
+	path := "/dicom-web/studies?PatientID=" + alice
+	resp, body := p.get(t, path)
+	if resp.StatusCode != http.StatusOK || len(resp.Header.Values("Warning")) != 0 {
+		t.Fatalf("first search: %d %q", resp.StatusCode, resp.Header.Values("Warning"))
+	}
+	if n, _ := resultOf(t, body, dcmjson.TagStudyInstanceUID, "2.1").Int(dcmjson.TagNumberOfStudyRelatedInstances); n != 4 {
+		t.Fatalf("first search counts %d instances, want the union, 4", n)
+	}
+
+	clk.add(time.Minute)
+	b.failListing.Store(true)
+	resp, body = p.get(t, path)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("second search: %d %s", resp.StatusCode, body)
+	}
+	w := resp.Header.Values("Warning")
+	if len(w) != 1 || !strings.Contains(w[0], "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS answered 502") {
+		t.Fatalf("warnings %q; want one 299 saying the counts are incomplete and naming TB", w)
+	}
+	if n, _ := resultOf(t, body, dcmjson.TagStudyInstanceUID, "2.1").Int(dcmjson.TagNumberOfStudyRelatedInstances); n != 3 {
+		t.Fatalf("second search counts %d instances; want 3, TB's own count (TA listed 2)", n)
 	}
 }
