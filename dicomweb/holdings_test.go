@@ -335,3 +335,36 @@ func TestSearchCountsFromAStaleListingAreIncomplete(t *testing.T) {
 		t.Fatalf("second search counts %d instances; want 3, TB's own count (TA listed 2)", n)
 	}
 }
+
+// TestSearchCountsAreBounded: the counts of at most maxCountedStudies studies of a page are
+// made the union; past the bound a study keeps the largest copy's counts and the answer says
+// so, without naming a trust.
+func TestSearchCountsAreBounded(t *testing.T) {
+	var atA, atB []fakeInstance
+	for i := range maxCountedStudies + 1 {
+		study := fmt.Sprintf("4.%d", i)
+		// Each copy holds one instance of its own: the union is 2, the largest copy 1.
+		atA = append(atA, fakeInstance{alice, study, study + ".1", study + ".1.1", "20240401"})
+		atB = append(atB, fakeInstance{alice, study, study + ".1", study + ".1.2", "20240401"})
+	}
+	a := newFakeOrigin(t, "TA", atA...)
+	b := newFakeOrigin(t, "TB", atB...)
+	p := newTestProxy(t, a, b)
+	resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	counts := map[int64]int{}
+	for _, ds := range decodeList(t, body) {
+		n, _ := ds.Int(dcmjson.TagNumberOfStudyRelatedInstances)
+		counts[n]++
+	}
+	if counts[2] != maxCountedStudies || counts[1] != 1 {
+		t.Errorf("studies by instance count %v; want %d counted as the union (2) and 1 left at the largest copy's (1)", counts, maxCountedStudies)
+	}
+	w := resp.Header.Values("Warning")
+	if len(w) != 1 || !strings.Contains(w[0], "The counts of 1 result held by more than one trust are the largest copy's") ||
+		strings.Contains(w[0], "TA") || strings.Contains(w[0], "TB") {
+		t.Errorf("warnings %q; want one saying 1 result was not counted, naming no trust", w)
+	}
+}

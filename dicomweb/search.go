@@ -279,7 +279,7 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 		for _, j := range jobs {
 			late += len(j.items)
 		}
-		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %d results held by more than one trust are the largest copy's, not the union of the copies: the request's time ran out before the copies could be listed.", late)))
+		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s held by more than one trust are the largest copy's, not the union of the copies: the request's time ran out before the copies could be listed.", resultsPhrase(late))))
 		jobs = nil
 	}
 	var wg sync.WaitGroup
@@ -337,9 +337,17 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 		}
 	}
 	if uncounted > 0 {
-		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %d results held by more than one trust are the largest copy's, not the union of the copies: ask for fewer results (limit) to have them counted.", uncounted)))
+		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s held by more than one trust are the largest copy's, not the union of the copies: ask for fewer results (limit) to have them counted.", resultsPhrase(uncounted))))
 	}
 	return warnings, failed
+}
+
+// resultsPhrase is "1 result" or "n results".
+func resultsPhrase(n int) string {
+	if n == 1 {
+		return "1 result"
+	}
+	return itoa(n) + " results"
 }
 
 // setCount sets a count computed from listings: as it is when exact, else only where it raises
