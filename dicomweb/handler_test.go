@@ -63,6 +63,9 @@ type fakeOptions struct {
 	searchCap int
 	// ignoreOffset answers instance-level searches from the first match, whatever offset says.
 	ignoreOffset bool
+	// listNothing answers every instance-level search with an empty list, as a PACS that
+	// does not support them below a study may.
+	listNothing bool
 	// omitCounts leaves NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances,
 	// NumberOfSeriesRelatedInstances and ModalitiesInStudy out of every answer.
 	omitCounts bool
@@ -163,6 +166,9 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		if f.failListing.Load() {
 			http.Error(w, "listing failed", http.StatusBadGateway)
 			return
+		}
+		if f.opts.listNothing {
+			sel = nil
 		}
 		if off, _ := strconv.Atoi(q.Get("offset")); off > 0 && !f.opts.ignoreOffset {
 			sel = sel[min(off, len(sel)):]

@@ -251,6 +251,8 @@ func TestSearchCountsAreTheUnion(t *testing.T) {
 // search but its instances cannot be listed, the counts keep the union of what was listed, are
 // never lowered below a count a copy gave (nor set where none is known), and the answer carries
 // a Warning 299 saying the counts of that study (or series) are incomplete and naming the trust.
+// When the listings show none of a result's instances, its counts are never set to 0: the
+// answers' stand, and a Warning says so.
 func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 	atA := []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")}
 	atB := []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3"), in21("2.1.2", "2.1.2.1")}
@@ -275,6 +277,14 @@ func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 			failA: true, failB: true, optsA: fakeOptions{omitCounts: true}, optsB: fakeOptions{omitCounts: true},
 			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
 			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: -1, wantWarn: "The counts of study 2.1 are incomplete: TA (TA Trust) could not list its instances: its PACS answered 502; TB (TB Trust) could not"},
+		{name: "study: no trust lists any instance, the answers' counts stand",
+			optsA: fakeOptions{listNothing: true}, optsB: fakeOptions{listNothing: true},
+			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
+			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are the answers' own, not the union of the copies: the trusts that hold it listed none of its instances."},
+		{name: "series: no trust lists any instance, the answers' counts stand",
+			optsA: fakeOptions{listNothing: true}, optsB: fakeOptions{listNothing: true},
+			path: "/dicom-web/studies/2.1/series", tag: dcmjson.TagSeriesInstanceUID, uid: "2.1.1",
+			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The counts of series 2.1.1 are the answers' own, not the union of the copies: the trusts that hold it listed none of its instances."},
 		{name: "series of the study", failB: true,
 			path: "/dicom-web/studies/2.1/series", tag: dcmjson.TagSeriesInstanceUID, uid: "2.1.1",
 			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The instance count of series 2.1.1 is incomplete: TB (TB Trust) could not list its instances"},

@@ -306,8 +306,16 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 		}
 		exact := len(got.failed) == 0
 		union := got.union()
+		// A result the search found but no listing shows (a PACS that answers nested instance
+		// searches with nothing, or a copy gone since the answer was cached) contradicts its
+		// answer: its counts are left as the answers gave them, and the answer says so.
+		var unlisted []string
 		for _, m := range j.items {
 			if level == StudyLevel {
+				if len(union) == 0 {
+					unlisted = append(unlisted, "study "+j.study)
+					continue
+				}
 				series := map[string]bool{}
 				for _, se := range union {
 					series[se] = true
@@ -330,10 +338,21 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 					n++
 				}
 			}
+			if n == 0 {
+				unlisted = append(unlisted, "series "+se)
+				continue
+			}
 			setCount(m.ds, dcmjson.TagNumberOfSeriesRelatedInstances, n, exact)
 		}
 		if !exact {
 			warnings = append(warnings, countWarning(agent, level, j, got.failed))
+		}
+		if len(unlisted) > 0 {
+			it, its := "it", "its"
+			if len(unlisted) > 1 {
+				it, its = "them", "their"
+			}
+			warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s are the answers' own, not the union of the copies: the trusts that hold %s listed none of %s instances.", strings.Join(unlisted, ", "), it, its)))
 		}
 	}
 	if uncounted > 0 {
