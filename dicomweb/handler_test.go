@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -41,18 +42,22 @@ type fakeInstance struct {
 }
 
 // fakeOrigin is a minimal DICOMweb origin over a list of instances. It answers study-level
-// searches by PatientID or StudyInstanceUID, instance searches within a study, retrieves as
-// multipart with one part per instance (the part is fakePart10 of the SOP instance), and
-// metadata.
+// searches by PatientID or StudyInstanceUID (with the study's counts), series searches within
+// a study, instance searches within a study or series (paged by limit and offset), retrieves
+// as multipart with one part per instance (the part is fakePart10 of the SOP instance), and
+// metadata. Its fakeOptions make it search like PACS that bend QIDO-RS.
 type fakeOrigin struct {
 	id        string
 	instances []fakeInstance
+	opts      fakeOptions
 	calls     atomic.Int64
 	retrieves atomic.Int64 // multipart retrieves answered
 	truncate  atomic.Bool  // cut retrieve bodies before the closing delimiter
 	down      atomic.Bool  // answer 502 to everything
 	duplicate atomic.Bool  // send every retrieved part twice
 	notPart10 atomic.Bool  // send part bodies that are not PS3.10 files
+	// failListing answers 502 to instance-level searches, and only to them.
+	failListing atomic.Bool
 	// omit is a SOP instance UID left out of retrieve answers while searches still list it.
 	omit atomic.Value
 	// extra is a SOP instance UID added to every retrieve answer, which no search lists.
@@ -60,8 +65,30 @@ type fakeOrigin struct {
 	srv   *httptest.Server
 }
 
+// fakeOptions make a fake origin answer searches as some real PACS do.
+type fakeOptions struct {
+	// searchCap, when positive, cuts every instance-level search answer to at most that many
+	// results, whatever limit asked, without saying so.
+	searchCap int
+	// ignoreOffset answers instance-level searches from the first match, whatever offset says.
+	ignoreOffset bool
+	// listNothing answers every instance-level search with an empty list, as a PACS that
+	// does not support them below a study may.
+	listNothing bool
+	// omitCounts leaves NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances,
+	// NumberOfSeriesRelatedInstances and ModalitiesInStudy out of every answer.
+	omitCounts bool
+	// modality is the Modality of each series, by Series Instance UID; a series not in it
+	// has none.
+	modality map[string]string
+}
+
 func newFakeOrigin(t *testing.T, id string, inst ...fakeInstance) *fakeOrigin {
-	f := &fakeOrigin{id: id, instances: inst}
+	return newFakeOriginWith(t, id, fakeOptions{}, inst...)
+}
+
+func newFakeOriginWith(t *testing.T, id string, opts fakeOptions, inst ...fakeInstance) *fakeOrigin {
+	f := &fakeOrigin{id: id, instances: inst, opts: opts}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -92,6 +119,9 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get("0020000D"); v != "" && in.study != v {
 			continue
 		}
+		if v := q.Get("0020000E"); v != "" && in.series != v {
+			continue
+		}
 		if v := q.Get("00080020"); v != "" && in.date != v {
 			continue
 		}
@@ -112,27 +142,52 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
 			ds.SetStrings(dcmjson.TagStudyDate, "DA", in.date)
 			ds.SetStrings(dcmjson.TagRetrieveURL, "UR", "http://"+r.Host+"/dicom-web/studies/"+in.study)
+			f.setStudyCounts(ds, in.study)
 			out = append(out, ds)
 		}
 		writeTestJSON(w, out)
 	case last == "series" && len(p)%2 == 1:
 		count := map[string]int64{}
+		studyOf := map[string]string{}
 		var order []string
 		for _, in := range sel {
 			if count[in.series] == 0 {
 				order = append(order, in.series)
 			}
 			count[in.series]++
+			studyOf[in.series] = in.study
 		}
 		out := []dcmjson.Dataset{}
 		for _, se := range order {
 			ds := dcmjson.Dataset{}
+			ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", studyOf[se])
 			ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", se)
-			ds.SetInt(dcmjson.TagNumberOfSeriesRelatedInstances, "IS", count[se])
+			if mod := f.opts.modality[se]; mod != "" {
+				ds.SetStrings(dcmjson.TagModality, "CS", mod)
+			}
+			if !f.opts.omitCounts {
+				ds.SetInt(dcmjson.TagNumberOfSeriesRelatedInstances, "IS", count[se])
+			}
 			out = append(out, ds)
 		}
 		writeTestJSON(w, out)
 	case last == "instances" && len(p)%2 == 1:
+		if f.failListing.Load() {
+			http.Error(w, "listing failed", http.StatusBadGateway)
+			return
+		}
+		if f.opts.listNothing {
+			sel = nil
+		}
+		if off, _ := strconv.Atoi(q.Get("offset")); off > 0 && !f.opts.ignoreOffset {
+			sel = sel[min(off, len(sel)):]
+		}
+		if n, _ := strconv.Atoi(q.Get("limit")); n > 0 && n < len(sel) {
+			sel = sel[:n]
+		}
+		if f.opts.searchCap > 0 && f.opts.searchCap < len(sel) {
+			sel = sel[:f.opts.searchCap]
+		}
 		out := []dcmjson.Dataset{}
 		for _, in := range sel {
 			out = append(out, f.instanceDS(r, in))
@@ -209,10 +264,40 @@ func fakePart10(sop string) []byte {
 	return append(f, elem(0x0008, 0x0018, "UI", []byte(sop))...)
 }
 
+// setStudyCounts sets a study answer's counts from every instance of the study the origin
+// holds, unless the origin omits counts.
+func (f *fakeOrigin) setStudyCounts(ds dcmjson.Dataset, study string) {
+	if f.opts.omitCounts {
+		return
+	}
+	var n int64
+	series := map[string]bool{}
+	var mods []string
+	for _, in := range f.instances {
+		if in.study != study {
+			continue
+		}
+		n++
+		series[in.series] = true
+		if mod := f.opts.modality[in.series]; mod != "" && !contains(mods, mod) {
+			mods = append(mods, mod)
+		}
+	}
+	ds.SetInt(dcmjson.TagNumberOfStudyRelatedInstances, "IS", n)
+	ds.SetInt(dcmjson.TagNumberOfStudyRelatedSeries, "IS", int64(len(series)))
+	if len(mods) > 0 {
+		sort.Strings(mods)
+		ds.SetStrings(dcmjson.TagModalitiesInStudy, "CS", mods...)
+	}
+}
+
 func (f *fakeOrigin) instanceDS(r *http.Request, in fakeInstance) dcmjson.Dataset {
 	ds := dcmjson.Dataset{}
 	ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", in.study)
 	ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", in.series)
+	if mod := f.opts.modality[in.series]; mod != "" {
+		ds.SetStrings(dcmjson.TagModality, "CS", mod)
+	}
 	ds.SetStrings(dcmjson.TagSOPInstanceUID, "UI", in.sop)
 	ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
 	ds[dcmjson.TagPixelData] = &dcmjson.Element{VR: "OW", BulkDataURI: "http://" + r.Host + "/dicom-web/studies/" + in.study + "/series/" + in.series + "/instances/" + in.sop + "/bulk/7FE00010"}
@@ -725,26 +810,80 @@ func TestCapabilitiesAndCORS(t *testing.T) {
 }
 
 // TestLocatorRemembersOnlyCompleteLocations: a search that a trust's copy can fail to match
-// (here by modality) must not teach the locator that the other trust alone holds the study.
+// (by date, by patient) must not teach the locator that the other trust alone holds the study;
+// a search by StudyInstanceUID alone, which every holder's copy matches, names both. Either
+// way the retrieve that follows returns all 3 instances held anywhere, and asks TB.
 func TestLocatorRemembersOnlyCompleteLocations(t *testing.T) {
-	a, b := twoTrusts(t)
+	tests := []struct {
+		name string
+		// otherPatient files TB's copy of 1.1 under a local identifier, not alice's NHS number.
+		otherPatient bool
+		search       string
+	}{
+		// TB's copy of 1.1 has more instances and another date; the search matches TA's only.
+		{name: "study UID and a date one copy lacks", search: "StudyInstanceUID=1.1&StudyDate=20240101"},
+		{name: "study UID and the patient, TB's copy under another identifier", otherPatient: true,
+			search: "StudyInstanceUID=1.1&PatientID=" + alice},
+		{name: "study UID alone", otherPatient: true, search: "StudyInstanceUID=1.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := twoTrusts(t)
+			if tc.otherPatient {
+				b = sharedUnderAnotherPatient(t)
+			}
+			p := newTestProxy(t, a, b)
+			resp, body := p.get(t, "/dicom-web/studies?"+tc.search)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			before := b.calls.Load()
+			resp, body = p.get(t, "/dicom-web/studies/1.1")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if got := partsOf(t, resp, body); len(got) != 3 {
+				t.Fatalf("retrieve returned %d instances, want all 3 held anywhere", len(got))
+			}
+			if b.calls.Load() == before {
+				t.Fatal("the second holder was never asked")
+			}
+		})
+	}
+}
+
+// sharedUnderAnotherPatient is TB of twoTrusts with its copy of study 1.1 filed under a local
+// identifier instead of alice's NHS number, as a trust that has not matched the patient does.
+func sharedUnderAnotherPatient(t *testing.T) *fakeOrigin {
+	return newFakeOrigin(t, "TB",
+		fakeInstance{"LOCAL-77", "1.1", "1.1.1", "1.1.1.1", "20240102"},
+		fakeInstance{"LOCAL-77", "1.1", "1.1.1", "1.1.1.2", "20240102"},
+		fakeInstance{"LOCAL-77", "1.1", "1.1.2", "1.1.2.1", "20240102"},
+		fakeInstance{alice, "1.3", "1.3.1", "1.3.1.1", "20250101"},
+	)
+}
+
+// TestPatientSearchDoesNotHideAHolder: TB files its copy of alice's study 1.1 under another
+// patient identifier, so a search for alice finds 1.1 at TA only. That search must not make
+// the locator believe TA is the sole holder: the retrieve of 1.1 that follows includes TB's
+// instances (1.1.2.1 is held by TB alone).
+func TestPatientSearchDoesNotHideAHolder(t *testing.T) {
+	a, _ := twoTrusts(t)
+	b := sharedUnderAnotherPatient(t)
 	p := newTestProxy(t, a, b)
-	// TB's copy of 1.1 has more instances and another date; a search matching TA's copy only
-	// comes first.
-	resp, body := p.get(t, "/dicom-web/studies?StudyInstanceUID=1.1&StudyDate=20240101")
+	resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
 	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
+		t.Fatalf("search: status %d: %s", resp.StatusCode, body)
 	}
-	before := b.calls.Load()
-	resp, body = p.get(t, "/dicom-web/studies/1.1")
+	if holders := resultOf(t, body, dcmjson.TagStudyInstanceUID, "1.1").Strings(dcmjson.TagRetrieveAETitle); strings.Join(holders, ",") != "TA" {
+		t.Fatalf("the patient search found 1.1 at %v; the test needs TA alone", holders)
+	}
+	resp, body = p.get(t, "/dicom-web/studies/1.1", "Accept", acceptDICOM)
 	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
+		t.Fatalf("retrieve: status %d: %s", resp.StatusCode, body)
 	}
-	if got := partsOf(t, resp, body); len(got) != 3 {
-		t.Fatalf("retrieve returned %d instances, want all 3 held anywhere", len(got))
-	}
-	if b.calls.Load() == before {
-		t.Fatal("the second holder was never asked")
+	if got, want := sopsOf(t, resp, body), []string{"1.1.1.1", "1.1.1.2", "1.1.2.1"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("retrieve returned %v, want %v: TB's copy was forgotten", got, want)
 	}
 }
 

@@ -113,8 +113,12 @@ func keyOf(ds dcmjson.Dataset) sortKey {
 }
 
 // mergeAnswers combines the sources' answers into one entry per UID. answers must be in
-// priority order: the preferred holder's attributes win, others fill gaps; counts take the
-// largest (a lower bound of the union); ModalitiesInStudy is the union.
+// priority order: the preferred holder's attributes win, others fill gaps; ModalitiesInStudy
+// is the union of the answers'. The counts (NumberOfStudyRelatedSeries,
+// NumberOfStudyRelatedInstances, NumberOfSeriesRelatedInstances) of a result held by several
+// trusts are only a lower bound here, the largest any copy gave; a copy that omits a count
+// leaves it unknown, never 0 and never lower. The search handler's unionCounts makes them the
+// union of the copies for the page it returns.
 func mergeAnswers(level Level, answers []sourceAnswer) []*merged {
 	byUID := map[string]*merged{}
 	var order []*merged

@@ -26,9 +26,17 @@ func src(id string, prio int) *upstream.Source {
 
 func TestMergeAnswers(t *testing.T) {
 	a, b := src("A", 1), src("B", 2)
+	// C (preferred) and D (last) give no counts for the shared study: unknown, which must
+	// neither hide nor lower B's.
+	c, d := src("C", 0), src("D", 3)
+	countless := study("1.1", "20240101", "9434765919", 0, 0)
+	delete(countless, dcmjson.TagNumberOfStudyRelatedSeries)
+	countless[dcmjson.TagNumberOfStudyRelatedInstances] = &dcmjson.Element{VR: "IS"}
 	answers := []sourceAnswer{
+		{source: c, results: []dcmjson.Dataset{countless}},
 		{source: a, results: []dcmjson.Dataset{study("1.1", "20240101", "9434765919", 2, 10, "CT"), study("1.2", "20230101", "9434765919", 1, 1, "CR")}},
 		{source: b, results: []dcmjson.Dataset{study("1.1", "20240101", "9434765919", 3, 12, "CT", "SR"), study("1.3", "20250101", "9434765919", 1, 5, "MR")}},
+		{source: d, results: []dcmjson.Dataset{countless.Clone()}},
 	}
 	got := mergeAnswers(StudyLevel, answers)
 	sortResults(got)
@@ -45,9 +53,9 @@ func TestMergeAnswers(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"holders of the shared study, preferred first", shared.holders, []string{"A", "B"}},
-		{"series count is the largest copy's", mustInt(shared.ds, dcmjson.TagNumberOfStudyRelatedSeries), int64(3)},
-		{"instance count is the largest copy's", mustInt(shared.ds, dcmjson.TagNumberOfStudyRelatedInstances), int64(12)},
+		{"holders of the shared study, preferred first", shared.holders, []string{"C", "A", "B", "D"}},
+		{"series count is a lower bound: the largest copy's, whatever omits it", mustInt(shared.ds, dcmjson.TagNumberOfStudyRelatedSeries), int64(3)},
+		{"instance count is a lower bound: the largest copy's, whatever omits it", mustInt(shared.ds, dcmjson.TagNumberOfStudyRelatedInstances), int64(12)},
 		{"modalities are the union", shared.ds.Strings(dcmjson.TagModalitiesInStudy), []string{"CT", "SR"}},
 		{"single holder", got[0].holders, []string{"B"}},
 	}

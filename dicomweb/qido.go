@@ -329,17 +329,18 @@ func (s *Search) checkScope() error {
 	return nil
 }
 
-// locatesCompletely reports whether every trust holding a matched study must have matched it,
-// so the holders seen can be remembered by the locator. A key that can match one trust's copy
-// and not another's (a modality, a date, a trust's own accession number) would make the
-// locator forget a holder, and a retrieve would then miss that holder's instances.
+// locatesCompletely reports whether a complete answer to this search names every holder of
+// each study it lists, so the locator may remember them: the search asks every trust by
+// StudyInstanceUID (one or a list) and by nothing else, as the locator's own lookup does. Any
+// other key can match one trust's copy and not another's: a trust that filed its copy under
+// another patient identifier, a modality, a date or an accession number of its own would be
+// forgotten for the locator's TTL, and a retrieve would then miss that holder's instances.
 func (s *Search) locatesCompletely() bool {
-	for _, m := range s.Matches {
-		if len(m.Path) != 1 || !(m.Path[0] == dcmjson.TagPatientID || m.Path[0] == dcmjson.TagStudyInstanceUID) {
-			return false
-		}
+	if s.Level != StudyLevel || s.StudyUID != "" || s.PatientID != "" || len(s.Matches) != 1 {
+		return false
 	}
-	return true
+	m := s.Matches[0]
+	return len(m.Path) == 1 && m.Path[0] == dcmjson.TagStudyInstanceUID && m.Value != ""
 }
 
 // matchValue returns the value of the single-attribute match on tag, if any.

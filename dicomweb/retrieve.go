@@ -13,7 +13,6 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/dicomweb/media"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
@@ -406,42 +405,23 @@ type inventory struct {
 	union map[string]string // SOP instance UID -> series UID
 }
 
+// inventory lists what each holder has of the target now (listHoldings, past the cache), for
+// plan. A holder that cannot be listed completely is judged like an unreached one: under the
+// default policy the retrieve is refused (503 naming it); under a partial policy it goes on
+// without that holder, marked. The listing of every other holder is complete, even where its
+// PACS cuts its search answers short.
 func (s *Server) inventory(ctx context.Context, c *echo.Context, t target, holders []*upstream.Source) (*inventory, error) {
-	path := "studies/" + t.study + "/instances"
+	series := ""
 	if t.level == SeriesLevel {
-		path = "studies/" + t.study + "/series/" + t.series + "/instances"
+		series = t.series
 	}
-	q := url.Values{"includefield": {dcmjson.TagSeriesInstanceUID}}
-	// The plan must match what each holder has now, not a cached listing.
-	results := upstream.FanOut(upstream.BypassCache(ctx), holders, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
-		return src.Search(ctx, path, q)
-	})
-	inv := &inventory{has: map[string]map[string]string{}, union: map[string]string{}}
-	var failed []upstream.Outcome
-	for _, r := range results {
-		if r.Err != nil {
-			failed = append(failed, r.Outcome)
-			continue
-		}
-		set := map[string]string{}
-		for _, ds := range r.Value {
-			sop, series := ds.String(dcmjson.TagSOPInstanceUID), ds.String(dcmjson.TagSeriesInstanceUID)
-			if study := ds.String(dcmjson.TagStudyInstanceUID); study != "" && study != t.study {
-				continue
-			}
-			if t.level == SeriesLevel && series == "" {
-				series = t.series
-			}
-			if !validUID(sop) || !validUID(series) || (t.level == SeriesLevel && series != t.series) {
-				continue
-			}
-			set[sop] = series
-			inv.union[sop] = series
-		}
-		inv.has[r.Source.ID] = set
-		inv.holders = append(inv.holders, r.Source)
+	h := listHoldings(upstream.BypassCache(ctx), t.study, series, holders)
+	s.logListingFailures(c, h.failed)
+	inv := &inventory{holders: h.holders, has: map[string]map[string]string{}, union: h.union()}
+	for id, l := range h.listed {
+		inv.has[id] = l.series
 	}
-	if err := s.judgeRetrieve(c, failed, t.describe()); err != nil {
+	if err := s.judgeRetrieve(c, h.failed, t.describe()); err != nil {
 		return nil, err
 	}
 	return inv, nil

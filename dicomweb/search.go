@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/labstack/echo/v5"
@@ -134,7 +136,9 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		answers = byAnswerPriority(answers)
 		all := mergeAnswers(level, answers)
 		sortResults(all)
-		if level == StudyLevel && complete && search.locatesCompletely() {
+		// Only a complete answer to a search by study UID alone names every holder; any other
+		// would teach the locator to forget a trust whose copy the search did not match.
+		if complete && search.locatesCompletely() {
 			for _, m := range all {
 				var patients []string
 				if nhs, err := NormaliseNHSNumber(m.ds.String(dcmjson.TagPatientID)); err == nil {
@@ -144,9 +148,9 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 			}
 		}
 		pageItems, remaining := page(all, search.Offset, search.Limit)
-		if level == StudyLevel {
-			s.unionCounts(ctx, pageItems)
-		}
+		countWarnings, unlisted := s.unionCounts(fanCtx, level, search, pageItems, staleIDs, s.agent(c))
+		s.logListingFailures(c, unlisted)
+		warnings = append(warnings, countWarnings...)
 		out := make([]dcmjson.Dataset, len(pageItems))
 		for i, m := range pageItems {
 			finish(level, m, search, rw)
@@ -176,60 +180,218 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 	}
 }
 
-// maxCountedStudies bounds the studies of one page whose counts are made exact.
+// maxCountedStudies bounds the studies of one page whose counts are made the union of their
+// copies: one listing per study (for series, per study the series are in), at each holder.
 const maxCountedStudies = 50
 
-// unionCounts makes the series and instance counts of studies held at several trusts count
-// the union of the copies, not the largest copy: each holder's series are listed (one search
-// per holder, in parallel) and each series counts with its largest copy. Where a holder cannot
-// be asked, the largest copy's counts stand (a lower bound).
-func (s *Server) unionCounts(ctx context.Context, items []*merged) {
-	var wg sync.WaitGroup
-	counted := 0
+// countJob is one listing made for the counts of a page: of a study (series "") or of one
+// series, at the holders of the results it counts.
+type countJob struct {
+	study, series string
+	holders       []*upstream.Source
+	items         []*merged
+	got           holdings
+}
+
+// unionCounts makes the counts of the page's results that several trusts hold count the union
+// of their copies, the set a retrieve returns: at study level NumberOfStudyRelatedInstances
+// (distinct SOP Instance UIDs), NumberOfStudyRelatedSeries (distinct series) and
+// ModalitiesInStudy (the answers' modalities and those listed), at series level
+// NumberOfSeriesRelatedInstances. Each holder's instances are listed (listHoldings, under ctx,
+// so through the cache as the search was, stale copies only where the search used one too),
+// one listing per study in parallel, for at most maxCountedStudies studies. Results held by one
+// trust keep that trust's counts; a series held by one trust that gave no count is counted
+// from its study's listing when that study is listed anyway.
+//
+// A count is only ever raised from the lower bound mergeAnswers left (the largest copy's), and
+// never set from nothing to 0, unless every holder was listed: then it is exact. It returns a
+// Warning for every result whose counts are incomplete, naming the trusts that could not be
+// listed, and one for the results left uncounted (past the bound, or because the request's
+// deadline had passed before listing began); and the failed listings, for the log.
+func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, items []*merged, staleIDs map[string]bool, agent string) ([]string, []upstream.Outcome) {
+	if level == InstanceLevel {
+		return nil, nil
+	}
+	var jobs []*countJob
+	byStudy := map[string]*countJob{}
+	uncounted := 0
 	for _, m := range items {
-		if len(m.holders) < 2 || counted >= maxCountedStudies {
+		if len(m.holders) < 2 {
 			continue
 		}
-		counted++
-		var holders []*upstream.Source
+		study, series := m.ds.String(dcmjson.TagStudyInstanceUID), ""
+		if level == SeriesLevel {
+			if study == "" {
+				study = search.StudyUID
+			}
+			series = m.ds.String(dcmjson.TagSeriesInstanceUID)
+		}
+		if !validUID(study) {
+			uncounted++
+			continue
+		}
+		j := byStudy[study]
+		switch {
+		case j != nil && level == SeriesLevel:
+			// Several series of one study: one listing of the study counts them all.
+			if j.series != series {
+				j.series = ""
+			}
+		case len(jobs) == maxCountedStudies:
+			uncounted++
+			continue
+		default:
+			j = &countJob{study: study, series: series}
+			byStudy[study] = j
+			jobs = append(jobs, j)
+		}
+		j.items = append(j.items, m)
 		for _, id := range m.holders {
-			if src, ok := s.locator.Source(id); ok {
-				holders = append(holders, src)
+			if src, ok := s.locator.Source(id); ok && !slices.Contains(j.holders, src) {
+				j.holders = append(j.holders, src)
 			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	}
+	if level == SeriesLevel {
+		// A series held by one trust that gave no count is counted from its study's listing,
+		// when the study is listed anyway; otherwise its count stays unknown.
+		for _, m := range items {
 			study := m.ds.String(dcmjson.TagStudyInstanceUID)
-			q := url.Values{"includefield": {dcmjson.TagNumberOfSeriesRelatedInstances}}
-			results := upstream.FanOut(ctx, holders, func(ctx context.Context, src *upstream.Source) ([]dcmjson.Dataset, error) {
-				return src.Search(ctx, "studies/"+study+"/series", q)
-			})
-			perSeries := map[string]int64{}
-			for _, r := range results {
-				if r.Err != nil {
-					return
-				}
-				for _, ds := range r.Value {
-					uid := ds.String(dcmjson.TagSeriesInstanceUID)
-					if !validUID(uid) {
-						continue
-					}
-					n, _ := ds.Int(dcmjson.TagNumberOfSeriesRelatedInstances)
-					perSeries[uid] = max(perSeries[uid], n)
-				}
+			if study == "" {
+				study = search.StudyUID
 			}
-			var total int64
-			for _, n := range perSeries {
-				total += n
+			j := byStudy[study]
+			if _, known := m.ds.Int(dcmjson.TagNumberOfSeriesRelatedInstances); len(m.holders) != 1 || j == nil || known {
+				continue
 			}
-			if len(perSeries) > 0 {
-				m.ds.SetInt(dcmjson.TagNumberOfStudyRelatedSeries, "IS", int64(len(perSeries)))
-				m.ds.SetInt(dcmjson.TagNumberOfStudyRelatedInstances, "IS", total)
+			j.series = ""
+			j.items = append(j.items, m)
+			if src, ok := s.locator.Source(m.holders[0]); ok && !slices.Contains(j.holders, src) {
+				j.holders = append(j.holders, src)
 			}
-		}()
+		}
+	}
+	var warnings []string
+	if ctx.Err() != nil && len(jobs) > 0 {
+		// The search itself used up the request's time (a trust that did not answer held it to
+		// the deadline). Listing now would only time out and blame trusts that answered.
+		late := 0
+		for _, j := range jobs {
+			late += len(j.items)
+		}
+		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s held by more than one trust are the largest copy's, not the union of the copies: the request's time ran out before the copies could be listed.", resultsPhrase(late))))
+		jobs = nil
+	}
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Go(func() { j.got = listHoldings(ctx, j.study, j.series, j.holders) })
 	}
 	wg.Wait()
+
+	var failed []upstream.Outcome
+	for _, j := range jobs {
+		got := j.got
+		for _, o := range got.stale {
+			// A stale listing counts only for a holder whose search answer was stale too (and
+			// said so); otherwise the holder failed now and its count is unknown.
+			if !staleIDs[o.Source.ID] {
+				delete(got.listed, o.Source.ID)
+				got.failed = append(got.failed, o)
+			}
+		}
+		failed = append(failed, got.failed...)
+		if len(got.listed) == 0 {
+			warnings = append(warnings, countWarning(agent, level, j, got.failed))
+			continue
+		}
+		exact := len(got.failed) == 0
+		union := got.union()
+		// A result the search found but no listing shows (a PACS that answers nested instance
+		// searches with nothing, or a copy gone since the answer was cached) contradicts its
+		// answer: its counts are left as the answers gave them, and the answer says so.
+		var unlisted []string
+		for _, m := range j.items {
+			if level == StudyLevel {
+				if len(union) == 0 {
+					unlisted = append(unlisted, "study "+j.study)
+					continue
+				}
+				series := map[string]bool{}
+				for _, se := range union {
+					series[se] = true
+				}
+				setCount(m.ds, dcmjson.TagNumberOfStudyRelatedInstances, len(union), exact)
+				setCount(m.ds, dcmjson.TagNumberOfStudyRelatedSeries, len(series), exact)
+				mods := m.ds.Strings(dcmjson.TagModalitiesInStudy)
+				for _, list := range got.modalities() {
+					mods = append(mods, list...)
+				}
+				if len(mods) > 0 {
+					sort.Strings(mods)
+					m.ds.SetStrings(dcmjson.TagModalitiesInStudy, "CS", dedupe(mods)...)
+				}
+				continue
+			}
+			se, n := m.ds.String(dcmjson.TagSeriesInstanceUID), 0
+			for _, s2 := range union {
+				if s2 == se {
+					n++
+				}
+			}
+			if n == 0 {
+				unlisted = append(unlisted, "series "+se)
+				continue
+			}
+			setCount(m.ds, dcmjson.TagNumberOfSeriesRelatedInstances, n, exact)
+		}
+		if !exact {
+			warnings = append(warnings, countWarning(agent, level, j, got.failed))
+		}
+		if len(unlisted) > 0 {
+			it, its := "it", "its"
+			if len(unlisted) > 1 {
+				it, its = "them", "their"
+			}
+			warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s are the answers' own, not the union of the copies: the trusts that hold %s listed none of %s instances.", strings.Join(unlisted, ", "), it, its)))
+		}
+	}
+	if uncounted > 0 {
+		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s held by more than one trust are the largest copy's, not the union of the copies: ask for fewer results (limit) to have them counted.", resultsPhrase(uncounted))))
+	}
+	return warnings, failed
+}
+
+// resultsPhrase is "1 result" or "n results".
+func resultsPhrase(n int) string {
+	if n == 1 {
+		return "1 result"
+	}
+	return itoa(n) + " results"
+}
+
+// setCount sets a count computed from listings: as it is when exact, else only where it raises
+// the count already there (a lower bound), so a partial listing never lowers a known count nor
+// turns an unknown one into 0.
+func setCount(ds dcmjson.Dataset, tag string, n int, exact bool) {
+	if known, ok := ds.Int(tag); exact || (n > 0 && (!ok || int64(n) > known)) {
+		ds.SetInt(tag, "IS", int64(n))
+	}
+}
+
+// countWarning says which counts of a job are incomplete, and which trusts could not be listed.
+func countWarning(agent string, level Level, j *countJob, failed []upstream.Outcome) string {
+	names := make([]string, len(failed))
+	for i, f := range failed {
+		names[i] = fmt.Sprintf("%s (%s) could not list its instances: its PACS %s", f.Source.ID, f.Source.Name, upstream.Reason(f.Err))
+	}
+	what := "The counts of study " + j.study + " are"
+	switch {
+	case level == SeriesLevel && j.series != "":
+		what = "The instance count of series " + j.series + " is"
+	case level == SeriesLevel:
+		what = "The instance counts of the series of study " + j.study + " are"
+	}
+	return fallback.Warning(agent, fmt.Sprintf("%s incomplete: %s.", what, strings.Join(names, "; ")))
 }
 
 // searchPolicy applies the request's partial=warn|fail to the deployment's default.

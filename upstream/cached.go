@@ -129,7 +129,14 @@ func (c *cachedClient) Search(ctx context.Context, path string, query url.Values
 			return nil, err
 		}
 		b := encodeDatasets(ds)
-		c.store.Put(ctx, key, b, c.opts.Search, c.links(key, query, ds)...)
+		links := c.links(key, query, ds)
+		if study := studyOfPath(path); study != "" {
+			// An answer below a study's path is about that study even when its results do not
+			// say so, or list nothing (the last page of an instance listing): purging the
+			// study's patient must reach it.
+			links = append(links, cache.Link{Index: c.store.StudyIndex(study), Member: key})
+		}
+		c.store.Put(ctx, key, b, c.opts.Search, links...)
 		return b, nil
 	})
 	if shared {
@@ -161,9 +168,9 @@ func (c *cachedClient) Search(ctx context.Context, path string, query url.Values
 // (a 404 says the resource is gone) or when our own client left.
 func standsIn(err error) bool { return countsAsFailure(err) }
 
-// links lists the indexes an answer's entry belongs to: the patient the query names, each
-// patient and study in the answer, and each study under its patient, so that purging a
-// patient finds every entry about them.
+// links lists the indexes an answer's entry belongs to: the patient and the studies the query
+// names, each patient and study in the answer, and each study under its patient, so that
+// purging a patient finds every entry about them.
 func (c *cachedClient) links(key string, query url.Values, list []dcmjson.Dataset) []cache.Link {
 	seen := map[cache.Link]bool{}
 	var out []cache.Link
@@ -178,6 +185,11 @@ func (c *cachedClient) links(key string, query url.Values, list []dcmjson.Datase
 		if v := strings.TrimSpace(query.Get(k)); v != "" {
 			add(c.store.PatientIndex(v), key)
 		}
+	}
+	// A search by study UID is about those studies even when it finds none (the locator asks
+	// every trust, and most hold nothing): it goes under each study named.
+	for _, uid := range strings.FieldsFunc(query.Get(dcmjson.TagStudyInstanceUID), func(r rune) bool { return r == ',' || r == '\\' }) {
+		add(c.store.StudyIndex(strings.TrimSpace(uid)), key)
 	}
 	for _, ds := range list {
 		nhs := c.cfg.NHSNumberOf(ds)

@@ -230,6 +230,53 @@ func TestCachedSearchIndexesPatientAndStudies(t *testing.T) {
 	}
 }
 
+// TestCachedSearchAboutAStudyIsPurgedWithItsPatient: searches about a study whose answers do
+// not name it (an instance listing's pages, the last one empty; a series search whose results
+// name neither study nor patient; a search by study UID at a trust that does not hold it, as
+// the locator makes) are cached under the study, so purging the patient whose search listed
+// the study removes them too.
+func TestCachedSearchAboutAStudyIsPurgedWithItsPatient(t *testing.T) {
+	fake := &fakeClient{search: func(_ context.Context, path string, q url.Values) ([]dcmjson.Dataset, error) {
+		switch {
+		case path == "studies" && q.Get(dcmjson.TagPatientID) != "":
+			return []dcmjson.Dataset{patientStudy("9434765919", "1.1")}, nil
+		case path == "studies/1.1/series":
+			ds := dcmjson.Dataset{}
+			ds.SetStrings(dcmjson.TagSeriesInstanceUID, "UI", "1.1.1")
+			return []dcmjson.Dataset{ds}, nil
+		}
+		return []dcmjson.Dataset{}, nil
+	}}
+	fx := newCachedFixture(t, fake, searchFreshness)
+	ctx := context.Background()
+	searches := []struct {
+		path  string
+		query url.Values
+	}{
+		{"studies", url.Values{dcmjson.TagPatientID: {"9434765919"}}},
+		{"studies/1.1/instances", url.Values{"offset": {"1000"}}},
+		{"studies/1.1/series", nil},
+		{"studies", url.Values{dcmjson.TagStudyInstanceUID: {"1.1"}}},
+	}
+	for _, s := range searches {
+		if _, err := fx.src.Search(ctx, s.path, s.query); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := fx.store.PurgePatient(ctx, "9434765919"); err != nil || n == 0 {
+		t.Fatalf("purge removed %d keys, %v", n, err)
+	}
+	for _, s := range searches {
+		before := fake.calls.Load()
+		if _, err := fx.src.Search(ctx, s.path, s.query); err != nil {
+			t.Fatal(err)
+		}
+		if fake.calls.Load() == before {
+			t.Errorf("GET %s answered from the cache after its patient was purged", s.path)
+		}
+	}
+}
+
 // metadataFetch answers a metadata request with a JSON array naming the patient.
 func metadataFetch(body string, calls *atomic.Int32, fail *atomic.Bool) func(context.Context, string, url.Values, string) (*http.Response, error) {
 	return func(_ context.Context, path string, _ url.Values, _ string) (*http.Response, error) {

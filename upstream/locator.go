@@ -70,7 +70,10 @@ func (l *Locator) key(studyUID string) string { return l.store.Key("locator", st
 
 // Remember records that the study is held by the given sources, and of which patients (NHS
 // numbers) it is, so that purging a patient removes where their studies are. Call it only with
-// a complete answer (every source answered), or the locator would later hide a holder.
+// an answer that names every holder: every source answered, fresh, a search by the study's
+// UID and nothing else (as Locate asks). A patient-filtered answer does not qualify: a trust
+// that filed its copy under another identifier would be hidden for the TTL, and retrieves
+// would miss its instances.
 //
 // Searches remember every study they list, repeated searches too; a location written less
 // than half its TTL ago with the same holders is not written again.

@@ -1,0 +1,230 @@
+package dicomweb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// listPageSize is the limit each page of an instance listing asks for. A PACS may send fewer
+// (many cap their answers silently); the lister then asks for the next page from where the
+// answer ended.
+const listPageSize = 1000
+
+// maxListPages bounds the pages asked of one holder for one listing, so a PACS that never
+// stops sending new results cannot keep a request busy until its deadline. At full pages it
+// allows 200,000 instances; behind a cap of 100 results per answer, 20,000.
+const maxListPages = 200
+
+// errListingIncomplete marks a listing the lister could not prove complete: the holder
+// repeated a page (it ignores offset, so each answer may be cut short) and its own count does
+// not vouch for what was listed, or it did not stop within maxListPages.
+var errListingIncomplete = errors.New("listing may be incomplete")
+
+// holding is what one holder has of a study or of a series.
+type holding struct {
+	// series maps each SOP Instance UID listed to its Series Instance UID.
+	series map[string]string
+	// modality maps a Series Instance UID to the Modality the holder gave its instances, for
+	// the series where it gave one.
+	modality map[string]string
+}
+
+// holdings is what a set of holders have of one study or one series.
+type holdings struct {
+	// listed is, by source id, the complete listing of every holder that could be listed.
+	listed map[string]holding
+	// holders are the sources in listed, in the order they were given.
+	holders []*upstream.Source
+	// stale are the holders in listed whose listing came, whole or in part, from a stale
+	// cached copy (only when the caller's context accepts stale copies).
+	stale []upstream.Outcome
+	// failed are the holders that could not be listed, or whose listing could not be proved
+	// complete. None of their instances are in listed.
+	failed []upstream.Outcome
+}
+
+// union returns every SOP Instance UID listed at any holder, with its series.
+func (h holdings) union() map[string]string {
+	out := map[string]string{}
+	for _, l := range h.listed {
+		for sop, series := range l.series {
+			out[sop] = series
+		}
+	}
+	return out
+}
+
+// modalities returns, by series, the distinct modalities the listed holders gave.
+func (h holdings) modalities() map[string][]string {
+	out := map[string][]string{}
+	for _, l := range h.listed {
+		for series, mod := range l.modality {
+			if !contains(out[series], mod) {
+				out[series] = append(out[series], mod)
+			}
+		}
+	}
+	return out
+}
+
+// listHoldings lists, at each holder in parallel, the instances it has of a study (series
+// "") or of one series of it, by instance-level QIDO-RS. Each holder's listing is paged: the
+// lister asks for listPageSize results at a time, from the offset where the previous answer
+// ended, until a page brings nothing new, so a PACS that silently returns fewer results than
+// asked is still listed whole. A holder that repeats a page it already sent is taken to ignore
+// offset; its listing counts as complete only if its own instance count (asked once, at the
+// study or series level) is no larger than what was listed. Otherwise, or when the listing
+// fails or does not end within maxListPages, the holder is in failed and nothing it listed is
+// used.
+//
+// The caller's context decides how the cache takes part: a retrieve's plan passes
+// upstream.BypassCache so the listing is each holder as it is now; a search's counts use the
+// cache as the search did. listHoldings returns when every listing has ended; it honours ctx.
+func listHoldings(ctx context.Context, study, series string, holders []*upstream.Source) holdings {
+	results := upstream.FanOut(ctx, holders, func(ctx context.Context, src *upstream.Source) (listing, error) {
+		return listHolding(ctx, src, study, series)
+	})
+	h := holdings{listed: map[string]holding{}}
+	for _, r := range results {
+		if r.Err != nil {
+			h.failed = append(h.failed, r.Outcome)
+			continue
+		}
+		h.listed[r.Source.ID] = r.Value.holding
+		h.holders = append(h.holders, r.Source)
+		if r.Value.stale != nil {
+			h.stale = append(h.stale, upstream.Outcome{Source: r.Source, Err: r.Value.stale, Duration: r.Duration})
+		}
+	}
+	return h
+}
+
+// listing is one holder's holding as listHolding found it.
+type listing struct {
+	holding
+	// stale is a *upstream.StaleError met when a cached copy answered a request; nil when
+	// none did.
+	stale error
+}
+
+// listHolding pages through one holder's instances of a study or series (see listHoldings).
+func listHolding(ctx context.Context, src *upstream.Source, study, series string) (listing, error) {
+	path, what := "studies/"+study+"/instances", "the study"
+	if series != "" {
+		path, what = "studies/"+study+"/series/"+series+"/instances", "the series"
+	}
+	h := holding{series: map[string]string{}, modality: map[string]string{}}
+	fail := func(err error) (listing, error) { return listing{}, err }
+	// sent holds every SOP Instance UID the holder sent, usable or not: a page with none that
+	// is not in it brought nothing new.
+	sent := map[string]bool{}
+	var stale error
+	offset := 0
+	for range maxListPages {
+		q := url.Values{
+			"includefield": {dcmjson.TagSeriesInstanceUID + "," + dcmjson.TagModality},
+			"limit":        {strconv.Itoa(listPageSize)},
+			"offset":       {strconv.Itoa(offset)},
+		}
+		page, err := src.Search(ctx, path, q)
+		if _, ok := upstream.AsStale(err); ok {
+			// The caller accepts stale copies; this page is one. It is said in the result.
+			stale, err = err, nil
+		}
+		if err != nil {
+			return fail(fmt.Errorf("list the instances of %s at %s: %w", what, src.ID, err))
+		}
+		if len(page) == 0 {
+			return listing{h, stale}, nil
+		}
+		fresh := 0
+		for _, ds := range page {
+			sop := ds.String(dcmjson.TagSOPInstanceUID)
+			if sent[sop] {
+				continue
+			}
+			sent[sop] = true
+			fresh++
+			if s := ds.String(dcmjson.TagStudyInstanceUID); s != "" && s != study {
+				continue
+			}
+			se := ds.String(dcmjson.TagSeriesInstanceUID)
+			if series != "" && se == "" {
+				se = series
+			}
+			if !validUID(sop) || !validUID(se) || (series != "" && se != series) {
+				continue
+			}
+			h.series[sop] = se
+			if mod := ds.String(dcmjson.TagModality); mod != "" {
+				h.modality[se] = mod
+			}
+		}
+		if fresh == 0 {
+			// The holder sent again what it had sent: it ignores offset, and any page it sent
+			// may have been cut short. Only its own count can vouch for the listing.
+			n, ok, cerr := countAt(ctx, src, study, series)
+			if _, isStale := upstream.AsStale(cerr); isStale {
+				stale, cerr = cerr, nil
+			}
+			switch {
+			case cerr != nil:
+				return fail(fmt.Errorf("list the instances of %s at %s: it repeats its answers and its count could not be had: %w", what, src.ID, cerr))
+			case !ok:
+				return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: it repeats its answers and gives no count to check %d listed against: %w", what, len(sent), errListingIncomplete)})
+			case n > int64(len(sent)):
+				return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: it repeats its answers and listed %d of the %d it counts: %w", what, len(sent), n, errListingIncomplete)})
+			}
+			return listing{h, stale}, nil
+		}
+		offset += len(page)
+	}
+	return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: no end after %d pages: %w", what, maxListPages, errListingIncomplete)})
+}
+
+// countAt asks a holder how many instances it has of a study (series "") or of a series: its
+// NumberOfStudyRelatedInstances or NumberOfSeriesRelatedInstances. ok is false when the
+// holder does not say.
+func countAt(ctx context.Context, src *upstream.Source, study, series string) (n int64, ok bool, err error) {
+	path, uidTag, countTag := "studies", dcmjson.TagStudyInstanceUID, dcmjson.TagNumberOfStudyRelatedInstances
+	q := url.Values{dcmjson.TagStudyInstanceUID: {study}}
+	if series != "" {
+		path, uidTag, countTag = "studies/"+study+"/series", dcmjson.TagSeriesInstanceUID, dcmjson.TagNumberOfSeriesRelatedInstances
+		q = url.Values{dcmjson.TagSeriesInstanceUID: {series}}
+	}
+	q.Set("includefield", countTag)
+	uid := study
+	if series != "" {
+		uid = series
+	}
+	list, err := src.Search(ctx, path, q)
+	for _, ds := range list {
+		if ds.String(uidTag) == uid {
+			if n, ok := ds.Int(countTag); ok {
+				return n, true, err
+			}
+		}
+	}
+	return 0, false, err
+}
+
+// logListingFailures writes one line per holder that could not be listed. The detail of a
+// listing that could not be proved complete is logged; other errors are logged by their reason
+// only, because their text may carry a URL with UIDs.
+func (s *Server) logListingFailures(c *echo.Context, failed []upstream.Outcome) {
+	for _, f := range failed {
+		attrs := []any{"request_id", requestID(c), "source", f.Source.ID, "reason", upstream.Reason(f.Err)}
+		if errors.Is(f.Err, errListingIncomplete) {
+			attrs = append(attrs, "detail", f.Err.Error())
+		}
+		s.log.Warn("could not list the instances a holder has", attrs...)
+	}
+}
