@@ -351,6 +351,8 @@ type proxyOptions struct {
 	serveStale bool
 	// locator is the locator's store (a new in-process one when nil).
 	locator *cache.Store
+	// retrieve is the partialRetrieve policy (fail when empty).
+	retrieve fallback.Partial
 }
 
 func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *testProxy {
@@ -374,7 +376,7 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 		locatorStore = mustLocalStore(t, 1<<20)
 	}
 	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
-		Fallback: fallback.Policy{ServeStale: opts.serveStale}}, Deps{
+		Fallback: fallback.Policy{ServeStale: opts.serveStale, Retrieve: opts.retrieve}}, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

@@ -75,6 +75,48 @@ func (h holdings) modalities() map[string][]string {
 	return out
 }
 
+// errListedNothing is the failure of a holder that lists none of the instances of a study (or
+// series) it holds.
+var errListedNothing = errors.New("holds it but listed none of its instances")
+
+// failEmptyListings moves to failed every listed holder whose listing is empty although it
+// holds what was listed: for a study, every holder (each is one because a search by the
+// study's UID found the study there); for a series, a holder whose series search finds the
+// series (or cannot be asked: then what it holds is unknown). A PACS that lists nothing of what
+// it holds does not answer instance searches at that level, or lost the data since it was
+// located; taking it for "nothing" would let a retrieve answer 200 without the instances only
+// it holds. It reports whether it moved any.
+func (h *holdings) failEmptyListings(ctx context.Context, study, series string) bool {
+	moved := false
+	kept := h.holders[:0]
+	for _, src := range h.holders {
+		if len(h.listed[src.ID].series) > 0 || (series != "" && !holdsSeries(ctx, src, study, series)) {
+			kept = append(kept, src)
+			continue
+		}
+		delete(h.listed, src.ID)
+		h.failed = append(h.failed, upstream.Outcome{Source: src, Err: &upstream.InvalidResponseError{Source: src.ID, Err: errListedNothing}})
+		moved = true
+	}
+	h.holders = kept
+	return moved
+}
+
+// holdsSeries reports whether src holds the series, by a series search on its UID; a search
+// that fails counts as holding it, since what src holds is then unknown.
+func holdsSeries(ctx context.Context, src *upstream.Source, study, series string) bool {
+	list, err := src.Search(ctx, "studies/"+study+"/series", url.Values{dcmjson.TagSeriesInstanceUID: {series}})
+	if err != nil {
+		return true
+	}
+	for _, ds := range list {
+		if ds.String(dcmjson.TagSeriesInstanceUID) == series {
+			return true
+		}
+	}
+	return false
+}
+
 // listHoldings lists, at each holder in parallel, the instances it has of a study (series
 // "") or of one series of it, by instance-level QIDO-RS. Each holder's listing is paged: the
 // lister asks for listPageSize results at a time, from the offset where the previous answer
@@ -222,7 +264,7 @@ func countAt(ctx context.Context, src *upstream.Source, study, series string) (n
 func (s *Server) logListingFailures(c *echo.Context, failed []upstream.Outcome) {
 	for _, f := range failed {
 		attrs := []any{"request_id", requestID(c), "source", f.Source.ID, "reason", upstream.Reason(f.Err)}
-		if errors.Is(f.Err, errListingIncomplete) {
+		if errors.Is(f.Err, errListingIncomplete) || errors.Is(f.Err, errListedNothing) {
 			attrs = append(attrs, "detail", f.Err.Error())
 		}
 		s.log.Warn("could not list the instances a holder has", attrs...)

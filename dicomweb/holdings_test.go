@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -377,4 +378,54 @@ func TestSearchCountsAreBounded(t *testing.T) {
 		strings.Contains(w[0], "TA") || strings.Contains(w[0], "TB") {
 		t.Errorf("warnings %q; want one saying 1 result was not counted, naming no trust", w)
 	}
+}
+
+// TestRetrieveRefusesAHolderThatListsNothing: a trust found to hold a study (by a search on its
+// UID) whose PACS then lists none of the study's instances (it does not answer instance
+// searches below a study) may hold instances no other trust has. A study or series retrieve is
+// refused (503 naming it, by default) rather than answered 200 without them; under
+// partialRetrieve: warn it is answered with the other copies and a Warning naming it. A holder
+// of the study that lists nothing of a series it does not hold is no failure.
+func TestRetrieveRefusesAHolderThatListsNothing(t *testing.T) {
+	for what, path := range map[string]string{"study": "/dicom-web/studies/2.1", "series": "/dicom-web/studies/2.1/series/2.1.1"} {
+		t.Run(what+", default policy", func(t *testing.T) {
+			a, b := differingCopies(t, fakeOptions{}, fakeOptions{listNothing: true})
+			p := newTestProxy(t, a, b)
+			resp, body := p.get(t, path, "Accept", acceptDICOM)
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("status %d, want 503 (TB holds it and listed nothing of it): %s", resp.StatusCode, body)
+			}
+			if w := strings.Join(resp.Header.Values("Warning"), "|"); !strings.Contains(w, "TB (TB Trust)") {
+				t.Fatalf("Warning %q; want TB named", w)
+			}
+		})
+	}
+	t.Run("a series the empty lister does not hold", func(t *testing.T) {
+		a, _ := differingCopies(t, fakeOptions{}, fakeOptions{})
+		b := newFakeOriginWith(t, "TB", fakeOptions{listNothing: true},
+			fakeInstance{alice, "2.1", "2.1.2", "2.1.2.1", "20240301"})
+		a.instances = append(a.instances, fakeInstance{alice, "2.1", "2.1.3", "2.1.3.1", "20240301"})
+		p := newTestProxy(t, a, b)
+		resp, body := p.get(t, "/dicom-web/studies/2.1/series/2.1.1", "Accept", acceptDICOM)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d; TB does not hold series 2.1.1: %s", resp.StatusCode, body)
+		}
+		if got := sopsOf(t, resp, body); strings.Join(got, " ") != "2.1.1.1 2.1.1.2" {
+			t.Fatalf("instances %v; want TA's series", got)
+		}
+	})
+	t.Run("study, partialRetrieve warn", func(t *testing.T) {
+		a, b := differingCopies(t, fakeOptions{}, fakeOptions{listNothing: true})
+		p := newTestProxyWith(t, proxyOptions{retrieve: fallback.PartialWarn}, a, b)
+		resp, body := p.get(t, "/dicom-web/studies/2.1", "Accept", acceptDICOM)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d under warn: %s", resp.StatusCode, body)
+		}
+		if w := strings.Join(resp.Header.Values("Warning"), "|"); !strings.Contains(w, "TB (TB Trust)") {
+			t.Fatalf("Warning %q; want TB named as possibly holding more", w)
+		}
+		if got := sopsOf(t, resp, body); strings.Join(got, " ") != "2.1.1.1 2.1.1.2" {
+			t.Fatalf("instances %v; want TA's copy", got)
+		}
+	})
 }

@@ -416,6 +416,11 @@ func (s *Server) inventory(ctx context.Context, c *echo.Context, t target, holde
 		series = t.series
 	}
 	h := listHoldings(upstream.BypassCache(ctx), t.study, series, holders)
+	if h.failEmptyListings(upstream.BypassCache(ctx), t.study, series) && t.level == StudyLevel {
+		// A holder's location says it holds the study and its listing says it holds none of
+		// it: one of the two is out of date, so the next request locates the study afresh.
+		s.locator.Forget(ctx, t.study)
+	}
 	s.logListingFailures(c, h.failed)
 	inv := &inventory{holders: h.holders, has: map[string]map[string]string{}, union: h.union()}
 	for id, l := range h.listed {
