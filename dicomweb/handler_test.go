@@ -686,10 +686,10 @@ func TestRetrieveUnionOfDifferingCopies(t *testing.T) {
 
 // TestCompositeRetrieveSendsEachInstanceOnce: a composite answer is made of the instances
 // named in the parts' file meta information, not of part counts. A trust that sends every
-// part twice still gives each instance once, and an instance no trust listed is not sent
-// (a count would let it stand in for a missing one); a trust whose answer lacks an instance it
-// listed, or whose parts are not PS3.10 files, has the response aborted (never closed as if
-// complete) and is charged with the failure.
+// part twice still gives each instance once. A trust whose answer lacks an instance it listed,
+// holds one it did not list (its listing, which planned the answer, cannot be trusted whole),
+// or whose parts are not PS3.10 files, has the response aborted (never closed as if complete)
+// and is charged with the failure.
 func TestCompositeRetrieveSendsEachInstanceOnce(t *testing.T) {
 	union := []string{"2.1.1.1", "2.1.1.2", "2.1.1.3", "2.1.2.1", "2.1.3.1"}
 	tests := []struct {
@@ -700,7 +700,7 @@ func TestCompositeRetrieveSendsEachInstanceOnce(t *testing.T) {
 	}{
 		{name: "lead trust sends every part twice", fault: func(a, b *fakeOrigin) { a.duplicate.Store(true) }},
 		{name: "second trust sends every part twice", fault: func(a, b *fakeOrigin) { b.duplicate.Store(true) }},
-		{name: "second trust sends an instance nobody listed", fault: func(a, b *fakeOrigin) { b.extra.Store("9.9.9.9") }},
+		{name: "second trust sends an instance nobody listed", fault: func(a, b *fakeOrigin) { b.extra.Store("9.9.9.9") }, aborted: true, blamed: "TB"},
 		{name: "lead trust's answer lacks an instance it listed", fault: func(a, b *fakeOrigin) { a.omit.Store("2.1.1.2") }, aborted: true, blamed: "TA"},
 		{name: "second trust's answer lacks an instance it listed", fault: func(a, b *fakeOrigin) { b.omit.Store("2.1.1.3") }, aborted: true, blamed: "TB"},
 		{name: "second trust's parts are not PS3.10 files", fault: func(a, b *fakeOrigin) { b.notPart10.Store(true) }, aborted: true, blamed: "TB"},

@@ -199,10 +199,10 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 		if len(inv.union) == 0 {
 			return s.notFoundOrUnavailable(c, t)
 		}
-		if full := inv.completeHolders(); len(full) > 0 {
-			return s.streamFromFirst(c, t, upstream.Location{Holders: full}, t.path(), nil, accept)
-		}
-		return s.streamComposite(c, t, inv, accept)
+		// A holder whose copy is whole is asked first, alone; its answer is still checked part
+		// by part against the listings (each instance once, none missing, none unlisted), as
+		// a composite answer is.
+		return s.streamComposite(c, t, inv.preferringComplete(), accept)
 	}
 }
 
@@ -256,11 +256,8 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 		}
 		return notFound("%s was not found at any trust that holds the study.", t.describe())
 	}
-	for _, f := range failed {
-		var se *upstream.StatusError
-		if errors.As(f.Err, &se) && se.Status == http.StatusNotAcceptable {
-			return notAcceptable("No trust holding %s can send it in the representation asked for.", strings.ToLower(t.describe()))
-		}
+	if err := notAcceptableAmong(failed, t); err != nil {
+		return err
 	}
 	d := fallback.Unavailable(failed, t.describe(), s.agent(c), s.cfg.Fallback)
 	s.logMissing(c, "retrieve", d)
@@ -432,15 +429,20 @@ func (s *Server) inventory(ctx context.Context, c *echo.Context, t target, holde
 	return inv, nil
 }
 
-// completeHolders are the holders whose copy has every instance held anywhere.
-func (inv *inventory) completeHolders() []*upstream.Source {
-	var out []*upstream.Source
+// preferringComplete returns the inventory with the holders whose copy has every instance held
+// anywhere first (each group in its priority order), so that a plan asks one of them alone.
+func (inv *inventory) preferringComplete() *inventory {
+	var complete, partial []*upstream.Source
 	for _, h := range inv.holders {
 		if len(inv.has[h.ID]) == len(inv.union) {
-			out = append(out, h)
+			complete = append(complete, h)
+		} else {
+			partial = append(partial, h)
 		}
 	}
-	return out
+	out := *inv
+	out.holders = append(complete, partial...)
+	return &out
 }
 
 // step is one upstream fetch of a composite answer.
@@ -581,7 +583,7 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			}
 			resp.Body.Close()
 			if n := d.skipped - skippedBefore; n > 0 {
-				s.log.Warn("composite retrieve skipped parts already sent or not listed", "request_id", requestID(c), "source", st.src.ID, "parts", n)
+				s.log.Warn("composite retrieve skipped parts already sent", "request_id", requestID(c), "source", st.src.ID, "parts", n)
 			}
 		}
 		if src, err := d.checkAll(steps); err != nil {
@@ -596,9 +598,24 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 		}
 		return nil
 	}
+	if err := notAcceptableAmong(failed, t); err != nil {
+		return err
+	}
 	d := fallback.Unavailable(failed, t.describe(), s.agent(c), s.cfg.Fallback)
 	s.logMissing(c, "retrieve", d)
 	return decisionError(d)
+}
+
+// notAcceptableAmong answers 406 when a holder refused the representation asked for: the
+// others failing too does not make the request one that could succeed later.
+func notAcceptableAmong(failed []upstream.Outcome, t target) error {
+	for _, f := range failed {
+		var se *upstream.StatusError
+		if errors.As(f.Err, &se) && se.Status == http.StatusNotAcceptable {
+			return notAcceptable("No trust holding %s can send it in the representation asked for.", strings.ToLower(t.describe()))
+		}
+	}
+	return nil
 }
 
 func stepSources(steps []step) []string {
@@ -625,9 +642,11 @@ func reframe(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *re
 
 // reframeParts is reframe, choosing parts by their SOP instance when d is not nil: each
 // part's head is read up to the end of its file meta information (at most
-// media.MaxFileMetaBytes, never the whole part), and the part is copied only if d wants its
-// instance; the head is then sent before the rest of the part, unchanged. A part that is not
-// a PS3.10 file is an error wrapping media.ErrNotPart10. It returns how many parts it copied.
+// media.MaxFileMetaBytes, never the whole part), and the part is copied only if its instance
+// was not sent yet; the head is then sent before the rest of the part, unchanged. A part that
+// is not a PS3.10 file is an error wrapping media.ErrNotPart10; a part whose instance is not in
+// the union (the trust did not list it) is an error wrapping ErrUnlistedInstance. It returns
+// how many parts it copied.
 func reframeParts(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *rewriter, d *delivery) (int, error) {
 	r, err := media.NewReaderFromContentType(resp.Body, resp.Header.Get("Content-Type"))
 	if err != nil {
@@ -649,8 +668,15 @@ func reframeParts(mw *media.Writer, resp *http.Response, src *upstream.Source, r
 			if err != nil {
 				return n, fmt.Errorf("read part %d: %w", i+1, err)
 			}
-			if sop = meta.SOPInstanceUID; !d.wants(sop) {
-				// The rest of the part is read and dropped by NextPart.
+			sop = meta.SOPInstanceUID
+			if _, listed := d.union[sop]; !listed {
+				// The trust's answer and its own listing disagree: the listing that planned
+				// this answer cannot be trusted to be whole, and the part may not be of what
+				// was asked for.
+				return n, fmt.Errorf("part %d is an instance %s did not list: %w", i+1, src.ID, ErrUnlistedInstance)
+			}
+			if d.sent[sop] {
+				// A duplicate: the rest of the part is read and dropped by NextPart.
 				d.skipped++
 				continue
 			}
@@ -686,6 +712,10 @@ func reframeParts(mw *media.Writer, resp *http.Response, src *upstream.Source, r
 	}
 }
 
+// ErrUnlistedInstance reports an upstream answer with an instance its trust did not list for
+// it: its listing and its answer disagree, so neither can be taken as whole.
+var ErrUnlistedInstance = errors.New("upstream answer holds an instance its trust did not list")
+
 // ErrInstancesMissing reports an upstream answer that ended without instances its trust
 // listed for it: a composite answer that went on would lack them.
 var ErrInstancesMissing = errors.New("upstream answer lacks instances its trust listed")
@@ -695,7 +725,7 @@ var ErrInstancesMissing = errors.New("upstream answer lacks instances its trust 
 type delivery struct {
 	union   map[string]string // SOP instance UID -> series UID: exactly what the answer must hold
 	sent    map[string]bool
-	skipped int // parts read and not sent: duplicates, or instances not in the union
+	skipped int // parts read and not sent: duplicates of instances already sent
 	head    []byte
 }
 
@@ -709,14 +739,6 @@ func (d *delivery) headBuffer() []byte {
 		d.head = make([]byte, media.MaxFileMetaBytes)
 	}
 	return d.head
-}
-
-// wants reports whether a part holding instance sop is to be sent: it is in the union and
-// not sent yet. A part outside the union is not sent because nothing vouches that it
-// belongs to what was asked for.
-func (d *delivery) wants(sop string) bool {
-	_, listed := d.union[sop]
-	return listed && !d.sent[sop]
 }
 
 // checkStep fails with ErrInstancesMissing when an instance st was planned to deliver has

@@ -172,8 +172,14 @@ func TestCompositeRetrieveOfDifferingCopies(t *testing.T) {
 			faults: map[string]pacssim.Fault{pacssim.CopiesTrustA: pacssim.OmitInstance(pacssim.CopiesInstanceUID(pacssim.CopiesOnlyAtASeriesUID, 2))}},
 		{name: "second trust's stream lacks an instance it listed", path: study, aborted: pacssim.CopiesTrustB,
 			faults: map[string]pacssim.Fault{pacssim.CopiesTrustB: pacssim.OmitInstance(pacssim.CopiesInstanceUID(pacssim.CopiesOnlyAtBSeriesUID, 2))}},
-		// Needs the inventory to page through capped search answers (the holdings lister of
-		// issue 8): without paging the plan misses what only XE5 holds past its cap.
+		// One trust's copy is whole here: it alone is asked, and its answer is still checked
+		// part by part against its listing.
+		{name: "series only at the second trust, which sends every part twice", path: study + "/series/" + pacssim.CopiesOnlyAtBSeriesUID, want: pacssim.CopiesOnlyAtBSeriesUID,
+			faults: map[string]pacssim.Fault{pacssim.CopiesTrustB: pacssim.DuplicateParts().Only(pacssim.KindRetrieve)}},
+		{name: "series only at the second trust, whose stream lacks an instance it listed", path: study + "/series/" + pacssim.CopiesOnlyAtBSeriesUID, aborted: pacssim.CopiesTrustB,
+			faults: map[string]pacssim.Fault{pacssim.CopiesTrustB: pacssim.OmitInstance(pacssim.CopiesInstanceUID(pacssim.CopiesOnlyAtBSeriesUID, 2))}},
+		// The inventory pages through capped search answers: without paging the plan misses
+		// what only XE5 holds past its cap.
 		{name: "second trust caps its search answers", path: study, want: pacssim.CopiesStudyUID, opts: pacssim.CopiesOptions{SearchCap: 5}},
 	}
 	for _, tc := range tests {
