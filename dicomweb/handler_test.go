@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,6 +73,9 @@ type fakeOptions struct {
 	searchCap int
 	// ignoreOffset answers instance-level searches from the first match, whatever offset says.
 	ignoreOffset bool
+	// unstableOrder lists instances in another order (rotated by one) when offset is not 0,
+	// as a PACS without a stable sort may: its pages overlap and skip.
+	unstableOrder bool
 	// listNothing answers every instance-level search with an empty list, as a PACS that
 	// does not support them below a study may.
 	listNothing bool
@@ -180,6 +184,9 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			sel = nil
 		}
 		if off, _ := strconv.Atoi(q.Get("offset")); off > 0 && !f.opts.ignoreOffset {
+			if f.opts.unstableOrder && len(sel) > 1 {
+				sel = append(slices.Clone(sel[1:]), sel[0])
+			}
 			sel = sel[min(off, len(sel)):]
 		}
 		if n, _ := strconv.Atoi(q.Get("limit")); n > 0 && n < len(sel) {

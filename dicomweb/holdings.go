@@ -80,8 +80,8 @@ func (h holdings) modalities() map[string][]string {
 var errListedNothing = errors.New("holds it but listed none of its instances")
 
 // failEmptyListings moves to failed every listed holder whose listing is empty although it
-// holds what was listed: for a study, every holder (each is one because a search by the
-// study's UID found the study there); for a series, a holder whose series search finds the
+// holds what was listed: for a study, every holder (each is one because a search found the
+// study there); for a series, a holder whose series search finds the
 // series (or cannot be asked: then what it holds is unknown). A PACS that lists nothing of what
 // it holds does not answer instance searches at that level, or lost the data since it was
 // located; taking it for "nothing" would let a retrieve answer 200 without the instances only
@@ -170,6 +170,28 @@ func listHolding(ctx context.Context, src *upstream.Source, study, series string
 	sent := map[string]bool{}
 	var stale error
 	offset := 0
+	// repeated is set once a page holds a UID an earlier page held: the holder's pages
+	// overlap (it ignores offset, or its order changes between pages), so pages may also have
+	// skipped instances, and only its own count can vouch for the listing.
+	repeated := false
+	vouch := func() (listing, error) {
+		if !repeated {
+			return listing{h, stale}, nil
+		}
+		n, ok, cerr := countAt(ctx, src, study, series)
+		if _, isStale := upstream.AsStale(cerr); isStale {
+			stale, cerr = cerr, nil
+		}
+		switch {
+		case cerr != nil:
+			return fail(fmt.Errorf("list the instances of %s at %s: its pages overlap and its count could not be had: %w", what, src.ID, cerr))
+		case !ok:
+			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it gives no count to check %d listed against: %w", what, len(sent), errListingIncomplete)})
+		case n > int64(len(sent)):
+			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it listed %d of the %d it counts: %w", what, len(sent), n, errListingIncomplete)})
+		}
+		return listing{h, stale}, nil
+	}
 	for range maxListPages {
 		q := url.Values{
 			"includefield": {dcmjson.TagSeriesInstanceUID + "," + dcmjson.TagModality},
@@ -185,12 +207,13 @@ func listHolding(ctx context.Context, src *upstream.Source, study, series string
 			return fail(fmt.Errorf("list the instances of %s at %s: %w", what, src.ID, err))
 		}
 		if len(page) == 0 {
-			return listing{h, stale}, nil
+			return vouch()
 		}
 		fresh := 0
 		for _, ds := range page {
 			sop := ds.String(dcmjson.TagSOPInstanceUID)
 			if sent[sop] {
+				repeated = true
 				continue
 			}
 			sent[sop] = true
@@ -211,21 +234,9 @@ func listHolding(ctx context.Context, src *upstream.Source, study, series string
 			}
 		}
 		if fresh == 0 {
-			// The holder sent again what it had sent: it ignores offset, and any page it sent
-			// may have been cut short. Only its own count can vouch for the listing.
-			n, ok, cerr := countAt(ctx, src, study, series)
-			if _, isStale := upstream.AsStale(cerr); isStale {
-				stale, cerr = cerr, nil
-			}
-			switch {
-			case cerr != nil:
-				return fail(fmt.Errorf("list the instances of %s at %s: it repeats its answers and its count could not be had: %w", what, src.ID, cerr))
-			case !ok:
-				return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: it repeats its answers and gives no count to check %d listed against: %w", what, len(sent), errListingIncomplete)})
-			case n > int64(len(sent)):
-				return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: it repeats its answers and listed %d of the %d it counts: %w", what, len(sent), n, errListingIncomplete)})
-			}
-			return listing{h, stale}, nil
+			// The holder sent again only what it had sent: it ignores offset, and any page it
+			// sent may have been cut short.
+			return vouch()
 		}
 		offset += len(page)
 	}
@@ -256,6 +267,17 @@ func countAt(ctx context.Context, src *upstream.Source, study, series string) (n
 		}
 	}
 	return 0, false, err
+}
+
+// listingReason says, for a Warning, why a holder's listing is missing from counts.
+func listingReason(err error) string {
+	switch {
+	case errors.Is(err, errListedNothing):
+		return "its PACS listed none of the instances it holds"
+	case errors.Is(err, errListingIncomplete):
+		return "its PACS's listing could not be proved complete"
+	}
+	return "its PACS " + upstream.Reason(err)
 }
 
 // logListingFailures writes one line per holder that could not be listed. The detail of a

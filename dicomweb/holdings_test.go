@@ -107,6 +107,30 @@ func TestRetrieveRefusesUnprovableListing(t *testing.T) {
 	}
 }
 
+// TestRetrieveRefusesOverlappingPages: a PACS whose order changes between pages sends a page
+// that repeats one instance and skips another, then an empty page. Its listing ends short of
+// what it holds; only its own count can tell, so it is checked: a count larger than what was
+// listed (or none) fails the holder (503 naming it), never a 200 without the skipped instance.
+func TestRetrieveRefusesOverlappingPages(t *testing.T) {
+	for name, opts := range map[string]fakeOptions{
+		"count shows the skip": {searchCap: 2, unstableOrder: true},
+		"no count to check":    {searchCap: 2, unstableOrder: true, omitCounts: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, b := differingCopies(t, fakeOptions{}, opts)
+			b.instances = append(b.instances, fakeInstance{alice, "2.1", "2.1.2", "2.1.2.2", "20240301"})
+			p := newTestProxy(t, a, b)
+			resp, body := p.get(t, "/dicom-web/studies/2.1", "Accept", acceptDICOM)
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("status %d, want 503 (TB's pages overlap and skip): %s", resp.StatusCode, body)
+			}
+			if w := strings.Join(resp.Header.Values("Warning"), "|"); !strings.Contains(w, "TB (TB Trust)") {
+				t.Fatalf("Warning %q; want TB named", w)
+			}
+		})
+	}
+}
+
 // TestListHoldingEndsAfterMaxPages: a PACS that sends new results on every page, for ever, is
 // asked for maxListPages pages and no more, and its listing fails as incomplete.
 func TestListHoldingEndsAfterMaxPages(t *testing.T) {
@@ -252,8 +276,8 @@ func TestSearchCountsAreTheUnion(t *testing.T) {
 // search but its instances cannot be listed, the counts keep the union of what was listed, are
 // never lowered below a count a copy gave (nor set where none is known), and the answer carries
 // a Warning 299 saying the counts of that study (or series) are incomplete and naming the trust.
-// When the listings show none of a result's instances, its counts are never set to 0: the
-// answers' stand, and a Warning says so.
+// A holder that lists none of what it answered the search with lists wrongly: it counts as one
+// that could not be listed, so its own count is never lowered by the others' union.
 func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 	atA := []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.2")}
 	atB := []fakeInstance{in21("2.1.1", "2.1.1.1"), in21("2.1.1", "2.1.1.3"), in21("2.1.2", "2.1.2.1")}
@@ -281,11 +305,15 @@ func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 		{name: "study: no trust lists any instance, the answers' counts stand",
 			optsA: fakeOptions{listNothing: true}, optsB: fakeOptions{listNothing: true},
 			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
-			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are the answers' own, not the union of the copies: the trusts that hold it listed none of its instances."},
+			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are incomplete: TA (TA Trust) could not list its instances: its PACS listed none of the instances it holds; TB (TB Trust)"},
+		{name: "study: TB lists nothing, its own larger count stands",
+			optsB: fakeOptions{listNothing: true},
+			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
+			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS listed none of the instances it holds"},
 		{name: "series: no trust lists any instance, the answers' counts stand",
 			optsA: fakeOptions{listNothing: true}, optsB: fakeOptions{listNothing: true},
 			path: "/dicom-web/studies/2.1/series", tag: dcmjson.TagSeriesInstanceUID, uid: "2.1.1",
-			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The counts of series 2.1.1 are the answers' own, not the union of the copies: the trusts that hold it listed none of its instances."},
+			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The instance count of series 2.1.1 is incomplete: TA (TA Trust) could not list its instances: its PACS listed none of the instances it holds"},
 		{name: "series of the study", failB: true,
 			path: "/dicom-web/studies/2.1/series", tag: dcmjson.TagSeriesInstanceUID, uid: "2.1.1",
 			countTag: dcmjson.TagNumberOfSeriesRelatedInstances, want: 2, wantWarn: "The instance count of series 2.1.1 is incomplete: TB (TB Trust) could not list its instances"},

@@ -291,6 +291,9 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 	var failed []upstream.Outcome
 	for _, j := range jobs {
 		got := j.got
+		// Every holder here answered the search with this study (or a series of it), so a
+		// holder that lists none of it lists wrongly: its count is unknown, not 0.
+		got.failEmptyListings(ctx, j.study, "")
 		for _, o := range got.stale {
 			// A stale listing counts only for a holder whose search answer was stale too (and
 			// said so); otherwise the holder failed now and its count is unknown.
@@ -306,16 +309,12 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 		}
 		exact := len(got.failed) == 0
 		union := got.union()
-		// A result the search found but no listing shows (a PACS that answers nested instance
-		// searches with nothing, or a copy gone since the answer was cached) contradicts its
-		// answer: its counts are left as the answers gave them, and the answer says so.
+		// A series the search found but no listing shows (a copy gone since the answer was
+		// cached, say) contradicts its answer: its count is left as the answers gave it, and
+		// the answer says so. (A holder that lists nothing at all failed above.)
 		var unlisted []string
 		for _, m := range j.items {
 			if level == StudyLevel {
-				if len(union) == 0 {
-					unlisted = append(unlisted, "study "+j.study)
-					continue
-				}
 				series := map[string]bool{}
 				for _, se := range union {
 					series[se] = true
@@ -382,7 +381,7 @@ func setCount(ds dcmjson.Dataset, tag string, n int, exact bool) {
 func countWarning(agent string, level Level, j *countJob, failed []upstream.Outcome) string {
 	names := make([]string, len(failed))
 	for i, f := range failed {
-		names[i] = fmt.Sprintf("%s (%s) could not list its instances: its PACS %s", f.Source.ID, f.Source.Name, upstream.Reason(f.Err))
+		names[i] = fmt.Sprintf("%s (%s) could not list its instances: %s", f.Source.ID, f.Source.Name, listingReason(f.Err))
 	}
 	what := "The counts of study " + j.study + " are"
 	switch {
