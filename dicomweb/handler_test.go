@@ -2,6 +2,7 @@ package dicomweb
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -59,6 +60,8 @@ type fakeOrigin struct {
 	notPart10 atomic.Bool  // send part bodies that are not PS3.10 files
 	// failListing answers 502 to instance-level searches, and only to them.
 	failListing atomic.Bool
+	// hangListing holds instance-level searches until the proxy gives up on them.
+	hangListing atomic.Bool
 	// omit is a SOP instance UID left out of retrieve answers while searches still list it.
 	omit atomic.Value
 	// extra is a SOP instance UID added to every retrieve answer, which no search lists.
@@ -178,6 +181,10 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	case last == "instances" && len(p)%2 == 1:
 		if f.failListing.Load() {
 			http.Error(w, "listing failed", http.StatusBadGateway)
+			return
+		}
+		if f.hangListing.Load() {
+			<-r.Context().Done()
 			return
 		}
 		if f.opts.listNothing {
@@ -360,6 +367,9 @@ type proxyOptions struct {
 	locator *cache.Store
 	// retrieve is the partialRetrieve policy (fail when empty).
 	retrieve fallback.Partial
+	// requestTimeout is the proxy's requestTimeout (its default when 0); sourceTimeout each
+	// source's header timeout (2 s when 0).
+	requestTimeout, sourceTimeout time.Duration
 }
 
 func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *testProxy {
@@ -376,14 +386,16 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 			id = o.id
 		}
 		u, _ := url.Parse(raw)
-		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: 2 * time.Second}, upstream.Options{Cache: opts.cache}, log))
+		timeout := cmp.Or(opts.sourceTimeout, 2*time.Second)
+		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: timeout}, upstream.Options{Cache: opts.cache}, log))
 	}
 	locatorStore := opts.locator
 	if locatorStore == nil {
 		locatorStore = mustLocalStore(t, 1<<20)
 	}
 	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
-		Fallback: fallback.Policy{ServeStale: opts.serveStale, Retrieve: opts.retrieve}}, Deps{
+		RequestTimeout: opts.requestTimeout,
+		Fallback:       fallback.Policy{ServeStale: opts.serveStale, Retrieve: opts.retrieve}}, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

@@ -131,6 +131,28 @@ func TestRetrieveRefusesOverlappingPages(t *testing.T) {
 	}
 }
 
+// TestSearchCountsDoNotChargeTrustsForTheDeadline: when a trust's listing for the counts is
+// still running as the request's deadline passes, the listing is given up as a cancellation:
+// the answer says the counts are incomplete, and the trust, which answered the search, is not
+// charged (its breaker and /status count no failure).
+func TestSearchCountsDoNotChargeTrustsForTheDeadline(t *testing.T) {
+	a, b := differingCopies(t, fakeOptions{}, fakeOptions{})
+	b.hangListing.Store(true)
+	p := newTestProxyWith(t, proxyOptions{requestTimeout: 3 * time.Second, sourceTimeout: time.Minute}, a, b)
+	resp, body := p.get(t, "/dicom-web/studies?PatientID="+alice)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if w := strings.Join(resp.Header.Values("Warning"), "|"); !strings.Contains(w, "The counts of") {
+		t.Fatalf("Warning %q; want the counts of study 2.1 said to be incomplete", w)
+	}
+	for _, id := range []string{"TA", "TB"} {
+		if n := p.sourceFailures(t, id); n != 0 {
+			t.Errorf("%s counted %d failures; a listing given up at the request's deadline is no failure of the trust", id, n)
+		}
+	}
+}
+
 // TestListHoldingEndsAfterMaxPages: a PACS that sends new results on every page, for ever, is
 // asked for maxListPages pages and no more, and its listing fails as incomplete.
 func TestListHoldingEndsAfterMaxPages(t *testing.T) {
@@ -308,7 +330,7 @@ func TestSearchCountsIncompleteWhenAHolderCannotBeListed(t *testing.T) {
 			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are incomplete: TA (TA Trust) could not list its instances: its PACS listed none of the instances it holds; TB (TB Trust)"},
 		{name: "study: TB lists nothing, its own larger count stands",
 			optsB: fakeOptions{listNothing: true},
-			path: "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
+			path:  "/dicom-web/studies?PatientID=" + alice, tag: dcmjson.TagStudyInstanceUID, uid: "2.1",
 			countTag: dcmjson.TagNumberOfStudyRelatedInstances, want: 3, wantWarn: "The counts of study 2.1 are incomplete: TB (TB Trust) could not list its instances: its PACS listed none of the instances it holds"},
 		{name: "series: no trust lists any instance, the answers' counts stand",
 			optsA: fakeOptions{listNothing: true}, optsB: fakeOptions{listNothing: true},

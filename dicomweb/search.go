@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v5"
 
@@ -180,6 +181,10 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 	}
 }
 
+// minCountBudget is the least time left before the request's deadline for the counts of a
+// search to be listed; with less, the largest copy's counts stand, with a Warning.
+const minCountBudget = time.Second
+
 // maxCountedStudies bounds the studies of one page whose counts are made the union of their
 // copies: one listing per study (for series, per study the series are in), at each holder.
 const maxCountedStudies = 50
@@ -272,9 +277,9 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 		}
 	}
 	var warnings []string
-	if ctx.Err() != nil && len(jobs) > 0 {
-		// The search itself used up the request's time (a trust that did not answer held it to
-		// the deadline). Listing now would only time out and blame trusts that answered.
+	if dl, ok := ctx.Deadline(); (ctx.Err() != nil || ok && time.Until(dl) < minCountBudget) && len(jobs) > 0 {
+		// The search itself used up (nearly all) the request's time: a trust that did not
+		// answer held it to the deadline. Listing now would only time out.
 		late := 0
 		for _, j := range jobs {
 			late += len(j.items)
@@ -282,9 +287,16 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 		warnings = append(warnings, fallback.Warning(agent, fmt.Sprintf("The counts of %s held by more than one trust are the largest copy's, not the union of the copies: the request's time ran out before the copies could be listed.", resultsPhrase(late))))
 		jobs = nil
 	}
+	// The listings end with the request, but as a cancellation, never as a time-out: a trust
+	// that answered the search must not be charged (its breaker, its /status) because the
+	// search left the counts little time. A trust that stalls is still timed out by its own
+	// header and idle timeouts.
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
 	var wg sync.WaitGroup
 	for _, j := range jobs {
-		wg.Go(func() { j.got = listHoldings(ctx, j.study, j.series, j.holders) })
+		wg.Go(func() { j.got = listHoldings(lctx, j.study, j.series, j.holders) })
 	}
 	wg.Wait()
 
