@@ -36,9 +36,9 @@ import (
 // cut the stream and charge the trust.
 
 const (
-	slowIdle      = 200 * time.Millisecond // the trusts' idle timeout
-	slowPartBytes = 256 << 10              // each instance's size
-	slowSockBuf   = 16 << 10               // socket buffers of the connections in the tests
+	slowIdle      = time.Second // the trusts' idle timeout
+	slowPartBytes = 256 << 10   // each instance's size
+	slowSockBuf   = 16 << 10    // socket buffers of the connections in the tests
 )
 
 // smallBufListener gives each accepted connection a small send buffer, so that unread data
@@ -370,8 +370,8 @@ func TestSlowClientResumes(t *testing.T) {
 			if _, err := io.ReadFull(resp.Body, head); err != nil {
 				t.Fatalf("first bytes: %v", err)
 			}
-			// The pause: 25 idle timeouts, and more than twice the second trust's send deadline.
-			time.Sleep(25 * slowIdle)
+			// The pause: 5 idle timeouts, and more than twice the second trust's send deadline.
+			time.Sleep(5 * slowIdle)
 			rest, err := io.ReadAll(resp.Body)
 			if err != nil {
 				t.Fatalf("the study broke off after the client's pause: %v", err)

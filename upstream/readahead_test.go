@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -121,12 +122,13 @@ func TestReadAhead(t *testing.T) {
 	})
 }
 
-// TestReadAheadOfSourceBody: a source's body read ahead and then abandoned by Close is not the
-// source's failure, and a failure the caller marks still reaches it.
+// TestReadAheadOfSourceBody: a source's body read ahead and then abandoned by Close, while the
+// background read waits on the source, is not the source's failure (the read's error is the
+// Close's doing); a failure the caller marks still reaches it.
 func TestReadAheadOfSourceBody(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/dicom+json")
-		io.WriteString(w, "["+strings.Repeat(" ", 1<<20))
+		io.WriteString(w, "["+strings.Repeat(" ", 999))
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
@@ -142,6 +144,10 @@ func TestReadAheadOfSourceBody(t *testing.T) {
 	if _, err := io.ReadFull(body, make([]byte, 1000)); err != nil {
 		t.Fatal(err)
 	}
+	// Everything sent has been read; the background reader's next read now waits on the
+	// source (the pause lets it get there; were it not there yet, Close would still be right,
+	// only this test would prove less).
+	time.Sleep(100 * time.Millisecond)
 	body.Close()
 	if st := src.Status(); st.Failures != 0 || st.InFlight != 0 {
 		t.Fatalf("status %+v after an abandoned read-ahead; want no failure and nothing in flight", st)
@@ -199,5 +205,53 @@ func TestIdleTimerRunsOnlyWhileReading(t *testing.T) {
 	}
 	if st := src.Status(); st.Failures != 0 {
 		t.Fatalf("status %+v; the source was charged for the proxy's own pause", st)
+	}
+}
+
+// closeRacingBody is a body whose Read waits until Close, then fails; its Close lets the
+// failed Read return before it does, as a network body's can. It makes the read's error
+// reach the wrappers before Close has finished: the order in which a wrapper would take a
+// failure caused by the Close itself for the source's.
+type closeRacingBody struct {
+	closed   chan struct{}
+	readDone chan struct{}
+}
+
+func (b *closeRacingBody) Read(p []byte) (int, error) {
+	<-b.closed
+	defer close(b.readDone)
+	return 0, errors.New("read on closed body")
+}
+
+func (b *closeRacingBody) Close() error {
+	close(b.closed)
+	<-b.readDone
+	time.Sleep(50 * time.Millisecond) // the reader's wrappers take in the error meanwhile
+	return nil
+}
+
+// TestCloseDuringReadIsNoFailure: a read that fails because the body was closed while it
+// waited (a read-ahead being abandoned) is not the source's failure, for its breaker or its
+// /status.
+func TestCloseDuringReadIsNoFailure(t *testing.T) {
+	f := &fakeClient{fetch: func(ctx context.Context, path string, q url.Values, accept string) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Body: &closeRacingBody{closed: make(chan struct{}), readDone: make(chan struct{})}}, nil
+	}}
+	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "A"}, f, Options{}, discard())
+	resp, err := src.Fetch(context.Background(), "studies/1/metadata", nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := resp.Body.Read(make([]byte, 10))
+		read <- err
+	}()
+	resp.Body.Close()
+	if err := <-read; err == nil {
+		t.Fatal("the read did not fail when its body was closed")
+	}
+	if st := src.Status(); st.Failures != 0 || st.Breaker != "closed" {
+		t.Fatalf("status %+v; a read ended by our own Close was charged to the source", st)
 	}
 }
