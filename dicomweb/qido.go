@@ -331,7 +331,7 @@ func (s *Search) checkScope() error {
 
 // locatesCompletely reports whether a complete answer to this search names every holder of
 // each study it lists, so the locator may remember them: the search asks every trust by
-// StudyInstanceUID (one or a list) and by nothing else, as the locator's own lookup does. Any
+// one StudyInstanceUID and by nothing else, as the locator's own lookup does. Any
 // other key can match one trust's copy and not another's: a trust that filed its copy under
 // another patient identifier, a modality, a date or an accession number of its own would be
 // forgotten for the locator's TTL, and a retrieve would then miss that holder's instances.
@@ -340,7 +340,9 @@ func (s *Search) locatesCompletely() bool {
 		return false
 	}
 	m := s.Matches[0]
-	return len(m.Path) == 1 && m.Path[0] == dcmjson.TagStudyInstanceUID && m.Value != ""
+	// One UID only: a list's answer can be capped (silently, by some PACS) below what it
+	// matches, and a study left out of a capped answer would lose a holder for the TTL.
+	return len(m.Path) == 1 && m.Path[0] == dcmjson.TagStudyInstanceUID && m.Value != "" && !strings.ContainsAny(m.Value, `,\`)
 }
 
 // matchValue returns the value of the single-attribute match on tag, if any.

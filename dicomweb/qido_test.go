@@ -133,3 +133,35 @@ func TestUpstreamQueryPlacesNHSNumber(t *testing.T) {
 		})
 	}
 }
+
+// TestLocatesCompletely: only a study search whose one key is a single StudyInstanceUID names
+// every holder of what it finds, and so may teach the locator.
+func TestLocatesCompletely(t *testing.T) {
+	tests := []struct {
+		query string
+		want  bool
+	}{
+		{"StudyInstanceUID=1.2.3", true},
+		{"StudyInstanceUID=1.2.3,1.2.4", false},
+		{"StudyInstanceUID=1.2.3%5C1.2.4", false},
+		{"PatientID=9434765919", false},
+		{"StudyInstanceUID=1.2.3&PatientID=9434765919", false},
+		{"StudyInstanceUID=1.2.3&StudyDate=20240101", false},
+		{"StudyInstanceUID=1.2.3&ModalitiesInStudy=CT", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			q, err := url.ParseQuery(tc.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := parseSearch(StudyLevel, "", "", q, testLimits)
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if got := s.locatesCompletely(); got != tc.want {
+				t.Fatalf("locatesCompletely() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
