@@ -33,7 +33,14 @@ type deadlineWriter struct {
 func (s *Server) writeDeadline(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		w := &deadlineWriter{ResponseWriter: c.Response(), timeout: s.cfg.ClientWriteTimeout, now: s.now}
-		w.rc = http.NewResponseController(w.ResponseWriter)
+		// Deadlines and flushes go to the writer beneath Echo's Response, whose Flush drops
+		// errors: a flush that misses its deadline must be seen, as a write's is. Writes still
+		// pass through Echo's Response, which keeps the status and size for the access log.
+		beneath := w.ResponseWriter
+		if u, ok := beneath.(interface{ Unwrap() http.ResponseWriter }); ok {
+			beneath = u.Unwrap()
+		}
+		w.rc = http.NewResponseController(beneath)
 		c.SetResponse(w)
 		defer w.extend()
 		return next(c)
