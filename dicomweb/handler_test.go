@@ -887,7 +887,8 @@ func sharedUnderAnotherPatient(t *testing.T) *fakeOrigin {
 // TestPatientSearchDoesNotHideAHolder: TB files its copy of alice's study 1.1 under another
 // patient identifier, so a search for alice finds 1.1 at TA only. That search must not make
 // the locator believe TA is the sole holder: the retrieve of 1.1 that follows includes TB's
-// instances (1.1.2.1 is held by TB alone).
+// instances (1.1.2.1 is held by TB alone); and once the locator knows both holders, the
+// search's counts are those of both copies.
 func TestPatientSearchDoesNotHideAHolder(t *testing.T) {
 	a, _ := twoTrusts(t)
 	b := sharedUnderAnotherPatient(t)
@@ -905,6 +906,16 @@ func TestPatientSearchDoesNotHideAHolder(t *testing.T) {
 	}
 	if got, want := sopsOf(t, resp, body), []string{"1.1.1.1", "1.1.1.2", "1.1.2.1"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("retrieve returned %v, want %v: TB's copy was forgotten", got, want)
+	}
+
+	// Now that the locator knows both holders, the patient search counts both copies: what
+	// the retrieve returned, though TB still does not answer that search with the study.
+	resp, body = p.get(t, "/dicom-web/studies?PatientID="+alice)
+	if resp.StatusCode != 200 {
+		t.Fatalf("search: status %d: %s", resp.StatusCode, body)
+	}
+	if n, _ := resultOf(t, body, dcmjson.TagStudyInstanceUID, "1.1").Int(dcmjson.TagNumberOfStudyRelatedInstances); n != 3 {
+		t.Fatalf("the search counts %d instances of 1.1; the retrieve returned 3", n)
 	}
 }
 

@@ -221,7 +221,18 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 	byStudy := map[string]*countJob{}
 	uncounted := 0
 	for _, m := range items {
-		if len(m.holders) < 2 {
+		holderIDs := m.holders
+		if level == StudyLevel {
+			// The trusts that answered this search with the study may not be all that hold
+			// it (a copy filed under another patient identifier, or not matching a filter);
+			// the ones the locator knows of count too, as a retrieve would use them.
+			for _, src := range s.locator.Remembered(ctx, m.ds.String(dcmjson.TagStudyInstanceUID)) {
+				if !slices.Contains(holderIDs, src.ID) {
+					holderIDs = append(slices.Clip(holderIDs), src.ID)
+				}
+			}
+		}
+		if len(holderIDs) < 2 {
 			continue
 		}
 		study, series := m.ds.String(dcmjson.TagStudyInstanceUID), ""
@@ -251,7 +262,7 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 			jobs = append(jobs, j)
 		}
 		j.items = append(j.items, m)
-		for _, id := range m.holders {
+		for _, id := range holderIDs {
 			if src, ok := s.locator.Source(id); ok && !slices.Contains(j.holders, src) {
 				j.holders = append(j.holders, src)
 			}

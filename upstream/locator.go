@@ -140,22 +140,30 @@ func (l *Locator) Forget(ctx context.Context, studyUID string) {
 	}
 }
 
+// Remembered returns the holders of a study that the locator remembers (fresh), preferred
+// first, without asking any source; none when it remembers nothing.
+func (l *Locator) Remembered(ctx context.Context, studyUID string) []*Source {
+	if l.store == nil {
+		return nil
+	}
+	e, ok := l.store.Lookup(ctx, "locator", l.key(studyUID))
+	if !ok || !e.Fresh(l.store.Now()) {
+		return nil
+	}
+	var holders []*Source
+	for _, id := range strings.Split(string(e.Value), ",") {
+		if s, ok := l.byID[id]; ok {
+			holders = append(holders, s)
+		}
+	}
+	return ByPriority(holders)
+}
+
 // Locate finds the holders of a study. It returns no holders and no failed outcomes when no
 // source holds it; no holders and failed outcomes when the answer is unknown.
 func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
-	if l.store != nil {
-		if e, ok := l.store.Lookup(ctx, "locator", l.key(studyUID)); ok && e.Fresh(l.store.Now()) {
-			v := e.Value
-			var loc Location
-			for _, id := range strings.Split(string(v), ",") {
-				if s, ok := l.byID[id]; ok {
-					loc.Holders = append(loc.Holders, s)
-				}
-			}
-			if len(loc.Holders) > 0 {
-				return Location{Holders: ByPriority(loc.Holders)}
-			}
-		}
+	if holders := l.Remembered(ctx, studyUID); len(holders) > 0 {
+		return Location{Holders: holders}
 	}
 	q := url.Values{dcmjson.TagStudyInstanceUID: {studyUID}}
 	type found struct {
