@@ -76,6 +76,12 @@ type fakeOptions struct {
 	searchCap int
 	// ignoreOffset answers instance-level searches from the first match, whatever offset says.
 	ignoreOffset bool
+	// ignorePatientFilter answers study searches with every patient's studies, whatever
+	// PatientID asked for, as a PACS that does not support the key may. (The fake always
+	// ignores AccessionNumber.)
+	ignorePatientFilter bool
+	// accession is each study's AccessionNumber, sent in study answers.
+	accession map[string]string
 	// unstableOrder lists instances in another order (rotated by one) when offset is not 0,
 	// as a PACS without a stable sort may: its pages overlap and skip.
 	unstableOrder bool
@@ -120,7 +126,7 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		if len(p) >= 6 && p[4] == "instances" && in.sop != p[5] {
 			continue
 		}
-		if v := q.Get("00100020"); v != "" && in.patient != v {
+		if v := q.Get("00100020"); v != "" && in.patient != v && !f.opts.ignorePatientFilter {
 			continue
 		}
 		if v := q.Get("0020000D"); v != "" && in.study != v {
@@ -148,6 +154,9 @@ func (f *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 			ds.SetStrings(dcmjson.TagStudyInstanceUID, "UI", in.study)
 			ds.SetStrings(dcmjson.TagPatientID, "LO", in.patient)
 			ds.SetStrings(dcmjson.TagStudyDate, "DA", in.date)
+			if acc := f.opts.accession[in.study]; acc != "" {
+				ds.SetStrings(dcmjson.TagAccessionNumber, "SH", acc)
+			}
 			ds.SetStrings(dcmjson.TagRetrieveURL, "UR", "http://"+r.Host+"/dicom-web/studies/"+in.study)
 			f.setStudyCounts(ds, in.study)
 			out = append(out, ds)

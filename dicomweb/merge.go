@@ -3,6 +3,7 @@ package dicomweb
 import (
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -38,9 +39,19 @@ func filterAnswer(s *Search, src *upstream.Source, in []dcmjson.Dataset) ([]dcmj
 	if s.SeriesUID != "" {
 		uidSets[dcmjson.TagSeriesInstanceUID] = map[string]bool{s.SeriesUID: true}
 	}
+	// A single accession number asked for is checked as UIDs are: a PACS that ignores the key
+	// would otherwise answer with every study it holds.
+	accession := ""
+	if v, ok := s.matchValue(dcmjson.TagAccessionNumber); ok && singleValue(v) {
+		accession = strings.TrimSpace(v)
+	}
 	out := in[:0]
 	dropped := 0
 	for _, ds := range in {
+		if got := ds.String(dcmjson.TagAccessionNumber); accession != "" && got != "" && strings.TrimSpace(got) != accession {
+			dropped++
+			continue
+		}
 		if !validUID(ds.String(s.Level.uidTag())) {
 			dropped++
 			continue

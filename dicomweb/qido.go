@@ -303,24 +303,51 @@ func allDigits(s string) bool {
 	return s != ""
 }
 
+// scopeKeys are the matching keys that can tie a search to one patient's records without a
+// PatientID, by the level of search at which they do.
+var scopeKeys = map[string]scopeKey{
+	dcmjson.TagStudyInstanceUID:  {"StudyInstanceUID", StudyLevel},
+	dcmjson.TagAccessionNumber:   {"AccessionNumber", StudyLevel},
+	dcmjson.TagSeriesInstanceUID: {"SeriesInstanceUID", SeriesLevel},
+	dcmjson.TagSOPInstanceUID:    {"SOPInstanceUID", InstanceLevel},
+}
+
+type scopeKey struct {
+	name string
+	at   Level
+}
+
+// singleValue reports whether a matching value names exactly one thing: not blank (a PACS
+// may read a blank value as "match all"), not a list, no wildcard.
+func singleValue(v string) bool {
+	return strings.TrimSpace(v) != "" && !strings.ContainsAny(v, ",\\*?")
+}
+
 // checkScope enforces "no trawling": a search must be tied to a patient, a study or an
-// accession number (or, below study level, a series or instance UID).
+// accession number (or, below study level, a series or instance UID), each scoping key holding
+// exactly one value. A scoping key with a blank value is refused whatever else scopes the
+// search; a list or wildcard in one is allowed only under a patient (the answer is then cut
+// to that patient's records by filterAnswer). Without a patient, the answer must still concern
+// one patient (Server.checkOnePatient).
 func (s *Search) checkScope() error {
-	if s.StudyUID != "" {
-		return nil
-	}
-	scoped := s.PatientID != ""
+	scoped := s.StudyUID != "" || s.PatientID != ""
 	for _, m := range s.Matches {
-		if len(m.Path) != 1 || m.Value == "" || strings.ContainsAny(m.Value, "*?") {
+		k, ok := scopeKeys[m.Path[0]]
+		if len(m.Path) != 1 || !ok {
 			continue
 		}
-		switch m.Path[0] {
-		case dcmjson.TagStudyInstanceUID, dcmjson.TagAccessionNumber:
+		name := k.name
+		switch {
+		case strings.TrimSpace(m.Value) == "" && m.Value != "":
+			return badRequest("%s is blank: a search key that names a patient's records must hold exactly one value", name)
+		case m.Value == "":
+			// Universal matching: asks for the attribute, scopes nothing.
+		case !singleValue(m.Value):
+			if s.PatientID == "" {
+				return badRequest("%s must hold exactly one value (no list, no wildcard) unless the search names a patient by PatientID", name)
+			}
+		case s.Level >= k.at:
 			scoped = true
-		case dcmjson.TagSeriesInstanceUID:
-			scoped = scoped || s.Level >= SeriesLevel
-		case dcmjson.TagSOPInstanceUID:
-			scoped = scoped || s.Level == InstanceLevel
 		}
 	}
 	if !scoped {
@@ -328,6 +355,11 @@ func (s *Search) checkScope() error {
 	}
 	return nil
 }
+
+// scopedByPatient reports whether the search is tied to one patient by its PatientID or its
+// path (a study, which is one patient's); otherwise its answer must be checked to concern one
+// patient.
+func (s *Search) scopedByPatient() bool { return s.PatientID != "" || s.StudyUID != "" }
 
 // locatesCompletely reports whether a complete answer to this search names every holder of
 // each study it lists, so the locator may remember them: the search asks every trust by

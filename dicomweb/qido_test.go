@@ -26,7 +26,8 @@ func TestParseSearch(t *testing.T) {
 			}
 		}},
 		{name: "patient by tag", query: "00100020=9434765919"},
-		{name: "study uid list", query: "StudyInstanceUID=1.2.3,1.2.4"},
+		{name: "study uid list under a patient", query: "PatientID=9434765919&StudyInstanceUID=1.2.3,1.2.4"},
+		{name: "accession list under a patient", query: "PatientID=9434765919&AccessionNumber=XA1-0001%5CXB2-0001"},
 		{name: "accession number", query: "AccessionNumber=ACC1"},
 		{name: "includefield list and all", query: "PatientID=9434765919&includefield=00081030,StudyDescription&includefield=all", check: func(t *testing.T, s *Search) {
 			if !s.IncludeAll || len(s.IncludeFields) != 2 {
@@ -46,7 +47,15 @@ func TestParseSearch(t *testing.T) {
 		{name: "partial answers refused on request", query: "PatientID=9434765919&partial=fail"},
 		{name: "bad partial", query: "PatientID=9434765919&partial=maybe", wantErr: "partial must be"},
 		{name: "no scope", query: "ModalitiesInStudy=CT", wantErr: "must name a patient"},
-		{name: "wildcard accession is no scope", query: "AccessionNumber=*", wantErr: "must name a patient"},
+		{name: "wildcard accession is no scope", query: "AccessionNumber=*", wantErr: "exactly one value"},
+		{name: "study uid list without a patient", query: "StudyInstanceUID=1.2.3,1.2.4", wantErr: "exactly one value"},
+		{name: "accession list without a patient", query: "AccessionNumber=XA1-0001%5CXB2-0001%5CXC3-0001", wantErr: "exactly one value"},
+		{name: "accession comma list without a patient", query: "AccessionNumber=XA1-0001,XB2-0001", wantErr: "exactly one value"},
+		{name: "blank accession", query: "AccessionNumber=%20", wantErr: "blank"},
+		{name: "blank accession under a patient", query: "PatientID=9434765919&AccessionNumber=%20%20", wantErr: "blank"},
+		{name: "blank study uid", query: "StudyInstanceUID=%20", wantErr: "not a valid DICOM UID"},
+		{name: "empty study uid list", query: "StudyInstanceUID=,", wantErr: "exactly one value"},
+		{name: "series uid list without a patient", level: SeriesLevel, query: "SeriesInstanceUID=1.2.3.1,1.2.3.2", wantErr: "exactly one value"},
 		{name: "bad NHS number", query: "PatientID=9434765918", wantErr: "NHS number"},
 		{name: "wildcard patient", query: "PatientID=943*", wantErr: "NHS number"},
 		{name: "bad UID", query: "StudyInstanceUID=1.2.abc", wantErr: "not a valid DICOM UID"},
@@ -142,8 +151,7 @@ func TestLocatesCompletely(t *testing.T) {
 		want  bool
 	}{
 		{"StudyInstanceUID=1.2.3", true},
-		{"StudyInstanceUID=1.2.3,1.2.4", false},
-		{"StudyInstanceUID=1.2.3%5C1.2.4", false},
+		{"StudyInstanceUID=1.2.3,1.2.4&PatientID=9434765919", false},
 		{"PatientID=9434765919", false},
 		{"StudyInstanceUID=1.2.3&PatientID=9434765919", false},
 		{"StudyInstanceUID=1.2.3&StudyDate=20240101", false},

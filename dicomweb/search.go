@@ -136,6 +136,12 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		// Answers are merged in priority order so the preferred holder's attributes win.
 		answers = byAnswerPriority(answers)
 		all := mergeAnswers(level, answers)
+		if !search.scopedByPatient() {
+			if err := onePatient(all); err != nil {
+				s.log.Warn("search refused: its answer concerns more than one patient", "request_id", requestID(c), "results", len(all))
+				return err
+			}
+		}
 		sortResults(all)
 		// Only a complete answer to a search by study UID alone names every holder; any other
 		// would teach the locator to forget a trust whose copy the search did not match.
@@ -414,6 +420,42 @@ func countWarning(agent string, level Level, j *countJob, failed []upstream.Outc
 		what = "The instance counts of the series of study " + j.study + " are"
 	}
 	return fallback.Warning(agent, fmt.Sprintf("%s incomplete: %s.", what, strings.Join(names, "; ")))
+}
+
+// onePatient refuses (403) an answer whose results are not all of one patient: a search not
+// tied to a patient by its PatientID or path (one by AccessionNumber or a UID) must not reveal
+// another patient's records, whatever the trusts matched (accession numbers are each trust's
+// own, and a PACS may ignore a key). A result is of the patient its normalised identity names:
+// the NHS number, else the trust's PatientID with its issuer; results with no patient identity
+// cannot be shown to be one patient's, so two of them are refused too.
+func onePatient(all []*merged) error {
+	first := ""
+	for i, m := range all {
+		id := patientIdentity(m.ds)
+		if id == "" {
+			id = "unknown#" + itoa(i)
+		}
+		if first == "" {
+			first = id
+		} else if id != first {
+			return &Error{Status: http.StatusForbidden, Message: "The answer to this search would concern more than one patient, so it is not given. Search by the patient's NHS number (PatientID), or narrow the search to one study."}
+		}
+	}
+	return nil
+}
+
+// patientIdentity is a result's patient as the proxy knows it after normalise: the NHS number
+// when PatientID is one (whatever issuer a trust gave it), else PatientID with
+// IssuerOfPatientID; "" when it has none.
+func patientIdentity(ds dcmjson.Dataset) string {
+	pid := strings.TrimSpace(ds.String(dcmjson.TagPatientID))
+	if pid == "" {
+		return ""
+	}
+	if nhs, err := NormaliseNHSNumber(pid); err == nil {
+		return "nhs:" + nhs
+	}
+	return "local:" + pid + "|" + strings.TrimSpace(ds.String(dcmjson.TagIssuerOfPatientID))
 }
 
 // searchPolicy applies the request's partial=warn|fail to the deployment's default.
