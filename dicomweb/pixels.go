@@ -149,6 +149,14 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 			if !s.thumbs.known(src.ID) {
 				resp, err := src.Fetch(c.Request().Context(), t.path()+framePart+"/thumbnail", toValues(params), rep.Offer.Type)
 				if err == nil {
+					if err := checkRepresentation(src, resp, rep.Offer.Type); err != nil {
+						// Not the image type asked for (an HTML page, an SVG): nothing of it is
+						// passed on, and the trust counts as failed.
+						upstream.MarkFailed(resp.Body, err)
+						resp.Body.Close()
+						failed = append(failed, upstream.Outcome{Source: src, Err: err})
+						continue
+					}
 					return s.passThrough(c, t, src, resp)
 				}
 				var se *upstream.StatusError
@@ -176,6 +184,12 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 				if !upstream.IsNotFound(err) {
 					failed = append(failed, upstream.Outcome{Source: src, Err: err})
 				}
+				continue
+			}
+			if err := checkRepresentation(src, resp, rep.Offer.Type); err != nil {
+				upstream.MarkFailed(resp.Body, err)
+				resp.Body.Close()
+				failed = append(failed, upstream.Outcome{Source: src, Err: err})
 				continue
 			}
 			return s.passThrough(c, t, src, resp)

@@ -326,7 +326,7 @@ func (s *Server) coalesce(c *echo.Context) *media.Coalescer {
 }
 
 // checkRepresentation reports an answer whose media type is not what was asked for: a
-// multipart body for a multipart request, an image for a rendered one.
+// multipart body for a multipart request, the very image type asked for a rendered one.
 func checkRepresentation(src *upstream.Source, resp *http.Response, accept string) error {
 	ct := resp.Header.Get("Content-Type")
 	mt, err := media.ParseMediaType(ct)
@@ -336,7 +336,10 @@ func checkRepresentation(src *upstream.Source, resp *http.Response, accept strin
 	case err != nil:
 	case asked == "multipart/related" && mt.Essence() == "multipart/related":
 		return nil
-	case strings.HasPrefix(asked, "image/") && strings.HasPrefix(mt.Essence(), "image/"):
+	case strings.HasPrefix(asked, "image/") && mt.Essence() == asked:
+		// Exactly the image type negotiated with the client (a rendered image or thumbnail is
+		// image/jpeg, image/png or image/gif): never another type, which could be active
+		// content (image/svg+xml, text/html) served from the proxy's origin.
 		return nil
 	case asked == "" || asked == "*/*":
 		return nil

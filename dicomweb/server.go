@@ -132,7 +132,7 @@ func (s *Server) Register(e *echo.Echo) {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
 	}
 	e.HTTPErrorHandler = ErrorHandler(s.log)
-	e.Use(s.requestID, s.accessLog, s.writeDeadline, s.cors)
+	e.Use(s.requestID, s.accessLog, s.writeDeadline, securityHeaders, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
 	e.GET("/status", s.status)
@@ -179,6 +179,21 @@ func (s *Server) Register(e *echo.Echo) {
 	e.RouteNotFound(Root+"/*", func(c *echo.Context) error {
 		return notFound("No such DICOMweb resource; see OPTIONS %s for what is supported.", Root)
 	})
+}
+
+// securityHeaders marks every response so that a browser never runs or sniffs what passes
+// through the proxy: answers carry patients' data from many trusts, and a trust's answer must
+// not become script on the proxy's origin. The policy forbids every fetch, script and frame
+// (a viewer reads the proxy's answers with fetch from its own origin, which the policy of a
+// response does not govern) and sandboxes anything opened as a page.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; sandbox")
+		h.Set("Referrer-Policy", "no-referrer")
+		return next(c)
+	}
 }
 
 func (s *Server) ready(c *echo.Context) error {
