@@ -91,7 +91,7 @@ func TestSearchStudies(t *testing.T) {
 			[]string{orthanc.StudyShared, orthanc.StudyAlphaA, orthanc.StudyAlphaA2, orthanc.StudyAlphaB}},
 		{"patient at one trust", "PatientID=" + orthanc.PatientBravo, []string{orthanc.StudyBravoA}},
 		{"study held by both", "StudyInstanceUID=" + shared.StudyInstanceUID, []string{orthanc.StudyShared}},
-		{"UID list across trusts", "StudyInstanceUID=" + shared.StudyInstanceUID + "," + m.Study(orthanc.StudyAlphaB).StudyInstanceUID,
+		{"UID list across trusts, under the patient", "PatientID=" + orthanc.PatientAlpha + "&StudyInstanceUID=" + shared.StudyInstanceUID + "," + m.Study(orthanc.StudyAlphaB).StudyInstanceUID,
 			[]string{orthanc.StudyShared, orthanc.StudyAlphaB}},
 		{"accession number at one trust", "AccessionNumber=" + m.Study(orthanc.StudyAlphaB).AccessionNumber, []string{orthanc.StudyAlphaB}},
 		{"tag instead of keyword", "00100020=" + orthanc.PatientBravo, []string{orthanc.StudyBravoA}},
