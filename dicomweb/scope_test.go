@@ -90,3 +90,32 @@ func TestSearchFiltersWhatTrustsIgnore(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferSyntaxMustBeAUID: the transfer-syntax of an Accept is passed on to the trusts,
+// so only a UID or "*" is accepted; any other text is a 400 before any trust is called.
+func TestTransferSyntaxMustBeAUID(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	for _, accept := range []string{
+		`multipart/related; type="application/dicom"; transfer-syntax="*, text/html; q=1"`,
+		`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1x`,
+		`multipart/related; type="application/dicom"; transfer-syntax="1.2.840.10008.1.2.1\r\nX-Evil: 1"`,
+	} {
+		before := p.upstreamCalls()
+		resp, body := p.get(t, "/dicom-web/studies/1.1", "Accept", accept)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "transfer-syntax") {
+			t.Fatalf("Accept %q: status %d, %s; want 400 naming transfer-syntax", accept, resp.StatusCode, body)
+		}
+		if p.upstreamCalls() != before {
+			t.Fatalf("Accept %q: a trust was called", accept)
+		}
+	}
+	for _, accept := range []string{
+		`multipart/related; type="application/dicom"; transfer-syntax=*`,
+		`multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1`,
+	} {
+		if resp, body := p.get(t, "/dicom-web/studies/1.1", "Accept", accept); resp.StatusCode != http.StatusOK {
+			t.Fatalf("Accept %q: status %d, %s; want 200", accept, resp.StatusCode, body)
+		}
+	}
+}

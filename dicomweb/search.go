@@ -42,6 +42,11 @@ func negotiate(c *echo.Context, offers []media.Offer, what string) (media.Match,
 		}
 		return media.Match{}, notAcceptable("%s can be sent as %v; the Accept header allows none of them", what, names)
 	}
+	// The transfer syntax is passed on to the trusts in their Accept: only a UID or "*" may
+	// be, never other text of the client's.
+	if ts := m.TransferSyntax(); ts != "" && ts != "*" && !validUID(ts) {
+		return media.Match{}, badRequest("transfer-syntax %q in the Accept header must be a transfer syntax UID or *", ts)
+	}
 	return m, nil
 }
 

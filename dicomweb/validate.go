@@ -2,6 +2,7 @@ package dicomweb
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -110,7 +111,16 @@ func renderParams(get func(string) string, allowAnnotation bool) (map[string]str
 		if err != nil || !(len(nums) == 2 || len(nums) == 6) || nums[0] <= 0 || nums[1] <= 0 || nums[0] > 8192 || nums[1] > 8192 {
 			return nil, badRequest("viewport %q must be vw,vh (1-8192 pixels each), optionally followed by sx,sy,sw,sh", v)
 		}
-		out["viewport"] = v
+		if len(nums) == 6 {
+			// The source region: an offset within the image and a size, which may be negative
+			// (a flip) but not zero.
+			sx, sy, sw, sh := nums[2], nums[3], nums[4], nums[5]
+			if sx < 0 || sy < 0 || sx > maxImageSide || sy > maxImageSide || sw == 0 || sh == 0 || abs(sw) > maxImageSide || abs(sh) > maxImageSide {
+				return nil, badRequest("viewport %q: the source region sx,sy (0-%d) and sw,sh (not 0, at most %d either way) is out of range", v, maxImageSide, maxImageSide)
+			}
+		}
+		// Passed on as parsed, never as the client wrote it.
+		out["viewport"] = joinInts(nums)
 	}
 	if v := get("quality"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -129,8 +139,8 @@ func renderParams(get func(string) string, allowAnnotation bool) (map[string]str
 		// PS3.18 writes the functions in lower case with a hyphen; the VOI LUT Function
 		// spelling (LINEAR_EXACT) is accepted too.
 		fn := strings.ReplaceAll(strings.ToLower(parts[2]), "_", "-")
-		if err1 != nil || err2 != nil || w <= 0 || !(fn == "linear" || fn == "linear-exact" || fn == "sigmoid") {
-			return nil, badRequest("window %q must be center,width,function with a positive width and function linear, linear-exact or sigmoid", v)
+		if err1 != nil || err2 != nil || !finite(c) || !finite(w) || w <= 0 || !(fn == "linear" || fn == "linear-exact" || fn == "sigmoid") {
+			return nil, badRequest("window %q must be center,width,function with finite numbers, a positive width and function linear, linear-exact or sigmoid", v)
 		}
 		out["window"] = strconv.FormatFloat(c, 'f', -1, 64) + "," + strconv.FormatFloat(w, 'f', -1, 64) + "," + fn
 	}
@@ -145,6 +155,27 @@ func renderParams(get func(string) string, allowAnnotation bool) (map[string]str
 		}
 	}
 	return out, nil
+}
+
+// maxImageSide bounds a coordinate of a rendered image's source region: DICOM Rows and
+// Columns are 16-bit.
+const maxImageSide = 65535
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+func joinInts(nums []int) string {
+	parts := make([]string, len(nums))
+	for i, n := range nums {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
 }
 
 func intList(s string) ([]int, error) {

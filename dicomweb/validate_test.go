@@ -108,6 +108,16 @@ func TestRenderParams(t *testing.T) {
 		{name: "window in VOI LUT spelling", q: map[string]string{"window": "40,400,LINEAR_EXACT"}, want: map[string]string{"window": "40,400,linear-exact"}},
 		{name: "window bad function", q: map[string]string{"window": "40,400,CUBIC"}, wantErr: "window"},
 		{name: "window zero width", q: map[string]string{"window": "40,0,LINEAR"}, wantErr: "window"},
+		{name: "window NaN width", q: map[string]string{"window": "40,NaN,linear"}, wantErr: "finite"},
+		{name: "window NaN center", q: map[string]string{"window": "NaN,400,linear"}, wantErr: "finite"},
+		{name: "window infinite width", q: map[string]string{"window": "40,Inf,linear"}, wantErr: "finite"},
+		{name: "window minus infinite center", q: map[string]string{"window": "-Inf,400,linear"}, wantErr: "finite"},
+		{name: "viewport as parsed, not as written", q: map[string]string{"viewport": "+128, 64"}, want: map[string]string{"viewport": "128,64"}},
+		{name: "viewport with a source region", q: map[string]string{"viewport": "128,128,0,0,512,-512"}, want: map[string]string{"viewport": "128,128,0,0,512,-512"}},
+		{name: "viewport region negative offset", q: map[string]string{"viewport": "128,128,-1,0,512,512"}, wantErr: "source region"},
+		{name: "viewport region of zero width", q: map[string]string{"viewport": "128,128,0,0,0,512"}, wantErr: "source region"},
+		{name: "viewport region too large", q: map[string]string{"viewport": "128,128,0,0,99999999,512"}, wantErr: "source region"},
+		{name: "viewport zero", q: map[string]string{"viewport": "0,128"}, wantErr: "viewport"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
