@@ -328,7 +328,7 @@ func singleValue(v string) bool {
 // exactly one value. A scoping key with a blank value is refused whatever else scopes the
 // search; a list or wildcard in one is allowed only under a patient (the answer is then cut
 // to that patient's records by filterAnswer). Without a patient, the answer must still concern
-// one patient (Server.checkOnePatient).
+// one patient (onePatient, in the search handler).
 func (s *Search) checkScope() error {
 	scoped := s.StudyUID != "" || s.PatientID != ""
 	for _, m := range s.Matches {
