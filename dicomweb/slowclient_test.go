@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,45 +64,13 @@ func startSmallBufServer(t *testing.T, h http.Handler) *httptest.Server {
 	return srv
 }
 
-// part10 is a minimal PS3.10 file for one instance: preamble, "DICM", a file meta group naming
-// the SOP instance, then padding up to size bytes as the data set.
+// part10 is fakePart10 of the instance padded to size bytes, so that studies are large.
 func part10(sop string, size int) []byte {
-	var b bytes.Buffer
-	b.Write(make([]byte, 128))
-	b.WriteString("DICM")
-	elem := func(tag uint32, vr string, val []byte) []byte {
-		var e bytes.Buffer
-		_ = binary.Write(&e, binary.LittleEndian, uint16(tag>>16))
-		_ = binary.Write(&e, binary.LittleEndian, uint16(tag))
-		e.WriteString(vr)
-		if vr == "OB" {
-			e.Write([]byte{0, 0})
-			_ = binary.Write(&e, binary.LittleEndian, uint32(len(val)))
-		} else {
-			_ = binary.Write(&e, binary.LittleEndian, uint16(len(val)))
-		}
-		e.Write(val)
-		return e.Bytes()
+	b := fakePart10(sop)
+	if pad := size - len(b); pad > 0 {
+		b = append(b, bytes.Repeat([]byte{0x5a}, pad)...)
 	}
-	ui := func(s string) []byte {
-		if len(s)%2 == 1 {
-			s += "\x00"
-		}
-		return []byte(s)
-	}
-	var meta bytes.Buffer
-	meta.Write(elem(0x00020001, "OB", []byte{0, 1}))
-	meta.Write(elem(0x00020002, "UI", ui("1.2.840.10008.5.1.4.1.1.7")))
-	meta.Write(elem(0x00020003, "UI", ui(sop)))
-	meta.Write(elem(0x00020010, "UI", ui("1.2.840.10008.1.2.1")))
-	gl := make([]byte, 4)
-	binary.LittleEndian.PutUint32(gl, uint32(meta.Len()))
-	b.Write(elem(0x00020000, "UL", gl))
-	b.Write(meta.Bytes())
-	if pad := size - b.Len(); pad > 0 {
-		b.Write(bytes.Repeat([]byte{0x5a}, pad))
-	}
-	return b.Bytes()
+	return b
 }
 
 // bulkyOrigin is a DICOMweb origin whose instances and metadata are large. It answers study
