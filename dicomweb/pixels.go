@@ -149,11 +149,8 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 			if !s.thumbs.known(src.ID) {
 				resp, err := src.Fetch(c.Request().Context(), t.path()+framePart+"/thumbnail", toValues(params), rep.Offer.Type)
 				if err == nil {
-					if err := checkRepresentation(src, resp, rep.Offer.Type); err != nil {
-						// Not the image type asked for (an HTML page, an SVG): nothing of it is
-						// passed on, and the trust counts as failed.
-						upstream.MarkFailed(resp.Body, err)
-						resp.Body.Close()
+					if err := refuseUnlessAsked(src, resp, rep.Offer.Type); err != nil {
+						// Not the image type asked for (an HTML page, an SVG).
 						failed = append(failed, upstream.Outcome{Source: src, Err: err})
 						continue
 					}
@@ -186,9 +183,7 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 				}
 				continue
 			}
-			if err := checkRepresentation(src, resp, rep.Offer.Type); err != nil {
-				upstream.MarkFailed(resp.Body, err)
-				resp.Body.Close()
+			if err := refuseUnlessAsked(src, resp, rep.Offer.Type); err != nil {
 				failed = append(failed, upstream.Outcome{Source: src, Err: err})
 				continue
 			}

@@ -236,10 +236,8 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
 		}
-		if err := checkRepresentation(src, resp, accept); err != nil {
+		if err := refuseUnlessAsked(src, resp, accept); err != nil {
 			// A sign-in page or an error page with a 200 is not the study: try the next copy.
-			upstream.MarkFailed(resp.Body, err)
-			resp.Body.Close()
 			s.log.Warn("retrieve failed over", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err))
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
@@ -345,6 +343,18 @@ func checkRepresentation(src *upstream.Source, resp *http.Response, accept strin
 		return nil
 	}
 	return &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("answered %q to a request for %q", ct, accept)}
+}
+
+// refuseUnlessAsked checks an answer's media type against what was asked for
+// (checkRepresentation). When it is not, the body is closed unread, the trust charged with the
+// failure, and the error returned: nothing of such an answer is ever passed on.
+func refuseUnlessAsked(src *upstream.Source, resp *http.Response, accept string) error {
+	err := checkRepresentation(src, resp, accept)
+	if err != nil {
+		upstream.MarkFailed(resp.Body, err)
+		resp.Body.Close()
+	}
+	return err
 }
 
 // markBroken classifies a failure found while reading an upstream body. A framing error (no
