@@ -231,12 +231,15 @@ func (s *Server) unionCounts(ctx context.Context, level Level, search *Search, i
 	var jobs []*countJob
 	byStudy := map[string]*countJob{}
 	uncounted := 0
+	lookups := 0
 	for _, m := range items {
 		holderIDs := m.holders
-		if level == StudyLevel {
+		if level == StudyLevel && lookups < maxCountedStudies {
 			// The trusts that answered this search with the study may not be all that hold
 			// it (a copy filed under another patient identifier, or not matching a filter);
-			// the ones the locator knows of count too, as a retrieve would use them.
+			// the ones the locator knows of count too, as a retrieve would use them. Each is a
+			// cache read (a round trip with Redis), so no more are made than studies counted.
+			lookups++
 			for _, src := range s.locator.Remembered(ctx, m.ds.String(dcmjson.TagStudyInstanceUID)) {
 				if !slices.Contains(holderIDs, src.ID) {
 					holderIDs = append(slices.Clip(holderIDs), src.ID)
