@@ -9,7 +9,7 @@ GOTEST    := $(GO) test -race -count=1
 # and a closing line "tests: N passed, N failed, N skipped" (test/testsummary).
 SUMMARY   := bin/testsummary
 
-.PHONY: run build test unit integration deps lint bench clean $(SUMMARY)
+.PHONY: run build test unit integration deps lint bench fuzz clean $(SUMMARY)
 
 ## run: the demo: three sample trusts in one process and the proxy on 127.0.0.1:8080.
 run:
@@ -24,9 +24,11 @@ deps:
 	bash test/scripts/install-deps.sh
 
 ## test: lint, unit tests, then integration and conformance tests against real Orthanc servers;
-## ends with the skipped tests and why, and "tests: N passed, N failed, N skipped".
+## ends with the skipped tests and why, and "tests: N passed, N failed, N skipped"; then every
+## fuzz test briefly (FUZZTIME_CI each).
 test: deps lint $(SUMMARY)
 	$(SUMMARY) $(GOTEST) -json ./...
+	FUZZTIME=$(FUZZTIME_CI) bash test/scripts/fuzz.sh
 
 ## unit: the fast tests only (no real servers), with the same summary.
 unit: $(SUMMARY)
@@ -41,6 +43,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+## fuzz: every native Go fuzz test for FUZZTIME each (default 10m); report in test/.cache/fuzz-report.md.
+FUZZTIME    ?= 10m
+FUZZTIME_CI ?= 5s
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash test/scripts/fuzz.sh
 
 ## bench: Go benchmarks and the load comparison; figures go to docs/performance.md.
 bench: deps

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs every native Go fuzz test of the module (func FuzzXxx(f *testing.F)) for FUZZTIME each,
+# one after another, and writes what ran to FUZZ_REPORT.
+#
+#   FUZZTIME=10m bash test/scripts/fuzz.sh      # the length docs/security.md reports
+#   FUZZTIME=5s  bash test/scripts/fuzz.sh      # what `make test` (and so CI) runs
+#   FUZZ_ONLY='Accept|Reader' ...               # only targets whose name matches
+#
+# A crash makes `go test` write the input to the package's testdata/fuzz/FuzzXxx/ and fail;
+# this script then prints the failure, goes on with the other targets, and exits 1 at the end.
+# Commit that file with the fix: it becomes a regression case every `go test` runs.
+# Packages under test/ are left out: their TestMain starts real servers and they hold no fuzzers.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-10m}
+PARALLEL=${FUZZ_PARALLEL:-$(nproc)}
+REPORT=${FUZZ_REPORT:-test/.cache/fuzz-report.md}
+ONLY=${FUZZ_ONLY:-.}
+mkdir -p "$(dirname "$REPORT")"
+
+pkgs=$($GO list ./... | grep -v '/test/')
+# `go test -list` prints a package's matching names, then "ok <package> ...".
+targets=()
+while read -r first second _; do
+	case $first in
+	Fuzz*) pending+=("$first") ;;
+	ok) for t in "${pending[@]:-}"; do [ -n "$t" ] && targets+=("$second $t"); done; pending=() ;;
+	esac
+done < <(pending=(); $GO test -list '^Fuzz' $pkgs)
+
+if [ ${#targets[@]} -eq 0 ]; then
+	echo "fuzz: no fuzz targets found" >&2
+	exit 1
+fi
+
+{
+	echo "# Fuzz run $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo
+	echo "FUZZTIME=$FUZZTIME, -parallel=$PARALLEL, $($GO version | cut -d' ' -f3), $(nproc) cores"
+	echo
+	echo "| package | target | ran for | executions | new corpus entries | result |"
+	echo "|---|---|---|---|---|---|"
+} >"$REPORT"
+
+failed=0
+for entry in "${targets[@]}"; do
+	read -r pkg name <<<"$entry"
+	[[ $name =~ $ONLY ]] || continue
+	log=$(mktemp)
+	start=$(date +%s)
+	echo "fuzz: $pkg $name for $FUZZTIME"
+	if $GO test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" -parallel="$PARALLEL" "$pkg" >"$log" 2>&1; then
+		result=ok
+	else
+		result=FAILED
+		failed=1
+		cat "$log"
+	fi
+	secs=$(($(date +%s) - start))
+	# The last progress line: "fuzz: elapsed: 10m0s, execs: 123456 (205/sec), new interesting: 12 (total: 40)".
+	last=$(grep -E '^fuzz: elapsed: .*execs: ' "$log" | tail -1 || true)
+	execs=$(sed -nE 's/.*execs: ([0-9]+).*/\1/p' <<<"$last")
+	newc=$(sed -nE 's/.*new interesting: ([0-9]+).*/\1/p' <<<"$last")
+	elapsed=$(sed -nE 's/^fuzz: elapsed: ([^,]+),.*/\1/p' <<<"$last")
+	echo "| ${pkg#github.com/nirproxy/nirproxy/} | $name | ${elapsed:-${secs}s} | ${execs:-?} | ${newc:-?} | $result |" >>"$REPORT"
+	rm -f "$log"
+done
+
+echo "fuzz: report in $REPORT"
+cat "$REPORT"
+exit $failed
