@@ -250,11 +250,17 @@ func (s *Search) addIncludes(fields []string) error {
 	return nil
 }
 
-// refusePrivate refuses a private attribute (odd group, PS3.5 §7.8) anywhere in a path.
+// refusePrivate refuses a private attribute (odd group, PS3.5 §7.8) anywhere in a path, and
+// attributes that are not part of a study's data set: command (0000), file meta (0002) and
+// directory (0004) elements and group lengths (gggg,0000).
 func refusePrivate(what string, path []string) error {
 	for _, tag := range path {
-		if isPrivateTag(tag) {
-			return badRequest("%s names the private attribute (%s,%s); private attributes (odd groups) are not accepted", what, tag[:4], tag[4:])
+		group, elem := tag[:4], tag[4:]
+		switch {
+		case isPrivateTag(tag):
+			return badRequest("%s names the private attribute (%s,%s); private attributes (odd groups) are not accepted", what, group, elem)
+		case group == "0000" || group == "0002" || group == "0004" || elem == "0000":
+			return badRequest("%s names (%s,%s), which is not an attribute of a study, series or instance", what, group, elem)
 		}
 	}
 	return nil
@@ -314,8 +320,9 @@ func (s *Search) addMatch(key string, m Match) error {
 		s.PatientID = nhs
 		m.Value = nhs
 	case last == dcmjson.TagIssuerOfPatientID && len(m.Path) == 1:
-		// Answers are normalised to the NHS number's issuer; a client naming it changes nothing.
-		return nil
+		// Answers are normalised to the NHS number's issuer; a client naming it changes
+		// nothing, but what it names must still be an issuer.
+		return checkMatchValue(key, m.VR, v, 1)
 	case m.VR == "UI":
 		if v != "" {
 			for _, uid := range splitList(v) {

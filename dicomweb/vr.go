@@ -12,8 +12,11 @@ import (
 // URIs (UR) are left out too: a PACS has no business matching them by pattern.
 var wildcardVRs = map[string]bool{"AE": true, "CS": true, "LO": true, "LT": true, "PN": true, "SH": true, "ST": true, "UC": true, "UT": true}
 
-// singleTextVRs hold one value in which a backslash is text, not a separator (PS3.5 6.2).
-var singleTextVRs = map[string]bool{"LT": true, "ST": true, "UT": true, "UR": true}
+// listVRs are the VRs whose matching value may be a list of values separated by a backslash
+// (PS3.5 6.2 and PS3.4 C.2.2.2.8; UI is split by addMatch's rules). In the others a backslash
+// is text (LT, ST, UT, UR), cannot occur (DA, TM, DT) or is refused (an unknown VR).
+var listVRs = map[string]bool{"AE": true, "AS": true, "AT": true, "CS": true, "DS": true, "IS": true, "LO": true, "PN": true, "SH": true, "UC": true,
+	"FL": true, "FD": true, "SS": true, "US": true, "SL": true, "UL": true, "SV": true, "UV": true}
 
 // binaryVRs have no text form to match on; only universal matching (an empty value) is
 // meaningful for them.
@@ -31,16 +34,19 @@ const maxUnknownValue = 64
 // checkMatchValue checks one matching value against the syntax and length of its VR
 // (PS3.5 6.2): its characters, the length of each value, wildcards only where PS3.4 allows
 // wildcard matching, and at most maxValues values in a list (values are separated by a
-// backslash; UIDs by a comma too). An empty value is universal matching and always allowed.
+// backslash; UIDs by a comma too). An empty value is universal matching, allowed for every VR
+// but the binary ones.
 // A value of a VR the proxy does not know (UN: an unknown tag) must be one short value of
 // printable ASCII, without wildcards. DA, TM, DT and UI values are checked further by
 // addMatch.
 func checkMatchValue(key, vr, v string, maxValues int) error {
+	if binaryVRs[vr] {
+		// Not even universal matching: a trust would put the binary value, pixel data
+		// perhaps, in every result.
+		return badRequest("%s has VR %s, which cannot be matched on or asked for in a search", key, vr)
+	}
 	if v == "" {
 		return nil
-	}
-	if binaryVRs[vr] {
-		return badRequest("%s has VR %s, which cannot be matched on; leave its value empty to ask for the attribute", key, vr)
 	}
 	if strings.ContainsAny(v, "*?") && !wildcardVRs[vr] {
 		return badRequest("%s (VR %s) does not allow wildcard matching; * and ? may be used only with the VRs AE, CS, LO, LT, PN, SH, ST, UC and UT", key, vr)
@@ -52,7 +58,7 @@ func checkMatchValue(key, vr, v string, maxValues int) error {
 		if n := strings.Count(v, ",") + strings.Count(v, `\`) + 1; n != len(values) {
 			return badRequest("%s has an empty value in its list; separate UIDs by a single , or \\", key)
 		}
-	case !singleTextVRs[vr] && vr != "DA" && vr != "TM" && vr != "DT":
+	case listVRs[vr]:
 		values = strings.Split(v, `\`)
 	}
 	if maxValues > 0 && len(values) > maxValues {
