@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -237,5 +238,27 @@ func TestUnknownTagsAreUN(t *testing.T) {
 	a, err := dcmjson.LookupAttribute("0040F000")
 	if err != nil || a.VR != "UN" {
 		t.Fatalf("0040F000 resolves to %+v, %v; the bounds tests need an unknown tag", a, err)
+	}
+}
+
+// TestHeadRetrieveReadsNoBody: a HEAD of a retrieve writes nothing of the trust's body, not
+// even to a writer that would take it (net/http would drop it, but only after the proxy had
+// read it from the trust): the recorder here keeps whatever the handler writes.
+func TestHeadRetrieveReadsNoBody(t *testing.T) {
+	a, b := twoTrusts(t)
+	p := newTestProxy(t, a, b)
+	for _, path := range []string{
+		"/dicom-web/studies/1.2",
+		"/dicom-web/studies/1.1",
+		"/dicom-web/studies/1.1/series/1.1.1/instances/1.1.1.1",
+	} {
+		rec := httptest.NewRecorder()
+		p.srv.Config.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, path, nil))
+		if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "multipart/related") {
+			t.Fatalf("HEAD %s: status %d, Content-Type %q", path, rec.Code, rec.Header().Get("Content-Type"))
+		}
+		if rec.Body.Len() != 0 {
+			t.Fatalf("HEAD %s: the handler wrote %d bytes of body", path, rec.Body.Len())
+		}
 	}
 }

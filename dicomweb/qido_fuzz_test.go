@@ -64,6 +64,15 @@ func FuzzParseSearch(f *testing.F) {
 		for _, src := range fuzzSources {
 			checkUpstreamQuery(t, s, src, lim)
 		}
+		// What the proxy sends a trust that keeps the NHS number in PatientID is itself a
+		// search the proxy accepts (with room for the fields the proxy adds).
+		relaxed := lim
+		relaxed.MaxIncludeFields += len(requiredFields[s.Level]) + 2
+		relaxed.MaxQueryLength = 1 << 20
+		sent := s.upstreamQuery(fuzzSources[0], lim.MaxResultsPerSource).Encode()
+		if _, err := parseSearchQuery(s.Level, s.StudyUID, s.SeriesUID, sent, relaxed); err != nil {
+			t.Fatalf("the query sent upstream, %q, is refused on re-parsing: %v", sent, err)
+		}
 	})
 }
 
