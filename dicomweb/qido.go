@@ -375,6 +375,9 @@ func checkDateRange(vr, v string) error {
 				return errString("a date-time has digits, '.', '+' and '-' only")
 			}
 		}
+		if !strings.ContainsAny(v, "0123456789") {
+			return errString("a range needs at least one end")
+		}
 		return nil
 	}
 	parts = strings.SplitN(v, "-", 2)
@@ -394,8 +397,11 @@ func checkDateRange(vr, v string) error {
 			}
 		case "TM":
 			main, frac, _ := strings.Cut(p, ".")
-			if len(main) < 2 || len(main) > 6 || len(main)%2 != 0 || !allDigits(main) || (frac != "" && !allDigits(frac)) {
+			if len(main) < 2 || len(main) > 6 || len(main)%2 != 0 || !allDigits(main) || len(frac) > 6 || (frac != "" && !allDigits(frac)) {
 				return errString("times are written HHMMSS.FFFFFF (HH, HHMM and HHMMSS also allowed)")
+			}
+			if !validClock(main) {
+				return errString("no such time")
 			}
 		}
 	}
@@ -403,6 +409,21 @@ func checkDateRange(vr, v string) error {
 		return errString("a range needs at least one end")
 	}
 	return nil
+}
+
+// validClock reports whether HH, HHMM or HHMMSS (digits) is a time of day: hours to 23,
+// minutes to 59, seconds to 60 (a leap second).
+func validClock(hms string) bool {
+	for i, most := range []int{23, 59, 60} {
+		if len(hms) < 2*i+2 {
+			break
+		}
+		n, _ := strconv.Atoi(hms[2*i : 2*i+2])
+		if n > most {
+			return false
+		}
+	}
+	return true
 }
 
 func allDigits(s string) bool {
