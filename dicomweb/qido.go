@@ -188,7 +188,7 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 			if err != nil {
 				return nil, badRequest("query key %q: %v", shorten(k), err)
 			}
-			if err := refusePrivate("a matching key", path); err != nil {
+			if err := checkSearchable("a matching key", path); err != nil {
 				return nil, err
 			}
 			m := Match{Path: path, VR: vr, Value: vals[0], name: k}
@@ -242,7 +242,7 @@ func (s *Search) addIncludes(fields []string) error {
 		// Private attributes are refused here too, though asking for one widens nothing:
 		// their meaning differs from trust to trust, so the merged answer could not say what
 		// it holds, and refusing keeps every attribute the proxy sends upstream one it knows.
-		if err := refusePrivate("includefield", path); err != nil {
+		if err := checkSearchable("includefield", path); err != nil {
 			return err
 		}
 		s.IncludeFields = append(s.IncludeFields, strings.Join(path, "."))
@@ -250,10 +250,10 @@ func (s *Search) addIncludes(fields []string) error {
 	return nil
 }
 
-// refusePrivate refuses a private attribute (odd group, PS3.5 §7.8) anywhere in a path, and
+// checkSearchable refuses a private attribute (odd group, PS3.5 §7.8) anywhere in a path, and
 // attributes that are not part of a study's data set: command (0000), file meta (0002) and
 // directory (0004) elements and group lengths (gggg,0000).
-func refusePrivate(what string, path []string) error {
+func checkSearchable(what string, path []string) error {
 	for _, tag := range path {
 		group, elem := tag[:4], tag[4:]
 		switch {
@@ -322,7 +322,7 @@ func (s *Search) addMatch(key string, m Match) error {
 	case last == dcmjson.TagIssuerOfPatientID && len(m.Path) == 1:
 		// Answers are normalised to the NHS number's issuer; a client naming it changes
 		// nothing, but what it names must still be an issuer.
-		return checkMatchValue(key, m.VR, v, 1)
+		return checkMatchValue(key, m.VR, v, 0)
 	case m.VR == "UI":
 		if v != "" {
 			for _, uid := range splitList(v) {

@@ -155,7 +155,7 @@ func checkUpstreamAttribute(t *testing.T, path string) string {
 	if err != nil {
 		t.Fatalf("sends attribute %q, which does not resolve: %v", path, err)
 	}
-	if err := refusePrivate("upstream", tags); err != nil {
+	if err := checkSearchable("upstream", tags); err != nil {
 		t.Fatalf("sends attribute %q: %v", path, err)
 	}
 	return vr
