@@ -38,6 +38,7 @@ type Match struct {
 	Path  []string // tags, e.g. ["00100020"] or ["00101002", "00100020"]
 	VR    string   // VR of the last element of the path
 	Value string
+	name  string // the key as the client wrote it, for error messages
 }
 
 func (m Match) key() string { return strings.Join(m.Path, ".") }
@@ -59,16 +60,57 @@ type Search struct {
 	LimitClamped bool
 }
 
-// SearchLimits are the deployment's paging bounds.
+// SearchLimits are the deployment's paging bounds and the caps on a search's query. A query
+// beyond a cap is refused whole (400 naming the cap), never cut down to it.
 type SearchLimits struct {
 	MaxResultsPerSource int
 	DefaultLimit        int
 	MaxLimit            int
+	// MaxQueryLength bounds the raw query string of every data request, in bytes. Default 8 KiB.
+	MaxQueryLength int
+	// MaxMatchingKeys bounds the attribute matching keys of one search. Default 32.
+	MaxMatchingKeys int
+	// MaxIncludeFields bounds the attributes named by includefield in one search, over every
+	// includefield parameter and comma list (an includefield parameter naming none counts
+	// one). Default 128.
+	MaxIncludeFields int
+	// MaxValuesPerKey bounds the values in one matching key's list (a\b\c; UIDs also a,b,c).
+	// Default 100.
+	MaxValuesPerKey int
+}
+
+// withDefaults fills the caps left at zero with their defaults.
+func (l SearchLimits) withDefaults() SearchLimits {
+	if l.MaxQueryLength <= 0 {
+		l.MaxQueryLength = defaultMaxQueryLength
+	}
+	if l.MaxMatchingKeys <= 0 {
+		l.MaxMatchingKeys = defaultMaxMatchingKeys
+	}
+	if l.MaxIncludeFields <= 0 {
+		l.MaxIncludeFields = defaultMaxIncludeFields
+	}
+	if l.MaxValuesPerKey <= 0 {
+		l.MaxValuesPerKey = defaultMaxValuesPerKey
+	}
+	return l
+}
+
+// parseSearchQuery parses a QIDO-RS request from its raw query string: parseRawQuery, then
+// parseSearch. This is what the search routes call, so that no parameter is dropped on the way.
+func parseSearchQuery(level Level, studyUID, seriesUID, rawQuery string, lim SearchLimits) (*Search, error) {
+	lim = lim.withDefaults()
+	q, err := parseRawQuery(rawQuery, lim.MaxQueryLength)
+	if err != nil {
+		return nil, err
+	}
+	return parseSearch(level, studyUID, seriesUID, q, lim)
 }
 
 // parseSearch validates a QIDO-RS request: path UIDs, every query key and value, paging and
 // the patient scope. Nothing reaches an upstream until this succeeds.
 func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim SearchLimits) (*Search, error) {
+	lim = lim.withDefaults()
 	s := &Search{Level: level, StudyUID: studyUID, SeriesUID: seriesUID}
 	if studyUID != "" {
 		if err := checkUID("study UID", studyUID); err != nil {
@@ -86,9 +128,18 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 	}
 	sort.Strings(keys)
 	seen := map[string]bool{}
+	params := map[string]bool{} // the search's own parameters met so far, in lower case
+	includes, matching := 0, 0
 	for _, k := range keys {
 		vals := q[k]
-		switch strings.ToLower(k) {
+		lower := strings.ToLower(k)
+		if reservedParams[lower] {
+			if params[lower] {
+				return nil, badRequest("%s may be given only once", lower)
+			}
+			params[lower] = true
+		}
+		switch lower {
 		case "limit", "offset":
 			if len(vals) != 1 {
 				return nil, badRequest("%s may be given only once", k)
@@ -109,20 +160,13 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 			s.Fuzzy = vals[0] == "true"
 		case "includefield":
 			for _, v := range vals {
-				for _, f := range strings.Split(v, ",") {
-					f = strings.TrimSpace(f)
-					if f == "" {
-						continue
-					}
-					if f == "all" {
-						s.IncludeAll = true
-						continue
-					}
-					path, _, err := resolvePath(f)
-					if err != nil {
-						return nil, badRequest("includefield %q: %v", f, err)
-					}
-					s.IncludeFields = append(s.IncludeFields, strings.Join(path, "."))
+				fields := strings.Split(v, ",")
+				includes += len(fields)
+				if includes > lim.MaxIncludeFields {
+					return nil, badRequest("includefield names more than %d attributes; at most %d are accepted in one search (search.maxIncludeFields); ask for all with includefield=all", lim.MaxIncludeFields, lim.MaxIncludeFields)
+				}
+				if err := s.addIncludes(fields); err != nil {
+					return nil, err
 				}
 			}
 		case "accept", "charset":
@@ -135,11 +179,19 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 			if len(vals) != 1 {
 				return nil, badRequest("matching key %q may be given only once; list several values as a,b or a\\b", k)
 			}
+			// Counted before the key is looked up, so a flood of keys costs no dictionary scans.
+			matching++
+			if matching > lim.MaxMatchingKeys {
+				return nil, badRequest("the search has more than %d matching keys; at most %d are accepted (search.maxMatchingKeys)", lim.MaxMatchingKeys, lim.MaxMatchingKeys)
+			}
 			path, vr, err := resolvePath(k)
 			if err != nil {
-				return nil, badRequest("query key %q: %v", k, err)
+				return nil, badRequest("query key %q: %v", shorten(k), err)
 			}
-			m := Match{Path: path, VR: vr, Value: vals[0]}
+			if err := checkSearchable("a matching key", path); err != nil {
+				return nil, err
+			}
+			m := Match{Path: path, VR: vr, Value: vals[0], name: k}
 			if seen[m.key()] {
 				return nil, badRequest("matching key %q is given twice (by keyword and by tag)", k)
 			}
@@ -159,7 +211,65 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 	if err := s.checkScope(); err != nil {
 		return nil, err
 	}
+	// After the scope: a key that would widen the search is refused for that first.
+	for _, m := range s.Matches {
+		if err := checkMatchValue(m.name, m.VR, m.Value, lim.MaxValuesPerKey); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// reservedParams are the query parameters of QIDO-RS itself (PS3.18 §8.3.4 and §8.3.3.1),
+// matched in any case; each may be given once (includefield excepted).
+var reservedParams = map[string]bool{"limit": true, "offset": true, "fuzzymatching": true, "accept": true, "charset": true, "partial": true}
+
+// addIncludes records the attributes of one includefield parameter's comma list.
+func (s *Search) addIncludes(fields []string) error {
+	for _, f := range fields {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if f == "all" {
+			s.IncludeAll = true
+			continue
+		}
+		path, _, err := resolvePath(f)
+		if err != nil {
+			return badRequest("includefield %q: %v", shorten(f), err)
+		}
+		// Private attributes are refused here too, though asking for one widens nothing:
+		// their meaning differs from trust to trust, so the merged answer could not say what
+		// it holds, and refusing keeps every attribute the proxy sends upstream one it knows.
+		if err := checkSearchable("includefield", path); err != nil {
+			return err
+		}
+		s.IncludeFields = append(s.IncludeFields, strings.Join(path, "."))
+	}
+	return nil
+}
+
+// checkSearchable refuses a private attribute (odd group, PS3.5 §7.8) anywhere in a path, and
+// attributes that are not part of a study's data set: command (0000), file meta (0002) and
+// directory (0004) elements and group lengths (gggg,0000).
+func checkSearchable(what string, path []string) error {
+	for _, tag := range path {
+		group, elem := tag[:4], tag[4:]
+		switch {
+		case isPrivateTag(tag):
+			return badRequest("%s names the private attribute (%s,%s); private attributes (odd groups) are not accepted", what, group, elem)
+		case group == "0000" || group == "0002" || group == "0004" || elem == "0000":
+			return badRequest("%s names (%s,%s), which is not an attribute of a study, series or instance", what, group, elem)
+		}
+	}
+	return nil
+}
+
+// isPrivateTag reports whether a tag of eight hex digits is in an odd group.
+func isPrivateTag(tag string) bool {
+	n, err := strconv.ParseUint(tag[:4], 16, 16)
+	return err == nil && n%2 == 1
 }
 
 // resolvePath turns "PatientID", "00100020" or "OtherPatientIDsSequence.PatientID" into tags.
@@ -210,8 +320,9 @@ func (s *Search) addMatch(key string, m Match) error {
 		s.PatientID = nhs
 		m.Value = nhs
 	case last == dcmjson.TagIssuerOfPatientID && len(m.Path) == 1:
-		// Answers are normalised to the NHS number's issuer; a client naming it changes nothing.
-		return nil
+		// Answers are normalised to the NHS number's issuer; a client naming it changes
+		// nothing, but what it names must still be an issuer.
+		return checkMatchValue(key, m.VR, v, 0)
 	case m.VR == "UI":
 		if v != "" {
 			for _, uid := range splitList(v) {
@@ -264,6 +375,9 @@ func checkDateRange(vr, v string) error {
 				return errString("a date-time has digits, '.', '+' and '-' only")
 			}
 		}
+		if !strings.ContainsAny(v, "0123456789") {
+			return errString("a range needs at least one end")
+		}
 		return nil
 	}
 	parts = strings.SplitN(v, "-", 2)
@@ -283,8 +397,11 @@ func checkDateRange(vr, v string) error {
 			}
 		case "TM":
 			main, frac, _ := strings.Cut(p, ".")
-			if len(main) < 2 || len(main) > 6 || len(main)%2 != 0 || !allDigits(main) || (frac != "" && !allDigits(frac)) {
+			if len(main) < 2 || len(main) > 6 || len(main)%2 != 0 || !allDigits(main) || len(frac) > 6 || (frac != "" && !allDigits(frac)) {
 				return errString("times are written HHMMSS.FFFFFF (HH, HHMM and HHMMSS also allowed)")
+			}
+			if !validClock(main) {
+				return errString("no such time")
 			}
 		}
 	}
@@ -292,6 +409,21 @@ func checkDateRange(vr, v string) error {
 		return errString("a range needs at least one end")
 	}
 	return nil
+}
+
+// validClock reports whether HH, HHMM or HHMMSS (digits) is a time of day: hours to 23,
+// minutes to 59, seconds to 60 (a leap second).
+func validClock(hms string) bool {
+	for i, most := range []int{23, 59, 60} {
+		if len(hms) < 2*i+2 {
+			break
+		}
+		n, _ := strconv.Atoi(hms[2*i : 2*i+2])
+		if n > most {
+			return false
+		}
+	}
+	return true
 }
 
 func allDigits(s string) bool {

@@ -292,6 +292,9 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 			h.Set("Content-Length", itoa(int(resp.ContentLength)))
 		}
 		c.Response().WriteHeader(s.answerStatus(c))
+		if headOnly(c) {
+			return nil
+		}
 		if _, err := media.Copy(c.Response(), resp.Body); err != nil {
 			s.abort(c, src, err)
 		}
@@ -302,6 +305,9 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	mt.Params["boundary"] = mw.Boundary()
 	h.Set("Content-Type", mt.String())
 	c.Response().WriteHeader(s.answerStatus(c))
+	if headOnly(c) {
+		return out.Close()
+	}
 	if _, err := reframe(mw, resp, src, s.rewriter(c)); err != nil {
 		mw.Abort()
 		s.abort(c, src, markBroken(resp, src, err))
@@ -314,6 +320,13 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	}
 	return nil
 }
+
+// headOnly reports whether the request is a HEAD. A HEAD of a retrieve is answered as its GET
+// is, up to the status and headers: the study is located and planned and the first trust's
+// answer awaited (its status decides the answer's), and then nothing of its body is read or
+// sent. Answers the proxy builds itself (searches, metadata) are built whole, and net/http
+// sends none of their body.
+func headOnly(c *echo.Context) bool { return c.Request().Method == http.MethodHead }
 
 // coalesce returns a writer that gathers a stream's small writes into large ones (see
 // media.Coalescer). It is remembered on the request so that abort can stop it.
@@ -575,6 +588,10 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 		h.Set("Content-Type", mw.ContentType("application/dicom"))
 		h.Set("Cache-Control", "no-store")
 		c.Response().WriteHeader(s.answerStatus(c))
+		if headOnly(c) {
+			resp.Body.Close()
+			return out.Close()
+		}
 		for i, st := range steps {
 			if i > 0 {
 				resp, err = st.src.Fetch(ctx, st.path, nil, accept)

@@ -54,7 +54,7 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		// Step 3 comes before 2 here only in code order: parsing is pure, and authorization
 		// needs the patient the search is scoped to.
-		search, err := parseSearch(level, c.Param("study"), c.Param("series"), c.QueryParams(), s.cfg.Search)
+		search, err := parseSearchQuery(level, c.Param("study"), c.Param("series"), c.QueryString(), s.cfg.Search)
 		if err != nil {
 			return err
 		}

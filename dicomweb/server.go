@@ -61,6 +61,7 @@ func (c Config) withDefaults() Config {
 	if c.Search.MaxLimit <= 0 {
 		c.Search.MaxLimit = 1000
 	}
+	c.Search = c.Search.withDefaults()
 	if c.MaxFrames <= 0 {
 		c.MaxFrames = 1000
 	}
@@ -137,36 +138,41 @@ func (s *Server) Register(e *echo.Echo) {
 	e.GET("/readyz", s.ready)
 	e.GET("/status", s.status)
 
-	g := e.Group(Root, s.authenticate)
+	g := e.Group(Root, s.authenticate, s.checkQuery)
+	// Every data route answers HEAD as it answers GET: the same status and headers, no body.
+	get := func(path string, h echo.HandlerFunc) {
+		g.GET(path, h)
+		g.HEAD(path, h)
+	}
 	e.OPTIONS(Root, s.capabilities)
 	e.OPTIONS(Root+"/", s.capabilities)
 	e.GET(Root, s.capabilities)
 
 	// QIDO-RS (PS3.18 §10.6).
-	g.GET("/studies", s.searchHandler(StudyLevel))
-	g.GET("/series", s.searchHandler(SeriesLevel))
-	g.GET("/instances", s.searchHandler(InstanceLevel))
-	g.GET("/studies/:study/series", s.searchHandler(SeriesLevel))
-	g.GET("/studies/:study/instances", s.searchHandler(InstanceLevel))
-	g.GET("/studies/:study/series/:series/instances", s.searchHandler(InstanceLevel))
+	get("/studies", s.searchHandler(StudyLevel))
+	get("/series", s.searchHandler(SeriesLevel))
+	get("/instances", s.searchHandler(InstanceLevel))
+	get("/studies/:study/series", s.searchHandler(SeriesLevel))
+	get("/studies/:study/instances", s.searchHandler(InstanceLevel))
+	get("/studies/:study/series/:series/instances", s.searchHandler(InstanceLevel))
 
 	// WADO-RS (PS3.18 §10.4).
-	g.GET("/studies/:study", s.retrieveHandler(StudyLevel))
-	g.GET("/studies/:study/series/:series", s.retrieveHandler(SeriesLevel))
-	g.GET("/studies/:study/series/:series/instances/:instance", s.retrieveHandler(InstanceLevel))
-	g.GET("/studies/:study/metadata", s.metadataHandler(StudyLevel))
-	g.GET("/studies/:study/series/:series/metadata", s.metadataHandler(SeriesLevel))
-	g.GET("/studies/:study/series/:series/instances/:instance/metadata", s.metadataHandler(InstanceLevel))
-	g.GET("/studies/:study/series/:series/instances/:instance/frames/:frames", s.framesHandler)
-	g.GET("/studies/:study/rendered", s.renderedHandler(StudyLevel, false))
-	g.GET("/studies/:study/series/:series/rendered", s.renderedHandler(SeriesLevel, false))
-	g.GET("/studies/:study/series/:series/instances/:instance/rendered", s.renderedHandler(InstanceLevel, false))
-	g.GET("/studies/:study/series/:series/instances/:instance/frames/:frames/rendered", s.renderedHandler(InstanceLevel, true))
-	g.GET("/studies/:study/thumbnail", s.thumbnailHandler(StudyLevel, false))
-	g.GET("/studies/:study/series/:series/thumbnail", s.thumbnailHandler(SeriesLevel, false))
-	g.GET("/studies/:study/series/:series/instances/:instance/thumbnail", s.thumbnailHandler(InstanceLevel, false))
-	g.GET("/studies/:study/series/:series/instances/:instance/frames/:frames/thumbnail", s.thumbnailHandler(InstanceLevel, true))
-	g.GET("/bulkdata/:token", s.bulkdataHandler)
+	get("/studies/:study", s.retrieveHandler(StudyLevel))
+	get("/studies/:study/series/:series", s.retrieveHandler(SeriesLevel))
+	get("/studies/:study/series/:series/instances/:instance", s.retrieveHandler(InstanceLevel))
+	get("/studies/:study/metadata", s.metadataHandler(StudyLevel))
+	get("/studies/:study/series/:series/metadata", s.metadataHandler(SeriesLevel))
+	get("/studies/:study/series/:series/instances/:instance/metadata", s.metadataHandler(InstanceLevel))
+	get("/studies/:study/series/:series/instances/:instance/frames/:frames", s.framesHandler)
+	get("/studies/:study/rendered", s.renderedHandler(StudyLevel, false))
+	get("/studies/:study/series/:series/rendered", s.renderedHandler(SeriesLevel, false))
+	get("/studies/:study/series/:series/instances/:instance/rendered", s.renderedHandler(InstanceLevel, false))
+	get("/studies/:study/series/:series/instances/:instance/frames/:frames/rendered", s.renderedHandler(InstanceLevel, true))
+	get("/studies/:study/thumbnail", s.thumbnailHandler(StudyLevel, false))
+	get("/studies/:study/series/:series/thumbnail", s.thumbnailHandler(SeriesLevel, false))
+	get("/studies/:study/series/:series/instances/:instance/thumbnail", s.thumbnailHandler(InstanceLevel, false))
+	get("/studies/:study/series/:series/instances/:instance/frames/:frames/thumbnail", s.thumbnailHandler(InstanceLevel, true))
+	get("/bulkdata/:token", s.bulkdataHandler)
 
 	// The registry is read-only: STOW-RS, UPS-RS and every other write is refused.
 	readOnly := func(c *echo.Context) error {
@@ -299,7 +305,7 @@ func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Expose-Headers", "Warning, Retry-After, X-Request-Id, Content-Location, Content-Length")
 		if c.Request().Method == http.MethodOptions && c.Request().Header.Get("Access-Control-Request-Method") != "" {
-			h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
 			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
 				h.Set("Access-Control-Allow-Headers", req)
 			}

@@ -151,6 +151,10 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 			MaxResultsPerSource: cfg.Search.MaxResultsPerSource,
 			DefaultLimit:        cfg.Search.DefaultLimit,
 			MaxLimit:            cfg.Search.MaxLimit,
+			MaxQueryLength:      cfg.Search.MaxQueryLength,
+			MaxMatchingKeys:     cfg.Search.MaxMatchingKeys,
+			MaxIncludeFields:    cfg.Search.MaxIncludeFields,
+			MaxValuesPerKey:     cfg.Search.MaxValuesPerKey,
 		},
 		Fallback: fallback.Policy{
 			Search:     fallback.Partial(cfg.PartialSearch),

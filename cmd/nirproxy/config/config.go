@@ -154,6 +154,16 @@ type Search struct {
 	// MaxLimit is the largest limit a client may ask for (larger ones are lowered to it).
 	// Default 1000.
 	MaxLimit int `yaml:"maxLimit"`
+	// MaxQueryLength is the longest query string, in bytes, of any DICOMweb request; a longer
+	// one is refused (400). Default 8192.
+	MaxQueryLength int `yaml:"maxQueryLength"`
+	// MaxMatchingKeys is the most attribute matching keys one search may hold. Default 32.
+	MaxMatchingKeys int `yaml:"maxMatchingKeys"`
+	// MaxIncludeFields is the most attributes one search may name with includefield, over
+	// all its includefield parameters. Default 128.
+	MaxIncludeFields int `yaml:"maxIncludeFields"`
+	// MaxValuesPerKey is the most values in one matching key's list (a\b\c). Default 100.
+	MaxValuesPerKey int `yaml:"maxValuesPerKey"`
 }
 
 // Locator tunes the study locator.
@@ -412,7 +422,7 @@ func Default() Config {
 		PartialRetrieve:         PartialRetrieveFail,
 		PartialSearch:           PartialRetrieveWarn,
 		Incidents:               Incidents{WebhookTimeout: Duration(5 * time.Second), WebhookRetries: 3},
-		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000},
+		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000, MaxQueryLength: 8192, MaxMatchingKeys: 32, MaxIncludeFields: 128, MaxValuesPerKey: 100},
 		Locator:                 Locator{TTL: Duration(10 * time.Minute)},
 		Cache:                   DefaultCache(),
 		Logging:                 Logging{Level: "info", Format: "json"},

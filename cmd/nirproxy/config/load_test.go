@@ -51,6 +51,10 @@ func TestParseMinimal(t *testing.T) {
 		{"search.maxResultsPerSource", cfg.Search.MaxResultsPerSource, 1000},
 		{"search.defaultLimit", cfg.Search.DefaultLimit, 0},
 		{"search.maxLimit", cfg.Search.MaxLimit, 1000},
+		{"search.maxQueryLength", cfg.Search.MaxQueryLength, 8192},
+		{"search.maxMatchingKeys", cfg.Search.MaxMatchingKeys, 32},
+		{"search.maxIncludeFields", cfg.Search.MaxIncludeFields, 128},
+		{"search.maxValuesPerKey", cfg.Search.MaxValuesPerKey, 100},
 		{"locator.ttl", cfg.Locator.TTL.Std(), 10 * time.Minute},
 		{"logging.level", cfg.Logging.Level, "info"},
 		{"logging.format", cfg.Logging.Format, "json"},
@@ -281,7 +285,7 @@ func TestParseKeepsDefaults(t *testing.T) {
 			name: "a partial section keeps its other defaults",
 			yaml: "search:\n  maxLimit: 50\n",
 			check: func(t *testing.T, c Config) {
-				if c.Search != (Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 50}) {
+				if c.Search != (Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 50, MaxQueryLength: 8192, MaxMatchingKeys: 32, MaxIncludeFields: 128, MaxValuesPerKey: 100}) {
 					t.Errorf("search = %+v", c.Search)
 				}
 			},

@@ -376,6 +376,21 @@ func checkSearch(ps *Problems, s Search) {
 	case s.MaxLimit >= 1 && s.DefaultLimit > s.MaxLimit:
 		ps.add("search.defaultLimit", "is %d, above search.maxLimit (%d); lower it or raise search.maxLimit", s.DefaultLimit, s.MaxLimit)
 	}
+	for _, c := range []struct {
+		key           string
+		value, lo, hi int
+		like          string
+	}{
+		// A query string cannot be longer than net/http's header limit (1 MiB) allows.
+		{"search.maxQueryLength", s.MaxQueryLength, 1024, 1 << 20, "8192"},
+		{"search.maxMatchingKeys", s.MaxMatchingKeys, 1, 1000, "32"},
+		{"search.maxIncludeFields", s.MaxIncludeFields, 1, 10000, "128"},
+		{"search.maxValuesPerKey", s.MaxValuesPerKey, 1, 10000, "100"},
+	} {
+		if c.value < c.lo || c.value > c.hi {
+			ps.add(c.key, "is %d; it must be from %d to %d, like %s", c.value, c.lo, c.hi, c.like)
+		}
+	}
 }
 
 // checkSources checks the list of sources and each source.

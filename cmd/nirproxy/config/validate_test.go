@@ -143,6 +143,14 @@ func TestValidate(t *testing.T) {
 			[]Problem{{"search.maxLimit", "must be at least 1"}}},
 		{"search defaultLimit above maxLimit", func(c *Config) { c.Search.DefaultLimit = 2000 },
 			[]Problem{{"search.defaultLimit", "above search.maxLimit (1000)"}}},
+		{"search query caps out of range", func(c *Config) {
+			c.Search.MaxQueryLength, c.Search.MaxMatchingKeys, c.Search.MaxIncludeFields, c.Search.MaxValuesPerKey = 100, 0, 20000, -1
+		}, []Problem{
+			{"search.maxQueryLength", "is 100; it must be from 1024 to 1048576, like 8192"},
+			{"search.maxMatchingKeys", "is 0; it must be from 1 to 1000"},
+			{"search.maxIncludeFields", "is 20000; it must be from 1 to 10000"},
+			{"search.maxValuesPerKey", "is -1; it must be from 1 to 10000"},
+		}},
 		{"search defaultLimit negative", func(c *Config) { c.Search.DefaultLimit = -1 },
 			[]Problem{{"search.defaultLimit", "write 0 for no limit"}}},
 		{"search maxResultsPerSource zero", func(c *Config) { c.Search.MaxResultsPerSource = 0 },
