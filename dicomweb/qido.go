@@ -144,8 +144,9 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 			if len(vals) != 1 {
 				return nil, badRequest("%s may be given only once", k)
 			}
+			// Digits only: strconv.Atoi would also take a sign ("+5").
 			n, err := strconv.Atoi(vals[0])
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || !allDigits(vals[0]) {
 				return nil, badRequest("%s %q must be a non-negative integer", k, vals[0])
 			}
 			if strings.ToLower(k) == "limit" {
@@ -407,6 +408,12 @@ func checkDateRange(vr, v string) error {
 	}
 	if len(parts) == 2 && parts[0] == "" && parts[1] == "" {
 		return errString("a range needs at least one end")
+	}
+	// A range that ends before it starts matches nothing at one archive and, at another
+	// that reads it loosely, everything: it is the client's mistake, said as such. (Both ends
+	// have the same fixed-width form here, so they compare as strings.)
+	if len(parts) == 2 && parts[0] != "" && parts[1] != "" && vr == "DA" && parts[0] > parts[1] {
+		return errString("the range ends before it starts")
 	}
 	return nil
 }

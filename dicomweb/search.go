@@ -44,7 +44,7 @@ func negotiate(c *echo.Context, offers []media.Offer, what string) (media.Match,
 	}
 	// The transfer syntax is passed on to the trusts in their Accept: only a UID or "*" may
 	// be, never other text of the client's.
-	if ts := m.TransferSyntax(); ts != "" && ts != "*" && !validUID(ts) {
+	if ts, given := m.Range.Params["transfer-syntax"]; given && ts != "*" && !validUID(ts) {
 		return media.Match{}, badRequest("transfer-syntax %q in the Accept header must be a transfer syntax UID or *", ts)
 	}
 	return m, nil
