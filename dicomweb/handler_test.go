@@ -402,7 +402,8 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	if locatorStore == nil {
 		locatorStore = mustLocalStore(t, 1<<20)
 	}
-	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
+	ln, public := listenLoopback(t)
+	srv := New(Config{Forwarding: Forwarding{PublicURL: public}, AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
 		RequestTimeout: opts.requestTimeout,
 		Fallback:       fallback.Policy{ServeStale: opts.serveStale, Retrieve: opts.retrieve}}, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
@@ -411,7 +412,7 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	})
 	e := echo.New()
 	srv.Register(e)
-	p := &testProxy{srv: httptest.NewServer(e), origins: origins, sources: sources}
+	p := &testProxy{srv: serveOn(ln, e), origins: origins, sources: sources}
 	t.Cleanup(p.srv.Close)
 	return p
 }
@@ -493,7 +494,7 @@ func TestBadRequestsNeverReachUpstream(t *testing.T) {
 		{"bad viewport", "GET", "/dicom-web/studies/1.1/series/1.1.1/instances/1.1.1.1/rendered?viewport=big", "", 400, "viewport"},
 		{"unsupported Accept", "GET", "/dicom-web/studies/1.1", "text/html", 406, "Accept"},
 		{"malformed Accept", "GET", "/dicom-web/studies?PatientID=" + alice, "multipart/related; type=", 400, "Accept"},
-		{"forged bulkdata link", "GET", "/dicom-web/bulkdata/AAAA.BBBB", "", 404, "invalid or has expired"},
+		{"forged bulkdata link", "GET", "/dicom-web/bulkdata/AAAA.BBBB", "", 404, "bulkdata link is invalid"},
 		{"store", "POST", "/dicom-web/studies", "", 405, "read-only"},
 		{"delete", "DELETE", "/dicom-web/studies/1.1", "", 405, "read-only"},
 		{"unknown resource", "GET", "/dicom-web/patients", "", 404, "No such DICOMweb resource"},
