@@ -53,7 +53,7 @@ const (
 // addresses in every place a URL can hide: RetrieveURI as UT, UR values at another host and
 // outside the DICOMweb root, BulkDataURIs at another host, outside any study and by a
 // network-path reference, text values naming hosts, and sequences two deep holding the same,
-// one with its keys escaped and in lower case, one with a host as a tag key. (An element whose
+// with keys in lower case or escaped, slashes escaped, and a host as a tag key. (An element whose
 // VR is not a VR, or an item that is not an object, makes the whole answer invalid upstream.)
 // It records the path of every request.
 type plantingTrust struct {
@@ -119,7 +119,9 @@ func plant(ds dcmjson.Dataset, trust string) {
 		`"00081160":{"vr":"IS","Value":["` + internalHost + `"]}}`
 	ds["00400275"] = &dcmjson.Element{VR: "SQ", Value: []json.RawMessage{
 		json.RawMessage(`{"0040E010":{"vr":"UR","Value":["` + trust + `/dicom-web/studies/` + study + `"]},"00081199":{"vr":"SQ","Value":[` + deep + `]}}`),
-		json.RawMessage(`{"00420011":{"vr":"OB","bulkdatauri":"http:\/\/` + internalHost + `\/x"},"00324000":{"vr":"LT","Value":["http:\/\/\u0070acs"]}}`),
+		json.RawMessage(`{"00420011":{"vr":"OB","bulkdatauri":"http:\/\/` + internalHost + `\/x"}}`),
+		json.RawMessage(`{"00420011":{"vr":"OB","BulkDat\u0061URI":"http:\/\/` + internalHost + `\/x"}}`),
+		json.RawMessage(`{"00324000":{"vr":"LT","Value":["http:\/\/` + internalHost + `\/x"]}}`),
 		json.RawMessage(`{"` + internalHost + `":{"vr":"LO","Value":["x"]}}`),
 	}}
 }

@@ -48,7 +48,10 @@ func TestServeNeedsPublicURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	err := serveCommand(context.Background(), []string{"--config", path}, nil, &stderr)
+	// A cancelled context: were serve to start, it would stop at once and return nil.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := serveCommand(ctx, []string{"--config", path}, nil, &stderr)
 	if err == nil {
 		t.Fatal("serve started without publicURL on every interface")
 	}
