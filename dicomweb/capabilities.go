@@ -55,7 +55,7 @@ func (s *Server) capabilities(c *echo.Context) error {
 	b.WriteString(xml.Header)
 	fmt.Fprintf(&b, "<application xmlns=\"http://wadl.dev.java.net/2009/02\">\n")
 	b.WriteString("  <doc title=\"nirproxy\">DICOMweb registry proxy: QIDO-RS and WADO-RS over the participating trusts. Read-only: STOW-RS and other writes are refused with 405.</doc>\n")
-	fmt.Fprintf(&b, "  <resources base=\"%s/\">\n", xmlEscape(s.cfg.Forwarding.baseURL(c.Request())))
+	fmt.Fprintf(&b, "  <resources base=\"%s/\">\n", xmlEscape(s.cfg.Forwarding.base()))
 	for _, cp := range capabilities {
 		fmt.Fprintf(&b, "    <resource path=\"%s\">\n", xmlEscape(cp.path))
 		fmt.Fprintf(&b, "      <method name=\"GET\">\n        <doc>%s</doc>\n", xmlEscape(cp.doc))

@@ -402,7 +402,8 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	if locatorStore == nil {
 		locatorStore = mustLocalStore(t, 1<<20)
 	}
-	srv := New(Config{AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
+	ln, public := listenLoopback(t)
+	srv := New(Config{Forwarding: Forwarding{PublicURL: public}, AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
 		RequestTimeout: opts.requestTimeout,
 		Fallback:       fallback.Policy{ServeStale: opts.serveStale, Retrieve: opts.retrieve}}, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
@@ -411,7 +412,7 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	})
 	e := echo.New()
 	srv.Register(e)
-	p := &testProxy{srv: httptest.NewServer(e), origins: origins, sources: sources}
+	p := &testProxy{srv: serveOn(ln, e), origins: origins, sources: sources}
 	t.Cleanup(p.srv.Close)
 	return p
 }

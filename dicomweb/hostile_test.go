@@ -51,7 +51,7 @@ func TestNothingActiveFromATrust(t *testing.T) {
 				origin := activeOrigin(t, ct)
 				u, _ := url.Parse(origin.URL + "/dicom-web")
 				src := upstream.NewSource(upstream.SourceConfig{ID: "TH", Name: "TH Trust", BaseURL: u, Timeout: 2 * time.Second}, upstream.Options{}, slog.New(slog.DiscardHandler))
-				srv := New(Config{Fallback: fallback.Policy{}}, Deps{
+				srv := New(Config{Forwarding: Forwarding{PublicURL: "http://proxy.test"}, Fallback: fallback.Policy{}}, Deps{
 					Locator: upstream.NewLocator([]*upstream.Source{src}, mustLocalStore(t, 1<<20), time.Minute, slog.New(slog.DiscardHandler)),
 					Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 					Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{},

@@ -244,29 +244,27 @@ func firstBy(list []dcmjson.Dataset, numberTag, uidTag string) string {
 	return best
 }
 
-// bulkdataHandler fetches the bulk data a signed link names, from the source that gave it.
+// bulkdataHandler fetches the bulk data a signed link names, from the source that gave it. The
+// study authorised is the one the link was signed for (see Signer.Verify).
 func (s *Server) bulkdataHandler(c *echo.Context) error {
-	srcID, rel, err := s.signer.Verify(c.Param("token"))
+	link, err := s.signer.Verify(c.Param("token"))
 	if err != nil {
-		return notFound("The bulkdata link is invalid or has expired; fetch the metadata again for current links.")
+		return bulkLinkError(err, s.signer.TTL())
 	}
-	src, ok := s.locator.Source(srcID)
+	src, ok := s.locator.Source(link.Source)
 	if !ok {
 		return notFound("The bulkdata link names a trust that is no longer configured.")
 	}
-	relPath, rawQuery, _ := strings.Cut(rel, "?")
+	relPath, rawQuery, _ := strings.Cut(link.Rel, "?")
 	query, err := url.ParseQuery(rawQuery)
-	if err != nil || strings.Contains(relPath, "..") {
+	if err != nil {
 		return notFound("The bulkdata link is invalid.")
 	}
 	accept, err := frameAccept(c, "Bulk data")
 	if err != nil {
 		return err
 	}
-	t := target{level: InstanceLevel}
-	if parts := strings.Split(relPath, "/"); len(parts) > 1 && parts[0] == "studies" && validUID(parts[1]) {
-		t.study = parts[1]
-	}
+	t := target{level: InstanceLevel, study: link.Study}
 	if err := s.authorize(c, policy.Action{Kind: "retrieve", StudyUID: t.study}); err != nil {
 		return err
 	}

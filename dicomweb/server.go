@@ -132,6 +132,9 @@ func (s *Server) Register(e *echo.Echo) {
 	if s.auth == nil || s.authz == nil || s.audit == nil || s.locator == nil || s.signer == nil {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
 	}
+	if s.cfg.Forwarding.PublicURL == "" {
+		panic("dicomweb: Server needs Forwarding.PublicURL: links are built only from it")
+	}
 	e.HTTPErrorHandler = ErrorHandler(s.log)
 	e.Use(s.requestID, s.accessLog, s.writeDeadline, securityHeaders, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
@@ -367,16 +370,16 @@ func (s *Server) deadline(c *echo.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
 }
 
-// agent is the warn-agent of Warning headers: the host the client reached.
+// agent is the warn-agent of Warning headers: the proxy's host, from its public URL.
 func (s *Server) agent(c *echo.Context) string {
-	base := s.cfg.Forwarding.baseURL(c.Request())
+	base := s.cfg.Forwarding.base()
 	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
 	host, _, _ = strings.Cut(host, "/")
 	return host
 }
 
 func (s *Server) rewriter(c *echo.Context) *rewriter {
-	return &rewriter{base: s.cfg.Forwarding.baseURL(c.Request()), signer: s.signer}
+	return &rewriter{base: s.cfg.Forwarding.base(), signer: s.signer}
 }
 
 // decisionError turns a refusing fallback decision into an error answer.

@@ -208,7 +208,7 @@ func newSlowProxy(t *testing.T, clientWriteTimeout time.Duration, origins ...*bu
 		p.sources = append(p.sources, upstream.NewSource(upstream.SourceConfig{ID: o.id, Name: o.id + " Trust", BaseURL: u, Priority: i, Timeout: 10 * time.Second},
 			upstream.Options{HTTP: upstream.HTTPOptions{IdleTimeout: slowIdle}}, log))
 	}
-	srv := New(Config{ClientWriteTimeout: clientWriteTimeout, Fallback: fallback.Policy{}}, Deps{
+	srv := New(Config{Forwarding: Forwarding{PublicURL: "http://proxy.test"}, ClientWriteTimeout: clientWriteTimeout, Fallback: fallback.Policy{}}, Deps{
 		Locator: upstream.NewLocator(p.sources, mustLocalStore(t, 1<<20), time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

@@ -1,8 +1,12 @@
 package dicomweb
 
 import (
-	"net/http/httptest"
-	"net/netip"
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,26 +16,64 @@ import (
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
+const testKey = "0123456789abcdef0123456789abcdef"
+
+// forgeToken makes a token the way Sign does, but of any version and content, so that Verify's
+// own checks can be tested on links Sign would never make.
+func forgeToken(key string, version byte, exp time.Time, src, study, rel string) string {
+	var b bytes.Buffer
+	b.WriteByte(version)
+	var e [8]byte
+	binary.BigEndian.PutUint64(e[:], uint64(exp.Unix()))
+	b.Write(e[:])
+	b.WriteByte(byte(len(src)))
+	b.WriteString(src)
+	if version >= 2 {
+		b.WriteByte(byte(len(study)))
+		b.WriteString(study)
+	}
+	b.WriteString(rel)
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write(b.Bytes())
+	return base64.RawURLEncoding.EncodeToString(b.Bytes()) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
 func TestSigner(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
-	s := NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, clock)
-	tok := s.Sign("XA1", "studies/1.2/series/1.3/instances/1.4/bulk/7FE00010?x=1")
+	s := NewSigner([]byte(testKey), time.Hour, clock)
+	const rel = "studies/1.2/series/1.3/instances/1.4/bulk/7FE00010?x=1"
+	tok, ok := s.Sign("XA1", rel)
+	if !ok {
+		t.Fatal("Sign refused a path under a study")
+	}
+	later := now.Add(time.Hour)
 	tests := []struct {
 		name    string
 		token   string
 		advance time.Duration
 		signer  *Signer
-		wantErr bool
+		want    error
 	}{
 		{name: "valid", token: tok},
-		{name: "tampered payload", token: tamper(tok, 12), wantErr: true},
-		{name: "tampered mac", token: tok[:len(tok)-2] + "AA", wantErr: true},
-		{name: "spare bits of the last character changed", token: tamper(tok, len(tok)-1), wantErr: true},
-		{name: "no mac", token: strings.Split(tok, ".")[0], wantErr: true},
-		{name: "expired", token: tok, advance: 2 * time.Hour, wantErr: true},
-		{name: "other key", token: tok, signer: NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock), wantErr: true},
-		{name: "garbage", token: "not a token", wantErr: true},
+		{name: "valid a second before it expires", token: tok, advance: time.Hour - time.Second},
+		{name: "tampered payload", token: tamper(tok, 12), want: ErrBadToken},
+		{name: "tampered mac", token: tok[:len(tok)-2] + "AA", want: ErrBadToken},
+		{name: "spare bits of the last character changed", token: tamper(tok, len(tok)-1), want: ErrBadToken},
+		{name: "no mac", token: strings.Split(tok, ".")[0], want: ErrBadToken},
+		{name: "expired", token: tok, advance: time.Hour, want: ErrExpiredToken},
+		{name: "foreign key", token: tok, signer: NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock), want: ErrBadToken},
+		{name: "garbage", token: "not a token", want: ErrBadToken},
+		{name: "too long", token: tok + strings.Repeat("A", maxTokenLength), want: ErrBadToken},
+		{name: "version 1 (no study), signed by the key", token: forgeToken(testKey, 1, later, "XA1", "", rel), want: ErrOldToken},
+		{name: "version 3", token: forgeToken(testKey, 3, later, "XA1", "1.2", rel), want: ErrOldToken},
+		{name: "path not under studies", token: forgeToken(testKey, 2, later, "XA1", "", "other"), want: ErrBadToken},
+		{name: "signed study differs from the path's", token: forgeToken(testKey, 2, later, "XA1", "9.9", rel), want: ErrBadToken},
+		{name: "traversal out of the study", token: forgeToken(testKey, 2, later, "XA1", "1.2", "studies/1.2/../../admin"), want: ErrBadToken},
+		{name: "double slash", token: forgeToken(testKey, 2, later, "XA1", "1.2", "studies/1.2//attacker.example/x"), want: ErrBadToken},
+		{name: "encoded path", token: forgeToken(testKey, 2, later, "XA1", "1.2", "studies/1.2/%2e%2e/x"), want: ErrBadToken},
+		{name: "no source", token: forgeToken(testKey, 2, later, "", "1.2", "studies/1.2/bulk"), want: ErrBadToken},
+		{name: "source length past the end", token: forgeRawToken(testKey, []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 200, 'X'}), want: ErrBadToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -40,60 +82,96 @@ func TestSigner(t *testing.T) {
 			if tc.signer != nil {
 				v = tc.signer
 			}
-			id, rel, err := v.Verify(tc.token)
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			link, err := v.Verify(tc.token)
+			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
-			if err == nil && (id != "XA1" || rel != "studies/1.2/series/1.3/instances/1.4/bulk/7FE00010?x=1") {
-				t.Fatalf("got %q %q", id, rel)
+			if err == nil && (link != BulkLink{Source: "XA1", Study: "1.2", Rel: rel}) {
+				t.Fatalf("got %+v", link)
 			}
 		})
 	}
 }
 
-func TestBaseURL(t *testing.T) {
-	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+// forgeRawToken signs any payload with key.
+func forgeRawToken(key string, payload []byte) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write(payload)
+	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// TestSignRefuses: Sign makes no link for a path the proxy would not serve, so such a
+// BulkDataURI is dropped from metadata rather than handed out.
+func TestSignRefuses(t *testing.T) {
+	s := NewSigner([]byte(testKey), 0, nil)
+	if s.TTL() != DefaultBulkLinkTTL || DefaultBulkLinkTTL != time.Hour {
+		t.Fatalf("default lifetime %v, want 1h", s.TTL())
+	}
+	for _, rel := range []string{
+		"", "other", "studies", "studies/", "studies/not-a-uid/bulk", "studies/1.2/", "studies/1.2/./bulk",
+		"studies/1.2/../1.3/bulk", "studies//1.2", "/studies/1.2", "studies/1.2//x", "studies/1.2/bu%2flk",
+		"studies/1.2/b lk", "studies/1.2/bulk?a=b#c", "studies/1.2/bulk?a=%zz", "studies/1.2\\x", "series/1.2",
+		"studies/1.2/" + strings.Repeat("a", maxBulkRel),
+	} {
+		if tok, ok := s.Sign("XA1", rel); ok {
+			t.Errorf("Sign(%q) = %q; want no link", rel, tok)
+		}
+	}
+	if _, ok := s.Sign("", "studies/1.2"); ok {
+		t.Error("Sign made a link without a source")
+	}
+}
+
+func testSource(raw string) *upstream.Source {
+	base, _ := url.Parse(raw)
+	return &upstream.Source{SourceConfig: upstream.SourceConfig{ID: "XA1", BaseURL: base}}
+}
+
+func TestRelativeTo(t *testing.T) {
+	src := testSource("http://pacs.example:8042/dicom-web")
 	tests := []struct {
-		name    string
-		f       Forwarding
-		remote  string
-		host    string
-		headers map[string]string
-		want    string
+		name, raw, want string
 	}{
-		{name: "direct", remote: "192.0.2.1:1234", host: "proxy:8080", want: "http://proxy:8080/dicom-web"},
-		{name: "public URL wins", f: Forwarding{PublicURL: "https://nir.example/"}, host: "x", want: "https://nir.example/dicom-web"},
-		{name: "forwarded from trusted", f: Forwarding{TrustedProxies: trusted}, remote: "10.1.2.3:5", host: "internal",
-			headers: map[string]string{"Forwarded": `for=1.2.3.4;proto=https;host="nir.example"`}, want: "https://nir.example/dicom-web"},
-		{name: "x-forwarded from trusted", f: Forwarding{TrustedProxies: trusted}, remote: "10.1.2.3:5", host: "internal",
-			headers: map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "nir.example, other"}, want: "https://nir.example/dicom-web"},
-		{name: "forwarded from untrusted ignored", f: Forwarding{TrustedProxies: trusted}, remote: "192.0.2.1:5", host: "proxy",
-			headers: map[string]string{"X-Forwarded-Host": "evil.example"}, want: "http://proxy/dicom-web"},
-		{name: "host with a path is refused", remote: "192.0.2.1:5", host: "evil.example/x", want: "http://localhost/dicom-web"},
+		{name: "absolute", raw: "http://pacs.example:8042/dicom-web/studies/1.2/series/1.3", want: "studies/1.2/series/1.3"},
+		{name: "another port and scheme of the same host", raw: "https://PACS.example/dicom-web/studies/1.2", want: "studies/1.2"},
+		{name: "absolute path", raw: "/dicom-web/studies/1.2/bulk/1?x=1", want: "studies/1.2/bulk/1?x=1"},
+		{name: "encoded dots of a UID, decoded once", raw: "/dicom-web/studies/1%2E2", want: "studies/1.2"},
+		{name: "another host", raw: "http://internal.example/dicom-web/studies/1.2"},
+		{name: "network-path reference to another host", raw: "//attacker.example/dicom-web/studies/1.2"},
+		{name: "double slash after the root", raw: "http://pacs.example:8042/dicom-web//attacker.example/studies/1.2"},
+		{name: "not under a study", raw: "http://pacs.example:8042/dicom-web/other"},
+		{name: "traversal", raw: "http://pacs.example:8042/dicom-web/studies/1.2/../../admin"},
+		{name: "traversal into a study", raw: "http://pacs.example:8042/admin/../dicom-web/studies/1.2"},
+		{name: "encoded traversal", raw: "http://pacs.example:8042/dicom-web/studies/1.2/%2e%2e/1.3"},
+		{name: "encoded slash", raw: "http://pacs.example:8042/dicom-web/studies%2F1.2"},
+		{name: "double encoding", raw: "http://pacs.example:8042/dicom-web/studies/1.2/%252e%252e"},
+		{name: "dot segment", raw: "http://pacs.example:8042/dicom-web/studies/1.2/./bulk"},
+		{name: "backslash", raw: "http://pacs.example:8042/dicom-web/studies/1.2\\..\\x"},
+		{name: "relative reference", raw: "studies/1.2"},
+		{name: "user info", raw: "http://u:p@pacs.example:8042/dicom-web/studies/1.2"},
+		{name: "other scheme", raw: "ftp://pacs.example/dicom-web/studies/1.2"},
+		{name: "fragment", raw: "http://pacs.example:8042/dicom-web/studies/1.2#x"},
+		{name: "outside the root", raw: "http://pacs.example:8042/wado?requestType=WADO&studyUID=1.2"},
+		{name: "root prefix without a slash", raw: "http://pacs.example:8042/dicom-webx/studies/1.2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "/dicom-web/studies", nil)
-			r.RemoteAddr = tc.remote
-			r.Host = tc.host
-			for k, v := range tc.headers {
-				r.Header.Set(k, v)
-			}
-			if got := tc.f.baseURL(r); got != tc.want {
-				t.Fatalf("baseURL = %q, want %q", got, tc.want)
+			got, ok := relativeTo(src, tc.raw)
+			if ok != (tc.want != "") || got != tc.want {
+				t.Fatalf("relativeTo(%q) = %q, %v; want %q", tc.raw, got, ok, tc.want)
 			}
 		})
 	}
 }
 
 func TestRewriteDataset(t *testing.T) {
-	base, _ := url.Parse("http://pacs.example:8042/dicom-web")
-	s := &upstream.Source{SourceConfig: upstream.SourceConfig{ID: "XA1", BaseURL: base}}
-	signer := NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil)
+	s := testSource("http://pacs.example:8042/dicom-web")
+	signer := NewSigner([]byte(testKey), time.Hour, nil)
 	rw := &rewriter{base: "http://proxy:8080/dicom-web", signer: signer}
 	ds := dcmjson.Dataset{
 		dcmjson.TagPixelData: {VR: "OW", BulkDataURI: "http://pacs.example:8042/dicom-web/studies/1.2/series/1.3/instances/1.4/bulk/7fe00010"},
 		"00420011":           {VR: "OB", BulkDataURI: "http://elsewhere.example/steal"},
+		"00431028":           {VR: "OB", BulkDataURI: "http://pacs.example:8042/dicom-web/other"},
 	}
 	ds.SetStrings(dcmjson.TagRetrieveURL, "UR", "http://pacs.example:8042/dicom-web/studies/1.2")
 	ds.SetStrings("00081191", "UR", "http://pacs.example:8042/wado?requestType=WADO")
@@ -106,15 +184,17 @@ func TestRewriteDataset(t *testing.T) {
 	if !strings.HasPrefix(pix, "http://proxy:8080/dicom-web/bulkdata/") {
 		t.Fatalf("BulkDataURI = %q, want a proxy bulkdata link", pix)
 	}
-	id, rel, err := signer.Verify(strings.TrimPrefix(pix, "http://proxy:8080/dicom-web/bulkdata/"))
-	if err != nil || id != "XA1" || rel != "studies/1.2/series/1.3/instances/1.4/bulk/7fe00010" {
-		t.Fatalf("link names %q %q (%v)", id, rel, err)
+	link, err := signer.Verify(strings.TrimPrefix(pix, "http://proxy:8080/dicom-web/bulkdata/"))
+	if err != nil || link != (BulkLink{Source: "XA1", Study: "1.2", Rel: "studies/1.2/series/1.3/instances/1.4/bulk/7fe00010"}) {
+		t.Fatalf("link names %+v (%v)", link, err)
 	}
-	if got := ds["00420011"].BulkDataURI; got != "" {
-		t.Errorf("a BulkDataURI outside the source's root must be dropped, got %q", got)
+	for _, tag := range []string{"00420011", "00431028"} {
+		if el := ds[tag]; el == nil || el.BulkDataURI != "" || el.VR != "OB" {
+			t.Errorf("%s = %+v; a BulkDataURI the proxy cannot serve must be removed, leaving the element with its vr", tag, el)
+		}
 	}
-	if got := ds.String("00081191"); got != "" {
-		t.Errorf("an upstream URL outside the DICOMweb root must be blanked, got %q", got)
+	if el := ds["00081191"]; el == nil || len(el.Value) != 0 {
+		t.Errorf("an upstream URL outside the DICOMweb root must be removed, got %+v", el)
 	}
 }
 

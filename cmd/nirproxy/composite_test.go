@@ -39,6 +39,7 @@ func newCopiesRig(t *testing.T, o pacssim.CopiesOptions) *copiesRig {
 	}
 	r := &copiesRig{trusts: map[string]*pacssim.Trust{}, sources: map[string]*upstream.Source{}, logs: &syncBuffer{}, held: map[string]string{}}
 	cfg := config.Default()
+	cfg.PublicURL = "http://nirproxy.test"
 	for i, tr := range []*pacssim.Trust{a, b} {
 		root, stop, err := tr.Start("127.0.0.1:0")
 		if err != nil {

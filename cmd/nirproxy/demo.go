@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
@@ -23,6 +24,7 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen on `HOST:PORT`")
+	public := fs.String("public-url", "", "the `URL` clients reach the demo at, which every link in answers starts with (default http:// and the address listened on, localhost for every interface)")
 	origin := fs.String("cors-origin", "http://localhost:3000", "browser `ORIGIN` allowed by CORS (a viewer such as OHIF)")
 	faults := fs.Bool("faults", false, "make trust XC3 slow and XB2 flap between failing and working, to watch degraded mode")
 	copies := fs.Bool("copies", false, "add trusts XD4 and XE5, holding differing copies of one study (XE5 caps its search answers), to watch the composite retrieve")
@@ -41,7 +43,7 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		trusts = append(trusts, a, b)
 	}
 	cfg := config.Default()
-	cfg.Listen = *addr
+	cfg.Listen, cfg.PublicURL = *addr, *public
 	cfg.Logging.Format = "text"
 	if *origin != "" {
 		cfg.CORS.AllowedOrigins = []string{*origin}
@@ -66,19 +68,23 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		}
 		cfg.Sources = append(cfg.Sources, src)
 	}
-	if problems := cfg.Validate(); len(problems) > 0 {
-		return fmt.Errorf("demo configuration is invalid: %v", problems)
-	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (use --addr to choose another): %w", cfg.Listen, err)
 	}
-	printDemoHelp(stdout, "http://"+ln.Addr().String(), cfg)
+	// The demo derives its public URL on any address, so links name where it listens.
+	cfg.PublicURL = publicURL(cfg, ln.Addr())
+	if problems := cfg.Validate(); len(problems) > 0 {
+		ln.Close()
+		return fmt.Errorf("demo configuration is invalid: %v", problems)
+	}
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	printDemoHelp(stdout, base, cfg)
 	if *faults {
-		printDemoFaults(stdout, "http://"+ln.Addr().String())
+		printDemoFaults(stdout, base)
 	}
 	if *copies {
-		printDemoCopies(stdout, "http://"+ln.Addr().String())
+		printDemoCopies(stdout, base)
 	}
 	return serve(ctx, cfg, ln, newLogger(cfg.Logging, stderr))
 }

@@ -77,7 +77,8 @@ type app struct {
 	closeCache func() error
 }
 
-// buildHandler wires the request path of DESIGN.md from a validated configuration.
+// buildHandler wires the request path of DESIGN.md from a validated configuration whose
+// PublicURL is set (see publicURL).
 func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -131,17 +132,9 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		key = make([]byte, 32)
 		_, _ = rand.Read(key)
 	}
-	var trusted []netip.Prefix
-	for _, p := range cfg.TrustedProxies {
-		if pre, err := netip.ParsePrefix(p); err == nil {
-			trusted = append(trusted, pre)
-		} else if a, err := netip.ParseAddr(p); err == nil {
-			trusted = append(trusted, netip.PrefixFrom(a, a.BitLen()))
-		}
-	}
 	locator := upstream.NewLocator(sources, store, cfg.Locator.TTL.Std(), log)
 	srv := dicomweb.New(dicomweb.Config{
-		Forwarding:         dicomweb.Forwarding{PublicURL: cfg.PublicURL, TrustedProxies: trusted},
+		Forwarding:         dicomweb.Forwarding{PublicURL: cfg.PublicURL},
 		AllowedOrigins:     cfg.CORS.AllowedOrigins,
 		CORSMaxAge:         cfg.CORS.MaxAge.Std(),
 		PatientIDIssuer:    cfg.PatientIdentifierIssuer,
@@ -165,7 +158,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		Metrics: dicomweb.NewMetrics(reg),
 		Locator: locator,
 		Cache:   store,
-		Signer:  dicomweb.NewSigner(key, 12*time.Hour, nil),
+		Signer:  dicomweb.NewSigner(key, cfg.BulkdataLinkTTL.Std(), nil),
 		// Governance (JWT authentication, roles, purpose of use, onboarding, audit spool)
 		// replaces these in its own issue; until then every caller is let through.
 		Auth:  policy.AllowAll{},
@@ -182,6 +175,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 
 // serve runs the proxy on ln until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) error {
+	cfg.PublicURL = publicURL(cfg, ln.Addr())
 	a, err := buildHandler(cfg, log)
 	if err != nil {
 		return err
@@ -224,6 +218,23 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 		return fmt.Errorf("shut down: %w", err)
 	}
 	return nil
+}
+
+// publicURL is the URL clients reach the proxy at: the configured one, or, when none is
+// configured (Validate allows that only on a loopback address, and the demo on any), http://
+// and the address the proxy listens on, with localhost for an unspecified address.
+func publicURL(cfg config.Config, addr net.Addr) string {
+	if cfg.PublicURL != "" {
+		return cfg.PublicURL
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {

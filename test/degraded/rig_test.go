@@ -173,6 +173,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 	}
 	locator := upstream.NewLocator(sources, mustLocalStore(t, 8<<20), time.Minute, log)
 	srv := dicomweb.New(dicomweb.Config{
+		Forwarding:      dicomweb.Forwarding{PublicURL: "http://proxy.test"},
 		PatientIDIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:  o.requestTimeout,
 		Fallback:        fallback.Policy{Search: fallback.PartialWarn, Retrieve: o.retrieve, RetryAfter: 7 * time.Second, ServeStale: o.cache != nil},

@@ -66,13 +66,11 @@ const Redaction = "REDACTED"
 type Config struct {
 	// Listen is the host:port the proxy listens on. Default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
-	// PublicURL, when set, is the absolute http(s) URL every URL handed to clients starts with
-	// (RetrieveURL, BulkDataURI). When empty, URLs are built from the request (and from
-	// Forwarded / X-Forwarded-* headers of trusted proxies).
+	// PublicURL is the absolute http(s) URL every URL handed to clients starts with
+	// (RetrieveURL, BulkDataURI): the only source of links, which the Host and X-Forwarded-*
+	// headers never shape. Required unless Listen is a loopback address, where empty means
+	// http:// and the address listened on.
 	PublicURL string `yaml:"publicURL"`
-	// TrustedProxies are CIDRs or single IPs of front ends whose Forwarded and X-Forwarded-*
-	// headers are believed. Default none.
-	TrustedProxies []string `yaml:"trustedProxies"`
 	// CORS says which browser origins may call the proxy.
 	CORS CORS `yaml:"cors"`
 	// SigningKey is the secret that signs bulkdata links, at least 32 bytes. Empty means a random
@@ -81,6 +79,9 @@ type Config struct {
 	// SigningKeyFile names a file holding SigningKey (trailing newlines are dropped). A relative
 	// path is taken from the config file's directory.
 	SigningKeyFile string `yaml:"signingKeyFile"`
+	// BulkdataLinkTTL is how long a bulkdata link in metadata stays valid, from 1m to 24h.
+	// Default 1h.
+	BulkdataLinkTTL Duration `yaml:"bulkdataLinkTTL"`
 	// PatientIdentifierIssuer is the IssuerOfPatientID written into answers next to the NHS
 	// number. Default 2.16.840.1.113883.2.1.4.1 (the NHS number's OID).
 	PatientIdentifierIssuer string `yaml:"patientIdentifierIssuer"`
@@ -416,6 +417,7 @@ func Default() Config {
 	return Config{
 		Listen:                  "127.0.0.1:8080",
 		CORS:                    CORS{MaxAge: Duration(10 * time.Minute)},
+		BulkdataLinkTTL:         Duration(time.Hour),
 		PatientIdentifierIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:          Duration(30 * time.Second),
 		ClientWriteTimeout:      Duration(60 * time.Second),

@@ -50,13 +50,10 @@ func TestEnvOverrides(t *testing.T) {
 		},
 		{
 			name:    "lists are comma-separated",
-			environ: []string{"NIRPROXY_CORS_ALLOWED_ORIGINS=http://localhost:3000, https://v.example,", "NIRPROXY_TRUSTED_PROXIES=10.0.0.0/8"},
+			environ: []string{"NIRPROXY_CORS_ALLOWED_ORIGINS=http://localhost:3000, https://v.example,"},
 			check: func(t *testing.T, c Config) {
 				if want := []string{"http://localhost:3000", "https://v.example"}; !reflect.DeepEqual(c.CORS.AllowedOrigins, want) {
 					t.Errorf("cors.allowedOrigins = %q, want %q", c.CORS.AllowedOrigins, want)
-				}
-				if want := []string{"10.0.0.0/8"}; !reflect.DeepEqual(c.TrustedProxies, want) {
-					t.Errorf("trustedProxies = %q, want %q", c.TrustedProxies, want)
 				}
 			},
 		},
@@ -294,7 +291,7 @@ func TestEnvNames(t *testing.T) {
 	names := EnvNames(c)
 	for _, want := range []string{
 		"NIRPROXY_LISTEN", "NIRPROXY_PUBLIC_URL", "NIRPROXY_SIGNING_KEY", "NIRPROXY_SIGNING_KEY_FILE", "NIRPROXY_REQUEST_TIMEOUT",
-		"NIRPROXY_SEARCH_MAX_LIMIT", "NIRPROXY_CORS_ALLOWED_ORIGINS", "NIRPROXY_LOGGING_LEVEL", "NIRPROXY_TRUSTED_PROXIES",
+		"NIRPROXY_SEARCH_MAX_LIMIT", "NIRPROXY_CORS_ALLOWED_ORIGINS", "NIRPROXY_LOGGING_LEVEL", "NIRPROXY_BULKDATA_LINK_TTL",
 		"NIRPROXY_PATIENT_IDENTIFIER_ISSUER", "NIRPROXY_LOCATOR_TTL", "NIRPROXY_CORS_MAX_AGE",
 		"NIRPROXY_SOURCES_RXA_URL", "NIRPROXY_SOURCES_RXA_AUTH_PASSWORD", "NIRPROXY_SOURCES_RXB_AUTH_TOKEN",
 		"NIRPROXY_SOURCES_RXB_AUTH_TOKEN_FILE", "NIRPROXY_SOURCES_RXA_PATIENT_ID_ISSUER",

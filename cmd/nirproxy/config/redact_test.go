@@ -180,7 +180,7 @@ func TestCheckFile(t *testing.T) {
 		{
 			name:    "several sources with an override",
 			yaml:    twoSourcesYAML,
-			environ: []string{"NIRPROXY_LISTEN=:9000"},
+			environ: []string{"NIRPROXY_LISTEN=:9000", "NIRPROXY_PUBLIC_URL=https://imaging.example.nhs.uk"},
 			wantOK:  true,
 			want: []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000", "cache: in process, 64 MiB",
 				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
@@ -198,7 +198,7 @@ func TestCheckFile(t *testing.T) {
 			yaml:    "listen: 8080\nsorces: []\nsources:\n  - id: rxa\n    url: localhost:8042\n    auth: {type: basic, username: u, password: hunter2-secret}\n",
 			environ: []string{"NIRPROXY_SOURCES_RXQ_URL=x"},
 			want: []string{
-				"sorces: unknown key (line 2); did you mean sources? The keys here are cache, clientWriteTimeout, cors, incidents, listen, locator, logging, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, requestTimeout, search, signingKey, signingKeyFile, sources, trustedProxies",
+				"sorces: unknown key (line 2); did you mean sources? The keys here are bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, requestTimeout, search, signingKey, signingKeyFile, sources",
 				"NIRPROXY_SOURCES_RXQ_URL: no entry of sources has the id RXQ; the ids are rxa",
 				`listen: "8080" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)`,
 				`sources[0].id: "rxa" is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA; here write RXA`,

@@ -8,10 +8,17 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MinSigningKeyBytes is the shortest signing key accepted.
 const MinSigningKeyBytes = 32
+
+// MinBulkdataLinkTTL and MaxBulkdataLinkTTL bound [Config.BulkdataLinkTTL].
+const (
+	MinBulkdataLinkTTL = time.Minute
+	MaxBulkdataLinkTTL = 24 * time.Hour
+)
 
 // MinCacheKeySecretBytes is the shortest [Cache.KeySecret] accepted.
 const MinCacheKeySecretBytes = 32
@@ -42,9 +49,8 @@ func (c Config) Validate() []Problem {
 	checkListen(&ps, c.Listen)
 	if c.PublicURL != "" {
 		checkHTTPURL(&ps, "publicURL", c.PublicURL, "https://imaging.example.nhs.uk")
-	}
-	for i, p := range c.TrustedProxies {
-		checkProxy(&ps, fmt.Sprintf("trustedProxies[%d]", i), p)
+	} else if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+		ps.add("publicURL", "is required when listen (%q) is not a loopback address: links in answers are built only from it, never from a request's Host; set it to the URL clients reach the proxy at, like https://imaging.example.nhs.uk, or listen on 127.0.0.1", c.Listen)
 	}
 	for i, o := range c.CORS.AllowedOrigins {
 		checkOrigin(&ps, fmt.Sprintf("cors.allowedOrigins[%d]", i), o)
@@ -53,6 +59,9 @@ func (c Config) Validate() []Problem {
 	if n := len(c.SigningKey); n > 0 && n < MinSigningKeyBytes {
 		ps.add("signingKey", "is %d bytes long; use at least %d random bytes, such as the output of `openssl rand -base64 48`, or leave it empty for a random key per process",
 			n, MinSigningKeyBytes)
+	}
+	if d := c.BulkdataLinkTTL.Std(); d < MinBulkdataLinkTTL || d > MaxBulkdataLinkTTL {
+		ps.add("bulkdataLinkTTL", "is %s; use %s to %s, like 1h (the default)", d, MinBulkdataLinkTTL, MaxBulkdataLinkTTL)
 	}
 	checkIssuer(&ps, "patientIdentifierIssuer", c.PatientIdentifierIssuer, true)
 	checkPositive(&ps, "requestTimeout", c.RequestTimeout, "30s")
@@ -305,17 +314,6 @@ func showURL(raw string) string {
 		return "xxxxx" + raw[at:]
 	}
 	return raw
-}
-
-// checkProxy checks a trusted proxy's CIDR or IP.
-func checkProxy(ps *Problems, path, p string) {
-	if _, err := netip.ParsePrefix(p); err == nil {
-		return
-	}
-	if _, err := netip.ParseAddr(p); err == nil {
-		return
-	}
-	ps.add(path, "%q is neither a CIDR nor an IP address; write it like 10.0.0.0/8, 192.0.2.7 or ::1", p)
 }
 
 // checkOrigin checks a CORS origin: "*" or scheme://host[:port], as browsers send it.

@@ -43,8 +43,13 @@ func TestValidate(t *testing.T) {
 		{"valid", func(c *Config) {}, nil},
 
 		// listen
-		{"listen with any interface", func(c *Config) { c.Listen = ":8080" }, nil},
-		{"listen on IPv6", func(c *Config) { c.Listen = "[::1]:0" }, nil},
+		{"listen with any interface and a public URL", func(c *Config) { c.Listen, c.PublicURL = ":8080", "https://imaging.example.nhs.uk" }, nil},
+		{"listen on IPv6 loopback without a public URL", func(c *Config) { c.Listen = "[::1]:0" }, nil},
+		{"listen on localhost without a public URL", func(c *Config) { c.Listen = "localhost:8080" }, nil},
+		{"listen on any interface without a public URL", func(c *Config) { c.Listen = ":8080" },
+			[]Problem{{"publicURL", `is required when listen (":8080") is not a loopback address: links in answers are built only from it, never from a request's Host; set it to the URL clients reach the proxy at`}}},
+		{"listen on a LAN address without a public URL", func(c *Config) { c.Listen = "192.0.2.7:8080" },
+			[]Problem{{"publicURL", "is required when listen"}}},
 		{"listen without host", func(c *Config) { c.Listen = "8080" },
 			[]Problem{{"listen", `"8080" is not host:port; write it like 127.0.0.1:8080`}}},
 		{"listen with bad port", func(c *Config) { c.Listen = "localhost:http" },
@@ -88,12 +93,12 @@ func TestValidate(t *testing.T) {
 		{"idle timeout zero", func(c *Config) { c.Sources[0].IdleTimeout = 0 },
 			[]Problem{{"sources[0].idleTimeout", "must be greater than 0"}}},
 
-		// trustedProxies
-		{"trusted proxies", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "::1", "fd00::/8"} }, nil},
-		{"trusted proxy not an address", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "lb.example"} },
-			[]Problem{{"trustedProxies[1]", `"lb.example" is neither a CIDR nor an IP address`}}},
-		{"trusted proxy bad prefix", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/33"} },
-			[]Problem{{"trustedProxies[0]", "neither a CIDR nor an IP"}}},
+		// bulkdataLinkTTL
+		{"bulkdata links for 24h", func(c *Config) { c.BulkdataLinkTTL = Duration(24 * time.Hour) }, nil},
+		{"bulkdata links for longer than a day", func(c *Config) { c.BulkdataLinkTTL = Duration(25 * time.Hour) },
+			[]Problem{{"bulkdataLinkTTL", "is 25h0m0s; use 1m0s to 24h0m0s, like 1h"}}},
+		{"bulkdata links for no time", func(c *Config) { c.BulkdataLinkTTL = 0 },
+			[]Problem{{"bulkdataLinkTTL", "is 0s; use 1m0s to 24h0m0s"}}},
 
 		// cors
 		{"cors origins", func(c *Config) {
