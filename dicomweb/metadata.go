@@ -129,6 +129,7 @@ func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, ho
 			continue
 		}
 		defer ms.body.Close()
+		s.noteRefused(c, failed, "The instance metadata")
 		return s.writeMetadata(c, t, rep, []*metadataStream{ms})
 	}
 	if staleResp != nil {

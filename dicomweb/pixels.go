@@ -155,6 +155,7 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 						failed = append(failed, upstream.Outcome{Source: src, Err: err})
 						continue
 					}
+					s.noteRefused(c, failed, "The thumbnail")
 					return s.passThrough(c, t, ans)
 				}
 				var se *upstream.StatusError
@@ -189,6 +190,7 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 				failed = append(failed, upstream.Outcome{Source: src, Err: err})
 				continue
 			}
+			s.noteRefused(c, failed, "The thumbnail")
 			return s.passThrough(c, t, ans)
 		}
 		if len(failed) > 0 {

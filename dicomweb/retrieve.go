@@ -243,6 +243,7 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
 		}
+		s.noteRefused(c, failed, t.describe())
 		return s.passThrough(c, t, ans)
 	}
 	if len(failed) == 0 && notFoundCount > 0 && len(loc.Unreached()) > 0 {
@@ -515,6 +516,7 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			ans.resp.Body.Close()
 			return err
 		}
+		s.noteRefused(c, failed, t.describe())
 		rw := s.rewriter(c)
 		d := newDelivery(inv.union)
 		out := s.coalesce(c)
