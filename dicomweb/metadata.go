@@ -46,7 +46,7 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 		}
 		// Bodies outlive the planning deadline: they are read while the answer streams.
 		results := upstream.FanOutOpen(s.staleOK(c.Request().Context()), holders, func(ctx context.Context, src *upstream.Source) (*http.Response, error) {
-			return src.Fetch(ctx, t.path()+"/metadata", nil, "application/dicom+json")
+			return fetchMetadata(ctx, src, t.path()+"/metadata")
 		})
 		var open []upstream.Result[*http.Response]
 		var failed, stale []upstream.Outcome
@@ -65,9 +65,14 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 				failed = append(failed, r.Outcome)
 			}
 		}
+		// Each answer's first dataset is read before anything is sent: a holder whose answer
+		// is not DICOM JSON, or whose first dataset is over the size limit, is judged with
+		// those that failed, not found out after the status was sent.
+		streams, bad := openMetadataStreams(open)
+		failed = append(failed, bad...)
 		closeAll := func() {
-			for _, r := range open {
-				r.Value.Body.Close()
+			for _, ms := range streams {
+				ms.body.Close()
 			}
 		}
 		if err := s.judgeRetrieve(c, failed, "The metadata of "+strings.ToLower(t.describe())); err != nil {
@@ -75,14 +80,14 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 			return err
 		}
 		s.judgeStale(c, stale, "The metadata of "+strings.ToLower(t.describe()))
-		if len(open) == 0 {
+		if len(streams) == 0 {
 			if _, partial := c.Get(ctxPartial).(fallback.Decision); !partial && level == StudyLevel {
 				s.locator.Forget(ctx, t.study)
 			}
 			return s.notFoundOrUnavailable(c, t)
 		}
 		defer closeAll()
-		return s.writeMetadata(c, t, rep, open)
+		return s.writeMetadata(c, t, rep, streams)
 	}
 }
 
@@ -97,7 +102,7 @@ func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, ho
 		}
 	}()
 	for _, src := range holders {
-		resp, err := src.Fetch(s.staleOK(c.Request().Context()), t.path()+"/metadata", nil, "application/dicom+json")
+		resp, err := fetchMetadata(s.staleOK(c.Request().Context()), src, t.path()+"/metadata")
 		if _, isStale := upstream.AsStale(err); isStale && resp != nil {
 			if staleResp == nil {
 				staleResp, staleOutcome = resp, upstream.Outcome{Source: src, Err: err}
@@ -117,15 +122,25 @@ func (s *Server) instanceMetadata(c *echo.Context, t target, rep media.Match, ho
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
 		}
-		defer resp.Body.Close()
-		return s.writeMetadata(c, t, rep, []upstream.Result[*http.Response]{{Outcome: upstream.Outcome{Source: src}, Value: resp}})
+		ms, err := openMetadata(src, resp)
+		if err != nil {
+			// Not DICOM JSON, or its dataset over the size limit: the next copy may do.
+			failed = append(failed, upstream.Outcome{Source: src, Err: err})
+			continue
+		}
+		defer ms.body.Close()
+		s.noteRefused(c, failed, "The instance metadata")
+		return s.writeMetadata(c, t, rep, []*metadataStream{ms})
 	}
 	if staleResp != nil {
-		s.judgeStale(c, []upstream.Outcome{staleOutcome}, "The instance metadata")
 		resp := staleResp
 		staleResp = nil
-		defer resp.Body.Close()
-		return s.writeMetadata(c, t, rep, []upstream.Result[*http.Response]{{Outcome: staleOutcome, Value: resp}})
+		ms, err := openMetadata(staleOutcome.Source, resp)
+		if err == nil {
+			s.judgeStale(c, []upstream.Outcome{staleOutcome}, "The instance metadata")
+			defer ms.body.Close()
+			return s.writeMetadata(c, t, rep, []*metadataStream{ms})
+		}
 	}
 	if len(failed) > 0 {
 		d := fallback.Unavailable(failed, "The instance metadata", s.agent(c), s.cfg.Fallback)
@@ -158,40 +173,132 @@ func (s *Server) judgeStale(c *echo.Context, stale []upstream.Outcome, what stri
 	c.Set(ctxPartial, d)
 }
 
-// metadataStream decodes one holder's metadata array one dataset at a time.
-type metadataStream struct {
-	src  *upstream.Source
-	body io.ReadCloser
-	dec  *json.Decoder
+// metadataAccept is the representation metadata is asked of a trust in.
+const metadataAccept = "application/dicom+json"
+
+// fetchMetadata asks src for the metadata at path and checks that the answer is DICOM JSON
+// (checkRepresentation): an HTML page or any other type is refused before a byte of it is
+// parsed, the trust charged. A stale copy the cache stands in with is checked the same way.
+func fetchMetadata(ctx context.Context, src *upstream.Source, path string) (*http.Response, error) {
+	resp, err := src.Fetch(ctx, path, nil, metadataAccept)
+	if resp == nil {
+		return nil, err
+	}
+	if cerr := refuseUnlessAsked(src, resp, metadataAccept); cerr != nil {
+		return nil, cerr
+	}
+	return resp, err
 }
 
+// maxMetadataDatasetBytes bounds the DICOM JSON of one instance in a trust's metadata answer,
+// which is decoded whole into memory: far above a real instance's (its pixel data and other
+// bulk data are links, not inline), far below what would strain the proxy. A larger dataset
+// is the trust's invalid answer. The bound is approximate by the JSON decoder's read-ahead.
+const maxMetadataDatasetBytes = 16 << 20
+
+// errDatasetTooLarge is the reason a metadata dataset over maxMetadataDatasetBytes is refused.
+var errDatasetTooLarge = fmt.Errorf("a metadata dataset is larger than %d bytes", maxMetadataDatasetBytes)
+
+// boundedReader fails with errDatasetTooLarge once more than its allowance has been read
+// since the last reset.
+type boundedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *boundedReader) reset() { b.left = maxMetadataDatasetBytes }
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errDatasetTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// metadataStream decodes one holder's metadata array one dataset at a time, each at most
+// maxMetadataDatasetBytes.
+type metadataStream struct {
+	src    *upstream.Source
+	body   io.ReadCloser
+	dec    *json.Decoder
+	limit  *boundedReader
+	peeked dcmjson.Dataset // the first dataset, read by openMetadata
+	ended  bool            // the array ended before a first dataset
+}
+
+// openMetadata reads the start of one holder's metadata answer, whose media type
+// fetchMetadata checked: the opening bracket and the first dataset, so that an answer that is
+// not a DICOM JSON array, or whose first dataset is too large or invalid, fails before
+// anything is sent. On failure the body is closed and the trust charged.
 func openMetadata(src *upstream.Source, resp *http.Response) (*metadataStream, error) {
-	ct := resp.Header.Get("Content-Type")
-	if ct != "" {
-		mt, err := media.ParseMediaType(ct)
-		if err != nil || !(mt.Essence() == "application/dicom+json" || mt.Essence() == "application/json") {
-			return nil, &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("metadata content type %q is not DICOM JSON", ct)}
+	lim := &boundedReader{r: resp.Body}
+	lim.reset()
+	ms := &metadataStream{src: src, body: resp.Body, dec: json.NewDecoder(lim), limit: lim}
+	tok, err := ms.dec.Token()
+	if err == nil && tok != json.Delim('[') {
+		err = fmt.Errorf("metadata is not a JSON array")
+	}
+	if err == nil {
+		ms.peeked, err = ms.next()
+		if err == io.EOF {
+			ms.ended, err = true, nil
 		}
 	}
-	dec := json.NewDecoder(resp.Body)
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('[') {
-		return nil, &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("metadata is not a JSON array")}
+	if err != nil {
+		err = invalidAnswer(src, err)
+		refuse(resp, err)
+		return nil, err
 	}
-	return &metadataStream{src: src, body: resp.Body, dec: dec}, nil
+	return ms, nil
+}
+
+// openMetadataStreams opens the holders' answers (openMetadata) in priority order. The
+// answers of holders after the first are read ahead (upstream.ReadAhead), so no trust waits
+// on the proxy, and none is timed, while another holder's metadata goes to the client. It
+// returns the streams opened and the outcomes of the holders whose answers failed to open.
+func openMetadataStreams(open []upstream.Result[*http.Response]) ([]*metadataStream, []upstream.Outcome) {
+	var streams []*metadataStream
+	var failed []upstream.Outcome
+	for i, r := range open {
+		if i > 0 {
+			r.Value.Body = upstream.ReadAhead(r.Value.Body, maxMetadataReadAhead)
+		}
+		ms, err := openMetadata(r.Source, r.Value)
+		if err != nil {
+			failed = append(failed, upstream.Outcome{Source: r.Source, Err: err})
+			continue
+		}
+		streams = append(streams, ms)
+	}
+	return streams, failed
 }
 
 // next returns the next dataset, or io.EOF after the closing bracket.
 func (m *metadataStream) next() (dcmjson.Dataset, error) {
+	if m.peeked != nil {
+		ds := m.peeked
+		m.peeked = nil
+		return ds, nil
+	}
+	if m.ended {
+		return nil, io.EOF
+	}
+	m.limit.reset()
 	if !m.dec.More() {
 		if tok, err := m.dec.Token(); err != nil || tok != json.Delim(']') {
 			return nil, &upstream.InvalidResponseError{Source: m.src.ID, Err: fmt.Errorf("metadata array does not end")}
 		}
+		m.ended = true
 		return nil, io.EOF
 	}
 	var ds dcmjson.Dataset
 	if err := m.dec.Decode(&ds); err != nil {
-		return nil, &upstream.InvalidResponseError{Source: m.src.ID, Err: err}
+		return nil, invalidAnswer(m.src, err)
 	}
 	if err := ds.Validate(); err != nil {
 		return nil, &upstream.InvalidResponseError{Source: m.src.ID, Err: err}
@@ -204,27 +311,10 @@ func (m *metadataStream) next() (dcmjson.Dataset, error) {
 // which is not charged to the trust (its idle timer runs only while the proxy waits on it).
 const maxMetadataReadAhead = 16 << 20
 
-// writeMetadata streams the holders' metadata (in priority order) to the client, each SOP
-// instance once. The first holder's array is opened before the status is sent, so a source
-// that answers garbage at once is a 503, not a broken 200.
-func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, open []upstream.Result[*http.Response]) error {
-	streams := make([]*metadataStream, 0, len(open))
-	for i, r := range open {
-		if i > 0 {
-			// Holders after the first are sent only after it; meanwhile their answers are
-			// read ahead, so no trust waits on the proxy (and none is timed) while another
-			// holder's metadata goes to the client. The caller's Close of the body ends it.
-			r.Value.Body = upstream.ReadAhead(r.Value.Body, maxMetadataReadAhead)
-		}
-		ms, err := openMetadata(r.Source, r.Value)
-		if err != nil {
-			upstream.MarkFailed(r.Value.Body, err)
-			d := fallback.Unavailable([]upstream.Outcome{{Source: r.Source, Err: err}}, "The metadata", s.agent(c), s.cfg.Fallback)
-			s.logMissing(c, "metadata", d)
-			return decisionError(d)
-		}
-		streams = append(streams, ms)
-	}
+// writeMetadata streams the holders' metadata (opened by openMetadata, in priority order) to
+// the client, each SOP instance once. A holder whose answer turns out invalid after the status
+// was sent aborts the response: it is never closed as if complete.
+func (s *Server) writeMetadata(c *echo.Context, t target, rep media.Match, streams []*metadataStream) error {
 	ids := make([]string, len(streams))
 	for i, ms := range streams {
 		ids[i] = ms.src.ID

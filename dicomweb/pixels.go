@@ -149,12 +149,14 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 			if !s.thumbs.known(src.ID) {
 				resp, err := src.Fetch(c.Request().Context(), t.path()+framePart+"/thumbnail", toValues(params), rep.Offer.Type)
 				if err == nil {
-					if err := refuseUnlessAsked(src, resp, rep.Offer.Type); err != nil {
+					ans, err := openAnswer(src, resp, rep.Offer.Type)
+					if err != nil {
 						// Not the image type asked for (an HTML page, an SVG).
 						failed = append(failed, upstream.Outcome{Source: src, Err: err})
 						continue
 					}
-					return s.passThrough(c, t, src, resp)
+					s.noteRefused(c, failed, "The thumbnail")
+					return s.passThrough(c, t, ans)
 				}
 				var se *upstream.StatusError
 				if !errors.As(err, &se) || !(se.Status == http.StatusNotFound || se.Status == http.StatusBadRequest || se.Status == http.StatusNotImplemented || se.Status == http.StatusNotAcceptable) {
@@ -183,11 +185,13 @@ func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc
 				}
 				continue
 			}
-			if err := refuseUnlessAsked(src, resp, rep.Offer.Type); err != nil {
+			ans, err := openAnswer(src, resp, rep.Offer.Type)
+			if err != nil {
 				failed = append(failed, upstream.Outcome{Source: src, Err: err})
 				continue
 			}
-			return s.passThrough(c, t, src, resp)
+			s.noteRefused(c, failed, "The thumbnail")
+			return s.passThrough(c, t, ans)
 		}
 		if len(failed) > 0 {
 			return decisionError(fallback.Unavailable(failed, "The thumbnail", s.agent(c), s.cfg.Fallback))

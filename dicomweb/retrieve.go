@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"sort"
 	"strings"
@@ -236,13 +235,16 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
 		}
-		if err := refuseUnlessAsked(src, resp, accept); err != nil {
-			// A sign-in page or an error page with a 200 is not the study: try the next copy.
+		ans, err := openAnswer(src, resp, accept)
+		if err != nil {
+			// A sign-in page, an error page with a 200, parts of another type: not what was
+			// asked for. Try the next copy.
 			s.log.Warn("retrieve failed over", "request_id", requestID(c), "source", src.ID, "reason", upstream.Reason(err))
 			failed = append(failed, upstream.Outcome{Source: src, Err: err})
 			continue
 		}
-		return s.passThrough(c, t, src, resp)
+		s.noteRefused(c, failed, t.describe())
+		return s.passThrough(c, t, ans)
 	}
 	if len(failed) == 0 && notFoundCount > 0 && len(loc.Unreached()) > 0 {
 		failed = loc.Unreached()
@@ -262,32 +264,23 @@ func (s *Server) streamFromFirst(c *echo.Context, t target, loc upstream.Locatio
 	return decisionError(d)
 }
 
-// passThrough sends an upstream answer on. A single-part body is copied byte for byte. A
-// multipart body is re-framed part by part under the proxy's boundary: part bodies are copied
-// unchanged, part headers are cut down to what describes the body, with any Content-Location
-// pointing at the proxy, so no upstream address leaves in a part header. A body that ends
-// before its closing delimiter is aborted, so no client can take a truncated study for a
-// complete one.
-func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, resp *http.Response) error {
+// passThrough sends a checked trust answer (openAnswer) on. A single-part body is copied byte
+// for byte. A multipart body is re-framed part by part under the proxy's boundary: part bodies
+// are copied unchanged, part headers are rebuilt from checked values (partHeader), with any
+// Content-Location pointing at the proxy, so no upstream address leaves in a part header. No
+// header of the trust's response is sent; the Content-Type is the representation asked for.
+// A body that ends before its closing delimiter, or a later part of another type, is
+// aborted, so no client can take a truncated study for a complete one.
+func (s *Server) passThrough(c *echo.Context, t target, ans *trustAnswer) error {
+	src, resp := ans.src, ans.resp
 	defer resp.Body.Close()
-	ct := resp.Header.Get("Content-Type")
-	mt, err := media.ParseMediaType(ct)
-	if err != nil {
-		return s.invalidUpstream(c, src, resp, fmt.Errorf("content type %q: %w", ct, err))
-	}
-	multipart := strings.HasPrefix(mt.Essence(), "multipart/")
-	if multipart {
-		if _, err := media.Boundary(ct); err != nil {
-			return s.invalidUpstream(c, src, resp, err)
-		}
-	}
 	if err := s.record(c, audit.Event{Action: "retrieve", StudyUIDs: []string{t.study}, Sources: []string{src.ID}, Status: http.StatusOK}); err != nil {
 		return err
 	}
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
-	if !multipart {
-		h.Set("Content-Type", ct)
+	if !ans.asked.multipart() {
+		h.Set("Content-Type", ans.asked.contentType(""))
 		if resp.ContentLength >= 0 {
 			h.Set("Content-Length", itoa(int(resp.ContentLength)))
 		}
@@ -302,13 +295,12 @@ func (s *Server) passThrough(c *echo.Context, t target, src *upstream.Source, re
 	}
 	out := s.coalesce(c)
 	mw := media.NewWriter(out)
-	mt.Params["boundary"] = mw.Boundary()
-	h.Set("Content-Type", mt.String())
+	h.Set("Content-Type", ans.asked.contentType(mw.Boundary()))
 	c.Response().WriteHeader(s.answerStatus(c))
 	if headOnly(c) {
 		return out.Close()
 	}
-	if _, err := reframe(mw, resp, src, s.rewriter(c)); err != nil {
+	if _, err := reframe(mw, ans, s.rewriter(c)); err != nil {
 		mw.Abort()
 		s.abort(c, src, markBroken(resp, src, err))
 	}
@@ -336,40 +328,6 @@ func (s *Server) coalesce(c *echo.Context) *media.Coalescer {
 	return co
 }
 
-// checkRepresentation reports an answer whose media type is not what was asked for: a
-// multipart body for a multipart request, the very image type asked for a rendered one.
-func checkRepresentation(src *upstream.Source, resp *http.Response, accept string) error {
-	ct := resp.Header.Get("Content-Type")
-	mt, err := media.ParseMediaType(ct)
-	asked, _, _ := strings.Cut(accept, ";")
-	asked = strings.TrimSpace(strings.ToLower(asked))
-	switch {
-	case err != nil:
-	case asked == "multipart/related" && mt.Essence() == "multipart/related":
-		return nil
-	case strings.HasPrefix(asked, "image/") && mt.Essence() == asked:
-		// Exactly the image type negotiated with the client (a rendered image or thumbnail is
-		// image/jpeg, image/png or image/gif): never another type, which could be active
-		// content (image/svg+xml, text/html) served from the proxy's origin.
-		return nil
-	case asked == "" || asked == "*/*":
-		return nil
-	}
-	return &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("answered %q to a request for %q", ct, accept)}
-}
-
-// refuseUnlessAsked checks an answer's media type against what was asked for
-// (checkRepresentation). When it is not, the body is closed unread, the trust charged with the
-// failure, and the error returned: nothing of such an answer is ever passed on.
-func refuseUnlessAsked(src *upstream.Source, resp *http.Response, accept string) error {
-	err := checkRepresentation(src, resp, accept)
-	if err != nil {
-		upstream.MarkFailed(resp.Body, err)
-		resp.Body.Close()
-	}
-	return err
-}
-
 // markBroken classifies a failure found while reading an upstream body. A framing error (no
 // closing delimiter, a part that ends early) is the source's invalid answer and is reported to
 // it, so its breaker and /status count the call as failed; read errors were already seen by
@@ -385,15 +343,6 @@ func markBroken(resp *http.Response, src *upstream.Source, err error) error {
 	}
 	upstream.MarkFailed(resp.Body, err)
 	return err
-}
-
-// invalidUpstream answers for a source that sent something unusable before any byte went out.
-func (s *Server) invalidUpstream(c *echo.Context, src *upstream.Source, resp *http.Response, err error) error {
-	ie := &upstream.InvalidResponseError{Source: src.ID, Err: err}
-	upstream.MarkFailed(resp.Body, ie)
-	d := fallback.Unavailable([]upstream.Outcome{{Source: src, Err: ie}}, "The resource", s.agent(c), s.cfg.Fallback)
-	s.log.Warn("source sent an invalid answer", "request_id", requestID(c), "source", src.ID, "err", err)
-	return decisionError(d)
 }
 
 // abort ends a response whose body is already partly sent, without its closing delimiter or
@@ -567,7 +516,7 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 		if !ok {
 			break
 		}
-		resp, err := steps[0].src.Fetch(ctx, steps[0].path, nil, accept)
+		ans, err := s.fetchAnswer(ctx, steps[0], accept)
 		if err != nil {
 			if upstream.IsClientGone(err) {
 				return err
@@ -577,9 +526,10 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 			continue
 		}
 		if err := s.record(c, audit.Event{Action: "retrieve", StudyUIDs: []string{t.study}, Sources: stepSources(steps), Status: http.StatusOK}); err != nil {
-			resp.Body.Close()
+			ans.resp.Body.Close()
 			return err
 		}
+		s.noteRefused(c, failed, t.describe())
 		rw := s.rewriter(c)
 		d := newDelivery(inv.union)
 		out := s.coalesce(c)
@@ -589,29 +539,29 @@ func (s *Server) streamComposite(c *echo.Context, t target, inv *inventory, acce
 		h.Set("Cache-Control", "no-store")
 		c.Response().WriteHeader(s.answerStatus(c))
 		if headOnly(c) {
-			resp.Body.Close()
+			ans.resp.Body.Close()
 			return out.Close()
 		}
 		for i, st := range steps {
 			if i > 0 {
-				resp, err = st.src.Fetch(ctx, st.path, nil, accept)
+				ans, err = s.fetchAnswer(ctx, st, accept)
 				if err != nil {
 					mw.Abort()
 					s.abort(c, st.src, err)
 				}
 			}
 			skippedBefore := d.skipped
-			_, err := reframeParts(mw, resp, st.src, rw, d)
+			_, err := reframeParts(mw, ans, rw, d)
 			if err == nil {
 				err = d.checkStep(st)
 			}
 			if err != nil {
-				err = markBroken(resp, st.src, err)
-				resp.Body.Close()
+				err = markBroken(ans.resp, st.src, err)
+				ans.resp.Body.Close()
 				mw.Abort()
 				s.abort(c, st.src, err)
 			}
-			resp.Body.Close()
+			ans.resp.Body.Close()
 			if n := d.skipped - skippedBefore; n > 0 {
 				s.log.Warn("composite retrieve skipped parts already sent", "request_id", requestID(c), "source", st.src.ID, "parts", n)
 			}
@@ -648,6 +598,15 @@ func notAcceptableAmong(failed []upstream.Outcome, t target) error {
 	return nil
 }
 
+// fetchAnswer fetches one step of a composite answer and checks it (openAnswer).
+func (s *Server) fetchAnswer(ctx context.Context, st step, accept string) (*trustAnswer, error) {
+	resp, err := st.src.Fetch(ctx, st.path, nil, accept)
+	if err != nil {
+		return nil, err
+	}
+	return openAnswer(st.src, resp, accept)
+}
+
 func stepSources(steps []step) []string {
 	var out []string
 	for _, st := range steps {
@@ -658,16 +617,12 @@ func stepSources(steps []step) []string {
 	return out
 }
 
-// partHeaders are the part header fields passed on; the rest (upstream-specific fields) are
-// dropped.
-var partHeaders = []string{"Content-Type", "Content-Length", "Content-Transfer-Encoding", "Content-Description"}
-
-// reframe copies every part of an upstream multipart answer into mw and returns how many it
-// copied. Part bodies pass unchanged; a Content-Location below the source's root becomes the
-// same resource at the proxy, any other is dropped. A body that is not multipart, or that ends
-// early, is an error.
-func reframe(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *rewriter) (int, error) {
-	return reframeParts(mw, resp, src, rw, nil)
+// reframe copies every part of a checked multipart answer into mw and returns how many it
+// copied. Part bodies pass unchanged, part headers are rebuilt (partHeader); a
+// Content-Location below the source's root becomes the same resource at the proxy, any other
+// is dropped. A part of a type not asked for, or a body that ends early, is an error.
+func reframe(mw *media.Writer, ans *trustAnswer, rw *rewriter) (int, error) {
+	return reframeParts(mw, ans, rw, nil)
 }
 
 // reframeParts is reframe, choosing parts by their SOP instance when d is not nil: each
@@ -677,14 +632,11 @@ func reframe(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *re
 // is not a PS3.10 file is an error wrapping media.ErrNotPart10; a part whose instance is not in
 // the union (the trust did not list it) is an error wrapping ErrUnlistedInstance. It returns
 // how many parts it copied.
-func reframeParts(mw *media.Writer, resp *http.Response, src *upstream.Source, rw *rewriter, d *delivery) (int, error) {
-	r, err := media.NewReaderFromContentType(resp.Body, resp.Header.Get("Content-Type"))
-	if err != nil {
-		return 0, err
-	}
+func reframeParts(mw *media.Writer, ans *trustAnswer, rw *rewriter, d *delivery) (int, error) {
+	src := ans.src
 	n := 0
 	for i := 0; ; i++ {
-		p, err := r.NextPart()
+		p, err := ans.next()
 		if err == io.EOF {
 			return n, nil
 		}
@@ -712,12 +664,7 @@ func reframeParts(mw *media.Writer, resp *http.Response, src *upstream.Source, r
 			}
 			head = h
 		}
-		h := textproto.MIMEHeader{}
-		for _, k := range partHeaders {
-			if v := p.Header.Values(k); len(v) > 0 {
-				h[k] = v
-			}
-		}
+		h := partHeader(p.Header)
 		if loc := p.ContentLocation(); loc != "" {
 			if rel, ok := relativeTo(src, loc); ok {
 				h.Set("Content-Location", rw.base+"/"+stripQuery(rel))

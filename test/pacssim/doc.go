@@ -54,10 +54,31 @@
 //
 // Trust.Wrap puts further middleware (checks, faults of a test's own) in front of its routes.
 //
+// # A hostile trust
+//
+// HostileTrusts makes XH6 and XI7, holding byte-identical copies of one study
+// (HostileStudyUID, one series of two instances, thumbnails on): XH6 to be made hostile, XI7
+// honest. Hostile faults send what a browser must never get from a proxy's origin:
+// ActiveContent (an HTML page or an SVG with a <script>, or any wrong type), Relabel (the real
+// answer under another Content-Type), ActiveParts (multipart/related whose parts are HTML),
+// HostileHeaders (Set-Cookie, WWW-Authenticate, Access-Control-Allow-Origin, internal URLs in
+// Location, Link and part headers: HostileResponseHeaders), InternalURLs (InternalHost URLs in
+// RetrieveURL, RetrieveURI (0040,E010) and other UR values, at the top level and nested two
+// sequences deep, BulkDataURIs at InternalHost and at a metadata service on
+// InternalMetadataHost) and Oversized (DICOM JSON of a given size, streamed). Every answer is
+// the same for the same request. HostileModes names each behaviour with the kinds of request
+// it concerns, for tests (test/hostile runs the proxy against every mode and route) and for
+// trying by hand:
+//
+//	hostile, honest, _ := pacssim.HostileTrusts()
+//	for _, m := range pacssim.HostileModes() {
+//		hostile.SetFaults(m.Faults...) // m.Name: "svg images", "html parts", "internal urls", ...
+//	}
+//
 // # Reading order
 //
 // synth.go makes the DICOM files, demo.go and copies.go say which trust holds what,
 // server.go routes requests and answers WADO-RS, qido.go answers searches, render.go draws
 // rendered images, httputil.go holds content negotiation, errors and multipart writing,
-// faults.go the faults and the listeners a trust can refuse.
+// faults.go the faults and the listeners a trust can refuse, hostile.go the hostile trust.
 package pacssim

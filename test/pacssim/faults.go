@@ -52,11 +52,30 @@ const (
 	// series or instance), which are otherwise well formed, while searches and metadata
 	// still list it: a PACS whose index and store disagree.
 	FaultOmitInstance
+	// FaultActiveContent answers 200 with a body that runs script in a browser (an HTML page,
+	// or an SVG), labelled ContentType: see hostile.go.
+	FaultActiveContent
+	// FaultActiveParts answers 200 with multipart/related of the part type asked for whose
+	// parts are HTML pages with a script.
+	FaultActiveParts
+	// FaultHostileHeaders sends the real answer with HostileResponseHeaders (Set-Cookie,
+	// WWW-Authenticate, Access-Control-Allow-Origin, internal URLs in Location and Link, ...)
+	// and, in multipart answers, part headers naming InternalHost.
+	FaultHostileHeaders
+	// FaultInternalURLs plants InternalHost and InternalMetadataHost URLs (UR elements,
+	// RetrieveURL, RetrieveURI, BulkDataURIs, nested in sequences) in every DICOM JSON answer.
+	FaultInternalURLs
+	// FaultOversized answers searches and metadata with a DICOM JSON array holding Size bytes
+	// of text; other answers are sent as they are.
+	FaultOversized
+	// FaultRelabel sends the real answer labelled ContentType.
+	FaultRelabel
 )
 
 // Fault is one way a trust misbehaves. Make one with a constructor (Latency, Hang, Status,
 // TooManyRequests, ResetMidStream, TruncatedMultipart, TruncatedJSON, NotDICOMJSON,
-// WrongContentType, DuplicateParts, OmitInstance) and narrow it with Only and Flapping:
+// WrongContentType, DuplicateParts, OmitInstance, and the hostile ActiveContent, Relabel,
+// ActiveParts, HostileHeaders, InternalURLs, Oversized) and narrow it with Only and Flapping:
 //
 //	trust.SetFaults(pacssim.Latency(3*time.Second).Only(pacssim.KindSearch))
 //	trust.SetFaults(pacssim.Status(500).Flapping(pacssim.Flap{FailRequests: 2, WorkRequests: 3}))
@@ -80,6 +99,10 @@ type Fault struct {
 	Parts int
 	// SOPInstanceUID is the instance FaultOmitInstance leaves out.
 	SOPInstanceUID string
+	// ContentType is what FaultActiveContent labels its body.
+	ContentType string
+	// Size is how many bytes of text FaultOversized sends.
+	Size int64
 	// Flap, when set, makes the fault come and go; nil applies it to every request.
 	Flap *Flap
 }
@@ -178,7 +201,16 @@ func (f Fault) Validate() error {
 		if !validUID(f.SOPInstanceUID) {
 			problems = append(problems, fmt.Sprintf("instance to omit %q is not a valid UID", f.SOPInstanceUID))
 		}
-	case FaultHang, FaultTruncatedJSON, FaultNotDICOMJSON, FaultWrongContentType, FaultDuplicateParts:
+	case FaultActiveContent, FaultRelabel:
+		if f.ContentType == "" {
+			problems = append(problems, "active content has no content type")
+		}
+	case FaultOversized:
+		if f.Size <= 0 {
+			problems = append(problems, "oversized answer of no size")
+		}
+	case FaultHang, FaultTruncatedJSON, FaultNotDICOMJSON, FaultWrongContentType, FaultDuplicateParts,
+		FaultActiveParts, FaultHostileHeaders, FaultInternalURLs:
 	default:
 		problems = append(problems, fmt.Sprintf("mode %d is not a FaultMode", f.Mode))
 	}
@@ -243,6 +275,18 @@ func (f Fault) String() string {
 		s = "every multipart part sent twice"
 	case FaultOmitInstance:
 		s = "instance " + f.SOPInstanceUID + " left out of retrieves"
+	case FaultActiveContent:
+		s = "script served as " + f.ContentType
+	case FaultActiveParts:
+		s = "multipart answer of HTML parts with a script"
+	case FaultHostileHeaders:
+		s = "Set-Cookie, WWW-Authenticate, CORS and internal URLs in headers"
+	case FaultInternalURLs:
+		s = "internal URLs planted in DICOM JSON"
+	case FaultOversized:
+		s = fmt.Sprintf("DICOM JSON of %d bytes", f.Size)
+	case FaultRelabel:
+		s = "the real answer labelled " + f.ContentType
 	default:
 		s = "fault mode " + strconv.Itoa(int(f.Mode))
 	}
@@ -473,24 +517,32 @@ func (t *Trust) answer(w http.ResponseWriter, r *http.Request, f *activeFault) {
 	case FaultDuplicateParts, FaultOmitInstance:
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), partFaultKey{}, f.Fault)))
 	case FaultTruncatedJSON:
-		rec := &recorder{header: http.Header{}, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		body := rec.body.Bytes()[:rec.body.Len()/2]
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(rec.status)
-		_, _ = w.Write(body)
+		sendEdited(w, r, next, func(_ int, body []byte) []byte { return body[:len(body)/2] })
 	case FaultNotDICOMJSON:
 		writeBody(w, "application/dicom+json", `{"not":"dicom"}`)
 	case FaultWrongContentType:
 		writeBody(w, "text/html; charset=utf-8",
 			"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n"+
 				"<body><form method=\"post\" action=\"/login\"><p>Please sign in to continue.</p></form></body></html>\n")
+	case FaultActiveContent, FaultActiveParts, FaultHostileHeaders, FaultInternalURLs, FaultOversized, FaultRelabel:
+		t.answerHostile(w, r, f, next)
 	default:
 		next.ServeHTTP(w, r)
 	}
+}
+
+// sendEdited sends the real answer, recorded whole, with its body changed by edit (given the
+// status) and a Content-Length to match.
+func sendEdited(w http.ResponseWriter, r *http.Request, next http.Handler, edit func(status int, body []byte) []byte) {
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	next.ServeHTTP(rec, r)
+	body := edit(rec.status, rec.body.Bytes())
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(body)
 }
 
 func writeBody(w http.ResponseWriter, contentType, body string) {

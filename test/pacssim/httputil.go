@@ -203,6 +203,7 @@ type multipartStream struct {
 	limit     int  // parts to send when truncated; 0 for all
 	sent      int
 	twice     bool // FaultDuplicateParts: every part is written twice
+	hostile   bool // FaultHostileHeaders: every part gets hostilePartHeaders
 }
 
 func newMultipartStream(w http.ResponseWriter, r *http.Request, partType string) *multipartStream {
@@ -212,6 +213,7 @@ func newMultipartStream(w http.ResponseWriter, r *http.Request, partType string)
 	m := &multipartStream{w: w, mw: mw, rc: http.NewResponseController(w)}
 	m.limit, m.truncated = truncationOf(r.Context())
 	m.twice = duplicatesParts(r.Context())
+	m.hostile = hostileParts(r.Context())
 	return m
 }
 
@@ -220,6 +222,12 @@ func (m *multipartStream) part(hdr textproto.MIMEHeader, body []byte) error {
 		return errTruncated
 	}
 	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	if m.hostile {
+		for k, v := range hostilePartHeaders {
+			hdr[k] = v
+		}
+		hdr.Set("Content-Location", "http://"+InternalHost+"/dicom-web/part/"+strconv.Itoa(m.sent+1))
+	}
 	copies := 1
 	if m.twice {
 		copies = 2
