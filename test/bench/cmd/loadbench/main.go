@@ -55,13 +55,13 @@ type options struct {
 
 	// phases is "all", or a comma-separated list of the phases that run over one Orthanc:
 	// "sources" (issue 3's fan-out and hanging source) and "cache" (issue 4's cached search).
-	phases         string
-	sourcesTime    time.Duration
-	hangTimeout    time.Duration
-	hangMinRequests   int
-	hangConns      int
-	hangTime       time.Duration
-	hangOpenWithin time.Duration
+	phases          string
+	sourcesTime     time.Duration
+	hangTimeout     time.Duration
+	hangMinRequests int
+	hangConns       int
+	hangTime        time.Duration
+	hangOpenWithin  time.Duration
 
 	cacheTime  time.Duration
 	cacheConns int

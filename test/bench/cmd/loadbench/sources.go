@@ -39,7 +39,7 @@ type sourceSettings struct {
 	Timeout, IdleTimeout time.Duration
 	Retries              int
 	MaxConcurrent        int
-	BreakerMinRequests      int
+	BreakerMinRequests   int
 	BreakerOpenFor       time.Duration
 	RequestTimeout       time.Duration
 }
