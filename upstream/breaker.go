@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -14,18 +15,47 @@ import (
 )
 
 // BreakerOptions tunes a source's circuit breaker.
+//
+// The breaker opens on a failure ratio, never on a short run of failures: at least MinRequests
+// calls must have ended within the last Window, and at least FailureRatio of them failed. So a
+// few failures a client provokes (a query the trust answers with 500) cannot open it while the
+// trust serves others. A trust that cannot be reached at all opens it sooner, whatever the
+// traffic: ConsecutiveUnreachable calls in a row that could not connect (see IsUnreachable),
+// which no client can provoke, since nothing of its request reached the trust.
 type BreakerOptions struct {
-	// ConsecutiveFailures opens the breaker (default 5).
-	ConsecutiveFailures uint32
+	// Window is how far back outcomes count, as a rolling window of ten buckets (default 60 s).
+	Window time.Duration
+	// MinRequests is the fewest calls ended within Window before the ratio may open the
+	// breaker (default 20).
+	MinRequests uint32
+	// FailureRatio is the share of failed calls within Window that opens the breaker, in
+	// (0, 1] (default 0.5).
+	FailureRatio float64
+	// ConsecutiveUnreachable is how many calls in a row that could not connect to the source
+	// open the breaker, however few calls the window holds (default 5).
+	ConsecutiveUnreachable uint32
 	// OpenFor is how long the breaker stays open before a half-open probe (default 30 s).
 	OpenFor time.Duration
 	// HalfOpenProbes is how many requests are let through while half-open (default 1).
 	HalfOpenProbes uint32
 }
 
+// breakerBuckets is how many buckets the rolling window is cut into: outcomes leave the window
+// a tenth of it at a time.
+const breakerBuckets = 10
+
 func (o BreakerOptions) withDefaults() BreakerOptions {
-	if o.ConsecutiveFailures == 0 {
-		o.ConsecutiveFailures = 5
+	if o.Window <= 0 {
+		o.Window = 60 * time.Second
+	}
+	if o.MinRequests == 0 {
+		o.MinRequests = 20
+	}
+	if !(o.FailureRatio > 0 && o.FailureRatio <= 1) {
+		o.FailureRatio = 0.5
+	}
+	if o.ConsecutiveUnreachable == 0 {
+		o.ConsecutiveUnreachable = 5
 	}
 	if o.OpenFor <= 0 {
 		o.OpenFor = 30 * time.Second
@@ -36,12 +66,39 @@ func (o BreakerOptions) withDefaults() BreakerOptions {
 	return o
 }
 
+// readyToTrip is the rule that opens a closed breaker, given the window's counts and the
+// current run of calls that could not connect. The ratio is of calls that ended (successes and
+// failures), not of calls started: calls still in flight neither dilute nor count.
+func (o BreakerOptions) readyToTrip(c gobreaker.Counts, unreachable uint32) bool {
+	if unreachable >= o.ConsecutiveUnreachable {
+		return true
+	}
+	ended := c.TotalSuccesses + c.TotalFailures
+	return ended >= o.MinRequests && float64(c.TotalFailures) >= o.FailureRatio*float64(ended)
+}
+
 // health is the breaker shared by a source's searches and fetches.
 type health struct {
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// unreachable is the current run of calls that could not connect, ended by any call that
+	// reached the source (whatever it answered).
+	unreachable atomic.Uint32
 }
 
 func (h *health) state() string { return h.cb.State().String() }
+
+// observe updates the run of calls that could not connect with one call's outcome. It runs
+// before the breaker hears of the outcome, so that readyToTrip sees the run including it.
+func (h *health) observe(err error) {
+	switch {
+	case IsClientGone(err):
+		// Neutral: says nothing of the source.
+	case IsUnreachable(err):
+		h.unreachable.Add(1)
+	default:
+		h.unreachable.Store(0)
+	}
+}
 
 // breakerClient wraps a Client with the source's breaker. Searches are reported when their
 // answer is decoded; fetches when the caller closes the body, so a stream that breaks half
@@ -53,11 +110,14 @@ type breakerClient struct {
 
 func newHealth(id string, opts BreakerOptions, log *slog.Logger, onChange func(from, to string)) *health {
 	opts = opts.withDefaults()
+	h := &health{}
 	st := gobreaker.Settings{
-		Name:        id,
-		MaxRequests: opts.HalfOpenProbes,
-		Timeout:     opts.OpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= opts.ConsecutiveFailures },
+		Name:         id,
+		MaxRequests:  opts.HalfOpenProbes,
+		Interval:     opts.Window,
+		BucketPeriod: max(opts.Window/breakerBuckets, time.Millisecond),
+		Timeout:      opts.OpenFor,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return opts.readyToTrip(c, h.unreachable.Load()) },
 		// OnStateChange runs under the breaker's lock: log and return.
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			log.Warn("source circuit breaker changed state", "source", name, "from", from.String(), "to", to.String())
@@ -68,18 +128,23 @@ func newHealth(id string, opts BreakerOptions, log *slog.Logger, onChange func(f
 		IsSuccessful: func(err error) bool { return !countsAsFailure(err) },
 		IsExcluded:   IsClientGone,
 	}
-	return &health{cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](st)}
+	h.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	return h
 }
 
-func (b *breakerClient) allow() (func(error), error) {
-	done, err := b.health.cb.Allow()
+// allow asks the breaker for a call; done reports the call's outcome, once.
+func (b *breakerClient) allow() (done func(error), err error) {
+	report, err := b.health.cb.Allow()
 	if err != nil {
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			return nil, ErrCircuitOpen
 		}
 		return nil, err
 	}
-	return done, nil
+	return func(err error) {
+		b.health.observe(err)
+		report(err)
+	}, nil
 }
 
 func (b *breakerClient) Search(ctx context.Context, path string, query url.Values) ([]dcmjson.Dataset, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -71,7 +72,7 @@ func TestBreakerOpens(t *testing.T) {
 					return nil, tc.err
 				},
 			}
-			s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: threshold, OpenFor: time.Hour})
+			s := newBreakerSource(f, BreakerOptions{MinRequests: threshold, FailureRatio: 1, ConsecutiveUnreachable: 1000, OpenFor: time.Hour})
 			call := func() error {
 				if tc.fetch {
 					_, err := s.Fetch(context.Background(), "studies/1.2", nil, "application/dicom")
@@ -120,6 +121,8 @@ func TestBreakerIgnores(t *testing.T) {
 		{name: "404", err: &StatusError{Source: "RXA", Status: 404}},
 		{name: "400", err: &StatusError{Source: "RXA", Status: 400}},
 		{name: "406", err: &StatusError{Source: "RXA", Status: 406}},
+		{name: "413", err: &StatusError{Source: "RXA", Status: 413}},
+		{name: "422", err: &StatusError{Source: "RXA", Status: 422}},
 		{name: "client cancelled", err: context.Canceled},
 		{name: "client cancelled in transport", err: &TransportError{Source: "RXA", Err: context.Canceled}},
 		{name: "client cancelled, wrapped", err: fmt.Errorf("search studies: %w", &TransportError{Source: "RXA", Err: context.Canceled})},
@@ -127,7 +130,7 @@ func TestBreakerIgnores(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, tc.err }}
-			s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: 2, OpenFor: time.Hour})
+			s := newBreakerSource(f, BreakerOptions{MinRequests: 1, ConsecutiveUnreachable: 1, OpenFor: time.Hour})
 			for range 10 {
 				if _, err := s.Search(context.Background(), "studies", nil); !errors.Is(err, tc.err) {
 					t.Fatalf("err = %v; want the source's error", err)
@@ -140,21 +143,116 @@ func TestBreakerIgnores(t *testing.T) {
 	}
 }
 
-func TestBreakerSuccessResetsRun(t *testing.T) {
-	fail := &StatusError{Source: "RXA", Status: 503}
-	script := []error{fail, fail, nil, fail, fail}
-	i := 0
-	f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) {
-		err := script[i]
-		i++
-		return nil, err
-	}}
-	s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: 3, OpenFor: time.Hour})
-	for range script {
-		s.Search(context.Background(), "studies", nil)
+// TestBreakerTrips drives a source through scripts of outcomes and checks the rule that opens
+// its breaker: a failure ratio over a minimum of calls, or a run of calls that could not connect;
+// never a few failures that one client's queries can provoke.
+func TestBreakerTrips(t *testing.T) {
+	var (
+		ok        error
+		fail500   = &StatusError{Source: "RXA", Status: 500}
+		fail503   = &StatusError{Source: "RXA", Status: 503}
+		timedOut  = &TransportError{Source: "RXA", Err: headerTimeout{}}
+		reset     = &TransportError{Source: "RXA", Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}
+		refused   = &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+		noHost    = &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "pacs.example", IsNotFound: true}}}
+		dialSlow  = &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: headerTimeout{}}}
+		cancelled = &TransportError{Source: "RXA", Err: context.Canceled}
+	)
+	defaults := BreakerOptions{OpenFor: time.Hour}
+	tests := []struct {
+		name   string
+		opts   BreakerOptions
+		script [][2]any // (error, times) pairs, in order
+		want   string
+	}{
+		{name: "five client-triggered 500s do not open it", opts: defaults, script: [][2]any{{fail500, 5}}, want: "closed"},
+		{name: "19 500s, one fewer than minRequests, do not open it", opts: defaults, script: [][2]any{{fail500, 19}}, want: "closed"},
+		{name: "20 500s and nothing else within the window open it", opts: defaults, script: [][2]any{{fail500, 20}}, want: "open"},
+		{name: "500s among others' successes, under the ratio", opts: defaults, script: [][2]any{{ok, 30}, {fail500, 29}}, want: "closed"},
+		{name: "failures reaching the ratio over minRequests", opts: defaults, script: [][2]any{{ok, 30}, {fail503, 30}}, want: "open"},
+		{name: "a tuned ratio", opts: BreakerOptions{MinRequests: 10, FailureRatio: 0.25, OpenFor: time.Hour}, script: [][2]any{{ok, 7}, {fail503, 3}}, want: "open"},
+		{name: "a tuned ratio, not reached", opts: BreakerOptions{MinRequests: 10, FailureRatio: 0.25, OpenFor: time.Hour}, script: [][2]any{{ok, 9}, {fail503, 2}}, want: "closed"},
+		{name: "five time-outs are no run of unreachable calls", opts: defaults, script: [][2]any{{timedOut, 5}}, want: "closed"},
+		{name: "five resets once connected are no run of unreachable calls", opts: defaults, script: [][2]any{{reset, 5}}, want: "closed"},
+		{name: "five refused connections in a row open it", opts: defaults, script: [][2]any{{refused, 5}}, want: "open"},
+		{name: "five unknown hosts in a row open it", opts: defaults, script: [][2]any{{noHost, 5}}, want: "open"},
+		{name: "five connection attempts timed out open it", opts: defaults, script: [][2]any{{dialSlow, 5}}, want: "open"},
+		{name: "an answer ends the run of refused connections", opts: defaults, script: [][2]any{{refused, 4}, {fail500, 1}, {refused, 4}}, want: "closed"},
+		{name: "a client hanging up does not end the run", opts: defaults, script: [][2]any{{refused, 3}, {cancelled, 1}, {refused, 2}}, want: "open"},
+		{name: "a tuned run", opts: BreakerOptions{ConsecutiveUnreachable: 2, OpenFor: time.Hour}, script: [][2]any{{refused, 2}}, want: "open"},
 	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var next error
+			f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, next }}
+			s := newBreakerSource(f, tc.opts)
+			for _, step := range tc.script {
+				next, _ = step[0].(error)
+				for range step[1].(int) {
+					if _, err := s.Search(context.Background(), "studies", nil); errors.Is(err, ErrCircuitOpen) {
+						t.Fatalf("breaker opened before the script's end (at %v)", next)
+					}
+				}
+			}
+			if s.State() != tc.want {
+				t.Fatalf("state %q after the script; want %s", s.State(), tc.want)
+			}
+		})
+	}
+}
+
+// TestBreakerWindowForgets checks that failures older than the window no longer count: two
+// failures, then the window passes, then one more, are not the three that open the breaker.
+func TestBreakerWindowForgets(t *testing.T) {
+	const window = time.Second
+	fail := &StatusError{Source: "RXA", Status: 500}
+	f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, fail }}
+	s := newBreakerSource(f, BreakerOptions{Window: window, MinRequests: 3, FailureRatio: 1, OpenFor: time.Hour})
+	search := func() { s.Search(context.Background(), "studies", nil) }
+	search()
+	search()
+	counted := func() uint32 {
+		s.health.cb.State() // rolls the window forward
+		return s.health.cb.Counts().TotalFailures
+	}
+	if n := counted(); n != 2 {
+		t.Fatalf("%d failures counted; want 2", n)
+	}
+	deadline := time.Now().Add(5 * window)
+	for counted() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("failures still counted %v after the window of %v", 5*window, window)
+		}
+		time.Sleep(window / 20)
+	}
+	search()
 	if s.State() != "closed" {
-		t.Fatalf("state %q; want closed (no three failures in a row)", s.State())
+		t.Fatalf("state %q; the first two failures left the window, want closed", s.State())
+	}
+	search()
+	search()
+	if s.State() != "open" {
+		t.Fatalf("state %q after three failures within the window; want open", s.State())
+	}
+}
+
+// TestSourceUnreachableOpens checks, end to end over a closed port, that a source nothing
+// can connect to opens its breaker on the run of refused connections, with the default
+// minimum of calls far away.
+func TestSourceUnreachableOpens(t *testing.T) {
+	cfg := SourceConfig{ID: "RXA", Name: "Example", BaseURL: closedURL(t)}
+	s := NewSource(cfg, Options{
+		HTTP:    HTTPOptions{RetryMax: 0},
+		Breaker: BreakerOptions{OpenFor: time.Hour},
+	}, discard())
+	for i := range 5 {
+		_, err := s.Search(context.Background(), "studies", nil)
+		if err == nil || errors.Is(err, ErrCircuitOpen) || !IsUnreachable(err) {
+			t.Fatalf("call %d: err = %v; want an unreachable source", i+1, err)
+		}
+	}
+	if _, err := s.Search(context.Background(), "studies", nil); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("sixth call: err = %v; want ErrCircuitOpen", err)
 	}
 }
 
@@ -174,7 +272,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			next := error(fail)
 			f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, next }}
-			s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: 1, OpenFor: openFor})
+			s := newBreakerSource(f, BreakerOptions{MinRequests: 1, OpenFor: openFor})
 			s.Search(context.Background(), "studies", nil)
 			if _, err := s.Search(context.Background(), "studies", nil); !errors.Is(err, ErrCircuitOpen) {
 				t.Fatalf("err = %v; want ErrCircuitOpen", err)
@@ -209,7 +307,7 @@ func TestBreakerHalfOpenFetch(t *testing.T) {
 		return okResponse(io.NopCloser(strings.NewReader("DICM"))), nil
 	}}
 	f.search = func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, nil }
-	s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: 1, OpenFor: 50 * time.Millisecond})
+	s := newBreakerSource(f, BreakerOptions{MinRequests: 1, OpenFor: 50 * time.Millisecond})
 	s.Fetch(context.Background(), "studies/1.2", nil, "application/dicom")
 	time.Sleep(70 * time.Millisecond)
 	failing = false
@@ -270,7 +368,7 @@ func TestBreakerFetchReportsAtClose(t *testing.T) {
 			f := &fakeClient{fetch: func(context.Context, string, url.Values, string) (*http.Response, error) {
 				return okResponse(tc.body()), nil
 			}}
-			s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: 1, OpenFor: time.Hour})
+			s := newBreakerSource(f, BreakerOptions{MinRequests: 1, OpenFor: time.Hour})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			resp, err := s.Fetch(ctx, "studies/1.2", nil, "application/dicom")
@@ -299,7 +397,7 @@ func TestBreakerFetchReportsOnce(t *testing.T) {
 	f := &fakeClient{fetch: func(context.Context, string, url.Values, string) (*http.Response, error) {
 		return okResponse(io.NopCloser(&failingReader{err: io.ErrUnexpectedEOF})), nil
 	}}
-	s := newBreakerSource(f, BreakerOptions{ConsecutiveFailures: 2, OpenFor: time.Hour})
+	s := newBreakerSource(f, BreakerOptions{MinRequests: 2, OpenFor: time.Hour})
 	resp, err := s.Fetch(context.Background(), "studies/1.2", nil, "application/dicom")
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +448,7 @@ func TestSourceEndToEnd(t *testing.T) {
 			cfg := SourceConfig{ID: "RXA", Name: "Example", BaseURL: mustParse(t, srv.URL), Timeout: tc.timeout}
 			s := NewSource(cfg, Options{
 				HTTP:    HTTPOptions{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond},
-				Breaker: BreakerOptions{ConsecutiveFailures: 2, OpenFor: time.Hour},
+				Breaker: BreakerOptions{MinRequests: 2, OpenFor: time.Hour},
 			}, discard())
 			call := func() error {
 				if !tc.fetch {

@@ -53,7 +53,7 @@ func newCachedFixture(t *testing.T, fake *fakeClient, opts CacheOptions) *cached
 	}
 	opts.Store = st
 	cfg := SourceConfig{ID: "RXA", Name: "RXA Trust", BaseURL: mustParse(t, "http://pacs.example/dicom-web")}
-	src := NewSourceWithClient(cfg, fake, Options{Cache: opts, Breaker: BreakerOptions{ConsecutiveFailures: 1000}}, discard())
+	src := NewSourceWithClient(cfg, fake, Options{Cache: opts, Breaker: BreakerOptions{MinRequests: 1000, ConsecutiveUnreachable: 1000}}, discard())
 	return &cachedFixture{src: src, fake: fake, store: st, mem: mem, clock: clk}
 }
 

@@ -131,13 +131,13 @@ func TestStatusAndMetrics(t *testing.T) {
 	var mu sync.Mutex
 	notify := notifierFunc(func(in Incident) { mu.Lock(); incidents = append(incidents, in); mu.Unlock() })
 	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "Example Hospitals NHS Trust"}, f,
-		Options{Metrics: m, Incidents: notify, Breaker: BreakerOptions{ConsecutiveFailures: 2, OpenFor: time.Hour}}, discard())
+		Options{Metrics: m, Incidents: notify, Breaker: BreakerOptions{MinRequests: 2, FailureRatio: 0.4, OpenFor: time.Hour}}, discard())
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		src.Search(ctx, "studies", nil)
 	}
 	fail.Store(true)
-	for i := 0; i < 3; i++ { // two failures open the breaker; the third is refused
+	for i := 0; i < 3; i++ { // two failures of five calls (0.4) open the breaker; the third is refused
 		src.Search(ctx, "studies", nil)
 	}
 	st := src.Status()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"syscall"
 )
 
 // ErrCircuitOpen is returned without calling the source when its breaker is open.
@@ -80,8 +81,28 @@ func IsClientGone(err error) bool {
 	return errors.Is(err, context.Canceled)
 }
 
+// IsUnreachable reports whether err is a failure to connect to a source at all: a refused
+// connection, an unknown host, no route, a connection attempt that timed out. Nothing of the
+// request reached the source, so nothing in it (no client's query) can have caused the failure.
+// A reset or time-out once connected is not unreachable: the source may have choked on the
+// request.
+func IsUnreachable(err error) bool {
+	if err == nil || IsClientGone(err) {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
+
 // countsAsFailure says whether err should count against a source's breaker: transport
-// failures, time-outs, 5xx answers and garbage do; 4xx answers and our own cancellations don't.
+// failures, time-outs, 429, 5xx answers and garbage do. Other 4xx answers don't: they are the
+// source's verdict on a client's request (400, 404, 406, 413, ...), which says nothing of the
+// source's health; nor do our own cancellations.
 func countsAsFailure(err error) bool {
 	if err == nil || IsClientGone(err) {
 		return false

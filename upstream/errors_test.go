@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"syscall"
 	"testing"
 )
@@ -17,6 +18,8 @@ func TestErrorClassification(t *testing.T) {
 		clientGone bool
 		notFound   bool
 		counts     bool
+		// unreachable: the request never reached the source.
+		unreachable bool
 	}{
 		{name: "nil", err: nil, reason: "answered"},
 		{name: "circuit open", err: ErrCircuitOpen, reason: "has an open circuit breaker", counts: true},
@@ -32,7 +35,13 @@ func TestErrorClassification(t *testing.T) {
 		{name: "429", err: &StatusError{Source: "RXA", Status: 429}, reason: "answered 429", counts: true},
 		{name: "502", err: &StatusError{Source: "RXA", Status: 502}, reason: "answered 502", counts: true},
 		{name: "invalid answer", err: &InvalidResponseError{Source: "RXA", Err: errors.New("bad JSON")}, reason: "sent an invalid answer", counts: true},
-		{name: "connection refused", err: &TransportError{Source: "RXA", Err: syscall.ECONNREFUSED}, reason: "is unreachable", counts: true},
+		{name: "connection refused", err: &TransportError{Source: "RXA", Err: syscall.ECONNREFUSED}, reason: "is unreachable", counts: true, unreachable: true},
+		{name: "dial refused", err: &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, reason: "is unreachable", counts: true, unreachable: true},
+		{name: "dial timed out", err: &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: headerTimeout{}}}, reason: "timed out", timeout: true, counts: true, unreachable: true},
+		{name: "unknown host", err: &TransportError{Source: "RXA", Err: &net.DNSError{Err: "no such host", Name: "pacs.example", IsNotFound: true}}, reason: "is unreachable", counts: true, unreachable: true},
+		{name: "no route", err: &TransportError{Source: "RXA", Err: syscall.EHOSTUNREACH}, reason: "is unreachable", counts: true, unreachable: true},
+		{name: "reset once connected", err: &TransportError{Source: "RXA", Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}, reason: "is unreachable", counts: true},
+		{name: "cancelled while dialling", err: &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: context.Canceled}}, reason: "request cancelled", clientGone: true},
 		{name: "unknown error", err: errors.New("something else"), reason: "is unreachable", counts: true},
 	}
 	for _, tc := range tests {
@@ -48,6 +57,9 @@ func TestErrorClassification(t *testing.T) {
 			}
 			if got := IsNotFound(tc.err); got != tc.notFound {
 				t.Errorf("IsNotFound = %v; want %v", got, tc.notFound)
+			}
+			if got := IsUnreachable(tc.err); got != tc.unreachable {
+				t.Errorf("IsUnreachable = %v; want %v", got, tc.unreachable)
 			}
 			if got := countsAsFailure(tc.err); got != tc.counts {
 				t.Errorf("countsAsFailure = %v; want %v", got, tc.counts)

@@ -266,7 +266,7 @@ func TestLocateOpenBreaker(t *testing.T) {
 	l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil),
 		holder{id: "A", answer: []dcmjson.Dataset{studyDS(studyUID)}},
 		holder{id: "B", err: &StatusError{Source: "B", Status: 503}})
-	for range 5 { // the default threshold
+	for range 20 { // the default minRequests, every one failed
 		l.Locate(ctx, studyUID)
 	}
 	b, _ := l.Source("B")

@@ -124,7 +124,7 @@ const (
 	demoSlowLatency  = 3 * time.Second  // how late XC3 answers
 	demoSlowTimeout  = 2 * time.Second  // how long the proxy waits for XC3's headers
 	demoFlapPhase    = 20 * time.Second // how long XB2 fails, then works
-	demoFailures     = 3                // consecutive failures that open a faulty trust's breaker
+	demoFailures     = 3                // calls that, all failed within a minute, open a faulty trust's breaker
 	demoBreakerPause = 10 * time.Second // how long an open breaker waits before a probe
 )
 
@@ -140,14 +140,17 @@ func injectDemoFaults(t *pacssim.Trust, src *config.Source) {
 	default:
 		return
 	}
-	src.Breaker = config.Breaker{Failures: demoFailures, OpenFor: config.Duration(demoBreakerPause)}
+	src.Breaker.MinRequests = demoFailures
+	src.Breaker.ConsecutiveUnreachable = demoFailures
+	src.Breaker.OpenFor = config.Duration(demoBreakerPause)
 }
 
 func printDemoFaults(w io.Writer, base string) {
 	fmt.Fprintf(w, `Faults (--faults), to watch degraded mode happen:
   %[2]s  answers every request after %[3]s, but the proxy waits only %[4]s for it: it times out.
   %[5]s  flaps: HTTP 500 to every request for %[6]s, then healthy for %[6]s, and so on, from now.
-  Either one's circuit breaker opens after %[7]d failures in a row and lets a probe through %[8]s later.
+  Either one's circuit breaker opens once at least %[7]d calls to it within a minute have ended and
+  half of them failed, and lets a probe through %[8]s later.
 
 Watch:
   # Still 200 with what answered, and a Warning header naming each trust missing and why

@@ -119,7 +119,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 			PatientIDIssuer: sc.PatientID.Issuer,
 		}, upstream.Options{
 			HTTP:          upstream.HTTPOptions{RetryMax: sc.Retries, IdleTimeout: sc.IdleTimeout.Std()},
-			Breaker:       upstream.BreakerOptions{ConsecutiveFailures: uint32(sc.Breaker.Failures), OpenFor: sc.Breaker.OpenFor.Std()},
+			Breaker:       breakerOptions(sc.Breaker),
 			MaxConcurrent: sc.MaxConcurrent,
 			Metrics:       upMetrics,
 			Incidents:     incidents,
@@ -246,4 +246,15 @@ func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// breakerOptions is a source's validated breaker configuration as the upstream package takes it.
+func breakerOptions(b config.Breaker) upstream.BreakerOptions {
+	return upstream.BreakerOptions{
+		Window:                 b.Window.Std(),
+		MinRequests:            uint32(max(b.MinRequests, 0)),
+		FailureRatio:           b.FailureRatio,
+		ConsecutiveUnreachable: uint32(max(b.ConsecutiveUnreachable, 0)),
+		OpenFor:                b.OpenFor.Std(),
+	}
 }

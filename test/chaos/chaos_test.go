@@ -38,9 +38,17 @@ const (
 	sourceTimeout = 2 * time.Second
 	// idleTimeout is each source's longest pause allowed while a body streams.
 	idleTimeout = 2 * time.Second
-	// breakerFailures consecutive failures open a source's breaker, for breakerOpenFor.
-	breakerFailures = 3
-	breakerOpenFor  = 2 * time.Second
+	// A source's breaker opens, for breakerOpenFor, once at least breakerMinRequests calls
+	// ended within breakerWindow and at least breakerFailureRatio of them failed, or after
+	// breakerUnreachable calls in a row could not connect. The window is short so that a frozen
+	// trust's successes from before the freeze leave it within seconds and its time-outs open
+	// the breaker well within openWithin (with the production window of 60 s, the successes of
+	// a minute under load would hold it closed longer).
+	breakerWindow       = 5 * time.Second
+	breakerMinRequests  = 3
+	breakerFailureRatio = 0.5
+	breakerUnreachable  = 3
+	breakerOpenFor      = 2 * time.Second
 	// sourceRetries is each source's retry budget (refused connections, 502/503/504/429).
 	sourceRetries = 1
 
@@ -334,7 +342,10 @@ func setUp(ctx context.Context, t *testing.T) *chaos {
 			"id": src.ID, "name": src.Name, "url": src.URL, "priority": src.Priority,
 			"timeout": sourceTimeout.String(), "idleTimeout": idleTimeout.String(),
 			"retries": sourceRetries, "maxConcurrent": 8,
-			"breaker": map[string]any{"failures": breakerFailures, "openFor": breakerOpenFor.String()},
+			"breaker": map[string]any{
+				"window": breakerWindow.String(), "minRequests": breakerMinRequests, "failureRatio": breakerFailureRatio,
+				"consecutiveUnreachable": breakerUnreachable, "openFor": breakerOpenFor.String(),
+			},
 		})
 	}
 	proxy, err := orthanc.StartProxy(ctx, orthanc.ProxyOptions{

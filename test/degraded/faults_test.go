@@ -121,7 +121,8 @@ func TestFaults(t *testing.T) {
 		{name: "wrong content type on metadata", faults: []pacssim.Fault{pacssim.WrongContentType().Only(pacssim.KindMetadata)}, req: metadata, outcome: refused, reason: "sent an invalid answer", requests: 1},
 		{name: "wrong content type on a retrieve", faults: []pacssim.Fault{pacssim.WrongContentType().Only(pacssim.KindRetrieve)}, req: retrieve, outcome: refused, reason: "sent an invalid answer", requests: 1},
 
-		// Flapping: the breaker (five failures in a row) stays closed throughout.
+		// Flapping: the breaker (at least 20 calls in its window before it may open) stays
+		// closed throughout.
 		{
 			name:   "flapping by request count",
 			faults: []pacssim.Fault{pacssim.Status(http.StatusInternalServerError).Flapping(pacssim.Flap{FailRequests: 1, WorkRequests: 1})},

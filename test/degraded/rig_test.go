@@ -55,10 +55,12 @@ type rigOptions struct {
 	idleTimeout    time.Duration // per source: pause allowed while a body streams
 	requestTimeout time.Duration // per client request: fan-out and planning
 	retryMax       int           // retries of an idempotent request; 0 or less disables them
-	failures       uint32        // consecutive failures that open a breaker
-	openFor        time.Duration // how long an open breaker waits before a probe
-	retrieve       fallback.Partial
-	required       []string // ids of trusts whose absence fails a search
+	// trip is what opens a breaker (window, minimum of calls, failure ratio, run of
+	// unreachable calls); its zero value is the production defaults.
+	trip     upstream.BreakerOptions
+	openFor  time.Duration // how long an open breaker waits before a probe
+	retrieve fallback.Partial
+	required []string // ids of trusts whose absence fails a search
 	// cache, when set, is in front of every source (search and metadata fresh for
 	// cacheFresh, stale for 10 minutes more), and stale copies are served.
 	cache      *cache.Store
@@ -88,10 +90,16 @@ func defaultOptions() rigOptions {
 		idleTimeout:    time.Second,
 		requestTimeout: 30 * time.Second,
 		retryMax:       1,
-		failures:       5,
 		openFor:        30 * time.Second,
 		retrieve:       fallback.PartialFail,
 	}
+}
+
+// breaker is each source's breaker under o.
+func (o rigOptions) breaker() upstream.BreakerOptions {
+	b := o.trip
+	b.OpenFor, b.HalfOpenProbes = o.openFor, 1
+	return b
 }
 
 // cacheOptions is what each source caches under o.
@@ -163,7 +171,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 				HeaderTimeout: o.headerTimeout, IdleTimeout: o.idleTimeout,
 				RetryMax: retryMax, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond,
 			},
-			Breaker:       upstream.BreakerOptions{ConsecutiveFailures: o.failures, OpenFor: o.openFor, HalfOpenProbes: 1},
+			Breaker:       o.breaker(),
 			MaxConcurrent: 8,
 			Cache:         o.cacheOptions(),
 		}, log)

@@ -40,6 +40,7 @@ func TestDegradedModeTable(t *testing.T) {
 	t.Run("some trusts fail or time out", func(t *testing.T) { testSomeTrustsFail(t, demo) })
 	t.Run("every trust fails, nothing cached", func(t *testing.T) { testEveryTrustFails(t, demo) })
 	t.Run("a trust's breaker is open", func(t *testing.T) { testBreakerOpen(t, demo) })
+	t.Run("a client's failures cannot open a trust's breaker alone", func(t *testing.T) { testClientCannotTripBreaker(t, demo) })
 	t.Run("a study is held by several trusts", testFailover)
 	t.Run("a retrieve or its metadata lacks instances that a failed trust holds", func(t *testing.T) { testPartialRetrieve(t, demo) })
 	t.Run("an upstream fails mid-stream", func(t *testing.T) { testMidStream(t, demo) })
@@ -57,7 +58,7 @@ func testCachedAnswer(t *testing.T, demo []*pacssim.Trust) {
 	}
 	r := newRig(t, demo, func(o *rigOptions) {
 		o.cache, o.cacheFresh = st, 200*time.Millisecond
-		o.failures = 100 // XB2's breaker stays closed, so it keeps answering 500
+		o.trip.MinRequests = 100 // XB2's breaker stays closed, so it keeps answering 500
 	})
 	first := r.searchAlice()
 	wantStatus(t, first, http.StatusOK)
@@ -273,7 +274,9 @@ func testEveryTrustFails(t *testing.T, demo []*pacssim.Trust) {
 func testBreakerOpen(t *testing.T, demo []*pacssim.Trust) {
 	const failures = 2
 	r := newRig(t, demo, func(o *rigOptions) {
-		o.failures = failures
+		// Every call failed, over the smallest minimum that shows it: the rule that opens a
+		// breaker on the production defaults is TestClientCannotTripBreaker's.
+		o.trip.MinRequests, o.trip.FailureRatio = failures, 1
 		// Long enough that the checks made while it is open (a search and two reads of
 		// /status) finish first, however loaded the machine.
 		o.openFor = 5 * time.Second
@@ -326,6 +329,53 @@ func testBreakerOpen(t *testing.T, demo []*pacssim.Trust) {
 		r.checkSearchSaysWhatIsMissing(got)
 		if st := r.status()[pacssim.DemoTrustB].Breaker; st != "closed" {
 			t.Errorf("after a successful probe the breaker is %q; want closed", st)
+		}
+	})
+}
+
+// Row: a caller's failures cannot open a trust's breaker → on the production defaults, five
+// searches that the trust answers with 500 (as a query it chokes on would be) leave it closed
+// and the trust asked; it takes at least minRequests calls within the window, half of them
+// failed, the trade-off docs/clinical-safety/degraded-modes.md describes. A trust that refuses
+// connections, which no client can cause, opens it after five calls in a row.
+func testClientCannotTripBreaker(t *testing.T, demo []*pacssim.Trust) {
+	t.Run("five 500s leave it closed; minRequests of them within the window open it", func(t *testing.T) {
+		const provoked, minRequests = 5, 20 // minRequests: upstream.BreakerOptions' default
+		r := newRig(t, demo, nil)
+		b := r.trust(pacssim.DemoTrustB)
+		b.SetFaults(pacssim.Status(http.StatusInternalServerError))
+		for range provoked {
+			got := r.searchAlice()
+			wantStatus(t, got, http.StatusOK)
+			r.wantMissing(got, map[string]string{pacssim.DemoTrustB: "answered 500"})
+		}
+		if st := r.status()[pacssim.DemoTrustB].Breaker; st != "closed" {
+			t.Fatalf("after %d 500s the breaker is %q; want closed", provoked, st)
+		}
+		before := b.Requests()
+		r.wantMissing(r.searchAlice(), map[string]string{pacssim.DemoTrustB: "answered 500"})
+		if n := b.Requests() - before; n != 1 {
+			t.Fatalf("XB2 received %d request(s) after %d 500s; want it still asked", n, provoked)
+		}
+		for i := provoked + 1; i < minRequests; i++ {
+			r.searchAlice()
+		}
+		if st := r.status()[pacssim.DemoTrustB].Breaker; st != "open" {
+			t.Fatalf("after %d 500s within the window the breaker is %q; want open", minRequests, st)
+		}
+	})
+
+	t.Run("five refused connections in a row open it", func(t *testing.T) {
+		r := newRig(t, demo, nil)
+		r.apply(misbehaviour{refuse: []string{pacssim.DemoTrustA}})
+		for i := range 5 {
+			if st := r.status()[pacssim.DemoTrustA].Breaker; st != "closed" {
+				t.Fatalf("after %d refused connection(s) the breaker is %q; want closed until 5", i, st)
+			}
+			r.wantMissing(r.searchAlice(), map[string]string{pacssim.DemoTrustA: "is unreachable"})
+		}
+		if st := r.status()[pacssim.DemoTrustA].Breaker; st != "open" {
+			t.Fatalf("after five refused connections the breaker is %q; want open", st)
 		}
 	})
 }

@@ -126,14 +126,55 @@ type Incidents struct {
 	WebhookRetries int `yaml:"webhookRetries"`
 }
 
-// Breaker tunes a source's circuit breaker.
+// Breaker tunes a source's circuit breaker. It opens on a failure ratio over a minimum of calls
+// within a rolling window, so that a few failures one client provokes (a query the trust
+// answers with 500) do not open it for every user; and after a run of calls that could not
+// connect at all, which no client can provoke. docs/clinical-safety/degraded-modes.md says what
+// it takes to open it and how to tune it.
 type Breaker struct {
-	// Failures is how many consecutive failures (5xx, time-outs, refused connections, invalid
-	// answers) open the breaker. Default 5.
-	Failures int `yaml:"failures"`
+	// Window is how far back calls count, rolling (it forgets a tenth of itself at a time).
+	// Default 60s.
+	Window Duration `yaml:"window"`
+	// MinRequests is the fewest calls ended within Window before FailureRatio may open the
+	// breaker. Default 20.
+	MinRequests int `yaml:"minRequests"`
+	// FailureRatio is the share of those calls that failed (5xx, 429, time-outs, refused
+	// connections, invalid answers; never another 4xx, never a client hanging up) at which the
+	// breaker opens: greater than 0, at most 1. Default 0.5.
+	FailureRatio float64 `yaml:"failureRatio"`
+	// ConsecutiveUnreachable is how many calls in a row that could not connect to the PACS at all
+	// (refused, unknown host, no route, connection attempt timed out) open the breaker, however
+	// few calls Window holds. Default 5.
+	ConsecutiveUnreachable int `yaml:"consecutiveUnreachable"`
 	// OpenFor is how long an open breaker refuses calls before one probe is let through.
 	// Default 30s.
 	OpenFor Duration `yaml:"openFor"`
+}
+
+// DefaultBreaker is a source's breaker with every default filled in.
+func DefaultBreaker() Breaker {
+	return Breaker{
+		Window:                 Duration(60 * time.Second),
+		MinRequests:            20,
+		FailureRatio:           0.5,
+		ConsecutiveUnreachable: 5,
+		OpenFor:                Duration(30 * time.Second),
+	}
+}
+
+// retiredKeys are the keys that older releases read in struct type t, each with why it is no
+// longer read and what replaces it. A file (or an environment override) that still has one is
+// refused with that message rather than "unknown key", since reading it as something else would
+// change behaviour unseen.
+func retiredKeys(t reflect.Type) map[string]string {
+	if t == reflect.TypeFor[Breaker]() {
+		return map[string]string{"failures": "is no longer read: a breaker no longer opens after failures in a row, which one client's " +
+			"queries could cause; it opens when at least failureRatio (default 0.5) of at least minRequests " +
+			"calls (default 20) within window (default 60s) failed, or after consecutiveUnreachable (default 5) " +
+			"calls in a row could not connect; remove failures, and set those keys if the defaults do not suit " +
+			"(see docs/clinical-safety/degraded-modes.md)"}
+	}
+	return nil
 }
 
 // CORS is the cross-origin policy for browser viewers.
@@ -458,7 +499,7 @@ func DefaultSource() Source {
 		IdleTimeout:   Duration(30 * time.Second),
 		Retries:       1,
 		MaxConcurrent: 32,
-		Breaker:       Breaker{Failures: 5, OpenFor: Duration(30 * time.Second)},
+		Breaker:       DefaultBreaker(),
 		Auth:          Auth{Type: AuthNone},
 		PatientID:     PatientID{Attribute: AttributePatientID},
 	}

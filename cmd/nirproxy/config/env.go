@@ -14,6 +14,8 @@ const EnvPrefix = "NIRPROXY_"
 type envTarget struct {
 	index []int  // the field's index path from the struct the table was built for
 	key   string // the key's path, for messages
+	// retired, for a retired key only, says why it is no longer read.
+	retired string
 }
 
 // envTable maps a variable's name (less EnvPrefix and any source part) to what it sets.
@@ -22,6 +24,8 @@ type envTable struct {
 	// lists are the lists of structs with an "id" key (the sources), by their variable name part;
 	// their elements are addressed by id: NIRPROXY_SOURCES_<ID>_<KEY>.
 	lists map[string]envList
+	// retired are the variables of retired keys (see retiredKeys), with their messages.
+	retired map[string]envTarget
 }
 
 // envList is a list whose elements environment variables address by id.
@@ -40,13 +44,16 @@ func (l envList) id(list reflect.Value, i int) string {
 // newEnvTable derives the overrides of struct type t from its yaml keys: the key path upper-cased,
 // camelCase split into words, joined by "_". So every key gets an override without a list to keep.
 func newEnvTable(t reflect.Type) envTable {
-	tab := envTable{leaves: map[string]envTarget{}, lists: map[string]envList{}}
+	tab := envTable{leaves: map[string]envTarget{}, lists: map[string]envList{}, retired: map[string]envTarget{}}
 	tab.add(t, nil, "", "")
 	return tab
 }
 
 // add adds the keys of struct type t, reached by index from the table's root.
 func (tab envTable) add(t reflect.Type, index []int, namePrefix, keyPrefix string) {
+	for key, msg := range retiredKeys(t) {
+		tab.retired[namePrefix+envWords(key)] = envTarget{key: joinPath(keyPrefix, key), retired: msg}
+	}
 	for i := range t.NumField() {
 		f := t.Field(i)
 		key := yamlKey(f)
@@ -139,6 +146,10 @@ func applyEnv(cfg *Config, environ []string, ps *Problems) {
 			}
 			continue
 		}
+		if t, ok := tab.retired[rest]; ok {
+			ps.add(name, "overrides %s, which %s", t.key, t.retired)
+			continue
+		}
 		if applyListEnv(tab, root, name, rest, value, ps) {
 			continue
 		}
@@ -166,6 +177,10 @@ func applyListEnv(tab envTable, root reflect.Value, name, rest, value string, ps
 		}
 		if key == "ID" {
 			ps.add(name, "the id of an entry of %s cannot be changed from the environment; change it in the file", l.key)
+			return true
+		}
+		if t, ok := l.elem.retired[key]; ok {
+			ps.add(name, "overrides %s[].%s, which %s", l.key, t.key, t.retired)
 			return true
 		}
 		t, ok := l.elem.leaves[key]

@@ -58,6 +58,27 @@ func TestEnvOverrides(t *testing.T) {
 			},
 		},
 		{
+			name: "a source's breaker",
+			environ: []string{"NIRPROXY_SOURCES_RXA_BREAKER_WINDOW=2m", "NIRPROXY_SOURCES_RXA_BREAKER_MIN_REQUESTS=50",
+				"NIRPROXY_SOURCES_RXA_BREAKER_FAILURE_RATIO=0.75", "NIRPROXY_SOURCES_RXA_BREAKER_CONSECUTIVE_UNREACHABLE=3"},
+			check: func(t *testing.T, c Config) {
+				want := Breaker{Window: Duration(2 * time.Minute), MinRequests: 50, FailureRatio: 0.75, ConsecutiveUnreachable: 3, OpenFor: Duration(30 * time.Second)}
+				if c.Sources[0].Breaker != want {
+					t.Errorf("sources[0].breaker = %+v, want %+v", c.Sources[0].Breaker, want)
+				}
+			},
+		},
+		{
+			name:    "the retired breaker.failures",
+			environ: []string{"NIRPROXY_SOURCES_RXA_BREAKER_FAILURES=5"},
+			want:    []Problem{{"NIRPROXY_SOURCES_RXA_BREAKER_FAILURES", "overrides sources[].breaker.failures, which is no longer read"}},
+		},
+		{
+			name:    "a ratio that is not finite",
+			environ: []string{"NIRPROXY_SOURCES_RXA_BREAKER_FAILURE_RATIO=NaN"},
+			want:    []Problem{{"NIRPROXY_SOURCES_RXA_BREAKER_FAILURE_RATIO", `"NaN" is not a finite number; write it like 0.5 (overriding sources[0].breaker.failureRatio)`}},
+		},
+		{
 			name:    "an empty value empties a list or a string",
 			environ: []string{"NIRPROXY_CORS_ALLOWED_ORIGINS=", "NIRPROXY_LISTEN="},
 			check: func(t *testing.T, c Config) {

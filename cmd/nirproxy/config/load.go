@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -151,6 +152,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		seen[k.Value] = k.Line
 		f, ok := fieldByKey(v, k.Value)
+		if msg, retired := retiredKeys(v.Type())[k.Value]; !ok && retired {
+			d.problems.add(key, "%s (line %d)", msg, k.Line)
+			continue
+		}
 		if !ok {
 			d.problems.add(key, "unknown key (line %d); %s", k.Line, suggestKey(v.Type(), k.Value))
 			continue
@@ -200,7 +205,7 @@ func describe(n *yaml.Node) string {
 	}
 }
 
-// setScalar sets a string, integer, boolean or Duration value from its text, or a list whose
+// setScalar sets a string, integer, finite number, boolean or Duration value from its text, or a list whose
 // elements are strings (such as []string or []Secret) from a comma-separated text. Its errors never
 // contain a secret's value: a Secret or a list of them is a string kind, which never fails.
 func setScalar(v reflect.Value, s string) error {
@@ -219,6 +224,12 @@ func setScalar(v reflect.Value, s string) error {
 			return fmt.Errorf("%q is not a whole number; write it like 100", s)
 		}
 		v.SetInt(int64(i))
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%q is not a finite number; write it like 0.5", s)
+		}
+		v.SetFloat(f)
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(s))
 		if err != nil {

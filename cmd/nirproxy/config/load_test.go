@@ -81,6 +81,11 @@ func TestParseMinimal(t *testing.T) {
 		{"sources[0].required", cfg.Sources[0].Required, false},
 		{"sources[0].auth.type", cfg.Sources[0].Auth.Type, AuthNone},
 		{"sources[0].patientId.attribute", cfg.Sources[0].PatientID.Attribute, AttributePatientID},
+		{"sources[0].breaker.window", cfg.Sources[0].Breaker.Window.Std(), 60 * time.Second},
+		{"sources[0].breaker.minRequests", cfg.Sources[0].Breaker.MinRequests, 20},
+		{"sources[0].breaker.failureRatio", cfg.Sources[0].Breaker.FailureRatio, 0.5},
+		{"sources[0].breaker.consecutiveUnreachable", cfg.Sources[0].Breaker.ConsecutiveUnreachable, 5},
+		{"sources[0].breaker.openFor", cfg.Sources[0].Breaker.OpenFor.Std(), 30 * time.Second},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -392,6 +397,14 @@ func TestParseProblems(t *testing.T) {
 			[]Problem{{"", "the file is not valid YAML"}}},
 		{"not a mapping", "just text\n",
 			[]Problem{{"", "expected keys and values"}}},
+		{"the retired breaker.failures", "sources:\n  - id: RXA\n    breaker:\n      failures: 5\n",
+			[]Problem{{"sources[0].breaker.failures", "is no longer read: a breaker no longer opens after failures in a row, which one client's queries could cause; it opens when at least failureRatio"}}},
+		{"a ratio that is no number", "sources:\n  - id: RXA\n    breaker:\n      failureRatio: half\n",
+			[]Problem{{"sources[0].breaker.failureRatio", `"half" is not a finite number; write it like 0.5 (line 4)`}}},
+		{"a ratio that is NaN", "sources:\n  - id: RXA\n    breaker:\n      failureRatio: .nan\n",
+			[]Problem{{"sources[0].breaker.failureRatio", `".nan" is not a finite number`}}},
+		{"a ratio that is infinite", "sources:\n  - id: RXA\n    breaker:\n      failureRatio: Inf\n",
+			[]Problem{{"sources[0].breaker.failureRatio", `"Inf" is not a finite number`}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

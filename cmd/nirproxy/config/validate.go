@@ -432,13 +432,33 @@ func checkSources(ps *Problems, sources []Source) {
 		if s.MaxConcurrent < 1 || s.MaxConcurrent > 10000 {
 			ps.add(p+".maxConcurrent", "is %d; use 1 to 10000, like 32", s.MaxConcurrent)
 		}
-		if s.Breaker.Failures < 1 || s.Breaker.Failures > 1000 {
-			ps.add(p+".breaker.failures", "is %d; use 1 to 1000, like 5", s.Breaker.Failures)
-		}
-		checkPositive(ps, p+".breaker.openFor", s.Breaker.OpenFor, "30s")
+		checkBreaker(ps, p+".breaker", s.Breaker)
 		checkAuth(ps, p+".auth", s.ID, s.Auth)
 		checkPatientID(ps, p+".patientId", s.PatientID)
 	}
+}
+
+// Bounds of a source's breaker settings.
+const (
+	minBreakerWindow = Duration(time.Second)
+	maxBreakerWindow = Duration(24 * time.Hour)
+)
+
+// checkBreaker checks a source's circuit breaker settings.
+func checkBreaker(ps *Problems, p string, b Breaker) {
+	if b.Window < minBreakerWindow || b.Window > maxBreakerWindow {
+		ps.add(p+".window", "is %s; use %s to %s, like 60s (failures older than it no longer count)", b.Window, minBreakerWindow, maxBreakerWindow)
+	}
+	if b.MinRequests < 1 || b.MinRequests > 100000 {
+		ps.add(p+".minRequests", "is %d; use 1 to 100000, like 20 (the fewest calls within the window before the failure ratio may open the breaker)", b.MinRequests)
+	}
+	if !(b.FailureRatio > 0 && b.FailureRatio <= 1) {
+		ps.add(p+".failureRatio", "is %v; use a number greater than 0 and at most 1, like 0.5 (the share of failed calls that opens the breaker)", b.FailureRatio)
+	}
+	if b.ConsecutiveUnreachable < 1 || b.ConsecutiveUnreachable > 1000 {
+		ps.add(p+".consecutiveUnreachable", "is %d; use 1 to 1000, like 5 (calls in a row that could not connect before the breaker opens)", b.ConsecutiveUnreachable)
+	}
+	checkPositive(ps, p+".openFor", b.OpenFor, "30s")
 }
 
 // checkAuth checks a source's credentials: a known type with its fields, and no others.

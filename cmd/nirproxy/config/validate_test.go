@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/base64"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,8 +87,20 @@ func TestValidate(t *testing.T) {
 			[]Problem{{"sources[0].retries", "use 0 to 5"}}},
 		{"source with no concurrency", func(c *Config) { c.Sources[1].MaxConcurrent = 0 },
 			[]Problem{{"sources[1].maxConcurrent", "use 1 to 10000"}}},
-		{"breaker that never opens", func(c *Config) { c.Sources[0].Breaker.Failures = 0 },
-			[]Problem{{"sources[0].breaker.failures", "use 1 to 1000"}}},
+		{"breaker window of nothing", func(c *Config) { c.Sources[0].Breaker.Window = 0 },
+			[]Problem{{"sources[0].breaker.window", "use 1s to 24h0m0s, like 60s"}}},
+		{"breaker window of a week", func(c *Config) { c.Sources[0].Breaker.Window = Duration(7 * 24 * time.Hour) },
+			[]Problem{{"sources[0].breaker.window", "use 1s to 24h0m0s"}}},
+		{"breaker without a minimum of calls", func(c *Config) { c.Sources[0].Breaker.MinRequests = 0 },
+			[]Problem{{"sources[0].breaker.minRequests", "use 1 to 100000, like 20"}}},
+		{"breaker ratio of nothing", func(c *Config) { c.Sources[0].Breaker.FailureRatio = 0 },
+			[]Problem{{"sources[0].breaker.failureRatio", "greater than 0 and at most 1, like 0.5"}}},
+		{"breaker ratio above one", func(c *Config) { c.Sources[0].Breaker.FailureRatio = 1.5 },
+			[]Problem{{"sources[0].breaker.failureRatio", "is 1.5; use a number greater than 0 and at most 1"}}},
+		{"breaker ratio NaN", func(c *Config) { c.Sources[0].Breaker.FailureRatio = math.NaN() },
+			[]Problem{{"sources[0].breaker.failureRatio", "is NaN"}}},
+		{"breaker that never opens on unreachable calls", func(c *Config) { c.Sources[0].Breaker.ConsecutiveUnreachable = 0 },
+			[]Problem{{"sources[0].breaker.consecutiveUnreachable", "use 1 to 1000, like 5"}}},
 		{"breaker open for no time", func(c *Config) { c.Sources[0].Breaker.OpenFor = 0 },
 			[]Problem{{"sources[0].breaker.openFor", "must be greater than 0"}}},
 		{"idle timeout zero", func(c *Config) { c.Sources[0].IdleTimeout = 0 },

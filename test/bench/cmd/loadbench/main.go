@@ -55,13 +55,13 @@ type options struct {
 
 	// phases is "all", or a comma-separated list of the phases that run over one Orthanc:
 	// "sources" (issue 3's fan-out and hanging source) and "cache" (issue 4's cached search).
-	phases         string
-	sourcesTime    time.Duration
-	hangTimeout    time.Duration
-	hangFailures   int
-	hangConns      int
-	hangTime       time.Duration
-	hangOpenWithin time.Duration
+	phases          string
+	sourcesTime     time.Duration
+	hangTimeout     time.Duration
+	hangMinRequests int
+	hangConns       int
+	hangTime        time.Duration
+	hangOpenWithin  time.Duration
 
 	cacheTime  time.Duration
 	cacheConns int
@@ -111,7 +111,7 @@ func main() {
 	flag.StringVar(&o.phases, "phases", phasesAll, "what to measure: all, or over one Orthanc sources (the fan-out over 1 to 20 trusts and the hanging trust), cache (the search answered from the cache, with wrk) or sources,cache")
 	flag.DurationVar(&o.sourcesTime, "sources-time", 6*time.Second, "measuring time of each target of the fan-out over 1 to 20 trusts")
 	flag.DurationVar(&o.hangTimeout, "hang-timeout", time.Second, "the sources' header timeout in the hanging-trust test (the request deadline is twice it); also the request deadline of its second proxy")
-	flag.IntVar(&o.hangFailures, "hang-failures", 50, "breaker.failures of the sources in the hanging-trust test: answers that wait for the hanging trust before its breaker opens")
+	flag.IntVar(&o.hangMinRequests, "hang-min-requests", 50, "breaker.minRequests of the sources in the hanging-trust test: answers that wait for the hanging trust (whose every call fails) before its breaker opens")
 	flag.IntVar(&o.hangConns, "hang-conns", 8, "connections loading the proxies with a hanging trust while their answers wait for it")
 	flag.DurationVar(&o.hangTime, "hang-time", 5*time.Second, "load time of the proxy whose hanging trust is cut off by the request deadline")
 	flag.DurationVar(&o.hangOpenWithin, "hang-open-within", 30*time.Second, "give up waiting for the hanging trust's breaker to open after this long")

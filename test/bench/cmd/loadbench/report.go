@@ -233,8 +233,8 @@ func (s *sourcesResult) verdicts() []verdict {
 	}
 	if !s.Header.Opened {
 		out = append(out, verdict{"6", fmt.Sprintf("Once the hanging origin's breaker is open, median / all-healthy %d origins, 1 connection ≤ %.2f×", hangingSources, maxOpenBreakerRatio),
-			fmt.Sprintf("the breaker did not open: /status never said \"open\" within %s of load (%d answers, breaker.failures %d)",
-				s.Header.Elapsed.Round(time.Second), s.Header.Obs.Count(), s.Settings.BreakerFailures), false})
+			fmt.Sprintf("the breaker did not open: /status never said \"open\" within %s of load (%d answers, breaker.minRequests %d)",
+				s.Header.Elapsed.Round(time.Second), s.Header.Obs.Count(), s.Settings.BreakerMinRequests), false})
 	} else {
 		open, healthy := g.Results[nameHangOpen], g.Results[nameSources(hangingSources)]
 		ok, why := clean(g, nameHangOpen, nameSources(hangingSources))

@@ -29,7 +29,7 @@ func fakeSources(change func(s *sourcesResult)) *sourcesResult {
 		g.Results[nameSmall(n)] = res(nameSmall(n), 50*time.Millisecond)
 	}
 	g.Results[nameHangOpen] = res(nameHangOpen, 51*time.Millisecond)
-	settings := sourceSettings{Timeout: time.Second, RequestTimeout: 2 * time.Second, BreakerFailures: 50, BreakerOpenFor: time.Hour}
+	settings := sourceSettings{Timeout: time.Second, RequestTimeout: 2 * time.Second, BreakerMinRequests: 50, BreakerOpenFor: time.Hour}
 	reqSettings := settings
 	reqSettings.Timeout, reqSettings.RequestTimeout = 10*time.Second, time.Second
 	s := &sourcesResult{Delay: 50 * time.Millisecond, Studies: 10, Settings: settings, Fan: g,
@@ -109,7 +109,7 @@ func TestSourcesMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"### 5–6.",
 		"| nirproxy, 20 origins | 1 | 10 | 10.0 | 52.0 | 52.0 | 0 | 200 |",
-		"breaker: {failures: 50, openFor: 1h}",
+		"breaker: {minRequests: 50, failureRatio: 0.5, openFor: 1h}",
 		"| header timeout 1s, breaker closed (until /status said open) | 8 | 50 | 1010 | 1010 | 1010 | 1100 ms | 0 | 0 | 0 |",
 		"open circuit breaker\"`: 100",
 	} {

@@ -39,7 +39,7 @@ type sourceSettings struct {
 	Timeout, IdleTimeout time.Duration
 	Retries              int
 	MaxConcurrent        int
-	BreakerFailures      int
+	BreakerMinRequests   int
 	BreakerOpenFor       time.Duration
 	RequestTimeout       time.Duration
 }
@@ -51,8 +51,8 @@ func (s sourceSettings) deadline() time.Duration { return min(s.Timeout, s.Reque
 // yaml renders s as the configuration keys of one source and the top-level requestTimeout,
 // for the report.
 func (s sourceSettings) yaml() string {
-	return fmt.Sprintf("`requestTimeout: %s`; every source `timeout: %s, idleTimeout: %s, retries: %d, maxConcurrent: %d, breaker: {failures: %d, openFor: %s}`",
-		shortDuration(s.RequestTimeout), shortDuration(s.Timeout), shortDuration(s.IdleTimeout), s.Retries, s.MaxConcurrent, s.BreakerFailures, shortDuration(s.BreakerOpenFor))
+	return fmt.Sprintf("`requestTimeout: %s`; every source `timeout: %s, idleTimeout: %s, retries: %d, maxConcurrent: %d, breaker: {minRequests: %d, failureRatio: 0.5, openFor: %s}`",
+		shortDuration(s.RequestTimeout), shortDuration(s.Timeout), shortDuration(s.IdleTimeout), s.Retries, s.MaxConcurrent, s.BreakerMinRequests, shortDuration(s.BreakerOpenFor))
 }
 
 // shortDuration is d as a configuration would say it: 1h, not 1h0m0s.
@@ -80,9 +80,13 @@ type sourceConfig struct {
 	Breaker       breakerConfig `yaml:"breaker"`
 }
 
+// breakerConfig opens a source's breaker once MinRequests calls within the (default) 60 s
+// window have ended and half of them failed: for a hanging origin, whose every call fails, after
+// MinRequests answers that waited for it.
 type breakerConfig struct {
-	Failures int    `yaml:"failures"`
-	OpenFor  string `yaml:"openFor"`
+	MinRequests  int     `yaml:"minRequests"`
+	FailureRatio float64 `yaml:"failureRatio"`
+	OpenFor      string  `yaml:"openFor"`
 }
 
 // startProxyWith starts nirproxy over srcs, every one with settings s. The sources go in
@@ -93,7 +97,7 @@ func (r *rig) startProxyWith(ctx context.Context, srcs []orthanc.ProxySource, s 
 	for i, src := range srcs {
 		cfgs[i] = sourceConfig{ID: src.ID, Name: src.Name, URL: src.URL, Priority: src.Priority,
 			Timeout: s.Timeout.String(), IdleTimeout: s.IdleTimeout.String(), Retries: s.Retries, MaxConcurrent: s.MaxConcurrent,
-			Breaker: breakerConfig{Failures: s.BreakerFailures, OpenFor: s.BreakerOpenFor.String()}}
+			Breaker: breakerConfig{MinRequests: s.BreakerMinRequests, FailureRatio: 0.5, OpenFor: s.BreakerOpenFor.String()}}
 	}
 	p, err := orthanc.StartProxy(ctx, orthanc.ProxyOptions{
 		Binary:  r.bin,
@@ -227,11 +231,11 @@ func measureSources(ctx context.Context, r *rig, o options, upstreamQuery, clien
 
 	res := &sourcesResult{Delay: o.originDelay, Studies: o.searchStudies, Answer: map[string]fanTarget{}}
 	res.Settings = sourceSettings{Timeout: o.hangTimeout, IdleTimeout: 5 * time.Second, Retries: 1, MaxConcurrent: 32,
-		BreakerFailures: o.hangFailures, BreakerOpenFor: time.Hour, RequestTimeout: 2 * o.hangTimeout}
+		BreakerMinRequests: o.hangMinRequests, BreakerOpenFor: time.Hour, RequestTimeout: 2 * o.hangTimeout}
 	// The request deadline binds instead: a header timeout far beyond it, and a breaker that
 	// does not open during the run.
 	reqSettings := res.Settings
-	reqSettings.Timeout, reqSettings.RequestTimeout, reqSettings.BreakerFailures = 10*o.hangTimeout, o.hangTimeout, 1000
+	reqSettings.Timeout, reqSettings.RequestTimeout, reqSettings.BreakerMinRequests = 10*o.hangTimeout, o.hangTimeout, 1000
 
 	// The healthy proxies, each checked to answer every source's studies.
 	client := bench.NewClient(1)
@@ -432,11 +436,11 @@ func (s *sourcesResult) markdown(b *strings.Builder, cpus int) {
 			row.obs.Over(row.limit), row.obs.Failed, row.obs.Rejected)
 	}
 	if s.Header.Opened {
-		fmt.Fprintf(b, "\nThe breaker (`failures: %d`) was open %.1f s after the load began; the hanging origin had been sent %d requests by then and %d while its breaker was open.\n",
-			s.Settings.BreakerFailures, s.Header.OpenedAfter.Seconds(), s.Header.HangRequests, s.HangRequestsWhileOpen)
+		fmt.Fprintf(b, "\nThe breaker (`minRequests: %d`) was open %.1f s after the load began; the hanging origin had been sent %d requests by then and %d while its breaker was open.\n",
+			s.Settings.BreakerMinRequests, s.Header.OpenedAfter.Seconds(), s.Header.HangRequests, s.HangRequestsWhileOpen)
 	} else {
-		fmt.Fprintf(b, "\nThe breaker (`failures: %d`) was not open after %s of load; the hanging origin had been sent %d requests.\n",
-			s.Settings.BreakerFailures, s.Header.Elapsed.Round(time.Second), s.Header.HangRequests)
+		fmt.Fprintf(b, "\nThe breaker (`minRequests: %d`) was not open after %s of load; the hanging origin had been sent %d requests.\n",
+			s.Settings.BreakerMinRequests, s.Header.Elapsed.Round(time.Second), s.Header.HangRequests)
 	}
 	fmt.Fprintf(b, "The second proxy's hanging origin was sent %d requests.\n", s.Request.HangRequests)
 	all := s.Header.Obs
