@@ -189,13 +189,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	for i, s := range sources {
 		ids[i] = s.ID
 	}
-	hs := &http.Server{
-		Handler:           e,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		// No WriteTimeout: study retrieves stream for as long as they take.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newHTTPServer(e, log)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "cache", cfg.Cache.Describe(), "version", version)
@@ -256,5 +250,20 @@ func breakerOptions(b config.Breaker) upstream.BreakerOptions {
 		FailureRatio:           b.FailureRatio,
 		ConsecutiveUnreachable: uint32(max(b.ConsecutiveUnreachable, 0)),
 		OpenFor:                b.OpenFor.Std(),
+	}
+}
+
+// newHTTPServer is the listener's HTTP server. A client that sends its request headers slowly
+// (slowloris) is cut off after ReadHeaderTimeout, and headers are bounded to MaxHeaderBytes;
+// an idle keep-alive connection is closed after IdleTimeout. There is no WriteTimeout: study
+// retrieves stream for as long as they take, and each write has its own deadline instead
+// (dicomweb's clientWriteTimeout).
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
