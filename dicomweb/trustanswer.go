@@ -107,8 +107,13 @@ func (a asked) check(ct string) error {
 		return errWrongType
 	}
 	if a.multipart() {
-		if pt := mt.Param("type"); pt != "" && !slices.Contains(a.partTypes, pt) {
-			return errWrongType
+		// The type parameter may carry parameters of its own: Orthanc sends
+		// type="application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1".
+		if pt := mt.Param("type"); pt != "" {
+			part, err := media.ParseMediaType(pt)
+			if err != nil || !slices.Contains(a.partTypes, part.Essence()) {
+				return errWrongType
+			}
 		}
 		if _, err := media.Boundary(ct); err != nil {
 			return err

@@ -181,7 +181,7 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 	}
 	locator := upstream.NewLocator(sources, mustLocalStore(t, 8<<20), time.Minute, log)
 	srv := dicomweb.New(dicomweb.Config{
-		Forwarding:      dicomweb.Forwarding{PublicURL: "http://proxy.test"},
+		Forwarding:      dicomweb.Forwarding{PublicURL: rigPublicURL},
 		PatientIDIssuer: "2.16.840.1.113883.2.1.4.1",
 		RequestTimeout:  o.requestTimeout,
 		Fallback:        fallback.Policy{Search: fallback.PartialWarn, Retrieve: o.retrieve, RetryAfter: 7 * time.Second, ServeStale: o.cache != nil},
@@ -222,8 +222,13 @@ func (r *rig) trust(id string) *pacssim.Trust {
 	return tr
 }
 
-// agent is the warn-agent the proxy must put in its Warning headers: the host clients reach.
-func (r *rig) agent() string { return strings.TrimPrefix(r.proxy.URL, "http://") }
+// rigPublicURL is the proxy's publicURL: where clients are told it is, whatever address the
+// test reaches it at.
+const rigPublicURL = "http://proxy.test"
+
+// agent is the warn-agent the proxy must put in its Warning headers: the host of its
+// publicURL, the name clients know it by (never the request's Host header).
+func (r *rig) agent() string { return strings.TrimPrefix(rigPublicURL, "http://") }
 
 // answer is one client request's outcome, read as a client reads it.
 type answer struct {
