@@ -71,6 +71,8 @@ func TestBoundedExactQueries(t *testing.T) {
 		{"IS too long", "/dicom-web/studies/1.1/instances?InstanceNumber=0000000000001", "integer string has at most 12"},
 		{"IS wildcard", "/dicom-web/studies/1.1/series?SeriesNumber=1*", "does not allow wildcard matching"},
 		{"DS NaN", pat + "PatientWeight=NaN", "decimal string"},
+		{"DS with a tab", pat + "PatientWeight=%0970", "decimal string"},
+		{"IS with a tab", "/dicom-web/studies/1.1/series?SeriesNumber=%091", "integer"},
 		{"DS Inf", pat + "PatientWeight=Inf", "decimal string"},
 		{"AS malformed", pat + "PatientAge=45", "an age is three digits"},
 		{"AE too long", pat + "RetrieveAETitle=" + strings.Repeat("A", 17), "at most 16 are allowed"},

@@ -122,7 +122,9 @@ func vrSyntax(vr, v string) string {
 			return "a date-time or date-time range is at most 53 characters"
 		}
 	case "DS":
-		t := strings.TrimSpace(v)
+		// PS3.5 6.2: leading and trailing spaces (0x20 only) are allowed; a tab or other
+		// control character is not, and is never passed on.
+		t := strings.Trim(v, " ")
 		f, err := strconv.ParseFloat(t, 64)
 		if len(v) > 16 || err != nil || !finite(f) || strings.ContainsFunc(t, func(r rune) bool { return !strings.ContainsRune("0123456789+-.eE", r) }) {
 			return "a decimal string is a finite number of at most 16 characters, like 1.5 or -2E3"
@@ -217,7 +219,7 @@ func checkInteger(vr, v string, bits int) string {
 		if len(v) > 12 {
 			return "an integer string has at most 12 characters"
 		}
-		t = strings.TrimSpace(v)
+		t = strings.Trim(v, " ") // spaces only (PS3.5 6.2), never a tab or newline
 	}
 	var err error
 	if unsignedVRs[vr] {
