@@ -275,7 +275,7 @@ func (rw *rewriter) rewriteDataset(ds dcmjson.Dataset, src *upstream.Source) {
 	for tag, el := range ds {
 		switch {
 		case el == nil:
-		case !validTagKey(tag) || !validVRName(el.VR):
+		case !dcmjson.IsTag(tag) || !validVRName(el.VR):
 			delete(ds, tag)
 		case el.BulkDataURI != "":
 			el.BulkDataURI = rw.bulkLink(src, el.BulkDataURI)
@@ -397,7 +397,7 @@ func knownKey(k string) bool {
 	case "vr", "value", "bulkdatauri", "inlinebinary", "alphabetic", "ideographic", "phonetic":
 		return true
 	}
-	return validTagKey(k)
+	return dcmjson.IsTag(k)
 }
 
 // scrubValues removes every value of el that holds "://", or, when checkHost is set, host, or,
@@ -456,19 +456,6 @@ func compactValues(el *dcmjson.Element) {
 		}
 	}
 	el.Value = nil
-}
-
-func validTagKey(k string) bool {
-	if len(k) != 8 {
-		return false
-	}
-	for i := 0; i < 8; i++ {
-		c := k[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 func validVRName(vr string) bool {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 )
 
 // wildcardVRs are the VRs whose values may hold the wildcards * and ? (PS3.4 C.2.2.2.4: not
@@ -97,7 +99,7 @@ func vrSyntax(vr, v string) string {
 			return "an age is three digits and D, W, M or Y, like 045Y"
 		}
 	case "AT":
-		if len(v) != 8 || !isHex(v) {
+		if !dcmjson.IsTag(v) {
 			return "an attribute tag is eight hex digits, like 00100020"
 		}
 	case "CS":
@@ -231,14 +233,4 @@ func checkInteger(vr, v string, bits int) string {
 		return "the value must be an integer within the range of VR " + vr
 	}
 	return ""
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
