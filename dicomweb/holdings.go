@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -22,11 +23,6 @@ const listPageSize = 1000
 // stops sending new results cannot keep a request busy until its deadline. At full pages it
 // allows 200,000 instances; behind a cap of 100 results per answer, 20,000.
 const maxListPages = 200
-
-// errListingIncomplete marks a listing the lister could not prove complete: the holder
-// repeated a page (it ignores offset, so each answer may be cut short) and its own count does
-// not vouch for what was listed, or it did not stop within maxListPages.
-var errListingIncomplete = errors.New("listing may be incomplete")
 
 // holding is what one holder has of a study or of a series.
 type holding struct {
@@ -75,10 +71,6 @@ func (h holdings) modalities() map[string][]string {
 	return out
 }
 
-// errListedNothing is the failure of a holder that lists none of the instances of a study (or
-// series) it holds.
-var errListedNothing = errors.New("holds it but listed none of its instances")
-
 // failEmptyListings moves to failed every listed holder whose listing is empty although it
 // holds what was listed: for a study, every holder (each is one because a search found the
 // study there); for a series, a holder whose series search finds the
@@ -95,7 +87,7 @@ func (h *holdings) failEmptyListings(ctx context.Context, study, series string) 
 			continue
 		}
 		delete(h.listed, src.ID)
-		h.failed = append(h.failed, upstream.Outcome{Source: src, Err: &upstream.InvalidResponseError{Source: src.ID, Err: errListedNothing}})
+		h.failed = append(h.failed, upstream.Outcome{Source: src, Err: &upstream.InvalidResponseError{Source: src.ID, Err: fallback.ErrListedNothing}})
 		moved = true
 	}
 	h.holders = kept
@@ -186,9 +178,9 @@ func listHolding(ctx context.Context, src *upstream.Source, study, series string
 		case cerr != nil:
 			return fail(fmt.Errorf("list the instances of %s at %s: its pages overlap and its count could not be had: %w", what, src.ID, cerr))
 		case !ok:
-			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it gives no count to check %d listed against: %w", what, len(sent), errListingIncomplete)})
+			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it gives no count to check %d listed against: %w", what, len(sent), fallback.ErrListingIncomplete)})
 		case n > int64(len(sent)):
-			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it listed %d of the %d it counts: %w", what, len(sent), n, errListingIncomplete)})
+			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it listed %d of the %d it counts: %w", what, len(sent), n, fallback.ErrListingIncomplete)})
 		}
 		return listing{h, stale}, nil
 	}
@@ -240,7 +232,7 @@ func listHolding(ctx context.Context, src *upstream.Source, study, series string
 		}
 		offset += len(page)
 	}
-	return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: no end after %d pages: %w", what, maxListPages, errListingIncomplete)})
+	return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: no end after %d pages: %w", what, maxListPages, fallback.ErrListingIncomplete)})
 }
 
 // countAt asks a holder how many instances it has of a study (series "") or of a series: its
@@ -269,24 +261,13 @@ func countAt(ctx context.Context, src *upstream.Source, study, series string) (n
 	return 0, false, err
 }
 
-// listingReason says, for a Warning, why a holder's listing is missing from counts.
-func listingReason(err error) string {
-	switch {
-	case errors.Is(err, errListedNothing):
-		return "its PACS listed none of the instances it holds"
-	case errors.Is(err, errListingIncomplete):
-		return "its PACS's listing could not be proved complete"
-	}
-	return "its PACS " + upstream.Reason(err)
-}
-
 // logListingFailures writes one line per holder that could not be listed. The detail of a
 // listing that could not be proved complete is logged; other errors are logged by their reason
 // only, because their text may carry a URL with UIDs.
 func (s *Server) logListingFailures(c *echo.Context, failed []upstream.Outcome) {
 	for _, f := range failed {
-		attrs := []any{"request_id", requestID(c), "source", f.Source.ID, "reason", upstream.Reason(f.Err)}
-		if errors.Is(f.Err, errListingIncomplete) || errors.Is(f.Err, errListedNothing) {
+		attrs := []any{"request_id", requestID(c), "source", f.Source.ID, "reason", fallback.Reason(upstream.Classify(f.Err))}
+		if errors.Is(f.Err, fallback.ErrListingIncomplete) || errors.Is(f.Err, fallback.ErrListedNothing) {
 			attrs = append(attrs, "detail", f.Err.Error())
 		}
 		s.log.Warn("could not list the instances a holder has", attrs...)

@@ -169,7 +169,7 @@ func TestListHoldingEndsAfterMaxPages(t *testing.T) {
 	src := upstream.NewSource(upstream.SourceConfig{ID: "TE", Name: "TE Trust", BaseURL: u, Timeout: 2 * time.Second}, upstream.Options{}, slog.New(slog.DiscardHandler))
 
 	h := listHoldings(context.Background(), "3.1", "", []*upstream.Source{src})
-	if len(h.failed) != 1 || !errors.Is(h.failed[0].Err, errListingIncomplete) {
+	if len(h.failed) != 1 || !errors.Is(h.failed[0].Err, fallback.ErrListingIncomplete) {
 		t.Fatalf("failed %v; want TE's listing failed as incomplete", h.failed)
 	}
 	if len(h.listed) != 0 || len(h.holders) != 0 {

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,8 +69,6 @@ func (m *Metrics) incompleteAnswer(kind string, status int) {
 	m.partial.WithLabelValues(kind, decision).Inc()
 }
 
-func (m *Metrics) incomplete(status int) { m.incompleteAnswer("retrieve", status) }
-
 func (m *Metrics) staleAnswer(kind string) {
 	if m != nil {
 		m.stale.WithLabelValues(kind).Inc()
@@ -83,43 +80,4 @@ func (m *Metrics) abort(source, cause string) {
 		return
 	}
 	m.aborts.WithLabelValues(source, cause).Inc()
-}
-
-// status answers GET /status: each source's breaker state, recent error rate and latency, and
-// the cache's backend and whether it is in use (null when there is no cache), for operators.
-// It carries no patient data.
-func (s *Server) status(c *echo.Context) error {
-	type cacheState struct {
-		Backend   string `json:"backend"`
-		Available bool   `json:"available"`
-	}
-	type body struct {
-		Status  string      `json:"status"`
-		Time    string      `json:"time"`
-		Cache   *cacheState `json:"cache"`
-		Sources []any       `json:"sources"`
-	}
-	b := body{Status: "ok", Time: s.now().UTC().Format(time.RFC3339)}
-	if s.cache != nil {
-		// A cache that is down degrades speed, not answers: the status stays as the
-		// sources make it.
-		name, up := s.cache.Backend()
-		b.Cache = &cacheState{Backend: name, Available: up}
-	}
-	open := 0
-	for _, src := range s.locator.Sources() {
-		st := src.Status()
-		if st.Breaker != "closed" {
-			open++
-		}
-		b.Sources = append(b.Sources, st)
-	}
-	switch {
-	case open == len(b.Sources):
-		b.Status = "unavailable"
-	case open > 0:
-		b.Status = "degraded"
-	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, b)
 }

@@ -8,11 +8,11 @@
 package dicomweb
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,11 +119,10 @@ func New(cfg Config, d Deps) *Server {
 	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics, cache: d.Cache}
 }
 
+// Keys of what the middleware keeps on a request: its id and its caller, never a decision.
 const (
 	ctxRequestID = "nirproxy.request_id"
 	ctxPrincipal = "nirproxy.principal"
-	ctxCoalescer = "nirproxy.coalescer"
-	ctxPartial   = "nirproxy.partial"
 )
 
 // Register mounts the service on e: health endpoints, CORS, request ids, logging and the
@@ -203,19 +202,6 @@ func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Referrer-Policy", "no-referrer")
 		return next(c)
 	}
-}
-
-func (s *Server) ready(c *echo.Context) error {
-	open := 0
-	for _, src := range s.locator.Sources() {
-		if src.State() == "open" {
-			open++
-		}
-	}
-	if open == len(s.locator.Sources()) {
-		return &Error{Status: http.StatusServiceUnavailable, Message: "every source's circuit breaker is open"}
-	}
-	return c.String(http.StatusOK, "ready\n")
 }
 
 // requestID gives every request an id, taken from X-Request-Id when it is a sane token.
@@ -312,7 +298,7 @@ func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
 				h.Set("Access-Control-Allow-Headers", req)
 			}
-			h.Set("Access-Control-Max-Age", itoa(int(s.cfg.CORSMaxAge/time.Second)))
+			h.Set("Access-Control-Max-Age", strconv.Itoa(int(s.cfg.CORSMaxAge/time.Second)))
 			return c.NoContent(http.StatusNoContent)
 		}
 		return next(c)
@@ -343,46 +329,4 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 func principal(c *echo.Context) policy.Principal {
 	p, _ := c.Get(ctxPrincipal).(policy.Principal)
 	return p
-}
-
-// authorize is step 2: may this principal do this, for this patient or study?
-func (s *Server) authorize(c *echo.Context, a policy.Action) error {
-	a.Resource = c.Path()
-	return s.authz.Authorize(c.Request().Context(), principal(c), a)
-}
-
-// record is step 7: the access is audited before any of the body is sent. A failure to record
-// refuses the request.
-func (s *Server) record(c *echo.Context, e audit.Event) error {
-	p := principal(c)
-	e.Time = s.now()
-	e.RequestID = requestID(c)
-	e.Subject, e.Role, e.Org, e.Purpose = p.Subject, p.Role, p.Organisation, p.Purpose
-	e.Resource = c.Path()
-	if err := s.audit.Record(c.Request().Context(), e); err != nil {
-		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: 30 * time.Second, Err: err}
-	}
-	return nil
-}
-
-// deadline returns the request's context bounded by the configured request timeout.
-func (s *Server) deadline(c *echo.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
-}
-
-// agent is the warn-agent of Warning headers: the proxy's host, from its public URL.
-func (s *Server) agent(c *echo.Context) string {
-	base := s.cfg.Forwarding.base()
-	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
-	host, _, _ = strings.Cut(host, "/")
-	return host
-}
-
-func (s *Server) rewriter(c *echo.Context) *rewriter {
-	return &rewriter{base: s.cfg.Forwarding.base(), signer: s.signer}
-}
-
-// decisionError turns a refusing fallback decision into an error answer.
-func decisionError(d fallback.Decision) *Error {
-	return &Error{Status: d.Status, Message: d.Message, Warnings: d.Warnings, RetryAfter: d.RetryAfter}
 }

@@ -241,8 +241,8 @@ func (p *slowProxy) checkTrustsUncharged(t *testing.T) {
 	t.Helper()
 	for _, src := range p.sources {
 		st := src.Status()
-		if st.Failures != 0 || st.Breaker != "closed" || st.LastFailure != "" {
-			t.Errorf("trust %s was charged for a client's pause: %d failures, breaker %s, last failure %q", src.ID, st.Failures, st.Breaker, st.LastFailure)
+		if st.Failures != 0 || st.Breaker != "closed" || st.LastFailure != nil {
+			t.Errorf("trust %s was charged for a client's pause: %d failures, breaker %s, last failure %+v", src.ID, st.Failures, st.Breaker, st.LastFailure)
 		}
 	}
 }

@@ -9,10 +9,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/labstack/echo/v5"
-
 	"github.com/nirproxy/nirproxy/dicomweb/media"
-	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -235,26 +232,4 @@ func partHeader(h textproto.MIMEHeader) textproto.MIMEHeader {
 		out.Set("Content-Length", n)
 	}
 	return out
-}
-
-// noteRefused remembers, for answerStatus, a Warning naming each trust whose answer was
-// refused as invalid (of another media type, malformed, over a size limit) before the request
-// was answered from another copy. The answer is whole; the Warning tells the client, and
-// whoever reads its logs, which trust misbehaved. Other failures failed over from (a timeout,
-// a 404 of a copy) add nothing, as before.
-func (s *Server) noteRefused(c *echo.Context, failed []upstream.Outcome, what string) {
-	d := fallback.Decision{Status: http.StatusOK}
-	for _, f := range failed {
-		var ie *upstream.InvalidResponseError
-		if errors.As(f.Err, &ie) {
-			d.Warnings = append(d.Warnings, fallback.Warning(s.agent(c), fmt.Sprintf("%s was had from another trust: the answer of %s (%s) was refused: its PACS %s", what, f.Source.ID, f.Source.Name, upstream.Reason(f.Err))))
-		}
-	}
-	if len(d.Warnings) == 0 {
-		return
-	}
-	if prev, ok := c.Get(ctxPartial).(fallback.Decision); ok {
-		d = fallback.Merge(prev, d)
-	}
-	c.Set(ctxPartial, d)
 }

@@ -86,7 +86,7 @@ func missingOf(outcomes []upstream.Outcome) []Missing {
 	var out []Missing
 	for _, o := range outcomes {
 		if o.Failed() {
-			out = append(out, Missing{ID: o.Source.ID, Name: o.Source.Name, Reason: upstream.Reason(o.Err)})
+			out = append(out, Missing{ID: o.Source.ID, Name: o.Source.Name, Reason: reason(o.Err)})
 		}
 	}
 	return out
@@ -165,7 +165,7 @@ func splitStale(outcomes []upstream.Outcome, p Policy) (failed []upstream.Outcom
 			continue
 		}
 		if se, ok := upstream.AsStale(o.Err); ok && p.ServeStale {
-			stale = append(stale, Stale{ID: o.Source.ID, Name: o.Source.Name, Reason: upstream.Reason(se.Err), Age: se.Age})
+			stale = append(stale, Stale{ID: o.Source.ID, Name: o.Source.Name, Reason: reason(se.Err), Age: se.Age})
 			continue
 		}
 		failed = append(failed, o)

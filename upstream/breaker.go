@@ -125,7 +125,7 @@ func newHealth(id string, opts BreakerOptions, log *slog.Logger, onChange func(f
 				onChange(from.String(), to.String())
 			}
 		},
-		IsSuccessful: func(err error) bool { return !countsAsFailure(err) },
+		IsSuccessful: func(err error) bool { return !Classify(err).CountsAgainstBreaker() },
 		IsExcluded:   IsClientGone,
 	}
 	h.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)

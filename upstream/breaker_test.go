@@ -102,8 +102,8 @@ func TestBreakerOpens(t *testing.T) {
 				if !errors.Is(err, ErrCircuitOpen) {
 					t.Fatalf("open breaker: err = %v; want ErrCircuitOpen", err)
 				}
-				if got := Reason(err); got != "has an open circuit breaker" {
-					t.Errorf("Reason = %q; want circuit open", got)
+				if got := Classify(err).Class; got != ClassCircuitOpen {
+					t.Errorf("class = %v; want circuit open", got)
 				}
 			}
 			if n := f.calls.Load(); n != threshold {

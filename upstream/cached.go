@@ -166,7 +166,7 @@ func (c *cachedClient) Search(ctx context.Context, path string, query url.Values
 // standsIn reports whether a stale copy may stand in for a call that failed with err: only
 // when the source failed (down, timed out, 5xx, garbage, breaker open), never when it answered
 // (a 404 says the resource is gone) or when our own client left.
-func standsIn(err error) bool { return countsAsFailure(err) }
+func standsIn(err error) bool { return Classify(err).CountsAgainstBreaker() }
 
 // links lists the indexes an answer's entry belongs to: the patient and the studies the query
 // names, each patient and study in the answer, and each study under its patient, so that

@@ -118,8 +118,8 @@ func TestCachedSearch(t *testing.T) {
 				if !stale || len(got) != 1 || got[0].String(dcmjson.TagStudyInstanceUID) != "1.2.3" {
 					t.Fatalf("got %v, %v; want the stale copy with a StaleError", got, err)
 				}
-				if se.Age != tc.advance || se.Source != "RXA" || !errors.Is(err, down) || Reason(err) != "is unreachable" {
-					t.Errorf("StaleError %+v (reason %q); want age %v, source RXA, wrapping the failure", se, Reason(err), tc.advance)
+				if se.Age != tc.advance || se.Source != "RXA" || !errors.Is(err, down) || Classify(err).Class != ClassUnreachable {
+					t.Errorf("StaleError %+v (class %v); want age %v, source RXA, wrapping the failure", se, Classify(err).Class, tc.advance)
 				}
 			case tc.wantErr:
 				if err == nil || stale || got != nil {

@@ -47,13 +47,13 @@ func TestIdleTimeoutCutsStalledStream(t *testing.T) {
 	if err == nil {
 		t.Fatal("a stalled stream ended without an error")
 	}
-	if !errors.Is(err, ErrStalled) || !IsTimeout(err) || Reason(err) != "stalled while sending" {
-		t.Fatalf("err = %v (timeout %v, reason %q); want ErrStalled", err, IsTimeout(err), Reason(err))
+	if !errors.Is(err, ErrStalled) || !IsTimeout(err) || Classify(err).Class != ClassStalled {
+		t.Fatalf("err = %v (timeout %v, class %v); want ErrStalled", err, IsTimeout(err), Classify(err).Class)
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Fatalf("the stall was noticed after %v", waited)
 	}
-	if st := src.Status(); st.Failures != 1 || st.LastFailure != "stalled while sending" {
+	if st := src.Status(); st.Failures != 1 || st.LastFailure == nil || st.LastFailure.Class != ClassStalled {
 		t.Fatalf("status %+v; want the stall counted as a failure", st)
 	}
 }
@@ -150,7 +150,7 @@ func TestStatusAndMetrics(t *testing.T) {
 		{"recent calls", st.Calls, 6},
 		{"recent failures", st.Failures, 3},
 		{"error rate", st.ErrorRate, 0.5},
-		{"last failure is the PACS's, not the breaker's refusal", st.LastFailure, "answered 503"},
+		{"last failure is the PACS's, not the breaker's refusal", *st.LastFailure, Failure{Class: ClassServerError, Status: 503}},
 		{"latency measured", st.LatencyP50ms > 0, true},
 		{"ok calls metric", testutil.ToFloat64(m.calls.WithLabelValues("RXA", "ok")), 3.0},
 		{"server errors metric", testutil.ToFloat64(m.calls.WithLabelValues("RXA", "server_error")), 2.0},
@@ -166,7 +166,7 @@ func TestStatusAndMetrics(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(incidents) != 1 || incidents[0].Event != "circuit_open" || incidents[0].Source != "RXA" || incidents[0].Reason != "answered 503" {
+	if len(incidents) != 1 || incidents[0].Event != "circuit_open" || incidents[0].Source != "RXA" || incidents[0].Failure == nil || *incidents[0].Failure != (Failure{Class: ClassServerError, Status: 503}) {
 		t.Fatalf("incidents %+v; want one circuit_open for RXA naming the last failure", incidents)
 	}
 }
@@ -196,17 +196,17 @@ func TestWebhook(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	w := NewWebhook(srv.URL, time.Second, 3, discard())
+	w := NewWebhook(srv.URL, time.Second, 3, func(f Failure) string { return "words for " + f.Label() }, discard())
 	w.backoff = time.Millisecond
-	w.Notify(Incident{Event: "circuit_open", Source: "RXA", From: "closed", To: "open", Time: time.Now()})
+	w.Notify(Incident{Event: "circuit_open", Source: "RXA", From: "closed", To: "open", Failure: &Failure{Class: ClassTimeout}, Time: time.Now()})
 	w.Notify(Incident{Event: "circuit_closed", Source: "RXA", From: "half-open", To: "closed", Time: time.Now()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	w.Close(ctx)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 2 || got[0].Event != "circuit_open" || got[1].Event != "circuit_closed" {
-		t.Fatalf("delivered %+v; want both incidents in order, the first after a retry", got)
+	if len(got) != 2 || got[0].Event != "circuit_open" || got[1].Event != "circuit_closed" || got[0].Reason != "words for timeout" || got[1].Reason != "" {
+		t.Fatalf("delivered %+v; want both incidents in order, the first after a retry and with its failure worded", got)
 	}
 
 	release := make(chan struct{})
@@ -218,7 +218,7 @@ func TestWebhook(t *testing.T) {
 	}))
 	defer hang.Close()
 	defer close(release) // runs first: no handler outlives the test
-	slow := NewWebhook(hang.URL, 200*time.Millisecond, 0, discard())
+	slow := NewWebhook(hang.URL, 200*time.Millisecond, 0, nil, discard())
 	start := time.Now()
 	for i := 0; i < 1000; i++ {
 		slow.Notify(Incident{Event: "circuit_open", Source: "RXB"})

@@ -443,8 +443,8 @@ func TestHeaderTimeout(t *testing.T) {
 	if IsClientGone(err) {
 		t.Fatalf("a source time-out reported as the client hanging up")
 	}
-	if got := Reason(err); got != "timed out" {
-		t.Errorf("Reason = %q; want timed out", got)
+	if got := Classify(err).Class; got != ClassTimeout {
+		t.Errorf("class = %v; want timeout", got)
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("upstream called %d times; a header time-out is not retried", n)
@@ -484,8 +484,8 @@ func TestConnectionRefused(t *testing.T) {
 	if IsTimeout(err) || IsClientGone(err) {
 		t.Errorf("refused connection classified as time-out or cancellation")
 	}
-	if got := Reason(err); got != "is unreachable" {
-		t.Errorf("Reason = %q; want unreachable", got)
+	if got := Classify(err).Class; got != ClassUnreachable {
+		t.Errorf("class = %v; want unreachable", got)
 	}
 }
 

@@ -14,13 +14,15 @@ import (
 // Incident is an event operators must hear about: a trust's circuit breaker opening (the trust
 // is now left out of every answer) or closing again.
 type Incident struct {
-	Event      string    `json:"event"` // circuit_open, circuit_half_open, circuit_closed
-	Source     string    `json:"source"`
-	SourceName string    `json:"sourceName"`
-	From       string    `json:"from"`
-	To         string    `json:"to"`
-	Reason     string    `json:"reason,omitempty"` // the last failure, identifier-free
-	Time       time.Time `json:"time"`
+	Event      string `json:"event"` // circuit_open, circuit_half_open, circuit_closed
+	Source     string `json:"source"`
+	SourceName string `json:"sourceName"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	// Failure is the source's last failure; the webhook words it as Reason.
+	Failure *Failure  `json:"-"`
+	Reason  string    `json:"reason,omitempty"` // the last failure, identifier-free
+	Time    time.Time `json:"time"`
 }
 
 // Notifier escalates incidents. Notify must not block: it is called from the breaker's state
@@ -38,24 +40,28 @@ type Webhook struct {
 	retries int
 	backoff time.Duration
 	log     *slog.Logger
-	queue   chan Incident
-	wg      sync.WaitGroup
-	stop    context.CancelFunc
-	ctx     context.Context
+	// describe words a failure for operators (fallback.Reason).
+	describe func(Failure) string
+	queue    chan Incident
+	wg       sync.WaitGroup
+	stop     context.CancelFunc
+	ctx      context.Context
 }
 
 // NewWebhook starts a webhook sender. Close stops it after trying to deliver what is queued.
-func NewWebhook(url string, timeout time.Duration, retries int, log *slog.Logger) *Webhook {
+// describe words an incident's failure as its reason (fallback.Reason); nil sends none.
+func NewWebhook(url string, timeout time.Duration, retries int, describe func(Failure) string, log *slog.Logger) *Webhook {
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Webhook{
-		url:     url,
-		client:  &http.Client{Timeout: timeout, CheckRedirect: noRedirects},
-		retries: retries,
-		backoff: 500 * time.Millisecond,
-		log:     log,
-		queue:   make(chan Incident, 256),
-		stop:    stop,
-		ctx:     ctx,
+		url:      url,
+		client:   &http.Client{Timeout: timeout, CheckRedirect: noRedirects},
+		retries:  retries,
+		backoff:  500 * time.Millisecond,
+		log:      log,
+		describe: describe,
+		queue:    make(chan Incident, 256),
+		stop:     stop,
+		ctx:      ctx,
 	}
 	w.wg.Add(1)
 	go w.run()
@@ -92,6 +98,9 @@ func (w *Webhook) run() {
 }
 
 func (w *Webhook) deliver(in Incident) {
+	if in.Failure != nil && w.describe != nil {
+		in.Reason = w.describe(*in.Failure)
+	}
 	body, _ := json.Marshal(in)
 	var err error
 	for attempt := 0; attempt <= w.retries; attempt++ {

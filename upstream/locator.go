@@ -30,6 +30,10 @@ type Location struct {
 	// Outcomes are the per-source results of the search that found them; empty when the
 	// location was remembered. A failed outcome means that source may hold the study too.
 	Outcomes []Outcome
+	// Stale are the sources that failed now but whose stale cached answer (returned only to a
+	// context that accepts stale copies) says they held the study; fallback.Locate judges
+	// whether they are holders. They are in neither Holders nor Outcomes.
+	Stale []Outcome
 }
 
 // Unreached lists sources that could not be asked, and so may hold part of the study.
@@ -191,10 +195,7 @@ func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
 			complete = false
 			if _, stale := AsStale(r.Err); stale && r.Value.holds {
 				// The source held the study when its answer was cached, and cannot say now.
-				// It stays a holder, to be asked for the study itself (whose own answer, or
-				// stale copy, is judged then); it is not "unreached" for it.
-				loc.Holders = append(loc.Holders, r.Source)
-				l.log.Debug("source kept as a holder from its cached answer", "source", r.Source.ID, "reason", Reason(r.Err))
+				loc.Stale = append(loc.Stale, r.Outcome)
 				continue
 			}
 			loc.Outcomes = append(loc.Outcomes, r.Outcome)

@@ -297,8 +297,11 @@ func TestLocateStaleHolder(t *testing.T) {
 		holder{id: "B", answer: has, err: stale("B")},
 		holder{id: "C", answer: nil, err: stale("C")})
 	loc := l.Locate(ctx, studyUID)
-	if got := holderIDs(loc); !slices.Equal(got, []string{"A", "B"}) {
-		t.Fatalf("holders = %v; want [A B]: B's cached answer says it holds the study", got)
+	if got := holderIDs(loc); !slices.Equal(got, []string{"A"}) {
+		t.Fatalf("holders = %v; want [A]: only A answered now", got)
+	}
+	if len(loc.Stale) != 1 || loc.Stale[0].Source.ID != "B" {
+		t.Fatalf("stale = %v; want [B]: B's cached answer says it holds the study (fallback.Locate judges it)", loc.Stale)
 	}
 	var unreached []string
 	for _, o := range loc.Unreached() {

@@ -57,7 +57,7 @@ func assemble(cfg SourceConfig, c Client, opts Options, log *slog.Logger) *Sourc
 		opts.Metrics.setBreaker(cfg.ID, to)
 		if opts.Incidents != nil {
 			_, _, _, _, _, last, _ := src.stats.snapshot(opts.Now())
-			opts.Incidents.Notify(Incident{Event: incidentEvent(to), Source: cfg.ID, SourceName: cfg.Name, From: from, To: to, Reason: last, Time: opts.Now()})
+			opts.Incidents.Notify(Incident{Event: incidentEvent(to), Source: cfg.ID, SourceName: cfg.Name, From: from, To: to, Failure: last, Time: opts.Now()})
 		}
 	}
 	src.health = newHealth(cfg.ID, opts.Breaker, log, onChange)

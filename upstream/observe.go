@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -52,35 +51,6 @@ func (m *Metrics) setBreaker(id, state string) {
 	m.breaker.WithLabelValues(id).Set(v)
 }
 
-// outcomeLabel classifies an outcome for the calls counter.
-func outcomeLabel(err error) string {
-	var se *StatusError
-	var ie *InvalidResponseError
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, ErrCircuitOpen):
-		return "circuit_open"
-	case errors.Is(err, ErrBusy):
-		return "busy"
-	case IsClientGone(err):
-		return "cancelled"
-	case IsTimeout(err):
-		return "timeout"
-	case errors.As(err, &se):
-		switch {
-		case se.Status == http.StatusNotFound:
-			return "not_found"
-		case se.Status >= 500:
-			return "server_error"
-		}
-		return "client_error"
-	case errors.As(err, &ie):
-		return "invalid"
-	}
-	return "unreachable"
-}
-
 // statsWindow is how far back /status looks.
 const statsWindow = 5 * time.Minute
 
@@ -90,7 +60,7 @@ type stats struct {
 	ring     [256]sample
 	n, next  int
 	inFlight int
-	lastErr  string
+	last     *Failure
 	lastAt   time.Time
 }
 
@@ -102,19 +72,18 @@ type sample struct {
 }
 
 func (s *stats) record(at time.Time, err error, d time.Duration) {
-	reached := !errors.Is(err, ErrCircuitOpen) && !errors.Is(err, ErrBusy)
-	failed := err != nil && !IsClientGone(err) && !IsNotFound(err)
+	f := Classify(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ring[s.next] = sample{at: at, failed: failed, reached: reached, d: d}
+	s.ring[s.next] = sample{at: at, failed: f.Failed(), reached: f.Reached(), d: d}
 	s.next = (s.next + 1) % len(s.ring)
 	if s.n < len(s.ring) {
 		s.n++
 	}
 	// The last failure shown is the last the PACS itself caused, not the breaker's refusals
 	// that followed it.
-	if failed && reached {
-		s.lastErr, s.lastAt = Reason(err), at
+	if f.Failed() && f.Reached() {
+		s.last, s.lastAt = &f, at
 	}
 }
 
@@ -123,21 +92,23 @@ func (s *stats) end()   { s.mu.Lock(); s.inFlight--; s.mu.Unlock() }
 
 // Status is what GET /status shows of one source.
 type Status struct {
-	ID            string     `json:"id"`
-	Name          string     `json:"name"`
-	Breaker       string     `json:"breaker"`
-	Calls         int        `json:"recentCalls"`
-	Failures      int        `json:"recentFailures"`
-	ErrorRate     float64    `json:"recentErrorRate"`
-	LatencyP50ms  float64    `json:"latencyP50ms"`
-	LatencyP95ms  float64    `json:"latencyP95ms"`
-	InFlight      int        `json:"inFlight"`
-	MaxConcurrent int        `json:"maxConcurrent"`
-	LastFailure   string     `json:"lastFailure,omitempty"`
+	ID            string  `json:"id"`
+	Name          string  `json:"name"`
+	Breaker       string  `json:"breaker"`
+	Calls         int     `json:"recentCalls"`
+	Failures      int     `json:"recentFailures"`
+	ErrorRate     float64 `json:"recentErrorRate"`
+	LatencyP50ms  float64 `json:"latencyP50ms"`
+	LatencyP95ms  float64 `json:"latencyP95ms"`
+	InFlight      int     `json:"inFlight"`
+	MaxConcurrent int     `json:"maxConcurrent"`
+	// LastFailure is the class of the last failure the PACS itself caused (not the breaker's
+	// refusals that followed it), nil when there was none; fallback words it for operators.
+	LastFailure   *Failure   `json:"-"`
 	LastFailureAt *time.Time `json:"lastFailureAt,omitempty"`
 }
 
-func (s *stats) snapshot(now time.Time) (calls, failures, inFlight int, p50, p95 time.Duration, last string, lastAt time.Time) {
+func (s *stats) snapshot(now time.Time) (calls, failures, inFlight int, p50, p95 time.Duration, last *Failure, lastAt time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ds []time.Duration
@@ -159,7 +130,7 @@ func (s *stats) snapshot(now time.Time) (calls, failures, inFlight int, p50, p95
 		p50 = ds[len(ds)/2]
 		p95 = ds[min(len(ds)-1, len(ds)*95/100)]
 	}
-	return calls, failures, s.inFlight, p50, p95, s.lastErr, s.lastAt
+	return calls, failures, s.inFlight, p50, p95, s.last, s.lastAt
 }
 
 // observedClient is the outermost wrapper: it records every call's outcome and duration, for
@@ -176,8 +147,8 @@ func (o *observedClient) done(start time.Time, err error) {
 	d := o.now().Sub(start)
 	o.stats.record(o.now(), err, d)
 	if o.metrics != nil {
-		o.metrics.calls.WithLabelValues(o.id, outcomeLabel(err)).Inc()
-		if !errors.Is(err, ErrCircuitOpen) && !errors.Is(err, ErrBusy) {
+		o.metrics.calls.WithLabelValues(o.id, Classify(err).Label()).Inc()
+		if Classify(err).Reached() {
 			o.metrics.duration.WithLabelValues(o.id).Observe(d.Seconds())
 		}
 	}

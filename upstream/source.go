@@ -135,7 +135,7 @@ func (s *Source) Status() Status {
 	}
 	st.LatencyP50ms = float64(p50.Microseconds()) / 1000
 	st.LatencyP95ms = float64(p95.Microseconds()) / 1000
-	if last != "" {
+	if last != nil {
 		st.LastFailure = last
 		st.LastFailureAt = &lastAt
 	}

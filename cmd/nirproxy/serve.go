@@ -86,7 +86,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 	a := &app{}
 	var incidents upstream.Notifier
 	if cfg.Incidents.WebhookURL != "" {
-		a.webhook = upstream.NewWebhook(cfg.Incidents.WebhookURL, cfg.Incidents.WebhookTimeout.Std(), cfg.Incidents.WebhookRetries, log)
+		a.webhook = upstream.NewWebhook(cfg.Incidents.WebhookURL, cfg.Incidents.WebhookTimeout.Std(), cfg.Incidents.WebhookRetries, fallback.Reason, log)
 		incidents = a.webhook
 	}
 	store, closeCache, err := openCache(cfg.Cache, reg, log)

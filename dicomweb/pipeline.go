@@ -1,0 +1,185 @@
+package dicomweb
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/nirproxy/nirproxy/dicomweb/media"
+	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// The steps every data request passes, in the order of DESIGN.md's request path. Each is one
+// method here, called from one place per route kind, so that governance attaches to a single
+// line:
+//
+//  1. authenticate: the middleware on every data route (Server.authenticate);
+//  2. parse and validate the request: parseSearchRequest, prepare (retrieves, metadata,
+//     frames, rendered images, thumbnails), bulkdataHandler's link check;
+//  3. authorize: Server.authorize, called by searchHandler for searches and by admit for
+//     everything that reads a study;
+//  4. locate and fan out: Server.locate, upstream.FanOut and upstream.FirstOf;
+//  5. decide: every verdict is fallback's, kept as a fallback.Decision value (the verdict)
+//     that travels with the request to the writer, never stored in the Echo context;
+//  6. merge, plan, rewrite: search.go, counts.go, plan.go;
+//  7. record: Server.startAnswer records the access (audit) before the status line is sent, the
+//     one place every data route records;
+//  8. respond: the writers of writer.go and stream.go.
+
+// authorize is step 3: may this principal do this, for this patient or study? It is called
+// from exactly two places: searchHandler and admit.
+func (s *Server) authorize(c *echo.Context, a policy.Action) error {
+	a.Resource = c.Path()
+	return s.authz.Authorize(c.Request().Context(), principal(c), a)
+}
+
+// startAnswer is steps 7 and 8's start, the one place a data route's access is recorded: the
+// audit event is recorded (a failure to record refuses the request), then the status line goes
+// out with the verdict's status and Warnings, the given Content-Type, the Content-Length when
+// length is not negative, and no caching. Nothing of a body may be written before it.
+func (s *Server) startAnswer(c *echo.Context, v fallback.Decision, e audit.Event, contentType string, length int64) error {
+	if err := s.record(c, e); err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	if length >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(length, 10))
+	}
+	for _, w := range v.Warnings {
+		h.Add("Warning", w)
+	}
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", contentType)
+	status := v.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	c.Response().WriteHeader(status)
+	return nil
+}
+
+// record audits the access before any of the body is sent; it is called only by startAnswer.
+func (s *Server) record(c *echo.Context, e audit.Event) error {
+	p := principal(c)
+	e.Time = s.now()
+	e.RequestID = requestID(c)
+	e.Subject, e.Role, e.Org, e.Purpose = p.Subject, p.Role, p.Organisation, p.Purpose
+	e.Resource = c.Path()
+	e.Status = http.StatusOK
+	if err := s.audit.Record(c.Request().Context(), e); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: 30 * time.Second, Err: err}
+	}
+	return nil
+}
+
+// judge merges a fallback decision about a request into its verdict so far, logging and
+// counting the sources left out. A decision that refuses the request is returned as the error
+// to answer with.
+func (s *Server) judge(c *echo.Context, v *fallback.Decision, kind string, d fallback.Decision) error {
+	if len(d.Missing) == 0 && len(d.Stale) == 0 && len(d.Warnings) == 0 {
+		return nil
+	}
+	s.logMissing(c, kind, d)
+	s.logStale(c, kind, d)
+	if len(d.Missing) > 0 {
+		s.metrics.incompleteAnswer(kind, d.Status)
+	}
+	if !d.OK() {
+		return decisionError(d)
+	}
+	*v = fallback.Merge(*v, d)
+	return nil
+}
+
+// refusal answers a decision that refuses the request, logging the sources it names.
+func (s *Server) refusal(c *echo.Context, kind string, d fallback.Decision) error {
+	s.logMissing(c, kind, d)
+	return decisionError(d)
+}
+
+// decisionError turns a refusing fallback decision into an error answer.
+func decisionError(d fallback.Decision) *Error {
+	return &Error{Status: d.Status, Message: d.Message, Warnings: d.Warnings, RetryAfter: d.RetryAfter}
+}
+
+// negotiate picks the representation for a resource from the request's Accept, answering 400
+// for an unparsable Accept and 406 when nothing offered is acceptable.
+func negotiate(c *echo.Context, offers []media.Offer, what string) (media.Match, error) {
+	ranges, err := media.RequestRanges(c.Request())
+	if err != nil {
+		return media.Match{}, badRequest("%v", err)
+	}
+	m, ok := media.Negotiate(ranges, offers)
+	if !ok {
+		names := make([]string, len(offers))
+		for i, o := range offers {
+			names[i] = o.String()
+		}
+		return media.Match{}, notAcceptable("%s can be sent as %v; the Accept header allows none of them", what, names)
+	}
+	// The transfer syntax is passed on to the trusts in their Accept: only a UID or "*" may
+	// be, never other text of the client's.
+	if ts, given := m.Range.Params["transfer-syntax"]; given && ts != "*" && !validUID(ts) {
+		return media.Match{}, badRequest("transfer-syntax %q in the Accept header must be a transfer syntax UID or *", ts)
+	}
+	return m, nil
+}
+
+// deadline returns the request's context bounded by the configured request timeout.
+func (s *Server) deadline(c *echo.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+}
+
+// staleOK marks ctx so that sources' caches return stale copies of holders that fail, when
+// the deployment serves stale copies at all (fallback's ServeStale).
+func (s *Server) staleOK(ctx context.Context) context.Context {
+	if s.cfg.Fallback.ServeStale {
+		return upstream.AcceptStale(ctx)
+	}
+	return ctx
+}
+
+// agent is the warn-agent of Warning headers: the proxy's host, from its public URL.
+func (s *Server) agent() string {
+	host := strings.TrimPrefix(strings.TrimPrefix(s.cfg.Forwarding.base(), "http://"), "https://")
+	host, _, _ = strings.Cut(host, "/")
+	return host
+}
+
+func (s *Server) rewriter() *rewriter {
+	return &rewriter{base: s.cfg.Forwarding.base(), signer: s.signer}
+}
+
+// logStale writes one line per source stood in for by its stale cached copy.
+func (s *Server) logStale(c *echo.Context, kind string, d fallback.Decision) {
+	for _, st := range d.Stale {
+		s.log.Warn("source answered from a stale cached copy", "request_id", requestID(c), "what", kind, "source", st.ID, "reason", st.Reason, "age", st.Age.String())
+	}
+	if len(d.Stale) > 0 {
+		s.metrics.staleAnswer(kind)
+	}
+}
+
+// logMissing writes one incident line per source left out of an answer.
+func (s *Server) logMissing(c *echo.Context, kind string, d fallback.Decision) {
+	for _, m := range d.Missing {
+		s.log.Warn("source left out of answer", "request_id", requestID(c), "what", kind, "source", m.ID, "reason", m.Reason, "status", d.Status)
+	}
+}
+
+// logFailover writes one line per holder a request failed over from (a 404 of a copy is not
+// a failure: copies differ).
+func (s *Server) logFailover(c *echo.Context, tried []upstream.Outcome) {
+	for _, o := range tried {
+		if f := upstream.Classify(o.Err); f.Class != upstream.ClassNotFound {
+			s.log.Warn("retrieve failed over", "request_id", requestID(c), "source", o.Source.ID, "reason", fallback.Reason(f))
+		}
+	}
+}
