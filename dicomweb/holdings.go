@@ -151,88 +151,110 @@ type listing struct {
 
 // listHolding pages through one holder's instances of a study or series (see listHoldings).
 func listHolding(ctx context.Context, src *upstream.Source, study, series string) (listing, error) {
-	path, what := "studies/"+study+"/instances", "the study"
+	l := &lister{ctx: ctx, src: src, study: study, series: series, path: "studies/" + study + "/instances", what: "the study",
+		h: holding{series: map[string]string{}, modality: map[string]string{}}, sent: map[string]bool{}}
 	if series != "" {
-		path, what = "studies/"+study+"/series/"+series+"/instances", "the series"
+		l.path, l.what = "studies/"+study+"/series/"+series+"/instances", "the series"
 	}
-	h := holding{series: map[string]string{}, modality: map[string]string{}}
-	fail := func(err error) (listing, error) { return listing{}, err }
-	// sent holds every SOP Instance UID the holder sent, usable or not: a page with none that
-	// is not in it brought nothing new.
-	sent := map[string]bool{}
-	var stale error
 	offset := 0
-	// repeated is set once a page holds a UID an earlier page held: the holder's pages
-	// overlap (it ignores offset, or its order changes between pages), so pages may also have
-	// skipped instances, and only its own count can vouch for the listing.
-	repeated := false
-	vouch := func() (listing, error) {
-		if !repeated {
-			return listing{h, stale}, nil
-		}
-		n, ok, cerr := countAt(ctx, src, study, series)
-		if _, isStale := upstream.AsStale(cerr); isStale {
-			stale, cerr = cerr, nil
-		}
-		switch {
-		case cerr != nil:
-			return fail(fmt.Errorf("list the instances of %s at %s: its pages overlap and its count could not be had: %w", what, src.ID, cerr))
-		case !ok:
-			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it gives no count to check %d listed against: %w", what, len(sent), fallback.ErrListingIncomplete)})
-		case n > int64(len(sent)):
-			return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it listed %d of the %d it counts: %w", what, len(sent), n, fallback.ErrListingIncomplete)})
-		}
-		return listing{h, stale}, nil
-	}
 	for range maxListPages {
-		q := url.Values{
-			"includefield": {dcmjson.TagSeriesInstanceUID + "," + dcmjson.TagModality},
-			"limit":        {strconv.Itoa(listPageSize)},
-			"offset":       {strconv.Itoa(offset)},
-		}
-		page, err := src.Search(ctx, path, q)
-		if _, ok := upstream.AsStale(err); ok {
-			// The caller accepts stale copies; this page is one. It is said in the result.
-			stale, err = err, nil
-		}
+		page, err := l.page(offset)
 		if err != nil {
-			return fail(fmt.Errorf("list the instances of %s at %s: %w", what, src.ID, err))
+			return listing{}, err
 		}
-		if len(page) == 0 {
-			return vouch()
-		}
-		fresh := 0
-		for _, ds := range page {
-			sop := ds.String(dcmjson.TagSOPInstanceUID)
-			if sent[sop] {
-				repeated = true
-				continue
-			}
-			sent[sop] = true
-			fresh++
-			if s := ds.String(dcmjson.TagStudyInstanceUID); s != "" && s != study {
-				continue
-			}
-			se := ds.String(dcmjson.TagSeriesInstanceUID)
-			if series != "" && se == "" {
-				se = series
-			}
-			if !validUID(sop) || !validUID(se) || (series != "" && se != series) {
-				continue
-			}
-			h.series[sop] = se
-			if mod := ds.String(dcmjson.TagModality); mod != "" {
-				h.modality[se] = mod
-			}
-		}
-		if fresh == 0 {
-			// The holder sent again only what it had sent: it ignores offset, and any page it
+		if len(page) == 0 || l.take(page) == 0 {
+			// The end, or a page with nothing new: the holder ignores offset, and any page it
 			// sent may have been cut short.
-			return vouch()
+			return l.vouch()
 		}
 		offset += len(page)
 	}
-	return fail(&upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: no end after %d pages: %w", what, maxListPages, fallback.ErrListingIncomplete)})
+	return listing{}, &upstream.InvalidResponseError{Source: src.ID, Err: fmt.Errorf("list the instances of %s: no end after %d pages: %w", l.what, maxListPages, fallback.ErrListingIncomplete)}
+}
+
+// lister is listHolding's state while it pages through one holder's instances.
+type lister struct {
+	ctx                       context.Context
+	src                       *upstream.Source
+	study, series, path, what string
+	h                         holding
+	// sent holds every SOP Instance UID the holder sent, usable or not: a page with none that
+	// is not in it brought nothing new.
+	sent map[string]bool
+	// stale is the StaleError of a page that came from a stale cached copy, said in the result.
+	stale error
+	// repeated is set once a page holds a UID an earlier page held: the holder's pages
+	// overlap (it ignores offset, or its order changes between pages), so pages may also have
+	// skipped instances, and only its own count can vouch for the listing.
+	repeated bool
+}
+
+// page asks the holder for the page of instances from offset.
+func (l *lister) page(offset int) ([]dcmjson.Dataset, error) {
+	q := url.Values{
+		"includefield": {dcmjson.TagSeriesInstanceUID + "," + dcmjson.TagModality},
+		"limit":        {strconv.Itoa(listPageSize)},
+		"offset":       {strconv.Itoa(offset)},
+	}
+	page, err := l.src.Search(l.ctx, l.path, q)
+	if _, ok := upstream.AsStale(err); ok {
+		// The caller accepts stale copies; this page is one. It is said in the result.
+		l.stale, err = err, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the instances of %s at %s: %w", l.what, l.src.ID, err)
+	}
+	return page, nil
+}
+
+// take adds a page's instances of the study (and series) to the holding and returns how many
+// of the page's UIDs were new.
+func (l *lister) take(page []dcmjson.Dataset) (fresh int) {
+	for _, ds := range page {
+		sop := ds.String(dcmjson.TagSOPInstanceUID)
+		if l.sent[sop] {
+			l.repeated = true
+			continue
+		}
+		l.sent[sop] = true
+		fresh++
+		if s := ds.String(dcmjson.TagStudyInstanceUID); s != "" && s != l.study {
+			continue
+		}
+		se := ds.String(dcmjson.TagSeriesInstanceUID)
+		if l.series != "" && se == "" {
+			se = l.series
+		}
+		if !validUID(sop) || !validUID(se) || (l.series != "" && se != l.series) {
+			continue
+		}
+		l.h.series[sop] = se
+		if mod := ds.String(dcmjson.TagModality); mod != "" {
+			l.h.modality[se] = mod
+		}
+	}
+	return fresh
+}
+
+// vouch ends a listing: as it is when the holder's pages never overlapped, else only if the
+// holder's own count vouches for what was listed.
+func (l *lister) vouch() (listing, error) {
+	if !l.repeated {
+		return listing{l.h, l.stale}, nil
+	}
+	n, ok, err := countAt(l.ctx, l.src, l.study, l.series)
+	if _, isStale := upstream.AsStale(err); isStale {
+		l.stale, err = err, nil
+	}
+	switch {
+	case err != nil:
+		return listing{}, fmt.Errorf("list the instances of %s at %s: its pages overlap and its count could not be had: %w", l.what, l.src.ID, err)
+	case !ok:
+		return listing{}, &upstream.InvalidResponseError{Source: l.src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it gives no count to check %d listed against: %w", l.what, len(l.sent), fallback.ErrListingIncomplete)}
+	case n > int64(len(l.sent)):
+		return listing{}, &upstream.InvalidResponseError{Source: l.src.ID, Err: fmt.Errorf("list the instances of %s: its pages overlap and it listed %d of the %d it counts: %w", l.what, len(l.sent), n, fallback.ErrListingIncomplete)}
+	}
+	return listing{l.h, l.stale}, nil
 }
 
 // countAt asks a holder how many instances it has of a study (series "") or of a series: its

@@ -1,8 +1,9 @@
 package dicomweb
 
 import (
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,8 +111,7 @@ func parseSearchQuery(level Level, studyUID, seriesUID, rawQuery string, lim Sea
 // parseSearch validates a QIDO-RS request: path UIDs, every query key and value, paging and
 // the patient scope. Nothing reaches an upstream until this succeeds.
 func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim SearchLimits) (*Search, error) {
-	lim = lim.withDefaults()
-	s := &Search{Level: level, StudyUID: studyUID, SeriesUID: seriesUID}
+	p := &searchParser{s: &Search{Level: level, StudyUID: studyUID, SeriesUID: seriesUID}, lim: lim.withDefaults(), seen: map[string]bool{}, params: map[string]bool{}}
 	if studyUID != "" {
 		if err := checkUID("study UID", studyUID); err != nil {
 			return nil, err
@@ -122,103 +122,128 @@ func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim Sear
 			return nil, err
 		}
 	}
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	seen := map[string]bool{}
-	params := map[string]bool{} // the search's own parameters met so far, in lower case
-	includes, matching := 0, 0
-	for _, k := range keys {
-		vals := q[k]
-		lower := strings.ToLower(k)
-		if reservedParams[lower] {
-			if params[lower] {
-				return nil, badRequest("%s may be given only once", lower)
-			}
-			params[lower] = true
-		}
-		switch lower {
-		case "limit", "offset":
-			if len(vals) != 1 {
-				return nil, badRequest("%s may be given only once", k)
-			}
-			// Digits only: strconv.Atoi would also take a sign ("+5").
-			n, err := strconv.Atoi(vals[0])
-			if err != nil || n < 0 || !allDigits(vals[0]) {
-				return nil, badRequest("%s %q must be a non-negative integer", k, vals[0])
-			}
-			if strings.ToLower(k) == "limit" {
-				s.Limit = n
-			} else {
-				s.Offset = n
-			}
-		case "fuzzymatching":
-			if len(vals) != 1 || !(vals[0] == "true" || vals[0] == "false") {
-				return nil, badRequest("fuzzymatching must be true or false")
-			}
-			s.Fuzzy = vals[0] == "true"
-		case "includefield":
-			for _, v := range vals {
-				fields := strings.Split(v, ",")
-				includes += len(fields)
-				if includes > lim.MaxIncludeFields {
-					return nil, badRequest("includefield names more than %d attributes; at most %d are accepted in one search (search.maxIncludeFields); ask for all with includefield=all", lim.MaxIncludeFields, lim.MaxIncludeFields)
-				}
-				if err := s.addIncludes(fields); err != nil {
-					return nil, err
-				}
-			}
-		case "accept", "charset":
-			// Content negotiation, handled by the route.
-		case "partial":
-			if len(vals) != 1 || !(vals[0] == "warn" || vals[0] == "fail") {
-				return nil, badRequest("partial must be warn (answer with what the trusts that answered hold, naming the others) or fail (refuse unless every trust answers)")
-			}
-		default:
-			if len(vals) != 1 {
-				return nil, badRequest("matching key %q may be given only once; list several values as a,b or a\\b", k)
-			}
-			// Counted before the key is looked up, so a flood of keys costs no dictionary scans.
-			matching++
-			if matching > lim.MaxMatchingKeys {
-				return nil, badRequest("the search has more than %d matching keys; at most %d are accepted (search.maxMatchingKeys)", lim.MaxMatchingKeys, lim.MaxMatchingKeys)
-			}
-			path, vr, err := resolvePath(k)
-			if err != nil {
-				return nil, badRequest("query key %q: %v", shorten(k), err)
-			}
-			if err := checkSearchable("a matching key", path); err != nil {
-				return nil, err
-			}
-			m := Match{Path: path, VR: vr, Value: vals[0], name: k}
-			if seen[m.key()] {
-				return nil, badRequest("matching key %q is given twice (by keyword and by tag)", k)
-			}
-			seen[m.key()] = true
-			if err := s.addMatch(k, m); err != nil {
-				return nil, err
-			}
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if err := p.param(k, q[k]); err != nil {
+			return nil, err
 		}
 	}
+	s := p.s
 	if s.Limit == 0 {
-		s.Limit = lim.DefaultLimit
+		s.Limit = p.lim.DefaultLimit
 	}
-	if lim.MaxLimit > 0 && (s.Limit == 0 || s.Limit > lim.MaxLimit) {
-		s.LimitClamped = s.Limit > lim.MaxLimit
-		s.Limit = lim.MaxLimit
+	if p.lim.MaxLimit > 0 && (s.Limit == 0 || s.Limit > p.lim.MaxLimit) {
+		s.LimitClamped = s.Limit > p.lim.MaxLimit
+		s.Limit = p.lim.MaxLimit
 	}
 	if err := s.checkScope(); err != nil {
 		return nil, err
 	}
 	// After the scope: a key that would widen the search is refused for that first.
 	for _, m := range s.Matches {
-		if err := checkMatchValue(m.name, m.VR, m.Value, lim.MaxValuesPerKey); err != nil {
+		if err := checkMatchValue(m.name, m.VR, m.Value, p.lim.MaxValuesPerKey); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// searchParser is parseSearch's state while it reads the query's parameters.
+type searchParser struct {
+	s   *Search
+	lim SearchLimits
+	// seen are the matching keys met so far, by attribute path; params the search's own
+	// parameters met so far, in lower case.
+	seen, params       map[string]bool
+	includes, matching int
+}
+
+// param reads one query parameter k, given the values vals.
+func (p *searchParser) param(k string, vals []string) error {
+	lower := strings.ToLower(k)
+	if reservedParams[lower] {
+		if p.params[lower] {
+			return badRequest("%s may be given only once", lower)
+		}
+		p.params[lower] = true
+	}
+	switch lower {
+	case "limit", "offset":
+		return p.paging(k, lower, vals)
+	case "fuzzymatching":
+		if len(vals) != 1 || !(vals[0] == "true" || vals[0] == "false") {
+			return badRequest("fuzzymatching must be true or false")
+		}
+		p.s.Fuzzy = vals[0] == "true"
+	case "includefield":
+		return p.includefield(vals)
+	case "accept", "charset":
+		// Content negotiation, handled by the route.
+	case "partial":
+		if len(vals) != 1 || !(vals[0] == "warn" || vals[0] == "fail") {
+			return badRequest("partial must be warn (answer with what the trusts that answered hold, naming the others) or fail (refuse unless every trust answers)")
+		}
+	default:
+		return p.matchingKey(k, vals)
+	}
+	return nil
+}
+
+// paging reads limit or offset: digits only (strconv.Atoi would also take a sign, "+5").
+func (p *searchParser) paging(k, lower string, vals []string) error {
+	if len(vals) != 1 {
+		return badRequest("%s may be given only once", k)
+	}
+	n, err := strconv.Atoi(vals[0])
+	if err != nil || n < 0 || !allDigits(vals[0]) {
+		return badRequest("%s %q must be a non-negative integer", k, vals[0])
+	}
+	if lower == "limit" {
+		p.s.Limit = n
+	} else {
+		p.s.Offset = n
+	}
+	return nil
+}
+
+// includefield reads the includefield parameters, at most lim.MaxIncludeFields attributes.
+func (p *searchParser) includefield(vals []string) error {
+	for _, v := range vals {
+		fields := strings.Split(v, ",")
+		p.includes += len(fields)
+		if p.includes > p.lim.MaxIncludeFields {
+			return badRequest("includefield names more than %d attributes; at most %d are accepted in one search (search.maxIncludeFields); ask for all with includefield=all", p.lim.MaxIncludeFields, p.lim.MaxIncludeFields)
+		}
+		if err := p.s.addIncludes(fields); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// matchingKey reads a matching key: an attribute by keyword or tag (path), given once, at most
+// lim.MaxMatchingKeys of them.
+func (p *searchParser) matchingKey(k string, vals []string) error {
+	if len(vals) != 1 {
+		return badRequest("matching key %q may be given only once; list several values as a,b or a\\b", k)
+	}
+	// Counted before the key is looked up, so a flood of keys costs no dictionary scans.
+	p.matching++
+	if p.matching > p.lim.MaxMatchingKeys {
+		return badRequest("the search has more than %d matching keys; at most %d are accepted (search.maxMatchingKeys)", p.lim.MaxMatchingKeys, p.lim.MaxMatchingKeys)
+	}
+	path, vr, err := resolvePath(k)
+	if err != nil {
+		return badRequest("query key %q: %v", shorten(k), err)
+	}
+	if err := checkSearchable("a matching key", path); err != nil {
+		return err
+	}
+	m := Match{Path: path, VR: vr, Value: vals[0], name: k}
+	if p.seen[m.key()] {
+		return badRequest("matching key %q is given twice (by keyword and by tag)", k)
+	}
+	p.seen[m.key()] = true
+	return p.s.addMatch(k, m)
 }
 
 // reservedParams are the query parameters of QIDO-RS itself (PS3.18 §8.3.4 and §8.3.3.1),

@@ -140,16 +140,23 @@ func (s *Server) Register(e *echo.Echo) {
 	e.GET("/readyz", s.ready)
 	e.GET("/status", s.status)
 
-	g := e.Group(Root, s.authenticate, s.checkQuery)
+	e.OPTIONS(Root, s.capabilities)
+	e.OPTIONS(Root+"/", s.capabilities)
+	e.GET(Root, s.capabilities)
+	s.dataRoutes(e.Group(Root, s.authenticate, s.checkQuery))
+	refuseWrites(e)
+	e.RouteNotFound(Root+"/*", func(c *echo.Context) error {
+		return notFound("No such DICOMweb resource; see OPTIONS %s for what is supported.", Root)
+	})
+}
+
+// dataRoutes mounts the DICOMweb data routes on g, which authenticates every request.
+func (s *Server) dataRoutes(g *echo.Group) {
 	// Every data route answers HEAD as it answers GET: the same status and headers, no body.
 	get := func(path string, h echo.HandlerFunc) {
 		g.GET(path, h)
 		g.HEAD(path, h)
 	}
-	e.OPTIONS(Root, s.capabilities)
-	e.OPTIONS(Root+"/", s.capabilities)
-	e.GET(Root, s.capabilities)
-
 	// QIDO-RS (PS3.18 §10.6).
 	get("/studies", s.searchHandler(StudyLevel))
 	get("/series", s.searchHandler(SeriesLevel))
@@ -175,8 +182,11 @@ func (s *Server) Register(e *echo.Echo) {
 	get("/studies/:study/series/:series/instances/:instance/thumbnail", s.thumbnailHandler(InstanceLevel, false))
 	get("/studies/:study/series/:series/instances/:instance/frames/:frames/thumbnail", s.thumbnailHandler(InstanceLevel, true))
 	get("/bulkdata/:token", s.bulkdataHandler)
+}
 
-	// The registry is read-only: STOW-RS, UPS-RS and every other write is refused.
+// refuseWrites answers every write with 405: the registry is read-only (no STOW-RS, UPS-RS or
+// other writes).
+func refuseWrites(e *echo.Echo) {
 	readOnly := func(c *echo.Context) error {
 		return &Error{Status: http.StatusMethodNotAllowed, Message: "The registry is read-only: " + c.Request().Method + " is not supported (no STOW-RS or other writes); use GET to search and retrieve."}
 	}
@@ -184,9 +194,6 @@ func (s *Server) Register(e *echo.Echo) {
 		e.Add(m, Root, readOnly)
 		e.Add(m, Root+"/*", readOnly)
 	}
-	e.RouteNotFound(Root+"/*", func(c *echo.Context) error {
-		return notFound("No such DICOMweb resource; see OPTIONS %s for what is supported.", Root)
-	})
 }
 
 // securityHeaders marks every response so that a browser never runs or sniffs what passes

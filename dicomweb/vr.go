@@ -103,34 +103,13 @@ func vrSyntax(vr, v string) string {
 			return "an attribute tag is eight hex digits, like 00100020"
 		}
 	case "CS":
-		if len(v) > 16 {
-			return "a code string has at most 16 characters"
-		}
-		for _, r := range v {
-			if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '_' || r == '*' || r == '?') {
-				return "a code string has only upper-case letters, digits, space and _"
-			}
-		}
-	case "DA":
-		if len(v) > 17 {
-			return "a date or date range is at most 17 characters (YYYYMMDD-YYYYMMDD)"
-		}
-	case "TM":
-		if len(v) > 33 {
-			return "a time or time range is at most 33 characters (HHMMSS.FFFFFF-HHMMSS.FFFFFF)"
-		}
-	case "DT":
-		if len(v) > 53 {
-			return "a date-time or date-time range is at most 53 characters"
+		return checkCodeString(v)
+	case "DA", "TM", "DT":
+		if r := rangeLimits[vr]; len(v) > r.max {
+			return r.problem
 		}
 	case "DS":
-		// PS3.5 6.2: leading and trailing spaces (0x20 only) are allowed; a tab or other
-		// control character is not, and is never passed on.
-		t := strings.Trim(v, " ")
-		f, err := strconv.ParseFloat(t, 64)
-		if len(v) > 16 || err != nil || !finite(f) || strings.ContainsFunc(t, func(r rune) bool { return !strings.ContainsRune("0123456789+-.eE", r) }) {
-			return "a decimal string is a finite number of at most 16 characters, like 1.5 or -2E3"
-		}
+		return checkDecimal(v)
 	case "FL", "FD":
 		f, err := strconv.ParseFloat(v, 64)
 		if len(v) > 32 || err != nil || !finite(f) {
@@ -155,6 +134,41 @@ func vrSyntax(vr, v string) string {
 			return "an attribute of unknown VR is matched on one literal value, without \\, * or ?"
 		}
 		return checkText(v, maxUnknownValue, false, asciiOnly)
+	}
+	return ""
+}
+
+// rangeLimits bound the length of a date, time or date-time value, a range included.
+var rangeLimits = map[string]struct {
+	max     int
+	problem string
+}{
+	"DA": {17, "a date or date range is at most 17 characters (YYYYMMDD-YYYYMMDD)"},
+	"TM": {33, "a time or time range is at most 33 characters (HHMMSS.FFFFFF-HHMMSS.FFFFFF)"},
+	"DT": {53, "a date-time or date-time range is at most 53 characters"},
+}
+
+// checkCodeString says what is wrong with a CS value (wildcards allowed), or "".
+func checkCodeString(v string) string {
+	if len(v) > 16 {
+		return "a code string has at most 16 characters"
+	}
+	for _, r := range v {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '_' || r == '*' || r == '?') {
+			return "a code string has only upper-case letters, digits, space and _"
+		}
+	}
+	return ""
+}
+
+// checkDecimal says what is wrong with a DS value, or "". PS3.5 6.2: leading and trailing
+// spaces (0x20 only) are allowed; a tab or other control character is not, and is never
+// passed on.
+func checkDecimal(v string) string {
+	t := strings.Trim(v, " ")
+	f, err := strconv.ParseFloat(t, 64)
+	if len(v) > 16 || err != nil || !finite(f) || strings.ContainsFunc(t, func(r rune) bool { return !strings.ContainsRune("0123456789+-.eE", r) }) {
+		return "a decimal string is a finite number of at most 16 characters, like 1.5 or -2E3"
 	}
 	return ""
 }

@@ -46,21 +46,16 @@ func (st *answerStream) abort(src *upstream.Source, err error) {
 	panic(http.ErrAbortHandler)
 }
 
-// aborted logs and counts an aborted answer by who caused it: the client (it stopped reading
-// for longer than its write deadline, or went away), or the trust.
+// aborted logs and counts an aborted answer by who broke it, as fallback judges (Aborted).
 func (s *Server) aborted(c *echo.Context, src *upstream.Source, err error) {
-	switch {
-	case clientCutOff(c):
-		// The client stopped reading for longer than its write deadline: its own failure. The
-		// trust is not charged (its body is closed unread, which its breaker does not count).
-		s.metrics.abort(src.ID, "client_timeout")
+	blame := fallback.Aborted(clientCutOff(c), isWriteError(err) || c.Request().Context().Err() != nil)
+	s.metrics.abort(src.ID, string(blame))
+	switch blame {
+	case fallback.BlameClientTimeout:
 		s.log.Warn("client stopped reading; response cut off", "request_id", requestID(c), "source", src.ID, "client_write_timeout", s.cfg.ClientWriteTimeout.String())
-	case isWriteError(err) || c.Request().Context().Err() != nil:
-		// Our client went away; nothing to tell it.
-		s.metrics.abort(src.ID, "client")
+	case fallback.BlameClient:
 		s.log.Info("client left during a stream", "request_id", requestID(c), "source", src.ID)
 	default:
-		s.metrics.abort(src.ID, "upstream")
 		s.log.Error("upstream stream broke; response aborted", "request_id", requestID(c), "source", src.ID, "reason", fallback.Reason(upstream.Classify(err)), "err", err)
 	}
 }

@@ -324,3 +324,30 @@ func results(n int) string {
 	}
 	return fmt.Sprintf("%d results", n)
 }
+
+// Blame is who broke an answer aborted after its status line was sent.
+type Blame string
+
+// Who may break a streamed answer.
+const (
+	// BlameClientTimeout is a client that stopped reading for longer than its write deadline.
+	BlameClientTimeout Blame = "client_timeout"
+	// BlameClient is a client that went away.
+	BlameClient Blame = "client"
+	// BlameUpstream is a trust whose answer broke (ended early, invalid, stalled).
+	BlameUpstream Blame = "upstream"
+)
+
+// Aborted judges who broke an aborted answer: the client, when it was cut off for not reading
+// (cutOff) or has gone (clientGone); otherwise the trust. Only the client is cut off for its
+// own pauses, and the trust is charged only for its own failures: a client's failure closes
+// the trust's answer unread, which its breaker does not count.
+func Aborted(cutOff, clientGone bool) Blame {
+	switch {
+	case cutOff:
+		return BlameClientTimeout
+	case clientGone:
+		return BlameClient
+	}
+	return BlameUpstream
+}
