@@ -18,8 +18,16 @@ type rendering struct {
 	params url.Values
 }
 
-// parseRendering returns the step that parses a rendering's frames (all of them, or only the
-// first for a thumbnail) and its parameters (annotation only where allowed) into into.
+// prepareRendering is prepare for a rendered image or a thumbnail (what): the target, its
+// frames (all of them, or only the first for a thumbnail) and its rendering parameters
+// (annotation only for rendered images). The caller must call r.cancel.
+func (s *Server) prepareRendering(c *echo.Context, level Level, framesPath, thumbnail bool, what string) (*retrieval, rendering, error) {
+	var want rendering
+	r, err := s.prepare(c, level, renderedOffers, what, s.parseRendering(&want, framesPath, thumbnail))
+	return r, want, err
+}
+
+// parseRendering returns the step that parses a rendering's frames and parameters into into.
 func (s *Server) parseRendering(into *rendering, framesPath, thumbnail bool) parseStep {
 	return func(r *retrieval) error {
 		var err error
@@ -48,8 +56,7 @@ func (s *Server) parseRendering(into *rendering, framesPath, thumbnail bool) par
 // origin, with the validated viewport, quality and window parameters.
 func (s *Server) renderedHandler(level Level, framesPath bool) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		var want rendering
-		r, err := s.prepare(c, level, renderedOffers, "A rendered image", s.parseRendering(&want, framesPath, false))
+		r, want, err := s.prepareRendering(c, level, framesPath, false, "A rendered image")
 		if err != nil {
 			return err
 		}

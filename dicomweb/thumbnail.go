@@ -24,8 +24,7 @@ func (n *noThumbnails) mark(id string)       { n.m.Store(id, true) }
 // one (thumbnailAt).
 func (s *Server) thumbnailHandler(level Level, framesPath bool) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		var want rendering
-		r, err := s.prepare(c, level, renderedOffers, "A thumbnail", s.parseRendering(&want, framesPath, true))
+		r, want, err := s.prepareRendering(c, level, framesPath, true, "A thumbnail")
 		if err != nil {
 			return err
 		}
