@@ -121,10 +121,11 @@ func (s *Server) searchSources(ctx context.Context, q *searchRequest) ([]*upstre
 	if len(holders) == 0 {
 		return nil, decisionError(fallback.NotLocated(unreached, "The study", study, s.agent(), s.cfg.Fallback))
 	}
-	for _, o := range unreached {
-		holders = append(holders, o.Source)
+	others := make([]*upstream.Source, len(unreached))
+	for i, o := range unreached {
+		others[i] = o.Source
 	}
-	return upstream.ByPriority(holders), nil
+	return append(holders, upstream.ByPriority(others)...), nil
 }
 
 // judgeSearch asks fallback about the fan-out's outcomes (DecideSearch): its verdict, or the
