@@ -315,6 +315,11 @@ func TestAbsent(t *testing.T) {
 			want: Decision{Status: http.StatusNotFound, Message: "The study studies/1.2.3 holds no instances at any trust."},
 		},
 		{
+			name: "stale copies stood in, none missing: 404",
+			so:   Decision{Status: http.StatusOK, Stale: []Stale{{ID: "RXB", Name: rxb.Name, Reason: "timed out", Age: time.Minute}}, Warnings: []string{`110 ` + agent + ` "Response is Stale"`}},
+			want: Decision{Status: http.StatusNotFound, Message: "The study studies/1.2.3 holds no instances at any trust."},
+		},
+		{
 			name: "nothing judged yet: 404",
 			want: Decision{Status: http.StatusNotFound, Message: "The study studies/1.2.3 holds no instances at any trust."},
 		},

@@ -27,6 +27,7 @@ func TestFailureMethods(t *testing.T) {
 		{name: "400", f: Failure{Class: ClassRefused, Status: 400}, label: "client_error", reached: true, failed: true},
 		{name: "406", f: Failure{Class: ClassRefused, Status: 406}, label: "client_error", reached: true, failed: true},
 		{name: "413", f: Failure{Class: ClassRefused, Status: 413}, label: "client_error", reached: true, failed: true},
+		{name: "451", f: Failure{Class: ClassRefused, Status: 451}, label: "client_error", reached: true, failed: true},
 		{name: "429", f: Failure{Class: ClassRefused, Status: 429}, label: "client_error", counts: true, reached: true, failed: true},
 		{name: "circuit open", f: Failure{Class: ClassCircuitOpen}, label: "circuit_open", counts: true, failed: true},
 		{name: "busy", f: Failure{Class: ClassBusy}, label: "busy", counts: true, failed: true},
