@@ -136,7 +136,7 @@ func FailedOver(tried []upstream.Outcome, what, agent string) Decision {
 
 // ThumbnailUnsupported reports whether a holder's failure to send a thumbnail means it makes
 // none (Orthanc answers 404, 400, 406 or 501), so one is derived from a rendering instead.
-// perInstance is a 404 that may be of the instance, not of the resource: it says nothing of
+// At instance level a 404 may be of the instance, not of the resource: it says nothing of
 // the holder, so it is not remembered (remember is false).
 func ThumbnailUnsupported(err error, instanceLevel bool) (derive, remember bool) {
 	f := upstream.Classify(err)
