@@ -296,36 +296,6 @@ func (d Dataset) Tags() []string {
 	return keys
 }
 
-// WalkBulkData calls fn for every element, at any depth of nesting, that carries a
-// BulkDataURI; fn may change the URI in place. Nested sequence items are re-encoded only when
-// fn changed something inside them.
-func (d Dataset) WalkBulkData(fn func(tag string, el *Element)) {
-	for tag, el := range d {
-		if el == nil {
-			continue
-		}
-		if el.BulkDataURI != "" {
-			fn(tag, el)
-		}
-		if el.VR != "SQ" {
-			continue
-		}
-		for i, raw := range el.Value {
-			if !bytes.Contains(raw, []byte(`"BulkDataURI"`)) {
-				continue
-			}
-			var item Dataset
-			if json.Unmarshal(raw, &item) != nil || item == nil {
-				continue
-			}
-			item.WalkBulkData(fn)
-			if enc, err := json.Marshal(item); err == nil {
-				el.Value[i] = enc
-			}
-		}
-	}
-}
-
 // MarshalJSON writes the dataset with its tags in ascending order, so answers are stable
 // byte for byte (encoding/json already sorts map keys; this keeps upper-case hex).
 func (d Dataset) MarshalJSON() ([]byte, error) {
