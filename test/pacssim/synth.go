@@ -104,9 +104,6 @@ type Instance struct {
 // Bytes returns the instance as a DICOM Part-10 file (Explicit VR Little Endian).
 func (in *Instance) Bytes() []byte { return in.part10 }
 
-// NumberOfFrames returns how many frames the instance holds.
-func (in *Instance) NumberOfFrames() int { return in.frames }
-
 // PixelData returns the native PixelData value: every frame, padded to an even length.
 func (in *Instance) PixelData() []byte { return in.part10[in.pixelOffset:] }
 
