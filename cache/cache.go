@@ -208,13 +208,6 @@ func (m *Memory) Members(_ context.Context, indexKey string) ([]string, error) {
 	return out, nil
 }
 
-// Len reports how many entries and index sets are held, for tests and metrics.
-func (m *Memory) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.items)
-}
-
 func (m *Memory) remove(el *list.Element) {
 	e := el.Value.(*memEntry)
 	m.order.Remove(el)

@@ -95,8 +95,8 @@ func TestMemoryIndex(t *testing.T) {
 			wantMembers(t, m, "i", "a")
 			clock.Advance(time.Millisecond)
 			wantMembers(t, m, "i")
-			if m.Len() != 0 || m.used != 0 {
-				t.Fatalf("Len, used = %d, %d after expiry; want 0, 0", m.Len(), m.used)
+			if held(m) != 0 || m.used != 0 {
+				t.Fatalf("held, used = %d, %d after expiry; want 0, 0", held(m), m.used)
 			}
 		}},
 		{name: "adding to an index extends its ttl", run: func(t *testing.T, m *Memory, clock *testClock) {
@@ -111,8 +111,8 @@ func TestMemoryIndex(t *testing.T) {
 		{name: "zero ttl indexes nothing", run: func(t *testing.T, m *Memory, _ *testClock) {
 			m.Index(ctx, []Link{{Index: "i", Member: "a"}}, 0)
 			wantMembers(t, m, "i")
-			if m.Len() != 0 {
-				t.Fatalf("Len = %d; want 0", m.Len())
+			if held(m) != 0 {
+				t.Fatalf("held = %d; want 0", held(m))
 			}
 		}},
 		{name: "members of a missing index is empty", run: func(t *testing.T, m *Memory, _ *testClock) {
@@ -167,6 +167,13 @@ func wantMembers(t *testing.T, m *Memory, index string, want ...string) {
 	}
 }
 
+// held reports how many entries and index sets m holds.
+func held(m *Memory) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.items)
+}
+
 // checkAccounting fails the test unless used is the sum of what is held and within the bound.
 func checkAccounting(t *testing.T, m *Memory) {
 	t.Helper()
@@ -211,8 +218,8 @@ func TestMemoryBounded(t *testing.T) {
 				checkAccounting(t, m)
 			}
 			// Each entry takes at least 10+50+64 bytes.
-			if n := m.Len(); n == 0 || n > maxBytes/(10+50+64)+7 {
-				t.Fatalf("Len = %d after filling; want some, and no more than fit", n)
+			if n := held(m); n == 0 || n > maxBytes/(10+50+64)+7 {
+				t.Fatalf("held = %d after filling; want some, and no more than fit", n)
 			}
 		}},
 		{name: "an index being added to is not evicted by its own growth", run: func(t *testing.T, m *Memory) {
@@ -252,8 +259,8 @@ func TestMemoryBounded(t *testing.T) {
 		}},
 		{name: "an index larger than the cache is not stored", run: func(t *testing.T, m *Memory) {
 			m.Index(ctx, []Link{{Index: string(make([]byte, maxBytes)), Member: "a"}}, time.Hour)
-			if m.Len() != 0 {
-				t.Fatalf("Len = %d; want 0", m.Len())
+			if held(m) != 0 {
+				t.Fatalf("held = %d; want 0", held(m))
 			}
 			checkAccounting(t, m)
 		}},
@@ -296,8 +303,8 @@ func TestMemoryDelete(t *testing.T) {
 			if !slices.Equal(kept, tc.wantKept) {
 				t.Fatalf("kept %q; want %q", kept, tc.wantKept)
 			}
-			if m.Len() != len(tc.wantKept) {
-				t.Fatalf("Len = %d; want %d", m.Len(), len(tc.wantKept))
+			if held(m) != len(tc.wantKept) {
+				t.Fatalf("held = %d; want %d", held(m), len(tc.wantKept))
 			}
 			checkAccounting(t, m)
 		})

@@ -269,24 +269,26 @@ func relativeTo(src *upstream.Source, raw string) (string, bool) {
 //     and a sequence item that is not a DICOM JSON object is emptied.
 //
 // A removed value becomes null (an empty value) when others remain, keeping their positions;
-// an element left with no value keeps only its vr.
+// an element left with no value keeps only its vr. A sequence item that cannot hold anything
+// to rewrite (see mayNeedRewrite) is left as it came.
 func (rw *rewriter) rewriteDataset(ds dcmjson.Dataset, src *upstream.Source) {
 	host := strings.ToLower(src.BaseURL.Hostname())
-	for tag, el := range ds {
+	items := func(raw json.RawMessage) bool { return mayNeedRewrite(raw, host) }
+	ds.Walk(func(holder dcmjson.Dataset, tag string, el *dcmjson.Element) dcmjson.ItemFilter {
 		switch {
-		case el == nil:
 		case !dcmjson.IsTag(tag) || !validVRName(el.VR):
-			delete(ds, tag)
+			delete(holder, tag)
 		case el.BulkDataURI != "":
 			el.BulkDataURI = rw.bulkLink(src, el.BulkDataURI)
 		case el.VR == "SQ":
-			rw.rewriteItems(el, src, host)
+			return items
 		case el.VR == "UR" || strings.EqualFold(tag, dcmjson.TagRetrieveURL) || strings.EqualFold(tag, tagRetrieveURI):
 			rw.rewriteURLs(el, src)
 		default:
 			scrubValues(el, host, !opaqueVR(el.VR))
 		}
-	}
+		return nil
+	})
 }
 
 // bulkLink is the proxy's signed link for a trust's BulkDataURI, or "" when it has none.
@@ -323,27 +325,6 @@ func (rw *rewriter) rewriteURLs(el *dcmjson.Element, src *upstream.Source) {
 		el.Value[i] = jsonNull
 	}
 	compactValues(el)
-}
-
-// rewriteItems rewrites the items of a sequence. An item that cannot hold anything to rewrite
-// is left as it came (its bytes hold no backslash, so no escape can hide a key or a URL).
-func (rw *rewriter) rewriteItems(el *dcmjson.Element, src *upstream.Source, host string) {
-	for i, raw := range el.Value {
-		if isNull(raw) || !mayNeedRewrite(raw, host) {
-			continue
-		}
-		var item dcmjson.Dataset
-		if json.Unmarshal(raw, &item) != nil || item == nil {
-			el.Value[i] = json.RawMessage(`{}`)
-			continue
-		}
-		rw.rewriteDataset(item, src)
-		enc, err := json.Marshal(item)
-		if err != nil {
-			enc = json.RawMessage(`{}`)
-		}
-		el.Value[i] = enc
-	}
 }
 
 var jsonNull = json.RawMessage("null")

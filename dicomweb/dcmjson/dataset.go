@@ -17,47 +17,40 @@ import (
 
 // Tags the proxy reads or writes, as the eight upper-case hex digits DICOM JSON uses for keys.
 const (
-	TagSpecificCharacterSet              = "00080005"
-	TagSOPClassUID                       = "00080016"
-	TagSOPInstanceUID                    = "00080018"
-	TagStudyDate                         = "00080020"
-	TagStudyTime                         = "00080030"
-	TagAccessionNumber                   = "00080050"
-	TagRetrieveAETitle                   = "00080054"
-	TagInstanceAvailability              = "00080056"
-	TagModality                          = "00080060"
-	TagModalitiesInStudy                 = "00080061"
-	TagReferringPhysicianName            = "00080090"
-	TagStudyDescription                  = "00081030"
-	TagSeriesDescription                 = "0008103E"
-	TagRetrieveURL                       = "00081190"
-	TagPatientName                       = "00100010"
-	TagPatientID                         = "00100020"
-	TagIssuerOfPatientID                 = "00100021"
-	TagPatientBirthDate                  = "00100030"
-	TagPatientSex                        = "00100040"
-	TagOtherPatientIDsSequence           = "00101002"
-	TagStudyInstanceUID                  = "0020000D"
-	TagSeriesInstanceUID                 = "0020000E"
-	TagStudyID                           = "00200010"
-	TagSeriesNumber                      = "00200011"
-	TagInstanceNumber                    = "00200013"
-	TagNumberOfStudyRelatedSeries        = "00201206"
-	TagNumberOfStudyRelatedInstances     = "00201208"
-	TagNumberOfSeriesRelatedInstances    = "00201209"
-	TagNumberOfFrames                    = "00280008"
-	TagRows                              = "00280010"
-	TagColumns                           = "00280011"
-	TagPixelData                         = "7FE00010"
-	TagFloatPixelData                    = "7FE00008"
-	TagDoubleFloatPixelData              = "7FE00009"
-	TagErrorComment                      = "00000902"
-	TagTransferSyntaxUID                 = "00020010"
-	TagPerformedProcedureStepStartDate   = "00400244"
-	TagScheduledProcedureStepStartDate   = "00400002"
-	TagReferencedSOPSequence             = "00081199"
-	TagFailedSOPSequence                 = "00081198"
-	TagOtherPatientIDsSequenceIssuerPath = TagOtherPatientIDsSequence + "." + TagIssuerOfPatientID
+	TagSpecificCharacterSet            = "00080005"
+	TagSOPClassUID                     = "00080016"
+	TagSOPInstanceUID                  = "00080018"
+	TagStudyDate                       = "00080020"
+	TagStudyTime                       = "00080030"
+	TagAccessionNumber                 = "00080050"
+	TagRetrieveAETitle                 = "00080054"
+	TagInstanceAvailability            = "00080056"
+	TagModality                        = "00080060"
+	TagModalitiesInStudy               = "00080061"
+	TagReferringPhysicianName          = "00080090"
+	TagStudyDescription                = "00081030"
+	TagSeriesDescription               = "0008103E"
+	TagRetrieveURL                     = "00081190"
+	TagPatientName                     = "00100010"
+	TagPatientID                       = "00100020"
+	TagIssuerOfPatientID               = "00100021"
+	TagPatientBirthDate                = "00100030"
+	TagPatientSex                      = "00100040"
+	TagOtherPatientIDsSequence         = "00101002"
+	TagStudyInstanceUID                = "0020000D"
+	TagSeriesInstanceUID               = "0020000E"
+	TagStudyID                         = "00200010"
+	TagSeriesNumber                    = "00200011"
+	TagInstanceNumber                  = "00200013"
+	TagNumberOfStudyRelatedSeries      = "00201206"
+	TagNumberOfStudyRelatedInstances   = "00201208"
+	TagNumberOfSeriesRelatedInstances  = "00201209"
+	TagNumberOfFrames                  = "00280008"
+	TagRows                            = "00280010"
+	TagColumns                         = "00280011"
+	TagPixelData                       = "7FE00010"
+	TagTransferSyntaxUID               = "00020010"
+	TagPerformedProcedureStepStartDate = "00400244"
 )
 
 // Element is one attribute of a DICOM JSON object. Exactly one of Value, BulkDataURI and
@@ -294,36 +287,6 @@ func (d Dataset) Tags() []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// WalkBulkData calls fn for every element, at any depth of nesting, that carries a
-// BulkDataURI; fn may change the URI in place. Nested sequence items are re-encoded only when
-// fn changed something inside them.
-func (d Dataset) WalkBulkData(fn func(tag string, el *Element)) {
-	for tag, el := range d {
-		if el == nil {
-			continue
-		}
-		if el.BulkDataURI != "" {
-			fn(tag, el)
-		}
-		if el.VR != "SQ" {
-			continue
-		}
-		for i, raw := range el.Value {
-			if !bytes.Contains(raw, []byte(`"BulkDataURI"`)) {
-				continue
-			}
-			var item Dataset
-			if json.Unmarshal(raw, &item) != nil || item == nil {
-				continue
-			}
-			item.WalkBulkData(fn)
-			if enc, err := json.Marshal(item); err == nil {
-				el.Value[i] = enc
-			}
-		}
-	}
 }
 
 // MarshalJSON writes the dataset with its tags in ascending order, so answers are stable

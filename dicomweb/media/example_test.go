@@ -32,11 +32,13 @@ func ExampleNegotiate() {
 func ExampleWriter() {
 	var body strings.Builder
 	w := media.NewWriter(&body)
-	w.SetBoundary("XYZ") // a random one by default
-	fmt.Println(w.ContentType("application/dicom+xml"))
-	w.WritePart("application/dicom+xml", "", strings.NewReader("<NativeDicomModel/>"))
+	pw, _ := w.CreatePart("application/dicom+xml", "")
+	io.WriteString(pw, "<NativeDicomModel/>")
 	w.Close()
-	fmt.Printf("%q\n", body.String())
+	// The boundary is random; it is shown here as XYZ.
+	xyz := strings.NewReplacer(w.Boundary(), "XYZ")
+	fmt.Println(xyz.Replace(w.ContentType("application/dicom+xml")))
+	fmt.Printf("%q\n", xyz.Replace(body.String()))
 	// Output:
 	// multipart/related; type="application/dicom+xml"; boundary=XYZ
 	// "--XYZ\r\nContent-Type: application/dicom+xml\r\n\r\n<NativeDicomModel/>\r\n--XYZ--\r\n"
@@ -53,8 +55,12 @@ func ExampleReader() {
 		if err == io.EOF {
 			break
 		}
+		var pw io.Writer
 		if err == nil {
-			_, err = w.WritePart(p.ContentType(), p.ContentLocation(), p)
+			pw, err = w.CreatePart(p.Header.Get("Content-Type"), p.ContentLocation())
+		}
+		if err == nil {
+			_, err = media.Copy(pw, p)
 		}
 		if err != nil {
 			w.Abort() // and panic(http.ErrAbortHandler) in a handler

@@ -53,7 +53,7 @@ func FuzzReader(f *testing.F) {
 		var body bytes.Buffer
 		w := NewWriter(&body)
 		for _, p := range parts {
-			if _, err := w.WritePart("application/octet-stream", "", bytes.NewReader(p)); err != nil {
+			if _, err := w.writePart("application/octet-stream", "", bytes.NewReader(p)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -63,19 +63,6 @@ func NewWriter(w io.Writer) *Writer {
 // Boundary returns the boundary, for the response's Content-Type.
 func (w *Writer) Boundary() string { return w.boundary }
 
-// SetBoundary replaces the random boundary. It must be called before the first part and is
-// meant for tests and for reproducing an upstream's framing.
-func (w *Writer) SetBoundary(b string) error {
-	if w.parts > 0 || w.state != writerOpen {
-		return errors.New("set multipart boundary: parts already written")
-	}
-	if err := validBoundary(b); err != nil {
-		return fmt.Errorf("set multipart boundary: %w", err)
-	}
-	w.boundary = b
-	return nil
-}
-
 // ContentType returns the Content-Type of the body: `multipart/related;
 // type="application/dicom"; boundary=...`. The boundary is left bare when it is a token (the
 // random one always is) because some clients split the header on "boundary=" naively.
@@ -161,17 +148,6 @@ func (w *Writer) createPart(fields [][2]string) (io.Writer, error) {
 	return partWriter{w}, nil
 }
 
-// WritePart writes a whole part whose body is read from body, flushing the underlying writer
-// as Copy does. Read errors come back wrapped, write errors as *WriteError; either way the
-// part is incomplete and the caller must Abort.
-func (w *Writer) WritePart(contentType, location string, body io.Reader) (int64, error) {
-	pw, err := w.CreatePart(contentType, location)
-	if err != nil {
-		return 0, err
-	}
-	return Copy(pw, body)
-}
-
 // Flush flushes the underlying writer when it can (an http.ResponseWriter); it is a no-op
 // otherwise.
 func (w *Writer) Flush() error {
@@ -219,9 +195,6 @@ func (w *Writer) Abort() {
 		w.state = writerAborted
 	}
 }
-
-// Aborted reports whether Abort was called.
-func (w *Writer) Aborted() bool { return w.state == writerAborted }
 
 func (w *Writer) usable() error {
 	switch w.state {
@@ -314,9 +287,6 @@ type Part struct {
 	eof    bool
 	err    error
 }
-
-// ContentType returns the part's Content-Type field.
-func (p *Part) ContentType() string { return p.Header.Get("Content-Type") }
 
 // ContentLocation returns the part's Content-Location field.
 func (p *Part) ContentLocation() string { return p.Header.Get("Content-Location") }

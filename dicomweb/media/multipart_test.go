@@ -32,7 +32,7 @@ func readAll(t *testing.T, r *Reader) ([]testPart, error) {
 			return parts, err
 		}
 		body, err := io.ReadAll(p)
-		parts = append(parts, testPart{p.ContentType(), p.ContentLocation(), string(body)})
+		parts = append(parts, testPart{p.Header.Get("Content-Type"), p.ContentLocation(), string(body)})
 		if err != nil {
 			return parts, err
 		}
@@ -42,7 +42,7 @@ func readAll(t *testing.T, r *Reader) ([]testPart, error) {
 func TestWriter(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
-	if err := w.SetBoundary("b0und"); err != nil {
+	if err := w.setBoundary("b0und"); err != nil {
 		t.Fatal(err)
 	}
 	pw, err := w.CreatePart("application/dicom", "/studies/1/series/2/instances/3")
@@ -50,7 +50,7 @@ func TestWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(pw, "DICM-one")
-	if _, err := w.WritePart("application/dicom", "", strings.NewReader("DICM-two")); err != nil {
+	if _, err := w.writePart("application/dicom", "", strings.NewReader("DICM-two")); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Close(); err != nil {
@@ -110,8 +110,8 @@ func TestWriterAbort(t *testing.T) {
 	pw, _ := w.CreatePart("application/dicom", "")
 	io.WriteString(pw, "half an inst")
 	w.Abort()
-	if !w.Aborted() {
-		t.Fatal("Aborted() = false after Abort")
+	if w.state != writerAborted {
+		t.Fatal("not aborted after Abort")
 	}
 	if _, err := pw.Write([]byte("ance")); !errors.Is(err, ErrAborted) {
 		t.Fatalf("part write after Abort: %v", err)
@@ -153,7 +153,7 @@ func TestWriterRefusesBadHeaders(t *testing.T) {
 func TestWriterHeaderOrder(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
-	w.SetBoundary("x")
+	w.setBoundary("x")
 	w.CreatePartHeader(textproto.MIMEHeader{
 		"Mime-Version":     {"1.0"},
 		"Content-Location": {"/a"},
@@ -164,15 +164,15 @@ func TestWriterHeaderOrder(t *testing.T) {
 	if buf.String() != want {
 		t.Fatalf("got %q, want %q", buf.String(), want)
 	}
-	if err := w.SetBoundary("y"); err == nil {
-		t.Fatal("SetBoundary after a part succeeded")
+	if err := w.setBoundary("y"); err == nil {
+		t.Fatal("setBoundary after a part succeeded")
 	}
 }
 
 func TestWriterEmpty(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
-	w.SetBoundary("x")
+	w.setBoundary("x")
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,10 +185,10 @@ func TestWriterEmpty(t *testing.T) {
 	}
 }
 
-func TestWritePartFlushes(t *testing.T) {
+func TestCopyIntoPartFlushes(t *testing.T) {
 	rec := httptest.NewRecorder()
 	w := NewWriter(rec)
-	if _, err := w.WritePart("application/dicom", "", iotest.HalfReader(strings.NewReader("abcdef"))); err != nil {
+	if _, err := w.writePart("application/dicom", "", iotest.HalfReader(strings.NewReader("abcdef"))); err != nil {
 		t.Fatal(err)
 	}
 	if !rec.Flushed {
@@ -326,7 +326,7 @@ func TestReaderLargeParts(t *testing.T) {
 		for j := range bodies[i] {
 			bodies[i][j] = byte(rng.UintN(256))
 		}
-		w.WritePart("application/octet-stream", "", bytes.NewReader(bodies[i]))
+		w.writePart("application/octet-stream", "", bytes.NewReader(bodies[i]))
 	}
 	w.Close()
 
@@ -375,8 +375,8 @@ func TestReaderSkipsUnreadPart(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(p)
-	if p.ContentType() != "a/b" || string(got) != "second" {
-		t.Fatalf("second part = %q %q", p.ContentType(), got)
+	if p.Header.Get("Content-Type") != "a/b" || string(got) != "second" {
+		t.Fatalf("second part = %q %q", p.Header.Get("Content-Type"), got)
 	}
 }
 

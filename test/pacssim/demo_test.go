@@ -105,7 +105,7 @@ func TestDemoManifest(t *testing.T) {
 			if se == nil || se.byInstance[DemoMultiFrameInstanceUID] == nil {
 				t.Fatal("multi-frame instance missing")
 			}
-			if n := se.byInstance[DemoMultiFrameInstanceUID].NumberOfFrames(); n != DemoMultiFrameFrames {
+			if n := se.byInstance[DemoMultiFrameInstanceUID].frames; n != DemoMultiFrameFrames {
 				t.Errorf("%d frames", n)
 			}
 		}},

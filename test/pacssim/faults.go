@@ -450,21 +450,6 @@ func (t *Trust) ClearFaults() error {
 	return t.AcceptConnections()
 }
 
-// Faults returns the faults in force, in order.
-func (t *Trust) Faults() []Fault {
-	var out []Fault
-	for _, af := range t.faults.set.Load().faults {
-		f := af.Fault
-		f.Kinds = slices.Clone(f.Kinds)
-		if f.Flap != nil {
-			fl := *f.Flap
-			f.Flap = &fl
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
 // serveWithFaults handles a counted request under the trust's faults.
 func (t *Trust) serveWithFaults(w http.ResponseWriter, r *http.Request, kind RequestKind) {
 	if t.faults.refusing.Load() {
@@ -775,6 +760,3 @@ func (t *Trust) AcceptConnections() error {
 	}
 	return errors.Join(errs...)
 }
-
-// Refusing reports whether the trust refuses connections.
-func (t *Trust) Refusing() bool { return t.faults.refusing.Load() }

@@ -152,7 +152,12 @@ func (st *study) computeRecords() {
 	for _, se := range st.series {
 		for _, h := range se.instances {
 			r := h.meta.Clone()
-			r.WalkBulkData(func(tag string, _ *dcmjson.Element) { delete(r, tag) })
+			r.Walk(func(ds dcmjson.Dataset, tag string, el *dcmjson.Element) dcmjson.ItemFilter {
+				if el.BulkDataURI != "" {
+					delete(ds, tag)
+				}
+				return hasBulkData
+			})
 			r.SetStrings(dcmjson.TagModalitiesInStudy, "CS", modalities...)
 			r.SetInt(dcmjson.TagNumberOfStudyRelatedSeries, "IS", int64(len(st.series)))
 			r.SetInt(dcmjson.TagNumberOfStudyRelatedInstances, "IS", int64(len(st.instances)))

@@ -102,7 +102,7 @@ func TestMetadataAndBulkData(t *testing.T) {
 				if len(parts) != 1 || !bytes.Equal(parts[0].body, in.PixelData()) {
 					t.Errorf("bulk data: %d parts, not the pixel data", len(parts))
 				}
-				if frames, _ := ds.Int(dcmjson.TagNumberOfFrames); in.NumberOfFrames() > 1 && int(frames) != in.NumberOfFrames() {
+				if frames, _ := ds.Int(dcmjson.TagNumberOfFrames); in.frames > 1 && int(frames) != in.frames {
 					t.Errorf("NumberOfFrames %d", frames)
 				}
 			}

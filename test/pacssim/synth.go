@@ -3,6 +3,7 @@ package pacssim
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -103,9 +104,6 @@ type Instance struct {
 // Bytes returns the instance as a DICOM Part-10 file (Explicit VR Little Endian).
 func (in *Instance) Bytes() []byte { return in.part10 }
 
-// NumberOfFrames returns how many frames the instance holds.
-func (in *Instance) NumberOfFrames() int { return in.frames }
-
 // PixelData returns the native PixelData value: every frame, padded to an even length.
 func (in *Instance) PixelData() []byte { return in.part10[in.pixelOffset:] }
 
@@ -123,14 +121,20 @@ func (in *Instance) Frame(n int) ([]byte, error) {
 func (in *Instance) Metadata(base string) dcmjson.Dataset {
 	url := in.URL(base)
 	ds := in.meta.Clone()
-	ds.WalkBulkData(func(_ string, el *dcmjson.Element) {
-		el.BulkDataURI = url + "/bulk/" + el.BulkDataURI
+	ds.Walk(func(_ dcmjson.Dataset, _ string, el *dcmjson.Element) dcmjson.ItemFilter {
+		if el.BulkDataURI != "" {
+			el.BulkDataURI = url + "/bulk/" + el.BulkDataURI
+		}
+		return hasBulkData
 	})
 	ds.SetStrings(dcmjson.TagRetrieveURL, "UR", url)
 	// Viewers read the transfer syntax from metadata to decode frames; Orthanc includes it too.
 	ds.SetStrings(dcmjson.TagTransferSyntaxUID, "UI", ExplicitVRLittleEndian)
 	return ds
 }
+
+// hasBulkData is the ItemFilter for walks that change only BulkDataURIs.
+func hasBulkData(raw json.RawMessage) bool { return bytes.Contains(raw, []byte(`"BulkDataURI"`)) }
 
 // URL returns the instance's WADO-RS URL under base.
 func (in *Instance) URL(base string) string {
@@ -392,7 +396,7 @@ func index(part10 []byte) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse written Part-10: %w", err)
 	}
-	meta, err := dcmjson.FromDICOM(parsed, func(path string) string {
+	meta, err := fromDICOM(parsed, func(path string) string {
 		if path == dcmjson.TagPixelData {
 			return path
 		}

@@ -77,8 +77,8 @@ func TestSynthesizeParses(t *testing.T) {
 	for i, w := range want {
 		in := instances[i]
 		t.Run(w.uid, func(t *testing.T) {
-			if in.SOPInstanceUID != w.uid || in.SOPClassUID != w.class || in.NumberOfFrames() != w.frames {
-				t.Fatalf("got %s %s %d frames, want %s %s %d", in.SOPInstanceUID, in.SOPClassUID, in.NumberOfFrames(), w.uid, w.class, w.frames)
+			if in.SOPInstanceUID != w.uid || in.SOPClassUID != w.class || in.frames != w.frames {
+				t.Fatalf("got %s %s %d frames, want %s %s %d", in.SOPInstanceUID, in.SOPClassUID, in.frames, w.uid, w.class, w.frames)
 			}
 			ds, err := dicom.Parse(bytes.NewReader(in.Bytes()), int64(len(in.Bytes())), nil)
 			if err != nil {

@@ -1,10 +1,11 @@
-package dcmjson
+package pacssim
 
 import (
 	"bytes"
 	"encoding/json"
 	"testing"
 
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/frame"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -158,9 +159,9 @@ func TestFromDICOM(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ds, err := FromDICOM(dicom.Dataset{Elements: tc.elems(t)}, tc.bulk)
+			ds, err := fromDICOM(dicom.Dataset{Elements: tc.elems(t)}, tc.bulk)
 			if err != nil {
-				t.Fatalf("FromDICOM: %v", err)
+				t.Fatalf("fromDICOM: %v", err)
 			}
 			if err := ds.Validate(); err != nil {
 				t.Fatalf("result does not validate: %v", err)
@@ -202,19 +203,19 @@ func TestFromDICOMParsed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	ds, err := FromDICOM(parsed, nil)
+	ds, err := fromDICOM(parsed, nil)
 	if err != nil {
-		t.Fatalf("FromDICOM: %v", err)
+		t.Fatalf("fromDICOM: %v", err)
 	}
 	tests := []struct {
 		name, tag, want string
 	}{
-		{name: "file meta skipped", tag: TagTransferSyntaxUID, want: ``},
-		{name: "date", tag: TagStudyDate, want: `{"vr":"DA","Value":["20240131"]}`},
-		{name: "person name", tag: TagPatientName, want: `{"vr":"PN","Value":[{"Alphabetic":"DEMO^ALICE"}]}`},
-		{name: "number of frames", tag: TagNumberOfFrames, want: `{"vr":"IS","Value":[2]}`},
+		{name: "file meta skipped", tag: dcmjson.TagTransferSyntaxUID, want: ``},
+		{name: "date", tag: dcmjson.TagStudyDate, want: `{"vr":"DA","Value":["20240131"]}`},
+		{name: "person name", tag: dcmjson.TagPatientName, want: `{"vr":"PN","Value":[{"Alphabetic":"DEMO^ALICE"}]}`},
+		{name: "number of frames", tag: dcmjson.TagNumberOfFrames, want: `{"vr":"IS","Value":[2]}`},
 		{name: "attribute tag", tag: "00280009", want: `{"vr":"AT","Value":["00181063"]}`},
-		{name: "pixel data", tag: TagPixelData, want: `{"vr":"OW","InlineBinary":"AQACAAMABAA="}`},
+		{name: "pixel data", tag: dcmjson.TagPixelData, want: `{"vr":"OW","InlineBinary":"AQACAAMABAA="}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package dcmjson
+package pacssim
 
 import (
 	"bytes"
@@ -10,11 +10,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
-// FromDICOM converts a dataset parsed (or built) with suyashkumar/dicom to DICOM JSON as
+// fromDICOM converts a dataset parsed (or built) with suyashkumar/dicom to DICOM JSON as
 // PS3.18 Annex F writes it: strings as JSON strings, IS, DS and the binary numeric VRs as JSON
 // numbers, person names as {"Alphabetic": ...} objects, AT as "GGGGEEEE" strings and sequences
 // as nested objects. File meta information (group 0002), group lengths and item delimiters
@@ -26,17 +27,17 @@ import (
 // zero-based item indexes joined by "/" ("00540016/0/00181072"). bulk may be nil, which
 // inlines everything. Encapsulated pixel data that is not given a BulkDataURI is written
 // without a value: its fragments have no meaning as one inline string.
-func FromDICOM(ds dicom.Dataset, bulk func(tag string) string) (Dataset, error) {
+func fromDICOM(ds dicom.Dataset, bulk func(tag string) string) (dcmjson.Dataset, error) {
 	return fromElements(ds.Elements, "", bulk)
 }
 
-func fromElements(elems []*dicom.Element, prefix string, bulk func(string) string) (Dataset, error) {
-	out := make(Dataset, len(elems))
+func fromElements(elems []*dicom.Element, prefix string, bulk func(string) string) (dcmjson.Dataset, error) {
+	out := make(dcmjson.Dataset, len(elems))
 	for _, e := range elems {
 		if e == nil || e.Tag.Group == tag.MetadataGroup || e.Tag.Element == 0 || e.Tag.Group == 0xFFFE {
 			continue
 		}
-		key := FormatTag(uint32(e.Tag.Group)<<16 | uint32(e.Tag.Element))
+		key := dcmjson.FormatTag(uint32(e.Tag.Group)<<16 | uint32(e.Tag.Element))
 		el, err := fromElement(e, prefix+key, bulk)
 		if err != nil {
 			return nil, fmt.Errorf("convert element %s: %w", key, err)
@@ -55,7 +56,7 @@ func isBinaryVR(vr string) bool {
 	return false
 }
 
-func fromElement(e *dicom.Element, path string, bulk func(string) string) (*Element, error) {
+func fromElement(e *dicom.Element, path string, bulk func(string) string) (*dcmjson.Element, error) {
 	vr := e.RawValueRepresentation
 	if len(vr) != 2 {
 		vr = "UN"
@@ -63,7 +64,7 @@ func fromElement(e *dicom.Element, path string, bulk func(string) string) (*Elem
 			vr = info.VRs[0]
 		}
 	}
-	el := &Element{VR: vr}
+	el := &dcmjson.Element{VR: vr}
 	if e.Value == nil {
 		return el, nil
 	}
@@ -118,7 +119,7 @@ func fromElement(e *dicom.Element, path string, bulk func(string) string) (*Elem
 // otherwise. A single empty value is an attribute without a value; an empty value among
 // several is null, as Annex F says. An IS or DS value that is not a number (real files hold
 // such things) is kept as a string rather than lost.
-func setStrings(el *Element, strs []string) {
+func setStrings(el *dcmjson.Element, strs []string) {
 	switch el.VR {
 	case "LT", "ST", "UT", "UR":
 		// These VRs are single-valued and may contain backslashes, which the library split.
@@ -179,7 +180,7 @@ func personName(s string) json.RawMessage {
 
 // setInts writes US, SS, UL, SL (and SV, UV) values as numbers, and AT values, which the
 // library holds as group and element pairs, as "GGGGEEEE" strings.
-func setInts(el *Element, ints []int) error {
+func setInts(el *dcmjson.Element, ints []int) error {
 	if el.VR == "AT" {
 		if len(ints)%2 != 0 {
 			return fmt.Errorf("AT value has %d 16-bit halves, want an even number", len(ints))
@@ -205,7 +206,7 @@ func jsonNumber(f float64) json.RawMessage {
 	return json.RawMessage(strconv.FormatFloat(f, 'g', -1, 64))
 }
 
-func setBinary(el *Element, data []byte, path string, bulk func(string) string) {
+func setBinary(el *dcmjson.Element, data []byte, path string, bulk func(string) string) {
 	if bulk != nil {
 		if uri := bulk(path); uri != "" {
 			el.BulkDataURI = uri
@@ -217,7 +218,7 @@ func setBinary(el *Element, data []byte, path string, bulk func(string) string) 
 	}
 }
 
-func setPixelData(el *Element, info dicom.PixelDataInfo, path string, bulk func(string) string) error {
+func setPixelData(el *dcmjson.Element, info dicom.PixelDataInfo, path string, bulk func(string) string) error {
 	if bulk != nil {
 		if uri := bulk(path); uri != "" {
 			el.BulkDataURI = uri

@@ -1,0 +1,30 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// setBoundary replaces w's random boundary so that tests can compare bodies byte for byte.
+// Like the boundary of a real body, it cannot change once a part is written.
+func (w *Writer) setBoundary(b string) error {
+	if w.parts > 0 || w.state != writerOpen {
+		return errors.New("set multipart boundary: parts already written")
+	}
+	if err := validBoundary(b); err != nil {
+		return fmt.Errorf("set multipart boundary: %w", err)
+	}
+	w.boundary = b
+	return nil
+}
+
+// writePart writes a whole part whose body is read from body, as a handler does with
+// CreatePart and Copy.
+func (w *Writer) writePart(contentType, location string, body io.Reader) (int64, error) {
+	pw, err := w.CreatePart(contentType, location)
+	if err != nil {
+		return 0, err
+	}
+	return Copy(pw, body)
+}
