@@ -1,17 +1,13 @@
 package media
 
 import (
-	"errors"
 	"fmt"
 	"io"
 )
 
-// setBoundary replaces w's random boundary so that tests can compare bodies byte for byte.
-// Like the boundary of a real body, it cannot change once a part is written.
+// setBoundary replaces w's random boundary, before any part is written, so that tests can
+// compare bodies byte for byte.
 func (w *Writer) setBoundary(b string) error {
-	if w.parts > 0 || w.state != writerOpen {
-		return errors.New("set multipart boundary: parts already written")
-	}
 	if err := validBoundary(b); err != nil {
 		return fmt.Errorf("set multipart boundary: %w", err)
 	}
