@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
@@ -78,7 +77,8 @@ type app struct {
 }
 
 // buildHandler wires the request path of DESIGN.md from a validated configuration whose
-// PublicURL is set (see publicURL).
+// PublicURL is set (see publicURL). Every setting of the packages it wires comes from cfg: they
+// have no defaults of their own.
 func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -94,37 +94,16 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.closeCache = closeCache
-	cacheOpts := sourceCache(cfg.Cache, store)
 	sources := make([]*upstream.Source, 0, len(cfg.Sources))
 	for _, sc := range cfg.Sources {
-		u, err := url.Parse(strings.TrimSuffix(sc.URL, "/"))
+		src, err := sc.UpstreamSource()
 		if err != nil {
 			closeCache()
-			return nil, fmt.Errorf("source %s: parse url: %w", sc.ID, err)
+			return nil, err
 		}
-		sources = append(sources, upstream.NewSource(upstream.SourceConfig{
-			ID:       sc.ID,
-			Name:     sc.Name,
-			BaseURL:  u,
-			Priority: sc.Priority,
-			Timeout:  sc.Timeout.Std(),
-			Required: sc.Required,
-			Auth: upstream.Auth{
-				Type:     upstream.AuthType(sc.Auth.Type),
-				Username: sc.Auth.Username,
-				Password: string(sc.Auth.Password),
-				Token:    string(sc.Auth.Token),
-			},
-			PatientID:       upstream.PatientIDAttribute(sc.PatientID.Attribute),
-			PatientIDIssuer: sc.PatientID.Issuer,
-		}, upstream.Options{
-			HTTP:          upstream.HTTPOptions{RetryMax: sc.Retries, IdleTimeout: sc.IdleTimeout.Std()},
-			Breaker:       breakerOptions(sc.Breaker),
-			MaxConcurrent: sc.MaxConcurrent,
-			Metrics:       upMetrics,
-			Incidents:     incidents,
-			Cache:         cacheOpts,
-		}, log))
+		opts := sc.UpstreamOptions()
+		opts.Metrics, opts.Incidents, opts.Cache = upMetrics, incidents, cfg.Cache.SourceCache(store)
+		sources = append(sources, upstream.NewSource(src, opts, log))
 	}
 	key := []byte(cfg.SigningKey)
 	if len(key) == 0 {
@@ -140,6 +119,8 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		PatientIDIssuer:    cfg.PatientIdentifierIssuer,
 		RequestTimeout:     cfg.RequestTimeout.Std(),
 		ClientWriteTimeout: cfg.ClientWriteTimeout.Std(),
+		MaxFrames:          cfg.MaxFrames,
+		ThumbnailViewport:  cfg.ThumbnailViewport,
 		Search: dicomweb.SearchLimits{
 			MaxResultsPerSource: cfg.Search.MaxResultsPerSource,
 			DefaultLimit:        cfg.Search.DefaultLimit,
@@ -152,6 +133,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		Fallback: fallback.Policy{
 			Search:     fallback.Partial(cfg.PartialSearch),
 			Retrieve:   fallback.Partial(cfg.PartialRetrieve),
+			RetryAfter: cfg.RetryAfter.Std(),
 			ServeStale: cfg.Cache.Enabled && cfg.Cache.ServeStale,
 		},
 	}, dicomweb.Deps{
@@ -240,17 +222,6 @@ func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// breakerOptions is a source's validated breaker configuration as the upstream package takes it.
-func breakerOptions(b config.Breaker) upstream.BreakerOptions {
-	return upstream.BreakerOptions{
-		Window:                 b.Window.Std(),
-		MinRequests:            uint32(max(b.MinRequests, 0)),
-		FailureRatio:           b.FailureRatio,
-		ConsecutiveUnreachable: uint32(max(b.ConsecutiveUnreachable, 0)),
-		OpenFor:                b.OpenFor.Std(),
-	}
 }
 
 // newHTTPServer is the listener's HTTP server. A client that sends its request headers slowly
