@@ -538,12 +538,6 @@ func DefaultSource() Source {
 	}
 }
 
-// applyDefaults makes a new element of the sources list start from DefaultSource.
-func (s *Source) applyDefaults() { *s = DefaultSource() }
-
-// defaulter is implemented by list elements that do not start from their zero value.
-type defaulter interface{ applyDefaults() }
-
 // SourceIDs lists the sources' ids in the order of the file.
 func (c Config) SourceIDs() []string {
 	ids := make([]string, len(c.Sources))
