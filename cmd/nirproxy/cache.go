@@ -92,15 +92,9 @@ func cacheCommand(ctx context.Context, args, environ []string, stdout, stderr io
 		// The message never repeats the number: terminals and shells keep scrollback.
 		return errors.New("--patient is not a valid NHS number (10 digits with a correct check digit)")
 	}
-	cfg, err := config.Load(*path, environ)
+	cfg, err := loadConfig(*path, environ, stderr)
 	if err != nil {
-		return fmt.Errorf("load %s: %w", *path, err)
-	}
-	if problems := cfg.Validate(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(stderr, p.String())
-		}
-		return fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", *path, len(problems), *path)
+		return err
 	}
 	if !cfg.Cache.RedisEnabled() {
 		fmt.Fprintf(stdout, "No Redis cache is configured in %s: the in-process cache lives only inside each running nirproxy, holds nothing after a restart, and keeps nothing longer than cache.maxRetention (%s).\n", *path, cfg.Cache.MaxRetention)

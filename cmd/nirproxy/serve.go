@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,18 +39,13 @@ func serveCommand(ctx context.Context, args, environ []string, stderr io.Writer)
 	if *path == "" {
 		return errors.New("serve needs --config FILE")
 	}
-	cfg, err := config.Load(*path, environ)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", *path, err)
-	}
 	if *addr != "" {
-		cfg.Listen = *addr
+		// --addr is the last override of listen, after the environment's.
+		environ = append(slices.Clip(environ), config.EnvPrefix+"LISTEN="+*addr)
 	}
-	if problems := cfg.Validate(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(stderr, p.String())
-		}
-		return fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", *path, len(problems), *path)
+	cfg, err := loadConfig(*path, environ, stderr)
+	if err != nil {
+		return err
 	}
 	log := newLogger(cfg.Logging, stderr)
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -57,6 +53,26 @@ func serveCommand(ctx context.Context, args, environ []string, stderr io.Writer)
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	return serve(ctx, cfg, ln, log)
+}
+
+// loadConfig is config.LoadValid for serve and cache purge: a file it cannot read is an error
+// naming the file; each problem Validate finds is printed to stderr, and the error points at
+// check-config.
+func loadConfig(path string, environ []string, stderr io.Writer) (config.Config, error) {
+	cfg, err := config.LoadValid(path, environ)
+	var fe *config.FileError
+	switch {
+	case errors.As(err, &fe) && len(fe.Unread) > 0:
+		return cfg, fmt.Errorf("load %s: %w", path, config.Problems(fe.Unread))
+	case errors.As(err, &fe):
+		for _, p := range fe.Invalid {
+			fmt.Fprintln(stderr, p.String())
+		}
+		return cfg, fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", path, len(fe.Invalid), path)
+	case err != nil:
+		return cfg, fmt.Errorf("load %s: %w", path, err)
+	}
+	return cfg, nil
 }
 
 func newLogger(l config.Logging, w io.Writer) *slog.Logger {

@@ -7,8 +7,8 @@
 // [Load] (or [Parse]) starts from [Default], lays the YAML file over it, then the environment
 // overrides, then reads the secrets named by the *File keys. It reports what it could not read
 // (syntax, unknown keys, values of the wrong type, unknown overrides, unreadable secret files) as
-// [Problems], and does not judge the values: [Config.Validate] does that, and the caller decides
-// what to do with its answer. [CheckFile] runs both for the check-config sub-command.
+// [Problems], and does not judge the values: [Config.Validate] does that. [LoadValid] runs both,
+// and is how serve, cache purge and check-config ([CheckFile]) read their file.
 //
 // # Secrets
 //

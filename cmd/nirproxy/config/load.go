@@ -58,10 +58,38 @@ func (ps Problems) errOrNil() error {
 	return ps
 }
 
+// FileError is every problem of a configuration file that could be read: what [Load] could not
+// read, then what [Config.Validate] found wrong with the rest.
+type FileError struct {
+	// Unread are the problems Load reported: syntax, unknown keys and overrides, values of the
+	// wrong type, unreadable secret files.
+	Unread []Problem
+	// Invalid are the problems Validate found in what could be read.
+	Invalid []Problem
+}
+
+// Error lists every problem, one per line.
+func (e *FileError) Error() string { return Problems(slices.Concat(e.Unread, e.Invalid)).Error() }
+
+// LoadValid is how a configuration file is used: [Load], then [Config.Validate]. It returns the
+// configuration to run with, or an error: a *FileError listing every problem of a file it could
+// read, or else why it could not read it.
+func LoadValid(path string, environ []string) (Config, error) {
+	cfg, err := Load(path, environ)
+	var unread Problems
+	if err != nil && !errors.As(err, &unread) {
+		return cfg, err
+	}
+	if invalid := cfg.Validate(); len(unread)+len(invalid) > 0 {
+		return cfg, &FileError{Unread: unread, Invalid: invalid}
+	}
+	return cfg, nil
+}
+
 // Load reads the YAML file at path and returns the configuration it describes: the defaults, then
 // the file, then the environment overrides in environ (as os.Environ returns them), then the
 // secrets named by the *File keys (relative paths are taken from the file's directory). It does
-// not validate: call Validate. Everything it could not read is reported at once
+// not validate: call Validate, or use LoadValid. Everything it could not read is reported at once
 // as [Problems]; the Config returned with them holds what could be read.
 func Load(path string, environ []string) (Config, error) {
 	data, err := os.ReadFile(path)
