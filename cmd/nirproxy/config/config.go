@@ -61,7 +61,7 @@ const (
 	AttributeOtherPatientIDsSequence = "OtherPatientIDsSequence"
 )
 
-// Redaction is what [Config.Redacted] and a [Secret]'s String put in place of a secret's value.
+// Redaction is what a [Secret]'s String puts in place of its value.
 const Redaction = "REDACTED"
 
 // Config is the whole configuration of one nirproxy process. The yaml tags are the keys of the
@@ -545,36 +545,6 @@ func (c Config) SourceIDs() []string {
 		ids[i] = s.ID
 	}
 	return ids
-}
-
-// Redacted is a deep copy of c with every non-empty secret replaced by "REDACTED", for printing.
-func (c Config) Redacted() Config {
-	v := reflect.ValueOf(&c).Elem()
-	redact(v)
-	return c
-}
-
-// redact copies v's slices (so the caller's Config is left alone) and redacts its secrets.
-func redact(v reflect.Value) {
-	switch {
-	case v.Type() == reflect.TypeFor[Secret]():
-		if v.String() != "" {
-			v.SetString(Redaction)
-		}
-	case v.Kind() == reflect.Struct:
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				redact(v.Field(i))
-			}
-		}
-	case v.Kind() == reflect.Slice && !v.IsNil():
-		cp := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
-		reflect.Copy(cp, v)
-		v.Set(cp)
-		for i := range cp.Len() {
-			redact(cp.Index(i))
-		}
-	}
 }
 
 // Secret is a configuration value that must not be shown: it prints and marshals as "REDACTED"
