@@ -19,7 +19,8 @@ var ErrUnavailable = errors.New("redis cache unavailable")
 
 // RedisOptions configures a Redis cache. The topology follows redis.NewUniversalClient: a
 // MasterName selects Sentinel (Addrs are the sentinels), two or more Addrs select Redis Cluster,
-// and one address a single node. Zero durations take the defaults documented per field.
+// and one address a single node. The time-outs and the breaker's settings are required:
+// NewRedis refuses options with one missing (cmd/nirproxy's configuration holds the defaults).
 type RedisOptions struct {
 	// Addrs are host:port addresses of the node, the sentinels or the cluster seed nodes.
 	Addrs []string
@@ -34,22 +35,22 @@ type RedisOptions struct {
 	// TLS enables TLS with this configuration when non-nil.
 	TLS *tls.Config
 
-	// MaxRetention caps every entry's TTL: nothing stays in Redis longer. Required.
+	// MaxRetention caps every entry's TTL: nothing stays in Redis longer.
 	MaxRetention time.Duration
 
-	// OpTimeout bounds each Get, Set or Delete including dialling and retries. Default 250ms.
+	// OpTimeout bounds each Get, Set or Delete including dialling and retries.
 	OpTimeout time.Duration
-	// DialTimeout bounds one connection attempt. Default 200ms.
+	// DialTimeout bounds one connection attempt.
 	DialTimeout time.Duration
-	// ReadTimeout and WriteTimeout bound one socket read or write. Default 200ms.
+	// ReadTimeout and WriteTimeout bound one socket read or write.
 	ReadTimeout, WriteTimeout time.Duration
-	// PoolSize is connections per node; 0 keeps go-redis's default (10 per CPU).
+	// PoolSize is connections per node; 0 keeps go-redis's own default (10 per CPU).
 	PoolSize int
 
-	// BreakerFailures is how many consecutive failed calls open the breaker. Default 5.
+	// BreakerFailures is how many consecutive failed calls open the breaker.
 	BreakerFailures uint32
 	// BreakerCooldown is how long the breaker stays open before one probe call is let
-	// through. Default 5s.
+	// through.
 	BreakerCooldown time.Duration
 
 	// StateChanged, when set, is told each breaker state change ("closed", "half-open",
@@ -57,20 +58,29 @@ type RedisOptions struct {
 	StateChanged func(state string)
 }
 
-func (o *RedisOptions) withDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+// check names the first of o's required settings that is missing or out of range.
+func (o RedisOptions) check() error {
+	durations := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"MaxRetention", o.MaxRetention}, {"OpTimeout", o.OpTimeout}, {"DialTimeout", o.DialTimeout},
+		{"ReadTimeout", o.ReadTimeout}, {"WriteTimeout", o.WriteTimeout}, {"BreakerCooldown", o.BreakerCooldown},
+	}
+	for _, f := range durations {
+		if f.d <= 0 {
+			return fmt.Errorf("RedisOptions.%s is %v; it must be positive", f.name, f.d)
 		}
 	}
-	def(&o.OpTimeout, 250*time.Millisecond)
-	def(&o.DialTimeout, 200*time.Millisecond)
-	def(&o.ReadTimeout, 200*time.Millisecond)
-	def(&o.WriteTimeout, 200*time.Millisecond)
-	def(&o.BreakerCooldown, 5*time.Second)
-	if o.BreakerFailures == 0 {
-		o.BreakerFailures = 5
+	switch {
+	case len(o.Addrs) == 0:
+		return errors.New("RedisOptions.Addrs is empty; it needs the address of a node, of the cluster's seed nodes or of the sentinels")
+	case o.BreakerFailures == 0:
+		return errors.New("RedisOptions.BreakerFailures is 0; it must be at least 1")
+	case o.PoolSize < 0 || o.DB < 0:
+		return fmt.Errorf("RedisOptions.PoolSize (%d) and DB (%d) cannot be negative", o.PoolSize, o.DB)
 	}
+	return nil
 }
 
 // Redis is a Cache over Redis (single node, Sentinel or Cluster). Values are sealed with a
@@ -96,16 +106,12 @@ type Redis struct {
 // NewRedis connects lazily to Redis as opts describe (no command is sent until the first call) and
 // seals values with sealer. log receives breaker state changes; it must not be nil.
 func NewRedis(opts RedisOptions, sealer *Sealer, log *slog.Logger) (*Redis, error) {
-	if len(opts.Addrs) == 0 {
-		return nil, errors.New("create redis cache: no address; set cache.redis.addrs")
-	}
-	if opts.MaxRetention <= 0 {
-		return nil, errors.New("create redis cache: maxRetention must be positive; set cache.maxRetention")
+	if err := opts.check(); err != nil {
+		return nil, fmt.Errorf("create redis cache: %w", err)
 	}
 	if sealer == nil || log == nil {
 		return nil, errors.New("create redis cache: sealer and logger are required")
 	}
-	opts.withDefaults()
 	client := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:                 opts.Addrs,
 		MasterName:            opts.MasterName,

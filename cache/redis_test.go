@@ -64,12 +64,8 @@ func newRedisFixture(t *testing.T, mr *miniredis.Miniredis, keys [][]byte, tweak
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := RedisOptions{
-		Addrs:           []string{mr.Addr()},
-		MaxRetention:    time.Hour,
-		BreakerFailures: 3,
-		BreakerCooldown: 100 * time.Millisecond,
-	}
+	opts := testRedisOptions(mr.Addr())
+	opts.BreakerFailures, opts.BreakerCooldown = 3, 100*time.Millisecond
 	if tweak != nil {
 		tweak(&opts)
 	}
@@ -86,19 +82,44 @@ func newRedisFixture(t *testing.T, mr *miniredis.Miniredis, keys [][]byte, tweak
 	return &redisFixture{mr: mr, r: r, keyer: keyer, log: h}
 }
 
+// testRedisOptions are complete options for a Redis at addr: what cmd/nirproxy's configuration
+// gives by default, written out (this package's tests cannot import the configuration, which
+// imports this package).
+func testRedisOptions(addr string) RedisOptions {
+	return RedisOptions{
+		Addrs:           []string{addr},
+		MaxRetention:    time.Hour,
+		OpTimeout:       250 * time.Millisecond,
+		DialTimeout:     200 * time.Millisecond,
+		ReadTimeout:     200 * time.Millisecond,
+		WriteTimeout:    200 * time.Millisecond,
+		BreakerFailures: 5,
+		BreakerCooldown: 5 * time.Second,
+	}
+}
+
 func TestNewRedisRejects(t *testing.T) {
 	s, _ := NewSealer([][]byte{testKey(1)})
 	log := slog.New(&recordHandler{})
+	complete := testRedisOptions("127.0.0.1:1")
+	without := func(edit func(*RedisOptions)) RedisOptions {
+		o := complete
+		edit(&o)
+		return o
+	}
 	tests := []struct {
 		name   string
 		opts   RedisOptions
 		sealer *Sealer
 		log    *slog.Logger
 	}{
-		{name: "no address", opts: RedisOptions{MaxRetention: time.Hour}, sealer: s, log: log},
-		{name: "no retention", opts: RedisOptions{Addrs: []string{"127.0.0.1:1"}}, sealer: s, log: log},
-		{name: "no sealer", opts: RedisOptions{Addrs: []string{"127.0.0.1:1"}, MaxRetention: time.Hour}, log: log},
-		{name: "no logger", opts: RedisOptions{Addrs: []string{"127.0.0.1:1"}, MaxRetention: time.Hour}, sealer: s},
+		{name: "no address", opts: without(func(o *RedisOptions) { o.Addrs = nil }), sealer: s, log: log},
+		{name: "no retention", opts: without(func(o *RedisOptions) { o.MaxRetention = 0 }), sealer: s, log: log},
+		{name: "no operation time-out", opts: without(func(o *RedisOptions) { o.OpTimeout = 0 }), sealer: s, log: log},
+		{name: "no read time-out", opts: without(func(o *RedisOptions) { o.ReadTimeout = 0 }), sealer: s, log: log},
+		{name: "no breaker failures", opts: without(func(o *RedisOptions) { o.BreakerFailures = 0 }), sealer: s, log: log},
+		{name: "no sealer", opts: complete, log: log},
+		{name: "no logger", opts: complete, sealer: s},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

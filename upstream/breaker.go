@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -14,7 +15,8 @@ import (
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 )
 
-// BreakerOptions tunes a source's circuit breaker.
+// BreakerOptions tunes a source's circuit breaker. Every field is required (cmd/nirproxy's
+// configuration holds the defaults); NewSource refuses options with one missing.
 //
 // The breaker opens on a failure ratio, never on a short run of failures: at least MinRequests
 // calls must have ended within the last Window, and at least FailureRatio of them failed. So a
@@ -23,47 +25,43 @@ import (
 // traffic: ConsecutiveUnreachable calls in a row that could not connect (see IsUnreachable),
 // which no client can provoke, since nothing of its request reached the trust.
 type BreakerOptions struct {
-	// Window is how far back outcomes count, as a rolling window of ten buckets (default 60 s).
+	// Window is how far back outcomes count, as a rolling window of ten buckets.
 	Window time.Duration
 	// MinRequests is the fewest calls ended within Window before the ratio may open the
-	// breaker (default 20).
+	// breaker.
 	MinRequests uint32
 	// FailureRatio is the share of failed calls within Window that opens the breaker, in
-	// (0, 1] (default 0.5).
+	// (0, 1].
 	FailureRatio float64
 	// ConsecutiveUnreachable is how many calls in a row that could not connect to the source
-	// open the breaker, however few calls the window holds (default 5).
+	// open the breaker, however few calls the window holds.
 	ConsecutiveUnreachable uint32
-	// OpenFor is how long the breaker stays open before a half-open probe (default 30 s).
+	// OpenFor is how long the breaker stays open before a half-open probe.
 	OpenFor time.Duration
-	// HalfOpenProbes is how many requests are let through while half-open (default 1).
-	HalfOpenProbes uint32
 }
 
 // breakerBuckets is how many buckets the rolling window is cut into: outcomes leave the window
 // a tenth of it at a time.
 const breakerBuckets = 10
 
-func (o BreakerOptions) withDefaults() BreakerOptions {
-	if o.Window <= 0 {
-		o.Window = 60 * time.Second
+// halfOpenProbes is how many calls a half-open breaker lets through: one probe decides.
+const halfOpenProbes = 1
+
+// check names the first field of o that is missing or out of range.
+func (o BreakerOptions) check() error {
+	switch {
+	case o.Window <= 0:
+		return fmt.Errorf("BreakerOptions.Window is %v; it must be positive", o.Window)
+	case o.MinRequests == 0:
+		return errors.New("BreakerOptions.MinRequests is 0; it must be at least 1")
+	case !(o.FailureRatio > 0 && o.FailureRatio <= 1):
+		return fmt.Errorf("BreakerOptions.FailureRatio is %v; it must be above 0 and at most 1", o.FailureRatio)
+	case o.ConsecutiveUnreachable == 0:
+		return errors.New("BreakerOptions.ConsecutiveUnreachable is 0; it must be at least 1")
+	case o.OpenFor <= 0:
+		return fmt.Errorf("BreakerOptions.OpenFor is %v; it must be positive", o.OpenFor)
 	}
-	if o.MinRequests == 0 {
-		o.MinRequests = 20
-	}
-	if !(o.FailureRatio > 0 && o.FailureRatio <= 1) {
-		o.FailureRatio = 0.5
-	}
-	if o.ConsecutiveUnreachable == 0 {
-		o.ConsecutiveUnreachable = 5
-	}
-	if o.OpenFor <= 0 {
-		o.OpenFor = 30 * time.Second
-	}
-	if o.HalfOpenProbes == 0 {
-		o.HalfOpenProbes = 1
-	}
-	return o
+	return nil
 }
 
 // readyToTrip is the rule that opens a closed breaker, given the window's counts and the
@@ -108,12 +106,12 @@ type breakerClient struct {
 	health *health
 }
 
+// newHealth is the breaker of source id; opts must be complete (see check).
 func newHealth(id string, opts BreakerOptions, log *slog.Logger, onChange func(from, to string)) *health {
-	opts = opts.withDefaults()
 	h := &health{}
 	st := gobreaker.Settings{
 		Name:         id,
-		MaxRequests:  opts.HalfOpenProbes,
+		MaxRequests:  halfOpenProbes,
 		Interval:     opts.Window,
 		BucketPeriod: max(opts.Window/breakerBuckets, time.Millisecond),
 		Timeout:      opts.OpenFor,

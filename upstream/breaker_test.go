@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,8 +44,15 @@ func okResponse(body io.ReadCloser) *http.Response {
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: body}
 }
 
-func newBreakerSource(f *fakeClient, opts BreakerOptions) *Source {
-	return NewSourceWithClient(SourceConfig{ID: "RXA", Name: "Example Hospitals NHS Trust"}, f, Options{Breaker: opts}, discard())
+// newBreakerSource is source RXA over f, its breaker tuned by edit.
+func newBreakerSource(f *fakeClient, edit func(*BreakerOptions)) *Source {
+	return newTunedBreakerSource(f, with(testBreakerOptions(), edit))
+}
+
+// newTunedBreakerSource is source RXA over f with breaker opts.
+func newTunedBreakerSource(f *fakeClient, opts BreakerOptions) *Source {
+	cfg := SourceConfig{ID: "RXA", Name: "Example Hospitals NHS Trust", Timeout: testTimeout}
+	return NewSourceWithClient(cfg, f, with(testOptions(), func(o *Options) { o.Breaker = opts }), discard())
 }
 
 func TestBreakerOpens(t *testing.T) {
@@ -72,7 +80,9 @@ func TestBreakerOpens(t *testing.T) {
 					return nil, tc.err
 				},
 			}
-			s := newBreakerSource(f, BreakerOptions{MinRequests: threshold, FailureRatio: 1, ConsecutiveUnreachable: 1000, OpenFor: time.Hour})
+			s := newBreakerSource(f, func(b *BreakerOptions) {
+				b.MinRequests, b.FailureRatio, b.ConsecutiveUnreachable, b.OpenFor = threshold, 1, 1000, time.Hour
+			})
 			call := func() error {
 				if tc.fetch {
 					_, err := s.Fetch(context.Background(), "studies/1.2", nil, "application/dicom")
@@ -130,7 +140,7 @@ func TestBreakerIgnores(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, tc.err }}
-			s := newBreakerSource(f, BreakerOptions{MinRequests: 1, ConsecutiveUnreachable: 1, OpenFor: time.Hour})
+			s := newBreakerSource(f, func(b *BreakerOptions) { b.MinRequests, b.ConsecutiveUnreachable, b.OpenFor = 1, 1, time.Hour })
 			for range 10 {
 				if _, err := s.Search(context.Background(), "studies", nil); !errors.Is(err, tc.err) {
 					t.Fatalf("err = %v; want the source's error", err)
@@ -158,7 +168,7 @@ func TestBreakerTrips(t *testing.T) {
 		dialSlow  = &TransportError{Source: "RXA", Err: &net.OpError{Op: "dial", Net: "tcp", Err: headerTimeout{}}}
 		cancelled = &TransportError{Source: "RXA", Err: context.Canceled}
 	)
-	defaults := BreakerOptions{OpenFor: time.Hour}
+	defaults := with(testBreakerOptions(), func(b *BreakerOptions) { b.OpenFor = time.Hour })
 	tests := []struct {
 		name   string
 		opts   BreakerOptions
@@ -170,8 +180,8 @@ func TestBreakerTrips(t *testing.T) {
 		{name: "20 500s and nothing else within the window open it", opts: defaults, script: [][2]any{{fail500, 20}}, want: "open"},
 		{name: "500s among others' successes, under the ratio", opts: defaults, script: [][2]any{{ok, 30}, {fail500, 29}}, want: "closed"},
 		{name: "failures reaching the ratio over minRequests", opts: defaults, script: [][2]any{{ok, 30}, {fail503, 30}}, want: "open"},
-		{name: "a tuned ratio", opts: BreakerOptions{MinRequests: 10, FailureRatio: 0.25, OpenFor: time.Hour}, script: [][2]any{{ok, 7}, {fail503, 3}}, want: "open"},
-		{name: "a tuned ratio, not reached", opts: BreakerOptions{MinRequests: 10, FailureRatio: 0.25, OpenFor: time.Hour}, script: [][2]any{{ok, 9}, {fail503, 2}}, want: "closed"},
+		{name: "a tuned ratio", opts: with(defaults, func(b *BreakerOptions) { b.MinRequests, b.FailureRatio = 10, 0.25 }), script: [][2]any{{ok, 7}, {fail503, 3}}, want: "open"},
+		{name: "a tuned ratio, not reached", opts: with(defaults, func(b *BreakerOptions) { b.MinRequests, b.FailureRatio = 10, 0.25 }), script: [][2]any{{ok, 9}, {fail503, 2}}, want: "closed"},
 		{name: "five time-outs are no run of unreachable calls", opts: defaults, script: [][2]any{{timedOut, 5}}, want: "closed"},
 		{name: "five resets once connected are no run of unreachable calls", opts: defaults, script: [][2]any{{reset, 5}}, want: "closed"},
 		{name: "five refused connections in a row open it", opts: defaults, script: [][2]any{{refused, 5}}, want: "open"},
@@ -179,13 +189,13 @@ func TestBreakerTrips(t *testing.T) {
 		{name: "five connection attempts timed out open it", opts: defaults, script: [][2]any{{dialSlow, 5}}, want: "open"},
 		{name: "an answer ends the run of refused connections", opts: defaults, script: [][2]any{{refused, 4}, {fail500, 1}, {refused, 4}}, want: "closed"},
 		{name: "a client hanging up does not end the run", opts: defaults, script: [][2]any{{refused, 3}, {cancelled, 1}, {refused, 2}}, want: "open"},
-		{name: "a tuned run", opts: BreakerOptions{ConsecutiveUnreachable: 2, OpenFor: time.Hour}, script: [][2]any{{refused, 2}}, want: "open"},
+		{name: "a tuned run", opts: with(defaults, func(b *BreakerOptions) { b.ConsecutiveUnreachable = 2 }), script: [][2]any{{refused, 2}}, want: "open"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var next error
 			f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, next }}
-			s := newBreakerSource(f, tc.opts)
+			s := newTunedBreakerSource(f, tc.opts)
 			for _, step := range tc.script {
 				next, _ = step[0].(error)
 				for range step[1].(int) {
@@ -207,7 +217,7 @@ func TestBreakerWindowForgets(t *testing.T) {
 	const window = time.Second
 	fail := &StatusError{Source: "RXA", Status: 500}
 	f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, fail }}
-	s := newBreakerSource(f, BreakerOptions{Window: window, MinRequests: 3, FailureRatio: 1, OpenFor: time.Hour})
+	s := newBreakerSource(f, func(b *BreakerOptions) { b.Window, b.MinRequests, b.FailureRatio, b.OpenFor = window, 3, 1, time.Hour })
 	search := func() { s.Search(context.Background(), "studies", nil) }
 	search()
 	search()
@@ -240,11 +250,8 @@ func TestBreakerWindowForgets(t *testing.T) {
 // can connect to opens its breaker on the run of refused connections, with the default
 // minimum of calls far away.
 func TestSourceUnreachableOpens(t *testing.T) {
-	cfg := SourceConfig{ID: "RXA", Name: "Example", BaseURL: closedURL(t)}
-	s := NewSource(cfg, Options{
-		HTTP:    HTTPOptions{RetryMax: 0},
-		Breaker: BreakerOptions{OpenFor: time.Hour},
-	}, discard())
+	cfg := SourceConfig{ID: "RXA", Name: "Example", BaseURL: closedURL(t), Timeout: testTimeout}
+	s := NewSource(cfg, with(testOptions(), func(o *Options) { o.Breaker.OpenFor = time.Hour }), discard())
 	for i := range 5 {
 		_, err := s.Search(context.Background(), "studies", nil)
 		if err == nil || errors.Is(err, ErrCircuitOpen) || !IsUnreachable(err) {
@@ -272,7 +279,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			next := error(fail)
 			f := &fakeClient{search: func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, next }}
-			s := newBreakerSource(f, BreakerOptions{MinRequests: 1, OpenFor: openFor})
+			s := newBreakerSource(f, func(b *BreakerOptions) { b.MinRequests, b.OpenFor = 1, openFor })
 			s.Search(context.Background(), "studies", nil)
 			if _, err := s.Search(context.Background(), "studies", nil); !errors.Is(err, ErrCircuitOpen) {
 				t.Fatalf("err = %v; want ErrCircuitOpen", err)
@@ -307,7 +314,7 @@ func TestBreakerHalfOpenFetch(t *testing.T) {
 		return okResponse(io.NopCloser(strings.NewReader("DICM"))), nil
 	}}
 	f.search = func(context.Context, string, url.Values) ([]dcmjson.Dataset, error) { return nil, nil }
-	s := newBreakerSource(f, BreakerOptions{MinRequests: 1, OpenFor: 50 * time.Millisecond})
+	s := newBreakerSource(f, func(b *BreakerOptions) { b.MinRequests, b.OpenFor = 1, 50*time.Millisecond })
 	s.Fetch(context.Background(), "studies/1.2", nil, "application/dicom")
 	time.Sleep(70 * time.Millisecond)
 	failing = false
@@ -368,7 +375,7 @@ func TestBreakerFetchReportsAtClose(t *testing.T) {
 			f := &fakeClient{fetch: func(context.Context, string, url.Values, string) (*http.Response, error) {
 				return okResponse(tc.body()), nil
 			}}
-			s := newBreakerSource(f, BreakerOptions{MinRequests: 1, OpenFor: time.Hour})
+			s := newBreakerSource(f, func(b *BreakerOptions) { b.MinRequests, b.OpenFor = 1, time.Hour })
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			resp, err := s.Fetch(ctx, "studies/1.2", nil, "application/dicom")
@@ -397,7 +404,7 @@ func TestBreakerFetchReportsOnce(t *testing.T) {
 	f := &fakeClient{fetch: func(context.Context, string, url.Values, string) (*http.Response, error) {
 		return okResponse(io.NopCloser(&failingReader{err: io.ErrUnexpectedEOF})), nil
 	}}
-	s := newBreakerSource(f, BreakerOptions{MinRequests: 2, OpenFor: time.Hour})
+	s := newBreakerSource(f, func(b *BreakerOptions) { b.MinRequests, b.OpenFor = 2, time.Hour })
 	resp, err := s.Fetch(context.Background(), "studies/1.2", nil, "application/dicom")
 	if err != nil {
 		t.Fatal(err)
@@ -445,11 +452,11 @@ func TestSourceEndToEnd(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, calls := countingServer(t, func(_ int32, w http.ResponseWriter, r *http.Request) { tc.handler(w, r) })
-			cfg := SourceConfig{ID: "RXA", Name: "Example", BaseURL: mustParse(t, srv.URL), Timeout: tc.timeout}
-			s := NewSource(cfg, Options{
-				HTTP:    HTTPOptions{RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond},
-				Breaker: BreakerOptions{MinRequests: 2, OpenFor: time.Hour},
-			}, discard())
+			cfg := SourceConfig{ID: "RXA", Name: "Example", BaseURL: mustParse(t, srv.URL), Timeout: cmp.Or(tc.timeout, testTimeout)}
+			s := NewSource(cfg, with(testOptions(), func(o *Options) {
+				o.HTTP.HeaderTimeout, o.HTTP.RetryMax, o.HTTP.RetryWaitMin, o.HTTP.RetryWaitMax = cfg.Timeout, 1, time.Millisecond, time.Millisecond
+				o.Breaker.MinRequests, o.Breaker.OpenFor = 2, time.Hour
+			}), discard())
 			call := func() error {
 				if !tc.fetch {
 					_, err := s.Search(context.Background(), "studies", nil)

@@ -30,13 +30,22 @@ type CacheOptions struct {
 	Metadata cache.Freshness
 	// Rendered is for rendered images and thumbnails.
 	Rendered cache.Freshness
-	// RenderedMaxBytes is the largest rendered image kept (default 2 MiB); larger ones pass
-	// through uncached.
+	// RenderedMaxBytes is the largest rendered image kept; larger ones pass through uncached.
+	// Required when Rendered is enabled.
 	RenderedMaxBytes int64
-	// MetadataMaxBytes is the largest metadata answer kept (default 8 MiB, a few thousand
-	// instances); larger ones stream through uncached. An answer is read whole before it is
-	// passed on, so this is also the memory one metadata request may hold.
-	MetadataMaxBytes int64
+}
+
+// maxCachedMetadata is the largest metadata answer kept (a few thousand instances); larger ones
+// stream through uncached. An answer is read whole before it is passed on, so this is also the
+// memory one metadata request may hold.
+const maxCachedMetadata = 8 << 20
+
+// check names what is missing from o when it has a Store.
+func (o CacheOptions) check() error {
+	if o.Store != nil && o.Rendered.Enabled() && o.RenderedMaxBytes <= 0 {
+		return fmt.Errorf("CacheOptions.RenderedMaxBytes is %d; it must be positive when Rendered is enabled", o.RenderedMaxBytes)
+	}
+	return nil
 }
 
 // StaleError is what a source's cache returns, together with a stale copy of the answer, when
@@ -95,13 +104,8 @@ type cachedClient struct {
 	searches cache.Flight[[]byte]
 }
 
+// newCachedClient caches next's answers as opts say; opts must be complete (see check).
 func newCachedClient(next Client, cfg SourceConfig, opts CacheOptions) *cachedClient {
-	if opts.RenderedMaxBytes <= 0 {
-		opts.RenderedMaxBytes = 2 << 20
-	}
-	if opts.MetadataMaxBytes <= 0 {
-		opts.MetadataMaxBytes = 8 << 20
-	}
 	return &cachedClient{next: next, cfg: cfg, opts: opts, store: opts.Store}
 }
 
@@ -211,7 +215,7 @@ func (c *cachedClient) links(key string, query url.Values, list []dcmjson.Datase
 func (c *cachedClient) fetchKind(path string, query url.Values) (string, cache.Freshness, int64) {
 	switch {
 	case strings.HasSuffix(path, "/metadata") && len(query) == 0:
-		return "metadata", c.opts.Metadata, c.opts.MetadataMaxBytes
+		return "metadata", c.opts.Metadata, maxCachedMetadata
 	case strings.HasSuffix(path, "/rendered") || strings.HasSuffix(path, "/thumbnail"):
 		return "rendered", c.opts.Rendered, c.opts.RenderedMaxBytes
 	}

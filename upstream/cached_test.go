@@ -52,8 +52,10 @@ func newCachedFixture(t *testing.T, fake *fakeClient, opts CacheOptions) *cached
 		t.Fatal(err)
 	}
 	opts.Store = st
-	cfg := SourceConfig{ID: "RXA", Name: "RXA Trust", BaseURL: mustParse(t, "http://pacs.example/dicom-web")}
-	src := NewSourceWithClient(cfg, fake, Options{Cache: opts, Breaker: BreakerOptions{MinRequests: 1000, ConsecutiveUnreachable: 1000}}, discard())
+	cfg := SourceConfig{ID: "RXA", Name: "RXA Trust", BaseURL: mustParse(t, "http://pacs.example/dicom-web"), Timeout: testTimeout}
+	src := NewSourceWithClient(cfg, fake, with(testOptions(), func(o *Options) {
+		o.Cache, o.Breaker.MinRequests, o.Breaker.ConsecutiveUnreachable = opts, 1000, 1000
+	}), discard())
 	return &cachedFixture{src: src, fake: fake, store: st, mem: mem, clock: clk}
 }
 
@@ -342,7 +344,7 @@ func TestCachedMetadata(t *testing.T) {
 	other := &fakeClient{fetch: func(context.Context, string, url.Values, string) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("x"))}, nil
 	}}
-	fx2 := newCachedFixture(t, other, CacheOptions{Metadata: cache.Freshness{Fresh: time.Minute}, Rendered: cache.Freshness{Fresh: time.Minute}})
+	fx2 := newCachedFixture(t, other, CacheOptions{Metadata: cache.Freshness{Fresh: time.Minute}, Rendered: cache.Freshness{Fresh: time.Minute}, RenderedMaxBytes: 2 << 20})
 	for range 2 {
 		for _, p := range []string{"studies/1.2.3/series/4/instances/5/frames/1", "studies/1.2.3"} {
 			resp, err := fx2.src.Fetch(ctx, p, nil, "multipart/related")
@@ -408,7 +410,8 @@ func TestCachedSourceCacheDown(t *testing.T) {
 	}}
 	opts := searchFreshness
 	opts.Store = st
-	src := NewSourceWithClient(SourceConfig{ID: "RXA", BaseURL: mustParse(t, "http://pacs.example/dicom-web")}, fake, Options{Cache: opts}, discard())
+	cfg := SourceConfig{ID: "RXA", BaseURL: mustParse(t, "http://pacs.example/dicom-web"), Timeout: testTimeout}
+	src := NewSourceWithClient(cfg, fake, with(testOptions(), func(o *Options) { o.Cache = opts }), discard())
 	for range 3 {
 		got, err := src.Search(context.Background(), "studies", url.Values{dcmjson.TagStudyInstanceUID: {"1.2.3"}})
 		if err != nil || len(got) != 1 {

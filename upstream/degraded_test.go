@@ -36,7 +36,7 @@ func TestIdleTimeoutCutsStalledStream(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	src := NewSource(SourceConfig{ID: "RXA", Name: "A", BaseURL: mustParse(t, srv.URL+"/dicom-web"), Timeout: time.Second},
-		Options{HTTP: HTTPOptions{IdleTimeout: 100 * time.Millisecond}}, discard())
+		with(testOptions(), func(o *Options) { o.HTTP.HeaderTimeout, o.HTTP.IdleTimeout = time.Second, 100*time.Millisecond }), discard())
 	resp, err := src.Fetch(context.Background(), "studies/1.2", nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +64,8 @@ func TestConcurrencyLimit(t *testing.T) {
 	f := &fakeClient{fetch: func(ctx context.Context, path string, q url.Values, accept string) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("x"))}, nil
 	}}
-	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "A"}, f, Options{MaxConcurrent: 1}, discard())
+	oneSlot := with(testOptions(), func(o *Options) { o.MaxConcurrent = 1 })
+	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "A", Timeout: testTimeout}, f, oneSlot, discard())
 	first, err := src.Fetch(context.Background(), "studies/1", nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,7 @@ func TestConcurrencyLimit(t *testing.T) {
 
 	// A retrieve's context has no deadline; its wait for a slot is still bounded (by the
 	// source's header timeout).
-	bounded := NewSourceWithClient(SourceConfig{ID: "RXB", Name: "B", Timeout: 50 * time.Millisecond}, f, Options{MaxConcurrent: 1}, discard())
+	bounded := NewSourceWithClient(SourceConfig{ID: "RXB", Name: "B", Timeout: 50 * time.Millisecond}, f, oneSlot, discard())
 	hold, err := bounded.Fetch(context.Background(), "studies/1", nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -130,8 +131,10 @@ func TestStatusAndMetrics(t *testing.T) {
 	var incidents []Incident
 	var mu sync.Mutex
 	notify := notifierFunc(func(in Incident) { mu.Lock(); incidents = append(incidents, in); mu.Unlock() })
-	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "Example Hospitals NHS Trust"}, f,
-		Options{Metrics: m, Incidents: notify, Breaker: BreakerOptions{MinRequests: 2, FailureRatio: 0.4, OpenFor: time.Hour}}, discard())
+	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "Example Hospitals NHS Trust", Timeout: testTimeout}, f, with(testOptions(), func(o *Options) {
+		o.Metrics, o.Incidents = m, notify
+		o.Breaker.MinRequests, o.Breaker.FailureRatio, o.Breaker.OpenFor = 2, 0.4, time.Hour
+	}), discard())
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		src.Search(ctx, "studies", nil)

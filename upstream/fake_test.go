@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 )
@@ -31,6 +32,34 @@ func (f *fakeClient) Search(ctx context.Context, path string, query url.Values) 
 func (f *fakeClient) Fetch(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error) {
 	f.calls.Add(1)
 	return f.fetch(ctx, path, query, accept)
+}
+
+// The package has no defaults: its tests build complete options from these fixtures, which
+// hold what cmd/nirproxy's configuration gives a source by default (written out: these tests
+// cannot import the configuration, which imports this package), but no retries.
+
+// testTimeout is a source's time-out for headers and for a slot.
+const testTimeout = 10 * time.Second
+
+// testHTTPOptions are complete HTTP options that never retry.
+func testHTTPOptions() HTTPOptions {
+	return HTTPOptions{HeaderTimeout: testTimeout, RetryWaitMin: 50 * time.Millisecond, RetryWaitMax: time.Second, MaxConnsPerHost: 64, IdleTimeout: 30 * time.Second}
+}
+
+// testBreakerOptions are complete breaker options.
+func testBreakerOptions() BreakerOptions {
+	return BreakerOptions{Window: time.Minute, MinRequests: 20, FailureRatio: 0.5, ConsecutiveUnreachable: 5, OpenFor: 30 * time.Second}
+}
+
+// testOptions are complete source options, with no cache.
+func testOptions() Options {
+	return Options{HTTP: testHTTPOptions(), Breaker: testBreakerOptions(), MaxConcurrent: 32}
+}
+
+// with is v changed by edit: a fixture with what one test tunes.
+func with[T any](v T, edit func(*T)) T {
+	edit(&v)
+	return v
 }
 
 // discard is a logger for tests that do not look at logs.

@@ -33,7 +33,8 @@ type httpClient struct {
 	idle  time.Duration
 }
 
-// HTTPOptions tunes the HTTP client of one source.
+// HTTPOptions tunes the HTTP client of one source. Every field is required (cmd/nirproxy's
+// configuration holds the defaults); NewSource refuses options with one missing.
 type HTTPOptions struct {
 	// HeaderTimeout bounds the wait for response headers (Transport.ResponseHeaderTimeout).
 	HeaderTimeout time.Duration
@@ -43,32 +44,30 @@ type HTTPOptions struct {
 	RetryWaitMin, RetryWaitMax time.Duration
 	// MaxConnsPerHost bounds connections to the source.
 	MaxConnsPerHost int
-	// IdleTimeout bounds how long one read of a streaming response body may wait for the source
-	// (default 30 s). Time spent not reading (writing to a slow client) does not count.
+	// IdleTimeout bounds how long one read of a streaming response body may wait for the source.
+	// Time spent not reading (writing to a slow client) does not count.
 	IdleTimeout time.Duration
 }
 
-func (o HTTPOptions) withDefaults() HTTPOptions {
-	if o.HeaderTimeout <= 0 {
-		o.HeaderTimeout = 10 * time.Second
+// check names the first field of o that is missing or out of range.
+func (o HTTPOptions) check() error {
+	switch {
+	case o.HeaderTimeout <= 0:
+		return fmt.Errorf("HTTPOptions.HeaderTimeout is %v; it must be positive", o.HeaderTimeout)
+	case o.RetryMax < 0:
+		return fmt.Errorf("HTTPOptions.RetryMax is %d; it cannot be negative", o.RetryMax)
+	case o.RetryWaitMin <= 0 || o.RetryWaitMax < o.RetryWaitMin:
+		return fmt.Errorf("HTTPOptions.RetryWaitMin and RetryWaitMax are %v and %v; they must be positive, the first no greater", o.RetryWaitMin, o.RetryWaitMax)
+	case o.MaxConnsPerHost <= 0:
+		return fmt.Errorf("HTTPOptions.MaxConnsPerHost is %d; it must be positive", o.MaxConnsPerHost)
+	case o.IdleTimeout <= 0:
+		return fmt.Errorf("HTTPOptions.IdleTimeout is %v; it must be positive", o.IdleTimeout)
 	}
-	if o.RetryWaitMin <= 0 {
-		o.RetryWaitMin = 50 * time.Millisecond
-	}
-	if o.RetryWaitMax <= 0 {
-		o.RetryWaitMax = time.Second
-	}
-	if o.MaxConnsPerHost <= 0 {
-		o.MaxConnsPerHost = 64
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 30 * time.Second
-	}
-	return o
+	return nil
 }
 
+// newHTTPClient is the HTTP client of the source cfg; opts must be complete (see check).
 func newHTTPClient(cfg SourceConfig, opts HTTPOptions, log *slog.Logger) *httpClient {
-	opts = opts.withDefaults()
 	transport := &http.Transport{
 		Proxy: nil, // upstream PACS are reached directly, never through an environment proxy
 		DialContext: (&net.Dialer{

@@ -19,10 +19,18 @@ import (
 )
 
 // fastRetries retries once, quickly, so tests of the retry policy stay short.
-var fastRetries = HTTPOptions{HeaderTimeout: 2 * time.Second, RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond}
+var fastRetries = with(retrying(1, time.Millisecond, 5*time.Millisecond), func(o *HTTPOptions) { o.HeaderTimeout = 2 * time.Second })
 
-// newTestHTTP returns the HTTP client of a source "RXA" rooted at base.
+// retrying is testHTTPOptions with n retries, waiting from minWait to maxWait between tries.
+func retrying(n int, minWait, maxWait time.Duration) HTTPOptions {
+	return with(testHTTPOptions(), func(o *HTTPOptions) { o.RetryMax, o.RetryWaitMin, o.RetryWaitMax = n, minWait, maxWait })
+}
+
+// newTestHTTP returns the HTTP client of a source "RXA" rooted at base; opts must be complete.
 func newTestHTTP(base *url.URL, auth Auth, opts HTTPOptions, log *slog.Logger) *httpClient {
+	if err := opts.check(); err != nil {
+		panic(err)
+	}
 	return newHTTPClient(SourceConfig{ID: "RXA", Name: "Example Hospitals NHS Trust", BaseURL: base, Auth: auth}, opts, log)
 }
 
@@ -89,7 +97,7 @@ func TestSearchDecodes(t *testing.T) {
 				w.WriteHeader(tc.status)
 				io.WriteString(w, tc.body)
 			})
-			c := newTestHTTP(mustParse(t, srv.URL+"/dicom-web/"), Auth{}, HTTPOptions{RetryMax: 0}, discard())
+			c := newTestHTTP(mustParse(t, srv.URL+"/dicom-web/"), Auth{}, testHTTPOptions(), discard())
 			got, err := c.Search(context.Background(), "studies", url.Values{dcmjson.TagStudyInstanceUID: {"1.2.3"}})
 
 			if gotPath != "/dicom-web/studies" || gotQuery != "0020000D=1.2.3" {
@@ -154,7 +162,7 @@ func TestNon2xxClosesBody(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			body := &trackedBody{Reader: strings.NewReader("no")}
-			c := newTestHTTP(mustParse(t, "http://pacs.invalid/dicom-web"), Auth{}, HTTPOptions{}, discard())
+			c := newTestHTTP(mustParse(t, "http://pacs.invalid/dicom-web"), Auth{}, testHTTPOptions(), discard())
 			c.retry.HTTPClient.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				return &http.Response{StatusCode: tc.status, Header: http.Header{}, Body: body, Request: r}, nil
 			})
@@ -179,7 +187,7 @@ func TestFetchReturnsOpenBody(t *testing.T) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.WriteString(w, "pixels")
 	})
-	c := newTestHTTP(mustParse(t, srv.URL), Auth{}, HTTPOptions{}, discard())
+	c := newTestHTTP(mustParse(t, srv.URL), Auth{}, testHTTPOptions(), discard())
 	resp, err := c.Fetch(context.Background(), "studies/1.2.3/series/4.5/instances/6.7/frames/1", nil, "application/octet-stream")
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
@@ -210,7 +218,7 @@ func TestCredentials(t *testing.T) {
 				w.Header().Set("Content-Type", "application/dicom+json")
 				io.WriteString(w, "[]")
 			})
-			c := newTestHTTP(mustParse(t, srv.URL), tc.auth, HTTPOptions{}, discard())
+			c := newTestHTTP(mustParse(t, srv.URL), tc.auth, testHTTPOptions(), discard())
 			if _, err := c.Search(context.Background(), "studies", nil); err != nil {
 				t.Fatalf("Search: %v", err)
 			}
@@ -278,7 +286,7 @@ func TestRetries(t *testing.T) {
 		},
 		{
 			name:       "502 retried until RetryMax, then reported",
-			opts:       HTTPOptions{RetryMax: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond},
+			opts:       retrying(2, time.Millisecond, 5*time.Millisecond),
 			handler:    func(_ int32, w http.ResponseWriter) { w.WriteHeader(http.StatusBadGateway) },
 			wantCalls:  3,
 			wantStatus: http.StatusBadGateway,
@@ -299,14 +307,14 @@ func TestRetries(t *testing.T) {
 		},
 		{
 			name:       "RetryMax 0 disables retries",
-			opts:       HTTPOptions{RetryMax: 0},
+			opts:       testHTTPOptions(),
 			handler:    func(_ int32, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) },
 			wantCalls:  1,
 			wantStatus: http.StatusServiceUnavailable,
 		},
 		{
 			name: "Retry-After 3600 clamped to RetryWaitMax",
-			opts: HTTPOptions{RetryMax: 1, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 100 * time.Millisecond},
+			opts: retrying(1, 10*time.Millisecond, 100*time.Millisecond),
 			handler: func(n int32, w http.ResponseWriter) {
 				if n == 1 {
 					w.Header().Set("Retry-After", "3600")
@@ -321,7 +329,7 @@ func TestRetries(t *testing.T) {
 		},
 		{
 			name: "429 with Retry-After 3600 clamped too",
-			opts: HTTPOptions{RetryMax: 1, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 100 * time.Millisecond},
+			opts: retrying(1, 10*time.Millisecond, 100*time.Millisecond),
 			handler: func(n int32, w http.ResponseWriter) {
 				if n == 1 {
 					w.Header().Set("Retry-After", "3600")
@@ -384,7 +392,7 @@ func TestNoRetryWhenCancelled(t *testing.T) {
 			cancel()
 			w.WriteHeader(http.StatusServiceUnavailable)
 		})
-		c := newTestHTTP(mustParse(t, srv.URL), Auth{}, HTTPOptions{RetryMax: 3, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, discard())
+		c := newTestHTTP(mustParse(t, srv.URL), Auth{}, retrying(3, time.Millisecond, time.Millisecond), discard())
 		_, err := c.Search(ctx, "studies", nil)
 		if !IsClientGone(err) {
 			t.Fatalf("err = %v; want a cancellation", err)
@@ -404,7 +412,7 @@ func TestNoRetryWhenCancelled(t *testing.T) {
 		defer cancel()
 		body := &trackedBody{Reader: strings.NewReader("busy")}
 		var calls atomic.Int32
-		c := newTestHTTP(mustParse(t, "http://pacs.invalid/dicom-web"), Auth{}, HTTPOptions{RetryMax: 3, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, discard())
+		c := newTestHTTP(mustParse(t, "http://pacs.invalid/dicom-web"), Auth{}, retrying(3, time.Millisecond, time.Millisecond), discard())
 		c.retry.HTTPClient.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			calls.Add(1)
 			cancel()
@@ -430,7 +438,7 @@ func TestHeaderTimeout(t *testing.T) {
 		case <-time.After(3 * time.Second):
 		}
 	})
-	c := newTestHTTP(mustParse(t, srv.URL), Auth{}, HTTPOptions{HeaderTimeout: 50 * time.Millisecond, RetryMax: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, discard())
+	c := newTestHTTP(mustParse(t, srv.URL), Auth{}, with(retrying(2, time.Millisecond, time.Millisecond), func(o *HTTPOptions) { o.HeaderTimeout = 50 * time.Millisecond }), discard())
 	start := time.Now()
 	_, err := c.Search(context.Background(), "studies", nil)
 	var te *TransportError
@@ -540,7 +548,7 @@ func TestURLJoin(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newTestHTTP(mustParse(t, tc.base), Auth{}, HTTPOptions{}, discard())
+			c := newTestHTTP(mustParse(t, tc.base), Auth{}, testHTTPOptions(), discard())
 			if got := c.url(tc.path, tc.query); got != tc.want {
 				t.Fatalf("url = %q; want %q", got, tc.want)
 			}

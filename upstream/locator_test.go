@@ -38,8 +38,8 @@ func locatorFixture(t *testing.T, c cache.Cache, holders ...holder) (*Locator, m
 			return h.answer, h.err
 		}}
 		fakes[h.id] = f
-		cfg := SourceConfig{ID: h.id, Name: h.id + " Trust", Priority: h.priority}
-		sources = append(sources, NewSourceWithClient(cfg, f, Options{}, discard()))
+		cfg := SourceConfig{ID: h.id, Name: h.id + " Trust", Priority: h.priority, Timeout: testTimeout}
+		sources = append(sources, NewSourceWithClient(cfg, f, testOptions(), discard()))
 	}
 	return NewLocator(sources, storeOver(t, c), time.Hour, discard()), fakes
 }

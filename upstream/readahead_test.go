@@ -133,8 +133,8 @@ func TestReadAheadOfSourceBody(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	src := NewSource(SourceConfig{ID: "RXA", Name: "A", BaseURL: mustParse(t, srv.URL+"/dicom-web"), Timeout: 10 * time.Second},
-		Options{HTTP: HTTPOptions{IdleTimeout: time.Minute}}, discard())
+	src := NewSource(SourceConfig{ID: "RXA", Name: "A", BaseURL: mustParse(t, srv.URL+"/dicom-web"), Timeout: testTimeout},
+		with(testOptions(), func(o *Options) { o.HTTP.IdleTimeout = time.Minute }), discard())
 
 	resp, err := src.Fetch(context.Background(), "studies/1/metadata", nil, "")
 	if err != nil {
@@ -186,8 +186,8 @@ func TestIdleTimerRunsOnlyWhileReading(t *testing.T) {
 	}))
 	defer srv.Close()
 	const idle = 100 * time.Millisecond
-	src := NewSource(SourceConfig{ID: "RXA", Name: "A", BaseURL: mustParse(t, srv.URL+"/dicom-web"), Timeout: 10 * time.Second},
-		Options{HTTP: HTTPOptions{IdleTimeout: idle}}, discard())
+	src := NewSource(SourceConfig{ID: "RXA", Name: "A", BaseURL: mustParse(t, srv.URL+"/dicom-web"), Timeout: testTimeout},
+		with(testOptions(), func(o *Options) { o.HTTP.IdleTimeout = idle }), discard())
 	resp, err := src.Fetch(context.Background(), "studies/1.2", nil, "")
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +237,7 @@ func TestCloseDuringReadIsNoFailure(t *testing.T) {
 	f := &fakeClient{fetch: func(ctx context.Context, path string, q url.Values, accept string) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Body: &closeRacingBody{closed: make(chan struct{}), readDone: make(chan struct{})}}, nil
 	}}
-	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "A"}, f, Options{}, discard())
+	src := NewSourceWithClient(SourceConfig{ID: "RXA", Name: "A", Timeout: testTimeout}, f, testOptions(), discard())
 	resp, err := src.Fetch(context.Background(), "studies/1/metadata", nil, "")
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
-	"github.com/nirproxy/nirproxy/upstream"
 )
 
 // keyPrefix starts every key nirproxy writes to Redis. It is in clear, so it holds no
@@ -55,24 +53,8 @@ func openCache(cfg config.Cache, reg prometheus.Registerer, log *slog.Logger) (*
 	if err != nil {
 		return nil, noop, fmt.Errorf("open redis cache: %w", err)
 	}
-	ro := cache.RedisOptions{
-		Addrs:            cfg.Redis.Addrs,
-		MasterName:       cfg.Redis.MasterName,
-		Username:         cfg.Redis.Username,
-		Password:         string(cfg.Redis.Password),
-		SentinelPassword: string(cfg.Redis.SentinelPassword),
-		DB:               cfg.Redis.DB,
-		MaxRetention:     cfg.MaxRetention.Std(),
-		OpTimeout:        cfg.Redis.OpTimeout.Std(),
-		DialTimeout:      cfg.Redis.DialTimeout.Std(),
-		PoolSize:         cfg.Redis.PoolSize,
-		BreakerFailures:  uint32(max(cfg.Redis.BreakerFailures, 0)),
-		BreakerCooldown:  cfg.Redis.BreakerCooldown.Std(),
-		StateChanged:     metrics.BackendState,
-	}
-	if cfg.Redis.TLS {
-		ro.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
+	ro := cfg.RedisOptions()
+	ro.StateChanged = metrics.BackendState
 	// go-redis logs each failed dial itself; while Redis is down that is a line per request.
 	// The breaker already logs each state change once, so its own lines go to debug.
 	redis.SetLogger(redisLogger{log: log})
@@ -86,23 +68,6 @@ func openCache(cfg config.Cache, reg prometheus.Registerer, log *slog.Logger) (*
 		return nil, noop, fmt.Errorf("open redis cache: %w", err)
 	}
 	return st, r.Close, nil
-}
-
-// sourceCache is what each source caches, from the configuration.
-func sourceCache(cfg config.Cache, st *cache.Store) upstream.CacheOptions {
-	if st == nil {
-		return upstream.CacheOptions{}
-	}
-	fr := func(f config.Freshness) cache.Freshness {
-		return cache.Freshness{Fresh: f.Fresh.Std(), Stale: f.Stale.Std()}
-	}
-	return upstream.CacheOptions{
-		Store:            st,
-		Search:           fr(cfg.Search),
-		Metadata:         fr(cfg.Metadata),
-		Rendered:         fr(cfg.Rendered.Freshness()),
-		RenderedMaxBytes: int64(cfg.Rendered.MaxBytes),
-	}
 }
 
 // cacheCommand runs `nirproxy cache purge --config FILE --patient NHSNUMBER`: it removes every
@@ -127,15 +92,9 @@ func cacheCommand(ctx context.Context, args, environ []string, stdout, stderr io
 		// The message never repeats the number: terminals and shells keep scrollback.
 		return errors.New("--patient is not a valid NHS number (10 digits with a correct check digit)")
 	}
-	cfg, err := config.Load(*path, environ)
+	cfg, err := loadConfig(*path, environ, stderr)
 	if err != nil {
-		return fmt.Errorf("load %s: %w", *path, err)
-	}
-	if problems := cfg.Validate(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(stderr, p.String())
-		}
-		return fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", *path, len(problems), *path)
+		return err
 	}
 	if !cfg.Cache.RedisEnabled() {
 		fmt.Fprintf(stdout, "No Redis cache is configured in %s: the in-process cache lives only inside each running nirproxy, holds nothing after a restart, and keeps nothing longer than cache.maxRetention (%s).\n", *path, cfg.Cache.MaxRetention)

@@ -23,7 +23,8 @@ import (
 func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "listen on `HOST:PORT`")
+	cfg := config.Default()
+	addr := fs.String("addr", cfg.Listen, "listen on `HOST:PORT`")
 	public := fs.String("public-url", "", "the `URL` clients reach the demo at, which every link in answers starts with (default http:// and the address listened on, localhost for every interface)")
 	origin := fs.String("cors-origin", "http://localhost:3000", "browser `ORIGIN` allowed by CORS (a viewer such as OHIF)")
 	faults := fs.Bool("faults", false, "make trust XC3 slow and XB2 flap between failing and working, to watch degraded mode")
@@ -42,7 +43,6 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		}
 		trusts = append(trusts, a, b)
 	}
-	cfg := config.Default()
 	cfg.Listen, cfg.PublicURL = *addr, *public
 	cfg.Logging.Format = "text"
 	if *origin != "" {

@@ -44,6 +44,8 @@ func TestRunCommands(t *testing.T) {
 	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"), 0o600)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: rxa\n    url: localhost:8042\n"), 0o600)
+	unread := filepath.Join(dir, "unread.yaml")
+	os.WriteFile(unread, []byte("frobnicate: 1\nsources:\n  - id: rxa\n"), 0o600)
 	tests := []struct {
 		name     string
 		args     []string
@@ -57,6 +59,10 @@ func TestRunCommands(t *testing.T) {
 		{name: "invalid config names the keys", args: []string{"check-config", bad}, wantCode: 1, wantOut: "sources[0].url"},
 		{name: "serve without config", args: []string{"serve"}, wantCode: 1, wantOut: "--config"},
 		{name: "serve with invalid config", args: []string{"serve", "--config", bad}, wantCode: 1, wantOut: "sources[0].name"},
+		{name: "serve with a key it cannot read", args: []string{"serve", "--config", unread}, wantCode: 1, wantOut: "nirproxy: load " + unread + ": frobnicate: unknown key (line 1)"},
+		{name: "serve --addr overrides listen", args: []string{"serve", "--config", good, "--addr", "8080"}, wantCode: 1,
+			wantOut: "listen: \"8080\" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)\nnirproxy: " + good + " has 1 problem(s); run nirproxy check-config " + good},
+		{name: "cache purge with invalid config", args: []string{"cache", "purge", "--config", bad, "--patient", "9434765919"}, wantCode: 1, wantOut: bad + " has 3 problem(s); run nirproxy check-config " + bad},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,18 +39,13 @@ func serveCommand(ctx context.Context, args, environ []string, stderr io.Writer)
 	if *path == "" {
 		return errors.New("serve needs --config FILE")
 	}
-	cfg, err := config.Load(*path, environ)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", *path, err)
-	}
 	if *addr != "" {
-		cfg.Listen = *addr
+		// --addr is the last override of listen, after the environment's.
+		environ = append(slices.Clip(environ), config.EnvPrefix+"LISTEN="+*addr)
 	}
-	if problems := cfg.Validate(); len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(stderr, p.String())
-		}
-		return fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", *path, len(problems), *path)
+	cfg, err := loadConfig(*path, environ, stderr)
+	if err != nil {
+		return err
 	}
 	log := newLogger(cfg.Logging, stderr)
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -58,6 +53,26 @@ func serveCommand(ctx context.Context, args, environ []string, stderr io.Writer)
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	return serve(ctx, cfg, ln, log)
+}
+
+// loadConfig is config.LoadValid for serve and cache purge: a file it cannot read is an error
+// naming the file; each problem Validate finds is printed to stderr, and the error points at
+// check-config.
+func loadConfig(path string, environ []string, stderr io.Writer) (config.Config, error) {
+	cfg, err := config.LoadValid(path, environ)
+	var fe *config.FileError
+	switch {
+	case errors.As(err, &fe) && len(fe.Unread) > 0:
+		return cfg, fmt.Errorf("load %s: %w", path, config.Problems(fe.Unread))
+	case errors.As(err, &fe):
+		for _, p := range fe.Invalid {
+			fmt.Fprintln(stderr, p.String())
+		}
+		return cfg, fmt.Errorf("%s has %d problem(s); run nirproxy check-config %s", path, len(fe.Invalid), path)
+	case err != nil:
+		return cfg, fmt.Errorf("load %s: %w", path, err)
+	}
+	return cfg, nil
 }
 
 func newLogger(l config.Logging, w io.Writer) *slog.Logger {
@@ -78,7 +93,8 @@ type app struct {
 }
 
 // buildHandler wires the request path of DESIGN.md from a validated configuration whose
-// PublicURL is set (see publicURL).
+// PublicURL is set (see publicURL). Every setting of the packages it wires comes from cfg: they
+// have no defaults of their own.
 func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -94,37 +110,16 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.closeCache = closeCache
-	cacheOpts := sourceCache(cfg.Cache, store)
 	sources := make([]*upstream.Source, 0, len(cfg.Sources))
 	for _, sc := range cfg.Sources {
-		u, err := url.Parse(strings.TrimSuffix(sc.URL, "/"))
+		src, err := sc.UpstreamSource()
 		if err != nil {
 			closeCache()
-			return nil, fmt.Errorf("source %s: parse url: %w", sc.ID, err)
+			return nil, err
 		}
-		sources = append(sources, upstream.NewSource(upstream.SourceConfig{
-			ID:       sc.ID,
-			Name:     sc.Name,
-			BaseURL:  u,
-			Priority: sc.Priority,
-			Timeout:  sc.Timeout.Std(),
-			Required: sc.Required,
-			Auth: upstream.Auth{
-				Type:     upstream.AuthType(sc.Auth.Type),
-				Username: sc.Auth.Username,
-				Password: string(sc.Auth.Password),
-				Token:    string(sc.Auth.Token),
-			},
-			PatientID:       upstream.PatientIDAttribute(sc.PatientID.Attribute),
-			PatientIDIssuer: sc.PatientID.Issuer,
-		}, upstream.Options{
-			HTTP:          upstream.HTTPOptions{RetryMax: sc.Retries, IdleTimeout: sc.IdleTimeout.Std()},
-			Breaker:       breakerOptions(sc.Breaker),
-			MaxConcurrent: sc.MaxConcurrent,
-			Metrics:       upMetrics,
-			Incidents:     incidents,
-			Cache:         cacheOpts,
-		}, log))
+		opts := sc.UpstreamOptions()
+		opts.Metrics, opts.Incidents, opts.Cache = upMetrics, incidents, cfg.Cache.SourceCache(store)
+		sources = append(sources, upstream.NewSource(src, opts, log))
 	}
 	key := []byte(cfg.SigningKey)
 	if len(key) == 0 {
@@ -140,6 +135,8 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		PatientIDIssuer:    cfg.PatientIdentifierIssuer,
 		RequestTimeout:     cfg.RequestTimeout.Std(),
 		ClientWriteTimeout: cfg.ClientWriteTimeout.Std(),
+		MaxFrames:          cfg.MaxFrames,
+		ThumbnailViewport:  cfg.ThumbnailViewport,
 		Search: dicomweb.SearchLimits{
 			MaxResultsPerSource: cfg.Search.MaxResultsPerSource,
 			DefaultLimit:        cfg.Search.DefaultLimit,
@@ -152,6 +149,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		Fallback: fallback.Policy{
 			Search:     fallback.Partial(cfg.PartialSearch),
 			Retrieve:   fallback.Partial(cfg.PartialRetrieve),
+			RetryAfter: cfg.RetryAfter.Std(),
 			ServeStale: cfg.Cache.Enabled && cfg.Cache.ServeStale,
 		},
 	}, dicomweb.Deps{
@@ -240,17 +238,6 @@ func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// breakerOptions is a source's validated breaker configuration as the upstream package takes it.
-func breakerOptions(b config.Breaker) upstream.BreakerOptions {
-	return upstream.BreakerOptions{
-		Window:                 b.Window.Std(),
-		MinRequests:            uint32(max(b.MinRequests, 0)),
-		FailureRatio:           b.FailureRatio,
-		ConsecutiveUnreachable: uint32(max(b.ConsecutiveUnreachable, 0)),
-		OpenFor:                b.OpenFor.Std(),
-	}
 }
 
 // newHTTPServer is the listener's HTTP server. A client that sends its request headers slowly

@@ -34,6 +34,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/fallback"
@@ -90,6 +91,7 @@ func defaultOptions() rigOptions {
 		idleTimeout:    time.Second,
 		requestTimeout: 30 * time.Second,
 		retryMax:       1,
+		trip:           config.DefaultBreaker().Options(),
 		openFor:        30 * time.Second,
 		retrieve:       fallback.PartialFail,
 	}
@@ -98,7 +100,7 @@ func defaultOptions() rigOptions {
 // breaker is each source's breaker under o.
 func (o rigOptions) breaker() upstream.BreakerOptions {
 	b := o.trip
-	b.OpenFor, b.HalfOpenProbes = o.openFor, 1
+	b.OpenFor = o.openFor
 	return b
 }
 
@@ -166,15 +168,11 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 		if tr.ID == pacssim.DemoTrustC {
 			cfg.PatientID, cfg.PatientIDIssuer = upstream.InOtherPatientIDsSequence, "NHS"
 		}
-		src := upstream.NewSource(cfg, upstream.Options{
-			HTTP: upstream.HTTPOptions{
-				HeaderTimeout: o.headerTimeout, IdleTimeout: o.idleTimeout,
-				RetryMax: retryMax, RetryWaitMin: 10 * time.Millisecond, RetryWaitMax: 50 * time.Millisecond,
-			},
-			Breaker:       o.breaker(),
-			MaxConcurrent: 8,
-			Cache:         o.cacheOptions(),
-		}, log)
+		opts := config.DefaultSource().UpstreamOptions()
+		opts.HTTP.HeaderTimeout, opts.HTTP.IdleTimeout = o.headerTimeout, o.idleTimeout
+		opts.HTTP.RetryMax, opts.HTTP.RetryWaitMin, opts.HTTP.RetryWaitMax = retryMax, 10*time.Millisecond, 50*time.Millisecond
+		opts.Breaker, opts.MaxConcurrent, opts.Cache = o.breaker(), 8, o.cacheOptions()
+		src := upstream.NewSource(cfg, opts, log)
 		sources = append(sources, src)
 		r.trusts[tr.ID], r.sources[tr.ID] = tr, src
 		r.order = append(r.order, tr.ID)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/test/pacssim"
@@ -103,7 +104,9 @@ func testRedisDown(t *testing.T, demo []*pacssim.Trust) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := cache.NewRedis(cache.RedisOptions{Addrs: []string{dead}, MaxRetention: time.Hour, BreakerFailures: 2, BreakerCooldown: time.Minute}, sealer, slog.New(slog.DiscardHandler))
+	ro := config.DefaultCache().RedisOptions()
+	ro.Addrs, ro.MaxRetention, ro.BreakerFailures, ro.BreakerCooldown = []string{dead}, time.Hour, 2, time.Minute
+	rc, err := cache.NewRedis(ro, sealer, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +343,7 @@ func testBreakerOpen(t *testing.T, demo []*pacssim.Trust) {
 // connections, which no client can cause, opens it after five calls in a row.
 func testClientCannotTripBreaker(t *testing.T, demo []*pacssim.Trust) {
 	t.Run("five 500s leave it closed; minRequests of them within the window open it", func(t *testing.T) {
-		const provoked, minRequests = 5, 20 // minRequests: upstream.BreakerOptions' default
+		const provoked, minRequests = 5, 20 // minRequests: config.DefaultBreaker's
 		r := newRig(t, demo, nil)
 		b := r.trust(pacssim.DemoTrustB)
 		b.SetFaults(pacssim.Status(http.StatusInternalServerError))

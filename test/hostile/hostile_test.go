@@ -28,6 +28,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/fallback"
@@ -217,13 +218,12 @@ func newProxy(t *testing.T, hostile, honest *pacssim.Trust, bases map[string]*ur
 	p := &proxy{sources: map[string]*upstream.Source{}}
 	var sources []*upstream.Source
 	for i, tr := range []*pacssim.Trust{hostile, honest} {
+		opts := config.DefaultSource().UpstreamOptions()
+		opts.HTTP.HeaderTimeout, opts.HTTP.IdleTimeout, opts.HTTP.RetryMax, opts.MaxConcurrent = 10*time.Second, 10*time.Second, 0, 8
 		src := upstream.NewSource(upstream.SourceConfig{
 			ID: tr.ID, Name: tr.Name, BaseURL: bases[tr.ID], Priority: i + 1, Timeout: 10 * time.Second,
 			PatientID: upstream.InPatientID,
-		}, upstream.Options{
-			HTTP:          upstream.HTTPOptions{HeaderTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second},
-			MaxConcurrent: 8,
-		}, log)
+		}, opts, log)
 		sources = append(sources, src)
 		p.sources[tr.ID] = src
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/test/redisserver"
 )
 
@@ -147,12 +148,8 @@ func newFixture(t *testing.T, topo topology, tweak func(*cache.RedisOptions)) *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := cache.RedisOptions{
-		Addrs:           topo.addrs,
-		MaxRetention:    time.Hour,
-		BreakerFailures: 3,
-		BreakerCooldown: 300 * time.Millisecond,
-	}
+	opts := config.DefaultCache().RedisOptions()
+	opts.Addrs, opts.MaxRetention, opts.BreakerFailures, opts.BreakerCooldown = topo.addrs, time.Hour, 3, 300*time.Millisecond
 	if tweak != nil {
 		tweak(&opts)
 	}

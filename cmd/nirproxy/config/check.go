@@ -8,25 +8,18 @@ import (
 )
 
 // CheckFile is the check-config sub-command: it loads the file at path with the overrides of
-// environ and validates it. It writes every problem to w, one per line as "path: message", or
-// else a line that sums the valid configuration up, a line saying where the cache is, and each
-// warning; it reports whether there was no problem.
+// environ and validates it (LoadValid). It writes every problem to w, one per line as "path:
+// message", or else a line that sums the valid configuration up, a line saying where the cache
+// is, and each warning; it reports whether there was no problem.
 func CheckFile(path string, environ []string, w io.Writer) (ok bool) {
-	cfg, err := Load(path, environ)
-	var problems []Problem
-	var loadProblems Problems
+	cfg, err := LoadValid(path, environ)
+	var fe *FileError
 	switch {
-	case errors.As(err, &loadProblems):
-		problems = append(problems, loadProblems...)
+	case errors.As(err, &fe):
+		fmt.Fprintln(w, fe)
+		return false
 	case err != nil:
 		fmt.Fprintf(w, "%s: %v\n", path, err)
-		return false
-	}
-	problems = append(problems, cfg.Validate()...)
-	if len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintln(w, p.String())
-		}
 		return false
 	}
 	noun := "sources"

@@ -7,8 +7,8 @@
 // [Load] (or [Parse]) starts from [Default], lays the YAML file over it, then the environment
 // overrides, then reads the secrets named by the *File keys. It reports what it could not read
 // (syntax, unknown keys, values of the wrong type, unknown overrides, unreadable secret files) as
-// [Problems], and does not judge the values: [Config.Validate] does that, and the caller decides
-// what to do with its answer. [CheckFile] runs both for the check-config sub-command.
+// [Problems], and does not judge the values: [Config.Validate] does that. [LoadValid] runs both,
+// and is how serve, cache purge and check-config ([CheckFile]) read their file.
 //
 // # Secrets
 //
@@ -17,8 +17,13 @@
 // or printed without leaking them. Convert with string(s) only where the secret is used. No error or
 // problem of this package ever contains a secret's value.
 //
-// This package imports nothing from the rest of nirproxy; cmd/nirproxy turns a Config into each
-// package's settings.
+// # Defaults
+//
+// [Default] is the one place a default is written: cmd/nirproxy sets every setting of the packages
+// it wires from a Config, and upstream and cache refuse incomplete settings. The methods that turn
+// a Config into upstream's and cache's settings are here (see [Source.UpstreamOptions]), so that
+// cmd/nirproxy and tests build them the same way; dicomweb's are in cmd/nirproxy, since this
+// package must not import dicomweb, whose own tests may import this package.
 package config
 
 import (
@@ -56,7 +61,7 @@ const (
 	AttributeOtherPatientIDsSequence = "OtherPatientIDsSequence"
 )
 
-// Redaction is what [Config.Redacted] and a [Secret]'s String put in place of a secret's value.
+// Redaction is what a [Secret]'s String puts in place of its value.
 const Redaction = "REDACTED"
 
 // Config is the whole configuration of one nirproxy process. The yaml tags are the keys of the
@@ -101,6 +106,15 @@ type Config struct {
 	// with what answered and a Warning naming each missing trust) or fail (503). A client
 	// overrides it per request with partial=warn|fail.
 	PartialSearch string `yaml:"partialSearch"`
+	// RetryAfter is the Retry-After sent with a 503 when no trust could answer, from 1s to 1h.
+	// Default 30s.
+	RetryAfter Duration `yaml:"retryAfter"`
+	// MaxFrames is the most frames one request may name (frames/1,2,3), from 1 to 100000.
+	// Default 1000.
+	MaxFrames int `yaml:"maxFrames"`
+	// ThumbnailViewport is the size, "width,height" in pixels, asked of a trust when a thumbnail
+	// is made from a rendering because the trust makes none. Default 128,128.
+	ThumbnailViewport string `yaml:"thumbnailViewport"`
 	// Incidents says where breaker state changes are escalated.
 	Incidents Incidents `yaml:"incidents"`
 	// Search bounds searches (QIDO-RS).
@@ -359,6 +373,10 @@ type Redis struct {
 	OpTimeout Duration `yaml:"opTimeout"`
 	// DialTimeout bounds one connection attempt. Default 200ms.
 	DialTimeout Duration `yaml:"dialTimeout"`
+	// ReadTimeout bounds one read from a Redis connection. Default 200ms.
+	ReadTimeout Duration `yaml:"readTimeout"`
+	// WriteTimeout bounds one write to a Redis connection. Default 200ms.
+	WriteTimeout Duration `yaml:"writeTimeout"`
 	// PoolSize is the number of connections per node; 0 (the default) keeps go-redis's default
 	// of 10 per CPU.
 	PoolSize int `yaml:"poolSize"`
@@ -413,9 +431,16 @@ type Source struct {
 	// Retries is how many times a failed idempotent request is retried (refused connections,
 	// 429, 502, 503, 504; never a time-out, never once a byte went to the client). Default 1.
 	Retries int `yaml:"retries"`
+	// RetryWaitMin is the shortest wait before a retry. Default 50ms.
+	RetryWaitMin Duration `yaml:"retryWaitMin"`
+	// RetryWaitMax is the longest wait before a retry; a Retry-After asking for longer is cut
+	// to it. Default 1s.
+	RetryWaitMax Duration `yaml:"retryWaitMax"`
 	// MaxConcurrent bounds the requests in flight to this source; more wait for a slot until
 	// their deadline. Default 32.
 	MaxConcurrent int `yaml:"maxConcurrent"`
+	// MaxConnections bounds the connections open to this source. Default 64.
+	MaxConnections int `yaml:"maxConnections"`
 	// Breaker tunes this source's circuit breaker.
 	Breaker Breaker `yaml:"breaker"`
 	// Required, when true, makes a search fail if this source does not answer. Default false.
@@ -464,6 +489,9 @@ func Default() Config {
 		ClientWriteTimeout:      Duration(60 * time.Second),
 		PartialRetrieve:         PartialRetrieveFail,
 		PartialSearch:           PartialRetrieveWarn,
+		RetryAfter:              Duration(30 * time.Second),
+		MaxFrames:               1000,
+		ThumbnailViewport:       "128,128",
 		Incidents:               Incidents{WebhookTimeout: Duration(5 * time.Second), WebhookRetries: 3},
 		Search:                  Search{MaxResultsPerSource: 1000, DefaultLimit: 0, MaxLimit: 1000, MaxQueryLength: 8192, MaxMatchingKeys: 32, MaxIncludeFields: 128, MaxValuesPerKey: 100},
 		Locator:                 Locator{TTL: Duration(10 * time.Minute)},
@@ -485,6 +513,8 @@ func DefaultCache() Cache {
 		Redis: Redis{
 			OpTimeout:       Duration(250 * time.Millisecond),
 			DialTimeout:     Duration(200 * time.Millisecond),
+			ReadTimeout:     Duration(200 * time.Millisecond),
+			WriteTimeout:    Duration(200 * time.Millisecond),
 			BreakerFailures: 5,
 			BreakerCooldown: Duration(5 * time.Second),
 		},
@@ -494,22 +524,19 @@ func DefaultCache() Cache {
 // DefaultSource is a source with every default filled in; each source of the file starts from it.
 func DefaultSource() Source {
 	return Source{
-		Priority:      100,
-		Timeout:       Duration(10 * time.Second),
-		IdleTimeout:   Duration(30 * time.Second),
-		Retries:       1,
-		MaxConcurrent: 32,
-		Breaker:       DefaultBreaker(),
-		Auth:          Auth{Type: AuthNone},
-		PatientID:     PatientID{Attribute: AttributePatientID},
+		Priority:       100,
+		Timeout:        Duration(10 * time.Second),
+		IdleTimeout:    Duration(30 * time.Second),
+		Retries:        1,
+		RetryWaitMin:   Duration(50 * time.Millisecond),
+		RetryWaitMax:   Duration(time.Second),
+		MaxConcurrent:  32,
+		MaxConnections: 64,
+		Breaker:        DefaultBreaker(),
+		Auth:           Auth{Type: AuthNone},
+		PatientID:      PatientID{Attribute: AttributePatientID},
 	}
 }
-
-// applyDefaults makes a new element of the sources list start from DefaultSource.
-func (s *Source) applyDefaults() { *s = DefaultSource() }
-
-// defaulter is implemented by list elements that do not start from their zero value.
-type defaulter interface{ applyDefaults() }
 
 // SourceIDs lists the sources' ids in the order of the file.
 func (c Config) SourceIDs() []string {
@@ -518,36 +545,6 @@ func (c Config) SourceIDs() []string {
 		ids[i] = s.ID
 	}
 	return ids
-}
-
-// Redacted is a deep copy of c with every non-empty secret replaced by "REDACTED", for printing.
-func (c Config) Redacted() Config {
-	v := reflect.ValueOf(&c).Elem()
-	redact(v)
-	return c
-}
-
-// redact copies v's slices (so the caller's Config is left alone) and redacts its secrets.
-func redact(v reflect.Value) {
-	switch {
-	case v.Type() == reflect.TypeFor[Secret]():
-		if v.String() != "" {
-			v.SetString(Redaction)
-		}
-	case v.Kind() == reflect.Struct:
-		for i := range v.NumField() {
-			if v.Type().Field(i).IsExported() {
-				redact(v.Field(i))
-			}
-		}
-	case v.Kind() == reflect.Slice && !v.IsNil():
-		cp := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
-		reflect.Copy(cp, v)
-		v.Set(cp)
-		for i := range cp.Len() {
-			redact(cp.Index(i))
-		}
-	}
 }
 
 // Secret is a configuration value that must not be shown: it prints and marshals as "REDACTED"

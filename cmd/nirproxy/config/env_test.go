@@ -238,6 +238,8 @@ func TestEnvOverridesCache(t *testing.T) {
 		{"NIRPROXY_CACHE_REDIS_TLS", "true", func(c Cache) any { return c.Redis.TLS }, true},
 		{"NIRPROXY_CACHE_REDIS_OP_TIMEOUT", "1s", func(c Cache) any { return c.Redis.OpTimeout.Std() }, time.Second},
 		{"NIRPROXY_CACHE_REDIS_DIAL_TIMEOUT", "500ms", func(c Cache) any { return c.Redis.DialTimeout.Std() }, 500 * time.Millisecond},
+		{"NIRPROXY_CACHE_REDIS_READ_TIMEOUT", "300ms", func(c Cache) any { return c.Redis.ReadTimeout.Std() }, 300 * time.Millisecond},
+		{"NIRPROXY_CACHE_REDIS_WRITE_TIMEOUT", "400ms", func(c Cache) any { return c.Redis.WriteTimeout.Std() }, 400 * time.Millisecond},
 		{"NIRPROXY_CACHE_REDIS_POOL_SIZE", "40", func(c Cache) any { return c.Redis.PoolSize }, 40},
 		{"NIRPROXY_CACHE_REDIS_BREAKER_FAILURES", "2", func(c Cache) any { return c.Redis.BreakerFailures }, 2},
 		{"NIRPROXY_CACHE_REDIS_BREAKER_COOLDOWN", "1m", func(c Cache) any { return c.Redis.BreakerCooldown.Std() }, time.Minute},

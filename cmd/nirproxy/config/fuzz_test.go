@@ -69,7 +69,7 @@ func FuzzLoadConfig(f *testing.F) {
 // already read), so that reading it again reads no file.
 func writeOut(t *testing.T, cfg Config) []byte {
 	t.Helper()
-	c := cfg.Redacted()
+	c := redacted(cfg)
 	c.SigningKeyFile, c.Cache.KeySecretFile, c.Cache.EncryptionKeysFile = "", "", ""
 	c.Cache.Redis.PasswordFile, c.Cache.Redis.SentinelPasswordFile = "", ""
 	for i := range c.Sources {

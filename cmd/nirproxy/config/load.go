@@ -1,13 +1,14 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,11 +58,39 @@ func (ps Problems) errOrNil() error {
 	return ps
 }
 
+// FileError is every problem of a configuration file that could be read: what [Load] could not
+// read, then what [Config.Validate] found wrong with the rest.
+type FileError struct {
+	// Unread are the problems Load reported: syntax, unknown keys and overrides, values of the
+	// wrong type, unreadable secret files.
+	Unread []Problem
+	// Invalid are the problems Validate found in what could be read.
+	Invalid []Problem
+}
+
+// Error lists every problem, one per line.
+func (e *FileError) Error() string { return Problems(slices.Concat(e.Unread, e.Invalid)).Error() }
+
+// LoadValid is how a configuration file is used: [Load], then [Config.Validate]. It returns the
+// configuration to run with, or an error: a *FileError listing every problem of a file it could
+// read, or else why it could not read it.
+func LoadValid(path string, environ []string) (Config, error) {
+	cfg, err := Load(path, environ)
+	var unread Problems
+	if err != nil && !errors.As(err, &unread) {
+		return cfg, err
+	}
+	if invalid := cfg.Validate(); len(unread)+len(invalid) > 0 {
+		return cfg, &FileError{Unread: unread, Invalid: invalid}
+	}
+	return cfg, nil
+}
+
 // Load reads the YAML file at path and returns the configuration it describes: the defaults, then
 // the file, then the environment overrides in environ (as os.Environ returns them), then the
 // secrets named by the *File keys (relative paths are taken from the file's directory). It does
-// not validate: call Validate. Everything it could not read is reported at once as [Problems];
-// the Config returned with them holds what could be read.
+// not validate: call Validate, or use LoadValid. Everything it could not read is reported at once
+// as [Problems]; the Config returned with them holds what could be read.
 func Load(path string, environ []string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -84,113 +113,85 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 		ps.add("", "the file is not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return cfg, ps
 	}
-	d := decoder{problems: &ps}
-	d.decode(&root, reflect.ValueOf(&cfg).Elem(), "")
+	decode(&ps, &root, reflect.ValueOf(&cfg).Elem(), "")
 	applyEnv(&cfg, environ, &ps)
 	resolveSecretFiles(&cfg, baseDir, &ps)
 	return cfg, ps.errOrNil()
 }
 
-// decoder lays a YAML node tree over a Go value, key by key, so that keys the file does not name
-// keep their defaults. Unlike yaml's own decoder it reports every problem with its key path.
-type decoder struct {
-	problems *Problems
-}
-
-// decode lays n over v; path is v's key path.
-func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
-	switch n.Kind {
-	case 0:
-		return // An empty file.
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			d.decode(c, v, path)
-		}
-		return
-	case yaml.AliasNode:
-		if n.Alias != nil {
-			d.decode(n.Alias, v, path)
-		}
-		return
-	}
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
-		return // "key:" with no value keeps the default.
-	}
+// decode lays the YAML node n over v, key by key, so that keys n does not name keep their
+// defaults; path is v's key path. Unlike yaml's own decoder it reports every problem with its key
+// path, and a new entry of the sources starts from DefaultSource.
+func decode(ps *Problems, n *yaml.Node, v reflect.Value, path string) {
 	switch {
-	case v.Type() == reflect.TypeFor[Duration]() || v.Kind() != reflect.Struct && v.Kind() != reflect.Slice:
-		if n.Kind != yaml.ScalarNode {
-			d.problems.add(path, "expected a single value, found %s (line %d)", describe(n), n.Line)
-			return
+	case n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
+		// An empty file, or "key:" with no value, keeps the defaults.
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			decode(ps, c, v, path)
 		}
-		if err := setScalar(v, n.Value); err != nil {
-			d.problems.add(path, "%s (line %d)", err, n.Line)
+	case n.Kind == yaml.AliasNode:
+		if n.Alias != nil {
+			decode(ps, n.Alias, v, path)
 		}
 	case v.Kind() == reflect.Struct:
-		d.decodeStruct(n, v, path)
+		decodeStruct(ps, n, v, path)
+	case v.Kind() == reflect.Slice && n.Kind != yaml.SequenceNode:
+		ps.add(path, "expected a list, found %s (line %d); write it like [a, b] or as lines starting with \"- \"", describe(n), n.Line)
 	case v.Kind() == reflect.Slice:
-		d.decodeSlice(n, v, path)
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			if e := s.Index(i); e.Type() == reflect.TypeFor[Source]() {
+				e.Set(reflect.ValueOf(DefaultSource()))
+			}
+			decode(ps, c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case n.Kind != yaml.ScalarNode:
+		ps.add(path, "expected a single value, found %s (line %d)", describe(n), n.Line)
+	default:
+		if err := setScalar(v, n.Value); err != nil {
+			ps.add(path, "%s (line %d)", err, n.Line)
+		}
 	}
 }
 
-// decodeStruct lays a mapping over a struct, field by field.
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+// decodeStruct lays a mapping over a struct, field by field, following merge keys ("<<: *anchor",
+// or a list of anchors).
+func decodeStruct(ps *Problems, n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.problems.add(path, "expected keys and values (a mapping), found %s (line %d)", describe(n), n.Line)
+		ps.add(path, "expected keys and values (a mapping), found %s (line %d)", describe(n), n.Line)
 		return
 	}
-	seen := map[string]int{}
+	keys, seen := keysOf(v.Type()), map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		if k.Value == "<<" && k.Kind == yaml.ScalarNode {
-			d.decodeMerge(val, v, path)
+		if k.Kind == yaml.ScalarNode && k.Value == "<<" {
+			merged := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				merged = val.Content
+			}
+			for _, m := range merged {
+				decode(ps, m, v, path)
+			}
 			continue
 		}
-		key := joinPath(path, k.Value)
+		key := joinPath(path, cmp.Or(k.Value, `""`)) // An empty key is named too.
 		if line, dup := seen[k.Value]; dup {
-			d.problems.add(key, "given twice (lines %d and %d); keep one", line, k.Line)
+			ps.add(key, "given twice (lines %d and %d); keep one", line, k.Line)
 			continue
 		}
 		seen[k.Value] = k.Line
-		f, ok := fieldByKey(v, k.Value)
-		if msg, retired := retiredKeys(v.Type())[k.Value]; !ok && retired {
-			d.problems.add(key, "%s (line %d)", msg, k.Line)
-			continue
+		field := slices.Index(keys, k.Value)
+		switch msg, retired := retiredKeys(v.Type())[k.Value]; {
+		case field >= 0 && k.Value != "":
+			decode(ps, val, v.Field(field), key)
+		case retired:
+			ps.add(key, "%s (line %d)", msg, k.Line)
+		default:
+			ps.add(key, "unknown key (line %d); %s", k.Line, suggestKey(keys, k.Value))
 		}
-		if !ok {
-			d.problems.add(key, "unknown key (line %d); %s", k.Line, suggestKey(v.Type(), k.Value))
-			continue
-		}
-		d.decode(val, f, key)
 	}
-}
-
-// decodeMerge applies a YAML merge key ("<<: *anchor", or a list of anchors) to a struct.
-func (d *decoder) decodeMerge(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind == yaml.SequenceNode {
-		for _, c := range n.Content {
-			d.decode(c, v, path)
-		}
-		return
-	}
-	d.decode(n, v, path)
-}
-
-// decodeSlice replaces a list with the sequence's elements; elements that implement defaulter
-// start from their defaults.
-func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.SequenceNode {
-		d.problems.add(path, "expected a list, found %s (line %d); write it like [a, b] or as lines starting with \"- \"", describe(n), n.Line)
-		return
-	}
-	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-	for i, c := range n.Content {
-		e := s.Index(i)
-		if df, ok := e.Addr().Interface().(defaulter); ok {
-			df.applyDefaults()
-		}
-		d.decode(c, e, fmt.Sprintf("%s[%d]", path, i))
-	}
-	v.Set(s)
 }
 
 // describe names a node's kind for messages.
@@ -255,17 +256,6 @@ func setScalar(v reflect.Value, s string) error {
 	return nil
 }
 
-// fieldByKey finds the field of struct v whose yaml key is key.
-func fieldByKey(v reflect.Value, key string) (reflect.Value, bool) {
-	t := v.Type()
-	for i := range t.NumField() {
-		if yamlKey(t.Field(i)) == key {
-			return v.Field(i), true
-		}
-	}
-	return reflect.Value{}, false
-}
-
 // yamlKey is a field's key in the file, or "" for a field the file cannot set.
 func yamlKey(f reflect.StructField) string {
 	if !f.IsExported() {
@@ -278,36 +268,34 @@ func yamlKey(f reflect.StructField) string {
 	return name
 }
 
-// keysOf lists the yaml keys of struct type t.
+// keysOf is the key of each field of struct type t, by the field's index ("" for a field the file
+// cannot set).
 func keysOf(t reflect.Type) []string {
-	var keys []string
-	for i := range t.NumField() {
-		if k := yamlKey(t.Field(i)); k != "" {
-			keys = append(keys, k)
-		}
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i] = yamlKey(t.Field(i))
 	}
 	return keys
 }
 
-// suggestKey says what an unknown key may have meant, and which keys are known.
-func suggestKey(t reflect.Type, key string) string {
-	keys := keysOf(t)
-	best, bestDist := "", 3
-	for _, k := range keys {
-		if strings.EqualFold(k, key) {
-			best = k
-			break
-		}
-		if dist := editDistance(strings.ToLower(k), strings.ToLower(key)); dist < bestDist {
-			best, bestDist = k, dist
+// suggestKey says what an unknown key may have meant, and which of keys are known.
+func suggestKey(keys []string, key string) string {
+	known := strings.Join(slices.DeleteFunc(slices.Sorted(slices.Values(keys)), func(k string) bool { return k == "" }), ", ")
+	if best := closest(key, keys, 3); best != "" {
+		return fmt.Sprintf("did you mean %s? The keys here are %s", best, known)
+	}
+	return "the keys here are " + known
+}
+
+// closest is the first of names nearest to s, case aside, if fewer than maxDist edits away; or "".
+func closest(s string, names []string, maxDist int) string {
+	best := ""
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(n), strings.ToLower(s)); n != "" && d < maxDist {
+			best, maxDist = n, d
 		}
 	}
-	sorted := append([]string(nil), keys...)
-	sort.Strings(sorted)
-	if best != "" {
-		return fmt.Sprintf("did you mean %s? The keys here are %s", best, strings.Join(sorted, ", "))
-	}
-	return "the keys here are " + strings.Join(sorted, ", ")
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b.
@@ -339,85 +327,57 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// resolveSecretFiles reads the secrets that *File keys name. A secret given both inline (or by an
-// environment override) and by file is a problem, as is an unreadable or empty file.
+// resolveSecretFiles reads each secret that a *File key names (signingKeyFile names the file of
+// signingKey): a secret's trailing newlines are dropped; a list's keys are its lines, trimmed,
+// blank ones and comments (#) left out. A secret given both directly (or by an environment
+// override) and by file is a problem, as is an unreadable or empty file. Relative paths are taken
+// from baseDir.
 func resolveSecretFiles(cfg *Config, baseDir string, ps *Problems) {
-	resolveSecretFile(&cfg.SigningKey, cfg.SigningKeyFile, "signingKey", "signingKeyFile", baseDir, ps)
+	keys := leaves(reflect.ValueOf(cfg).Elem(), "", "")
 	for i := range cfg.Sources {
-		a := &cfg.Sources[i].Auth
-		p := fmt.Sprintf("sources[%d].auth.", i)
-		resolveSecretFile(&a.Password, a.PasswordFile, p+"password", p+"passwordFile", baseDir, ps)
-		resolveSecretFile(&a.Token, a.TokenFile, p+"token", p+"tokenFile", baseDir, ps)
+		keys = append(keys, leaves(reflect.ValueOf(&cfg.Sources[i]).Elem(), fmt.Sprintf("sources[%d]", i), "")...)
 	}
-	c, r := &cfg.Cache, &cfg.Cache.Redis
-	resolveSecretFile(&c.KeySecret, c.KeySecretFile, "cache.keySecret", "cache.keySecretFile", baseDir, ps)
-	resolveSecretListFile(&c.EncryptionKeys, c.EncryptionKeysFile, "cache.encryptionKeys", "cache.encryptionKeysFile", baseDir, ps)
-	resolveSecretFile(&r.Password, r.PasswordFile, "cache.redis.password", "cache.redis.passwordFile", baseDir, ps)
-	resolveSecretFile(&r.SentinelPassword, r.SentinelPasswordFile, "cache.redis.sentinelPassword", "cache.redis.sentinelPasswordFile", baseDir, ps)
-}
-
-// resolveSecretFile reads one secret from file into *dst.
-func resolveSecretFile(dst *Secret, file, key, fileKey, baseDir string, ps *Problems) {
-	if file == "" {
-		return
+	byPath := map[string]reflect.Value{}
+	for _, k := range keys {
+		byPath[k.path] = k.v
 	}
-	if *dst != "" {
-		ps.add(key, "given both directly and by %s; keep one of them", fileKey)
-		return
-	}
-	data, file, ok := readSecretFile(file, fileKey, baseDir, ps)
-	if !ok {
-		return
-	}
-	s := strings.TrimRight(data, "\r\n")
-	if s == "" {
-		ps.add(fileKey, "%s is empty; put the secret in it", file)
-		return
-	}
-	*dst = Secret(s)
-}
-
-// resolveSecretListFile reads a list of secrets from file into *dst: one a line, in order, with
-// spaces trimmed; blank lines and lines starting with # are left out.
-func resolveSecretListFile(dst *[]Secret, file, key, fileKey, baseDir string, ps *Problems) {
-	if file == "" {
-		return
-	}
-	if len(*dst) > 0 {
-		ps.add(key, "given both directly and by %s; keep one of them", fileKey)
-		return
-	}
-	data, file, ok := readSecretFile(file, fileKey, baseDir, ps)
-	if !ok {
-		return
-	}
-	var list []Secret
-	for line := range strings.Lines(data) {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			list = append(list, Secret(line))
+	for _, k := range keys {
+		key, isFile := strings.CutSuffix(k.path, "File")
+		dst := byPath[key]
+		if !isFile || k.v.String() == "" || !dst.IsValid() || dst.Type() != reflect.TypeFor[Secret]() && dst.Type() != reflect.TypeFor[[]Secret]() {
+			continue
 		}
-	}
-	if len(list) == 0 {
-		ps.add(fileKey, "%s holds no key; put one key on each line, the one to use first", file)
-		return
-	}
-	*dst = list
-}
-
-// readSecretFile reads a secret file, relative to baseDir unless absolute. It reports a file it
-// cannot read as a problem of fileKey, and returns the path it read.
-func readSecretFile(file, fileKey, baseDir string, ps *Problems) (data, path string, ok bool) {
-	if !filepath.IsAbs(file) && baseDir != "" {
-		file = filepath.Join(baseDir, file)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
+		if dst.Len() > 0 {
+			ps.add(key, "given both directly and by %s; keep one of them", k.path)
+			continue
+		}
+		file := k.v.String()
+		if !filepath.IsAbs(file) && baseDir != "" {
+			file = filepath.Join(baseDir, file)
+		}
+		data, err := os.ReadFile(file)
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		ps.add(fileKey, "cannot read %s: %v; check the path and the file's permissions", file, err)
-		return "", file, false
+		var list []Secret
+		for line := range strings.Lines(string(data)) {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				list = append(list, Secret(line))
+			}
+		}
+		secret := strings.TrimRight(string(data), "\r\n")
+		switch {
+		case err != nil:
+			ps.add(k.path, "cannot read %s: %v; check the path and the file's permissions", file, err)
+		case dst.Kind() == reflect.Slice && len(list) == 0:
+			ps.add(k.path, "%s holds no key; put one key on each line, the one to use first", file)
+		case dst.Kind() == reflect.Slice:
+			dst.Set(reflect.ValueOf(list))
+		case secret == "":
+			ps.add(k.path, "%s is empty; put the secret in it", file)
+		default:
+			dst.SetString(secret)
+		}
 	}
-	return string(b), file, true
 }

@@ -56,6 +56,9 @@ func TestParseMinimal(t *testing.T) {
 		{"search.maxIncludeFields", cfg.Search.MaxIncludeFields, 128},
 		{"search.maxValuesPerKey", cfg.Search.MaxValuesPerKey, 100},
 		{"locator.ttl", cfg.Locator.TTL.Std(), 10 * time.Minute},
+		{"retryAfter", cfg.RetryAfter.Std(), 30 * time.Second},
+		{"maxFrames", cfg.MaxFrames, 1000},
+		{"thumbnailViewport", cfg.ThumbnailViewport, "128,128"},
 		{"logging.level", cfg.Logging.Level, "info"},
 		{"logging.format", cfg.Logging.Format, "json"},
 		{"cache.enabled", cfg.Cache.Enabled, true},
@@ -72,12 +75,20 @@ func TestParseMinimal(t *testing.T) {
 		{"cache.redis.tls", cfg.Cache.Redis.TLS, false},
 		{"cache.redis.opTimeout", cfg.Cache.Redis.OpTimeout.Std(), 250 * time.Millisecond},
 		{"cache.redis.dialTimeout", cfg.Cache.Redis.DialTimeout.Std(), 200 * time.Millisecond},
+		{"cache.redis.readTimeout", cfg.Cache.Redis.ReadTimeout.Std(), 200 * time.Millisecond},
+		{"cache.redis.writeTimeout", cfg.Cache.Redis.WriteTimeout.Std(), 200 * time.Millisecond},
 		{"cache.redis.poolSize", cfg.Cache.Redis.PoolSize, 0},
 		{"cache.redis.breakerFailures", cfg.Cache.Redis.BreakerFailures, 5},
 		{"cache.redis.breakerCooldown", cfg.Cache.Redis.BreakerCooldown.Std(), 5 * time.Second},
 		{"cache is in process", cfg.Cache.RedisEnabled(), false},
 		{"sources[0].priority", cfg.Sources[0].Priority, 100},
 		{"sources[0].timeout", cfg.Sources[0].Timeout.Std(), 10 * time.Second},
+		{"sources[0].idleTimeout", cfg.Sources[0].IdleTimeout.Std(), 30 * time.Second},
+		{"sources[0].retries", cfg.Sources[0].Retries, 1},
+		{"sources[0].retryWaitMin", cfg.Sources[0].RetryWaitMin.Std(), 50 * time.Millisecond},
+		{"sources[0].retryWaitMax", cfg.Sources[0].RetryWaitMax.Std(), time.Second},
+		{"sources[0].maxConcurrent", cfg.Sources[0].MaxConcurrent, 32},
+		{"sources[0].maxConnections", cfg.Sources[0].MaxConnections, 64},
 		{"sources[0].required", cfg.Sources[0].Required, false},
 		{"sources[0].auth.type", cfg.Sources[0].Auth.Type, AuthNone},
 		{"sources[0].patientId.attribute", cfg.Sources[0].PatientID.Attribute, AttributePatientID},
@@ -151,6 +162,8 @@ cache:
     tls: true
     opTimeout: 100ms
     dialTimeout: 1s
+    readTimeout: 300ms
+    writeTimeout: 400ms
     poolSize: 20
     breakerFailures: 3
     breakerCooldown: 10s
@@ -177,6 +190,8 @@ func TestParseCache(t *testing.T) {
 			TLS:              true,
 			OpTimeout:        Duration(100 * time.Millisecond),
 			DialTimeout:      Duration(time.Second),
+			ReadTimeout:      Duration(300 * time.Millisecond),
+			WriteTimeout:     Duration(400 * time.Millisecond),
 			PoolSize:         20,
 			BreakerFailures:  3,
 			BreakerCooldown:  Duration(10 * time.Second),

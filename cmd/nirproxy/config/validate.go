@@ -76,6 +76,13 @@ func (c Config) Validate() []Problem {
 	default:
 		ps.add("partialSearch", "%q is not a policy; write warn (answer with what the trusts that answered hold, naming the others) or fail", c.PartialSearch)
 	}
+	if d := c.RetryAfter.Std(); d < time.Second || d > time.Hour {
+		ps.add("retryAfter", "is %s; use 1s to 1h, like 30s", d)
+	}
+	if c.MaxFrames < 1 || c.MaxFrames > 100000 {
+		ps.add("maxFrames", "is %d; use 1 to 100000, like 1000", c.MaxFrames)
+	}
+	checkViewport(&ps, "thumbnailViewport", c.ThumbnailViewport)
 	if c.Incidents.WebhookURL != "" {
 		checkHTTPURL(&ps, "incidents.webhookURL", c.Incidents.WebhookURL, "https://alerts.example.nhs.uk/nirproxy")
 	}
@@ -214,6 +221,8 @@ func checkRedis(ps *Problems, r Redis) {
 	}
 	checkPositive(ps, "cache.redis.opTimeout", r.OpTimeout, "250ms")
 	checkPositive(ps, "cache.redis.dialTimeout", r.DialTimeout, "200ms")
+	checkPositive(ps, "cache.redis.readTimeout", r.ReadTimeout, "200ms")
+	checkPositive(ps, "cache.redis.writeTimeout", r.WriteTimeout, "200ms")
 	if r.BreakerFailures < 1 {
 		ps.add("cache.redis.breakerFailures", "is %d; it must be at least 1, like 5", r.BreakerFailures)
 	}
@@ -348,6 +357,17 @@ func checkPositive(ps *Problems, path string, d Duration, example string) {
 	}
 }
 
+// checkViewport checks a rendering's viewport: width,height in pixels.
+func checkViewport(ps *Problems, path, viewport string) {
+	w, h, _ := strings.Cut(viewport, ",")
+	for _, n := range []string{w, h} {
+		if v, err := strconv.Atoi(n); err != nil || v < 1 || v > 4096 {
+			ps.add(path, "%q is not a width and a height; write two whole numbers from 1 to 4096 separated by a comma, like 128,128", viewport)
+			return
+		}
+	}
+}
+
 // checkIssuer checks an IssuerOfPatientID (a DICOM LO value).
 func checkIssuer(ps *Problems, path, issuer string, required bool) {
 	switch {
@@ -429,8 +449,15 @@ func checkSources(ps *Problems, sources []Source) {
 		if s.Retries < 0 || s.Retries > 5 {
 			ps.add(p+".retries", "is %d; use 0 to 5 (each retry adds to a clinician's wait)", s.Retries)
 		}
+		checkPositive(ps, p+".retryWaitMin", s.RetryWaitMin, "50ms")
+		if s.RetryWaitMax < s.RetryWaitMin {
+			ps.add(p+".retryWaitMax", "is %s, below retryWaitMin (%s); use retryWaitMin or more, like 1s", s.RetryWaitMax, s.RetryWaitMin)
+		}
 		if s.MaxConcurrent < 1 || s.MaxConcurrent > 10000 {
 			ps.add(p+".maxConcurrent", "is %d; use 1 to 10000, like 32", s.MaxConcurrent)
+		}
+		if s.MaxConnections < 1 || s.MaxConnections > 10000 {
+			ps.add(p+".maxConnections", "is %d; use 1 to 10000, like 64", s.MaxConnections)
 		}
 		checkBreaker(ps, p+".breaker", s.Breaker)
 		checkAuth(ps, p+".auth", s.ID, s.Auth)

@@ -87,6 +87,25 @@ func TestValidate(t *testing.T) {
 			[]Problem{{"sources[0].retries", "use 0 to 5"}}},
 		{"source with no concurrency", func(c *Config) { c.Sources[1].MaxConcurrent = 0 },
 			[]Problem{{"sources[1].maxConcurrent", "use 1 to 10000"}}},
+		{"source with no connections", func(c *Config) { c.Sources[1].MaxConnections = 0 },
+			[]Problem{{"sources[1].maxConnections", "is 0; use 1 to 10000, like 64"}}},
+		{"source retrying at once", func(c *Config) { c.Sources[0].RetryWaitMin, c.Sources[0].RetryWaitMax = 0, 0 },
+			[]Problem{{"sources[0].retryWaitMin", "is 0s; it must be greater than 0, like 50ms"}}},
+		{"source waiting less at most than at least", func(c *Config) { c.Sources[0].RetryWaitMax = Duration(10 * time.Millisecond) },
+			[]Problem{{"sources[0].retryWaitMax", "is 10ms, below retryWaitMin (50ms)"}}},
+		{"retryAfter of nothing", func(c *Config) { c.RetryAfter = 0 },
+			[]Problem{{"retryAfter", "is 0s; use 1s to 1h, like 30s"}}},
+		{"retryAfter of a day", func(c *Config) { c.RetryAfter = Duration(24 * time.Hour) },
+			[]Problem{{"retryAfter", "use 1s to 1h"}}},
+		{"no frames", func(c *Config) { c.MaxFrames = 0 },
+			[]Problem{{"maxFrames", "is 0; use 1 to 100000, like 1000"}}},
+		{"a larger thumbnail", func(c *Config) { c.ThumbnailViewport = "256,192" }, nil},
+		{"a thumbnail of one number", func(c *Config) { c.ThumbnailViewport = "128" },
+			[]Problem{{"thumbnailViewport", `"128" is not a width and a height; write two whole numbers from 1 to 4096 separated by a comma, like 128,128`}}},
+		{"a thumbnail with a region", func(c *Config) { c.ThumbnailViewport = "128,128,0,0" },
+			[]Problem{{"thumbnailViewport", "is not a width and a height"}}},
+		{"a thumbnail of no pixels", func(c *Config) { c.ThumbnailViewport = "0,128" },
+			[]Problem{{"thumbnailViewport", "is not a width and a height"}}},
 		{"breaker window of nothing", func(c *Config) { c.Sources[0].Breaker.Window = 0 },
 			[]Problem{{"sources[0].breaker.window", "use 1s to 24h0m0s, like 60s"}}},
 		{"breaker window of a week", func(c *Config) { c.Sources[0].Breaker.Window = Duration(7 * 24 * time.Hour) },
@@ -348,9 +367,12 @@ func TestValidate(t *testing.T) {
 		{"redis durations zero", func(c *Config) {
 			withRedis(c)
 			c.Cache.Redis.OpTimeout, c.Cache.Redis.DialTimeout, c.Cache.Redis.BreakerCooldown = 0, Duration(-time.Second), 0
+			c.Cache.Redis.ReadTimeout, c.Cache.Redis.WriteTimeout = 0, 0
 		}, []Problem{
 			{"cache.redis.opTimeout", "is 0s; it must be greater than 0, like 250ms"},
 			{"cache.redis.dialTimeout", "must be greater than 0, like 200ms"},
+			{"cache.redis.readTimeout", "is 0s; it must be greater than 0, like 200ms"},
+			{"cache.redis.writeTimeout", "is 0s; it must be greater than 0, like 200ms"},
 			{"cache.redis.breakerCooldown", "must be greater than 0, like 5s"},
 		}},
 

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// This file turns a validated configuration into the settings of the packages it configures,
+// which have no defaults of their own: every field they take is set here.
+
+// UpstreamSource is s as package upstream describes a trust. It fails only for a URL that
+// Validate refuses.
+func (s Source) UpstreamSource() (upstream.SourceConfig, error) {
+	u, err := url.Parse(strings.TrimSuffix(s.URL, "/"))
+	if err != nil {
+		return upstream.SourceConfig{}, fmt.Errorf("source %s: parse url: %w", s.ID, err)
+	}
+	return upstream.SourceConfig{
+		ID:       s.ID,
+		Name:     s.Name,
+		BaseURL:  u,
+		Priority: s.Priority,
+		Timeout:  s.Timeout.Std(),
+		Required: s.Required,
+		Auth: upstream.Auth{
+			Type:     upstream.AuthType(s.Auth.Type),
+			Username: s.Auth.Username,
+			Password: string(s.Auth.Password),
+			Token:    string(s.Auth.Token),
+		},
+		PatientID:       upstream.PatientIDAttribute(s.PatientID.Attribute),
+		PatientIDIssuer: s.PatientID.Issuer,
+	}, nil
+}
+
+// UpstreamOptions are s's protections as package upstream takes them: its HTTP client, its
+// breaker and its concurrency limit. The caller adds what is not configuration: metrics,
+// incidents and the cache (see [Cache.SourceCache]).
+func (s Source) UpstreamOptions() upstream.Options {
+	return upstream.Options{
+		HTTP: upstream.HTTPOptions{
+			HeaderTimeout:   s.Timeout.Std(),
+			RetryMax:        s.Retries,
+			RetryWaitMin:    s.RetryWaitMin.Std(),
+			RetryWaitMax:    s.RetryWaitMax.Std(),
+			MaxConnsPerHost: s.MaxConnections,
+			IdleTimeout:     s.IdleTimeout.Std(),
+		},
+		Breaker:       s.Breaker.Options(),
+		MaxConcurrent: s.MaxConcurrent,
+	}
+}
+
+// Options is b as package upstream takes it.
+func (b Breaker) Options() upstream.BreakerOptions {
+	return upstream.BreakerOptions{
+		Window:                 b.Window.Std(),
+		MinRequests:            uint32(max(b.MinRequests, 0)),
+		FailureRatio:           b.FailureRatio,
+		ConsecutiveUnreachable: uint32(max(b.ConsecutiveUnreachable, 0)),
+		OpenFor:                b.OpenFor.Std(),
+	}
+}
+
+// SourceCache is what each source keeps in st, as package upstream takes it: nothing when st is
+// nil (the cache is off).
+func (c Cache) SourceCache(st *cache.Store) upstream.CacheOptions {
+	if st == nil {
+		return upstream.CacheOptions{}
+	}
+	return upstream.CacheOptions{
+		Store:            st,
+		Search:           c.Search.Std(),
+		Metadata:         c.Metadata.Std(),
+		Rendered:         c.Rendered.Freshness().Std(),
+		RenderedMaxBytes: int64(c.Rendered.MaxBytes),
+	}
+}
+
+// RedisOptions is the Redis cache as package cache takes it. The caller adds StateChanged.
+func (c Cache) RedisOptions() cache.RedisOptions {
+	r := c.Redis
+	o := cache.RedisOptions{
+		Addrs:            r.Addrs,
+		MasterName:       r.MasterName,
+		Username:         r.Username,
+		Password:         string(r.Password),
+		SentinelPassword: string(r.SentinelPassword),
+		DB:               r.DB,
+		MaxRetention:     c.MaxRetention.Std(),
+		OpTimeout:        r.OpTimeout.Std(),
+		DialTimeout:      r.DialTimeout.Std(),
+		ReadTimeout:      r.ReadTimeout.Std(),
+		WriteTimeout:     r.WriteTimeout.Std(),
+		PoolSize:         r.PoolSize,
+		BreakerFailures:  uint32(max(r.BreakerFailures, 0)),
+		BreakerCooldown:  r.BreakerCooldown.Std(),
+	}
+	if r.TLS {
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return o
+}
+
+// Std is f as package cache takes it.
+func (f Freshness) Std() cache.Freshness {
+	return cache.Freshness{Fresh: f.Fresh.Std(), Stale: f.Stale.Std()}
+}

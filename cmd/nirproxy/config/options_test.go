@@ -1,0 +1,70 @@
+package config
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/upstream"
+)
+
+// TestDefaultsAreComplete checks that the defaults, turned into upstream's and cache's settings,
+// are complete: those packages have no defaults of their own, and refuse settings with one
+// missing.
+func TestDefaultsAreComplete(t *testing.T) {
+	cfg := validConfig()
+	withRedis(&cfg)
+	log := slog.New(slog.DiscardHandler)
+	st, err := cache.NewLocalStore(1<<20, nil, cache.StoreOptions{MaxRetention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range cfg.Sources {
+		src, err := s.UpstreamSource()
+		if err != nil {
+			t.Fatalf("UpstreamSource(%s): %v", s.ID, err)
+		}
+		opts := s.UpstreamOptions()
+		opts.Cache = cfg.Cache.SourceCache(st)
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("upstream.NewSource refused the defaults of %s: %v", s.ID, r)
+				}
+			}()
+			upstream.NewSource(src, opts, log)
+		}()
+	}
+	sealer, err := cache.NewSealer([][]byte{make([]byte, cache.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cache.NewRedis(cfg.Cache.RedisOptions(), sealer, log)
+	if err != nil {
+		t.Fatalf("cache.NewRedis refused the defaults: %v", err)
+	}
+	r.Close()
+}
+
+// TestUpstreamSource checks that a source's keys reach upstream's description of it.
+func TestUpstreamSource(t *testing.T) {
+	s := DefaultSource()
+	s.ID, s.Name, s.URL, s.Priority, s.Required = "RXA", "A", "http://pacs.example/dicom-web/", 7, true
+	s.Auth = Auth{Type: AuthBasic, Username: "u", Password: "p"}
+	s.PatientID = PatientID{Attribute: AttributeOtherPatientIDsSequence, Issuer: "NHS"}
+	got, err := s.UpstreamSource()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := upstream.SourceConfig{ID: "RXA", Name: "A", BaseURL: got.BaseURL, Priority: 7, Timeout: 10 * time.Second, Required: true,
+		Auth:      upstream.Auth{Type: upstream.AuthBasic, Username: "u", Password: "p"},
+		PatientID: upstream.InOtherPatientIDsSequence, PatientIDIssuer: "NHS"}
+	if got.BaseURL.String() != "http://pacs.example/dicom-web" || got != want {
+		t.Errorf("UpstreamSource = %+v (url %s), want %+v", got, got.BaseURL, want)
+	}
+	s.URL = "http://pacs.example/%zz"
+	if _, err := s.UpstreamSource(); err == nil {
+		t.Error("UpstreamSource of an unparsable URL succeeded")
+	}
+}
