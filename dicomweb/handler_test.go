@@ -396,16 +396,20 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 		}
 		u, _ := url.Parse(raw)
 		timeout := cmp.Or(opts.sourceTimeout, 2*time.Second)
-		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: timeout}, upstream.Options{Cache: opts.cache}, log))
+		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: id, Name: id + " Trust", BaseURL: u, Priority: i, Timeout: timeout}, with(testSourceOptions(timeout), func(o *upstream.Options) { o.Cache = opts.cache }), log))
 	}
 	locatorStore := opts.locator
 	if locatorStore == nil {
 		locatorStore = mustLocalStore(t, 1<<20)
 	}
 	ln, public := listenLoopback(t)
-	srv := New(Config{Forwarding: Forwarding{PublicURL: public}, AllowedOrigins: []string{"http://viewer.example"}, Search: SearchLimits{MaxResultsPerSource: 100, MaxLimit: 100},
-		RequestTimeout: opts.requestTimeout,
-		Fallback:       fallback.Policy{ServeStale: opts.serveStale, Retrieve: opts.retrieve}}, Deps{
+	cfg := testConfig(public)
+	cfg.AllowedOrigins = []string{"http://viewer.example"}
+	cfg.Search.MaxResultsPerSource, cfg.Search.MaxLimit = 100, 100
+	cfg.RequestTimeout = cmp.Or(opts.requestTimeout, cfg.RequestTimeout)
+	cfg.Fallback.ServeStale = opts.serveStale
+	cfg.Fallback.Retrieve = cmp.Or(opts.retrieve, cfg.Fallback.Retrieve)
+	srv := New(cfg, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

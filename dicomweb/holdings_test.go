@@ -166,7 +166,7 @@ func TestListHoldingEndsAfterMaxPages(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL + "/dicom-web")
-	src := upstream.NewSource(upstream.SourceConfig{ID: "TE", Name: "TE Trust", BaseURL: u, Timeout: 2 * time.Second}, upstream.Options{}, slog.New(slog.DiscardHandler))
+	src := upstream.NewSource(upstream.SourceConfig{ID: "TE", Name: "TE Trust", BaseURL: u, Timeout: 2 * time.Second}, testSourceOptions(2*time.Second), slog.New(slog.DiscardHandler))
 
 	h := listHoldings(context.Background(), "3.1", "", []*upstream.Source{src})
 	if len(h.failed) != 1 || !errors.Is(h.failed[0].Err, fallback.ErrListingIncomplete) {

@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
-	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -50,8 +49,8 @@ func TestNothingActiveFromATrust(t *testing.T) {
 			t.Run(ct+" "+path, func(t *testing.T) {
 				origin := activeOrigin(t, ct)
 				u, _ := url.Parse(origin.URL + "/dicom-web")
-				src := upstream.NewSource(upstream.SourceConfig{ID: "TH", Name: "TH Trust", BaseURL: u, Timeout: 2 * time.Second}, upstream.Options{}, slog.New(slog.DiscardHandler))
-				srv := New(Config{Forwarding: Forwarding{PublicURL: "http://proxy.test"}, Fallback: fallback.Policy{}}, Deps{
+				src := upstream.NewSource(upstream.SourceConfig{ID: "TH", Name: "TH Trust", BaseURL: u, Timeout: 2 * time.Second}, testSourceOptions(2*time.Second), slog.New(slog.DiscardHandler))
+				srv := New(testConfig("http://proxy.test"), Deps{
 					Locator: upstream.NewLocator([]*upstream.Source{src}, mustLocalStore(t, 1<<20), time.Minute, slog.New(slog.DiscardHandler)),
 					Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 					Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{},

@@ -18,7 +18,6 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
-	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -131,8 +130,8 @@ func newLinkProxy(t *testing.T, trust *plantingTrust, signer *Signer, authz poli
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	u, _ := url.Parse(trust.srv.URL + "/dicom-web")
-	src := upstream.NewSource(upstream.SourceConfig{ID: trust.inner.id, Name: "Planting Trust", BaseURL: u, Timeout: 2 * time.Second}, upstream.Options{}, log)
-	srv := New(Config{Forwarding: Forwarding{PublicURL: "http://nirproxy.test/"}, Fallback: fallback.Policy{}}, Deps{
+	src := upstream.NewSource(upstream.SourceConfig{ID: trust.inner.id, Name: "Planting Trust", BaseURL: u, Timeout: 2 * time.Second}, testSourceOptions(2*time.Second), log)
+	srv := New(testConfig("http://nirproxy.test/"), Deps{
 		Locator: upstream.NewLocator([]*upstream.Source{src}, mustLocalStore(t, 1<<20), time.Minute, log),
 		Signer:  signer,
 		Auth:    policy.AllowAll{}, Authz: authz, Audit: audit.Discard{}, Log: log,

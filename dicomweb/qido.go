@@ -67,40 +67,21 @@ type SearchLimits struct {
 	MaxResultsPerSource int
 	DefaultLimit        int
 	MaxLimit            int
-	// MaxQueryLength bounds the raw query string of every data request, in bytes. Default 8 KiB.
+	// MaxQueryLength bounds the raw query string of every data request, in bytes.
 	MaxQueryLength int
-	// MaxMatchingKeys bounds the attribute matching keys of one search. Default 32.
+	// MaxMatchingKeys bounds the attribute matching keys of one search.
 	MaxMatchingKeys int
 	// MaxIncludeFields bounds the attributes named by includefield in one search, over every
 	// includefield parameter and comma list (an includefield parameter naming none counts
-	// one). Default 128.
+	// one).
 	MaxIncludeFields int
 	// MaxValuesPerKey bounds the values in one matching key's list (a\b\c; UIDs also a,b,c).
-	// Default 100.
 	MaxValuesPerKey int
-}
-
-// withDefaults fills the caps left at zero with their defaults.
-func (l SearchLimits) withDefaults() SearchLimits {
-	if l.MaxQueryLength <= 0 {
-		l.MaxQueryLength = defaultMaxQueryLength
-	}
-	if l.MaxMatchingKeys <= 0 {
-		l.MaxMatchingKeys = defaultMaxMatchingKeys
-	}
-	if l.MaxIncludeFields <= 0 {
-		l.MaxIncludeFields = defaultMaxIncludeFields
-	}
-	if l.MaxValuesPerKey <= 0 {
-		l.MaxValuesPerKey = defaultMaxValuesPerKey
-	}
-	return l
 }
 
 // parseSearchQuery parses a QIDO-RS request from its raw query string: parseRawQuery, then
 // parseSearch. This is what the search routes call, so that no parameter is dropped on the way.
 func parseSearchQuery(level Level, studyUID, seriesUID, rawQuery string, lim SearchLimits) (*Search, error) {
-	lim = lim.withDefaults()
 	q, err := parseRawQuery(rawQuery, lim.MaxQueryLength)
 	if err != nil {
 		return nil, err
@@ -111,7 +92,7 @@ func parseSearchQuery(level Level, studyUID, seriesUID, rawQuery string, lim Sea
 // parseSearch validates a QIDO-RS request: path UIDs, every query key and value, paging and
 // the patient scope. Nothing reaches an upstream until this succeeds.
 func parseSearch(level Level, studyUID, seriesUID string, q url.Values, lim SearchLimits) (*Search, error) {
-	p := &searchParser{s: &Search{Level: level, StudyUID: studyUID, SeriesUID: seriesUID}, lim: lim.withDefaults(), seen: map[string]bool{}, params: map[string]bool{}}
+	p := &searchParser{s: &Search{Level: level, StudyUID: studyUID, SeriesUID: seriesUID}, lim: lim, seen: map[string]bool{}, params: map[string]bool{}}
 	if studyUID != "" {
 		if err := checkUID("study UID", studyUID); err != nil {
 			return nil, err

@@ -45,7 +45,7 @@ func FuzzParseSearch(f *testing.F) {
 	} {
 		f.Add(seed.raw, seed.level)
 	}
-	lim := SearchLimits{MaxResultsPerSource: 100, MaxLimit: 50}.withDefaults()
+	lim := testLimits
 	f.Fuzz(func(t *testing.T, raw string, level uint8) {
 		lv := Level(level % 3)
 		study, series := "", ""

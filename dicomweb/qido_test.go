@@ -9,7 +9,7 @@ import (
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
-var testLimits = SearchLimits{MaxResultsPerSource: 100, MaxLimit: 50}
+var testLimits = with(testConfig("").Search, func(l *SearchLimits) { l.MaxResultsPerSource, l.MaxLimit = 100, 50 })
 
 func TestParseSearch(t *testing.T) {
 	tests := []struct {

@@ -7,15 +7,6 @@ import (
 	"github.com/labstack/echo/v5"
 )
 
-// Defaults of the query caps of SearchLimits (PS3.18 sets none; these leave room for every
-// real viewer's searches, whose queries are a few hundred bytes with a handful of keys).
-const (
-	defaultMaxQueryLength   = 8 << 10
-	defaultMaxMatchingKeys  = 32
-	defaultMaxIncludeFields = 128
-	defaultMaxValuesPerKey  = 100
-)
-
 // multiValued are the query parameters that may be repeated: every other one names one thing,
 // and a second copy would be dropped by whoever reads the first, so it is refused.
 var multiValued = map[string]bool{"includefield": true}

@@ -112,7 +112,7 @@ func BenchmarkSearchMergeSort(b *testing.B) {
 // source's DICOM JSON, filtering, normalising the patient identity, rewriting URLs, merging,
 // sorting, paging and encoding the answer.
 func BenchmarkSearchAnswer(b *testing.B) {
-	lim := SearchLimits{MaxResultsPerSource: 1000, MaxLimit: 1000}
+	lim := testConfig("").Search
 	search, err := parseSearch(StudyLevel, "", "", url.Values{"PatientID": {benchNHSNumber}}, lim)
 	if err != nil {
 		b.Fatal(err)

@@ -10,6 +10,7 @@ package dicomweb
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -48,33 +49,35 @@ type Config struct {
 	Fallback          fallback.Policy
 }
 
-func (c Config) withDefaults() Config {
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 30 * time.Second
+// check reports the first setting of c left unset: the deployment's configuration
+// (config.Default and the file) sets every one, and the package has no defaults of its own.
+func (c Config) check() error {
+	positive := []struct {
+		name string
+		ok   bool
+	}{
+		{"Forwarding.PublicURL", c.Forwarding.PublicURL != ""},
+		{"RequestTimeout", c.RequestTimeout > 0},
+		{"ClientWriteTimeout", c.ClientWriteTimeout > 0},
+		{"CORSMaxAge", c.CORSMaxAge > 0},
+		{"MaxFrames", c.MaxFrames > 0},
+		{"ThumbnailViewport", c.ThumbnailViewport != ""},
+		{"Search.MaxResultsPerSource", c.Search.MaxResultsPerSource > 0},
+		{"Search.MaxLimit", c.Search.MaxLimit > 0},
+		{"Search.MaxQueryLength", c.Search.MaxQueryLength > 0},
+		{"Search.MaxMatchingKeys", c.Search.MaxMatchingKeys > 0},
+		{"Search.MaxIncludeFields", c.Search.MaxIncludeFields > 0},
+		{"Search.MaxValuesPerKey", c.Search.MaxValuesPerKey > 0},
+		{"Fallback.Search", c.Fallback.Search != ""},
+		{"Fallback.Retrieve", c.Fallback.Retrieve != ""},
+		{"Fallback.RetryAfter", c.Fallback.RetryAfter > 0},
 	}
-	if c.ClientWriteTimeout <= 0 {
-		c.ClientWriteTimeout = 60 * time.Second
+	for _, f := range positive {
+		if !f.ok {
+			return fmt.Errorf("dicomweb: Config.%s is not set; pass the configuration whole (config.Config.DICOMweb)", f.name)
+		}
 	}
-	if c.Search.MaxResultsPerSource <= 0 {
-		c.Search.MaxResultsPerSource = 1000
-	}
-	if c.Search.MaxLimit <= 0 {
-		c.Search.MaxLimit = 1000
-	}
-	c.Search = c.Search.withDefaults()
-	if c.MaxFrames <= 0 {
-		c.MaxFrames = 1000
-	}
-	if c.ThumbnailViewport == "" {
-		c.ThumbnailViewport = "128,128"
-	}
-	if c.CORSMaxAge <= 0 {
-		c.CORSMaxAge = 10 * time.Minute
-	}
-	if c.Fallback.Search == "" {
-		c.Fallback.Search = fallback.PartialWarn
-	}
-	return c
+	return nil
 }
 
 // Deps are the collaborators a Server is built from.
@@ -107,16 +110,20 @@ type Server struct {
 	cache   *cache.Store
 }
 
-// New returns a Server. Nil Auth/Authz/Audit are refused at Register time by a panic, so a
-// deployment cannot run without the request path's governance steps.
+// New returns a Server. An incomplete Config is refused by a panic naming the setting; nil
+// Auth/Authz/Audit are refused at Register time by a panic, so a deployment cannot run without
+// the request path's governance steps.
 func New(cfg Config, d Deps) *Server {
+	if err := cfg.check(); err != nil {
+		panic(err)
+	}
 	if d.Now == nil {
 		d.Now = time.Now
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg.withDefaults(), locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics, cache: d.Cache}
+	return &Server{cfg: cfg, locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics, cache: d.Cache}
 }
 
 // Keys of what the middleware keeps on a request: its id and its caller, never a decision.
@@ -130,9 +137,6 @@ const (
 func (s *Server) Register(e *echo.Echo) {
 	if s.auth == nil || s.authz == nil || s.audit == nil || s.locator == nil || s.signer == nil {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
-	}
-	if s.cfg.Forwarding.PublicURL == "" {
-		panic("dicomweb: Server needs Forwarding.PublicURL: links are built only from it")
 	}
 	e.HTTPErrorHandler = ErrorHandler(s.log)
 	e.Use(s.requestID, s.accessLog, s.writeDeadline, securityHeaders, s.cors)

@@ -2,6 +2,7 @@ package dicomweb
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -22,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
-	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
@@ -206,9 +206,9 @@ func newSlowProxy(t *testing.T, clientWriteTimeout time.Duration, origins ...*bu
 	for i, o := range origins {
 		u, _ := url.Parse(o.srv.URL + "/dicom-web")
 		p.sources = append(p.sources, upstream.NewSource(upstream.SourceConfig{ID: o.id, Name: o.id + " Trust", BaseURL: u, Priority: i, Timeout: 10 * time.Second},
-			upstream.Options{HTTP: upstream.HTTPOptions{IdleTimeout: slowIdle}}, log))
+			with(testSourceOptions(10*time.Second), func(o *upstream.Options) { o.HTTP.IdleTimeout = slowIdle }), log))
 	}
-	srv := New(Config{Forwarding: Forwarding{PublicURL: "http://proxy.test"}, ClientWriteTimeout: clientWriteTimeout, Fallback: fallback.Policy{}}, Deps{
+	srv := New(with(testConfig("http://proxy.test"), func(c *Config) { c.ClientWriteTimeout = cmp.Or(clientWriteTimeout, c.ClientWriteTimeout) }), Deps{
 		Locator: upstream.NewLocator(p.sources, mustLocalStore(t, 1<<20), time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

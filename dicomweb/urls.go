@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"path"
 	"strings"
@@ -20,9 +21,6 @@ import (
 // Root is where the DICOMweb service is mounted.
 const Root = "/dicom-web"
 
-// DefaultBulkLinkTTL is how long a bulkdata link stays valid when no lifetime is configured.
-const DefaultBulkLinkTTL = time.Hour
-
 // Signer makes and checks the opaque bulkdata links the proxy hands out. A link names a source,
 // a study and a path below that source's DICOMweb root under that study, and carries an expiry
 // and an HMAC, so no client can make the proxy fetch an address of its choosing, and the study
@@ -33,14 +31,14 @@ type Signer struct {
 	now func() time.Time
 }
 
-// NewSigner returns a signer with the given secret key and link lifetime (DefaultBulkLinkTTL
-// when ttl is not positive).
+// NewSigner returns a signer with the given secret key and link lifetime, which must be
+// positive (the configuration's bulkdataLinkTTL).
 func NewSigner(key []byte, ttl time.Duration, now func() time.Time) *Signer {
 	if now == nil {
 		now = time.Now
 	}
 	if ttl <= 0 {
-		ttl = DefaultBulkLinkTTL
+		panic(fmt.Sprintf("dicomweb: NewSigner: the link lifetime %v is not positive", ttl))
 	}
 	return &Signer{key: append([]byte(nil), key...), ttl: ttl, now: now}
 }

@@ -133,20 +133,20 @@ func TestLocate(t *testing.T) {
 		{
 			name:          "stale holders merged in priority order under ServeStale",
 			loc:           upstream.Location{Holders: []*upstream.Source{a, c}, Outcomes: []upstream.Outcome{ok(a), ok(c), timeoutAt(d)}, Stale: []upstream.Outcome{staleAt(b)}},
-			policy:        Policy{ServeStale: true},
+			policy:        Policy{ServeStale: true, RetryAfter: testRetryAfter},
 			wantHolders:   []string{"A", "B", "C"},
 			wantUnreached: []string{"D"},
 		},
 		{
 			name:        "a stale holder tied in priority follows the holders that answered",
 			loc:         upstream.Location{Holders: []*upstream.Source{a, b, c}, Stale: []upstream.Outcome{staleAt(d)}},
-			policy:      Policy{ServeStale: true},
+			policy:      Policy{ServeStale: true, RetryAfter: testRetryAfter},
 			wantHolders: []string{"A", "B", "D", "C"},
 		},
 		{
 			name:        "only stale holders under ServeStale",
 			loc:         upstream.Location{Stale: []upstream.Outcome{staleAt(c), staleAt(a)}},
-			policy:      Policy{ServeStale: true},
+			policy:      Policy{ServeStale: true, RetryAfter: testRetryAfter},
 			wantHolders: []string{"A", "C"},
 		},
 	}
@@ -179,7 +179,7 @@ func TestNotLocated(t *testing.T) {
 			unreached: []upstream.Outcome{failed(rxa, refused), failed(rxb, timedOut)},
 			want: Decision{
 				Status:     http.StatusServiceUnavailable,
-				RetryAfter: DefaultRetryAfter,
+				RetryAfter: testRetryAfter,
 				Message:    "The study is held only by sources that cannot answer now: the PACS of RXA (Example Hospitals NHS Trust) is unreachable; the PACS of RXB (Other Teaching Hospitals NHS Foundation Trust) timed out",
 				Missing:    []Missing{{ID: "RXA", Name: rxa.Name, Reason: "is unreachable"}, {ID: "RXB", Name: rxb.Name, Reason: "timed out"}},
 				Warnings: []string{
@@ -203,7 +203,7 @@ func TestNotLocated(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkDecision(t, NotLocated(tc.unreached, "The study", "1.2.3", agent, tc.policy), tc.want)
+			checkDecision(t, NotLocated(tc.unreached, "The study", "1.2.3", agent, withRetry(tc.policy)), tc.want)
 		})
 	}
 }
@@ -211,7 +211,7 @@ func TestNotLocated(t *testing.T) {
 func TestNoCopy(t *testing.T) {
 	const what = "The instance"
 	unavailable := func(missing ...Missing) Decision {
-		d := Decision{Status: http.StatusServiceUnavailable, RetryAfter: DefaultRetryAfter, Missing: missing}
+		d := Decision{Status: http.StatusServiceUnavailable, RetryAfter: testRetryAfter, Missing: missing}
 		var parts []string
 		for _, m := range missing {
 			parts = append(parts, fmt.Sprintf("the PACS of %s (%s) %s", m.ID, m.Name, m.Reason))
@@ -255,7 +255,7 @@ func TestNoCopy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkDecision(t, NoCopy(tc.tried, tc.unreached, what, agent, Policy{}), tc.want)
+			checkDecision(t, NoCopy(tc.tried, tc.unreached, what, agent, Policy{RetryAfter: testRetryAfter}), tc.want)
 		})
 	}
 }
@@ -326,10 +326,10 @@ func TestAbsent(t *testing.T) {
 		{
 			name:   "a source left out so far: 503 keeping the warnings",
 			so:     Decision{Status: http.StatusOK, Missing: missing, Warnings: warnings},
-			policy: Policy{Retrieve: PartialWarn},
+			policy: Policy{Retrieve: PartialWarn, RetryAfter: testRetryAfter},
 			want: Decision{
 				Status:     http.StatusServiceUnavailable,
-				RetryAfter: DefaultRetryAfter,
+				RetryAfter: testRetryAfter,
 				Message:    "The study is held only by trusts that cannot answer now: the PACS of RXB (Other Teaching Hospitals NHS Foundation Trust) timed out",
 				Missing:    missing,
 				Warnings:   warnings,

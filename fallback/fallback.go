@@ -71,16 +71,14 @@ type Policy struct {
 	Search Partial
 	// Retrieve is for study and series retrieves and metadata: PartialFail (default),
 	// PartialWarn or Partial206. See the hazard log (H2) for why fail is the default.
-	Retrieve   Partial
+	Retrieve Partial
+	// RetryAfter is suggested to clients refused because no source could answer.
 	RetryAfter time.Duration
 	// ServeStale lets a source that cannot answer be stood in for by its stale cached copy
 	// (when the cache returned one), marked with Warning 110 and a 299 naming the source and
 	// the copy's age. Without it such outcomes are failures like any other.
 	ServeStale bool
 }
-
-// DefaultRetryAfter is suggested to clients refused because no source could answer.
-const DefaultRetryAfter = 30 * time.Second
 
 func missingOf(outcomes []upstream.Outcome) []Missing {
 	var out []Missing
@@ -251,12 +249,7 @@ func Unavailable(failed []upstream.Outcome, what, agent string, p Policy) Decisi
 	return d
 }
 
-func retryAfter(p Policy) time.Duration {
-	if p.RetryAfter > 0 {
-		return p.RetryAfter
-	}
-	return DefaultRetryAfter
-}
+func retryAfter(p Policy) time.Duration { return p.RetryAfter }
 
 func describe(missing []Missing) string {
 	parts := make([]string, 0, len(missing))

@@ -15,6 +15,18 @@ import (
 
 const agent = "nirproxy.example.nhs.uk"
 
+// testRetryAfter is the Retry-After of the tests' policies.
+const testRetryAfter = 30 * time.Second
+
+// withRetry is a case's policy, with testRetryAfter when the case sets none (the
+// configuration always sets one).
+func withRetry(p Policy) Policy {
+	if p.RetryAfter == 0 {
+		p.RetryAfter = testRetryAfter
+	}
+	return p
+}
+
 func source(id, name string, required bool) *upstream.Source {
 	return &upstream.Source{SourceConfig: upstream.SourceConfig{ID: id, Name: name, Required: required}}
 }
@@ -74,7 +86,7 @@ func TestDecideSearch(t *testing.T) {
 		{
 			name:       "all answered, partial=fail",
 			outcomes:   []upstream.Outcome{ok(rxa), ok(rxb)},
-			policy:     Policy{Search: PartialFail},
+			policy:     Policy{Search: PartialFail, RetryAfter: testRetryAfter},
 			wantStatus: http.StatusOK,
 		},
 		{
@@ -86,7 +98,7 @@ func TestDecideSearch(t *testing.T) {
 		{
 			name:       "two of three failed, warnings in source order",
 			outcomes:   []upstream.Outcome{failed(rxa, refused), ok(rxc), failed(rxb, circuitOpen)},
-			policy:     Policy{Search: PartialWarn},
+			policy:     Policy{Search: PartialWarn, RetryAfter: testRetryAfter},
 			wantStatus: http.StatusOK,
 			wantMissing: []Missing{
 				{ID: "RXA", Name: rxa.Name, Reason: "is unreachable"},
@@ -101,7 +113,7 @@ func TestDecideSearch(t *testing.T) {
 				{ID: "RXA", Name: rxa.Name, Reason: "is unreachable"},
 				{ID: "RXB", Name: rxb.Name, Reason: "sent an invalid answer"},
 			},
-			wantRetry:   DefaultRetryAfter,
+			wantRetry:   testRetryAfter,
 			wantMessage: []string{"No source", "RXA", "RXB"},
 		},
 		{
@@ -118,7 +130,7 @@ func TestDecideSearch(t *testing.T) {
 			outcomes:    []upstream.Outcome{ok(rxa), ok(rxb), failed(rxc, badGateway)},
 			wantStatus:  http.StatusServiceUnavailable,
 			wantMissing: []Missing{{ID: "RXC", Name: rxc.Name, Reason: "answered 502"}},
-			wantRetry:   DefaultRetryAfter,
+			wantRetry:   testRetryAfter,
 			wantMessage: []string{"required", "RXC"},
 		},
 		{
@@ -130,16 +142,16 @@ func TestDecideSearch(t *testing.T) {
 		{
 			name:        "partial=fail refuses an incomplete answer",
 			outcomes:    []upstream.Outcome{ok(rxa), failed(rxb, timedOut)},
-			policy:      Policy{Search: PartialFail},
+			policy:      Policy{Search: PartialFail, RetryAfter: testRetryAfter},
 			wantStatus:  http.StatusServiceUnavailable,
 			wantMissing: []Missing{{ID: "RXB", Name: rxb.Name, Reason: "timed out"}},
-			wantRetry:   DefaultRetryAfter,
+			wantRetry:   testRetryAfter,
 			wantMessage: []string{"partial=fail", "RXB"},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := DecideSearch(tc.outcomes, agent, tc.policy)
+			d := DecideSearch(tc.outcomes, agent, withRetry(tc.policy))
 			if d.Status != tc.wantStatus || d.OK() != (tc.wantStatus == http.StatusOK) {
 				t.Fatalf("Status = %d (OK %v); want %d", d.Status, d.OK(), tc.wantStatus)
 			}
@@ -177,7 +189,7 @@ func TestDecideRetrieve(t *testing.T) {
 			unreached:   []upstream.Outcome{failed(rxb, timedOut)},
 			wantStatus:  http.StatusServiceUnavailable,
 			wantMissing: []Missing{{ID: "RXB", Name: rxb.Name, Reason: "timed out"}},
-			wantRetry:   DefaultRetryAfter,
+			wantRetry:   testRetryAfter,
 		},
 		{
 			name:        "partial=warn still refuses an incomplete study",
@@ -190,7 +202,7 @@ func TestDecideRetrieve(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := DecideRetrieve(tc.unreached, "The study", agent, tc.policy)
+			d := DecideRetrieve(tc.unreached, "The study", agent, withRetry(tc.policy))
 			if d.Status != tc.wantStatus {
 				t.Fatalf("Status = %d; want %d", d.Status, tc.wantStatus)
 			}
@@ -209,12 +221,12 @@ func TestDecideRetrieve(t *testing.T) {
 }
 
 func TestUnavailable(t *testing.T) {
-	d := Unavailable([]upstream.Outcome{failed(rxa, refused), failed(rxc, badGateway)}, "The series", agent, Policy{})
+	d := Unavailable([]upstream.Outcome{failed(rxa, refused), failed(rxc, badGateway)}, "The series", agent, Policy{RetryAfter: testRetryAfter})
 	if d.Status != http.StatusServiceUnavailable || d.OK() {
 		t.Fatalf("Status = %d; want 503", d.Status)
 	}
-	if d.RetryAfter != DefaultRetryAfter {
-		t.Errorf("RetryAfter = %v; want %v", d.RetryAfter, DefaultRetryAfter)
+	if d.RetryAfter != testRetryAfter {
+		t.Errorf("RetryAfter = %v; want %v", d.RetryAfter, testRetryAfter)
 	}
 	want := []Missing{{ID: "RXA", Name: rxa.Name, Reason: "is unreachable"}, {ID: "RXC", Name: rxc.Name, Reason: "answered 502"}}
 	if !slices.Equal(d.Missing, want) {
@@ -269,7 +281,7 @@ func staleOf(s *upstream.Source, age time.Duration, cause error) upstream.Outcom
 }
 
 func TestDecideSearchStale(t *testing.T) {
-	serve := Policy{ServeStale: true}
+	serve := Policy{ServeStale: true, RetryAfter: testRetryAfter}
 	tests := []struct {
 		name        string
 		outcomes    []upstream.Outcome
@@ -309,7 +321,7 @@ func TestDecideSearchStale(t *testing.T) {
 		{
 			name:         "without ServeStale a stale outcome is a failure",
 			outcomes:     []upstream.Outcome{ok(rxa), staleOf(rxb, time.Minute, timedOut)},
-			policy:       Policy{},
+			policy:       Policy{RetryAfter: testRetryAfter},
 			wantStatus:   http.StatusOK,
 			wantMissing:  []string{"RXB"},
 			wantWarnings: []string{"Results from RXB (Other Teaching Hospitals NHS Foundation Trust) are missing: its PACS timed out"},
@@ -317,7 +329,7 @@ func TestDecideSearchStale(t *testing.T) {
 		{
 			name:         "without ServeStale and nothing else: 503",
 			outcomes:     []upstream.Outcome{staleOf(rxb, time.Minute, timedOut)},
-			policy:       Policy{},
+			policy:       Policy{RetryAfter: testRetryAfter},
 			wantStatus:   http.StatusServiceUnavailable,
 			wantMissing:  []string{"RXB"},
 			wantWarnings: []string{"RXB"},
@@ -325,7 +337,7 @@ func TestDecideSearchStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := DecideSearch(tc.outcomes, agent, tc.policy)
+			d := DecideSearch(tc.outcomes, agent, withRetry(tc.policy))
 			if d.Status != tc.wantStatus {
 				t.Errorf("status %d; want %d (%s)", d.Status, tc.wantStatus, d.Message)
 			}
@@ -353,7 +365,7 @@ func TestDecideSearchStale(t *testing.T) {
 
 func TestDecideStale(t *testing.T) {
 	what := "The metadata of the study"
-	d := DecideStale([]upstream.Outcome{staleOf(rxa, 90*time.Second, refused)}, what, agent, Policy{ServeStale: true, Retrieve: PartialFail})
+	d := DecideStale([]upstream.Outcome{staleOf(rxa, 90*time.Second, refused)}, what, agent, Policy{ServeStale: true, Retrieve: PartialFail, RetryAfter: testRetryAfter})
 	if d.Status != http.StatusOK || len(d.Stale) != 1 || len(d.Missing) != 0 {
 		t.Fatalf("decision %+v; want 200 using RXA's stale copy", d)
 	}
@@ -362,13 +374,13 @@ func TestDecideStale(t *testing.T) {
 		t.Errorf("warnings %q; want %q", d.Warnings, want)
 	}
 	// Without ServeStale the holder is a plain failure, refused by the default retrieve policy.
-	d = DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{Retrieve: PartialFail})
+	d = DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{Retrieve: PartialFail, RetryAfter: testRetryAfter})
 	if d.Status != http.StatusServiceUnavailable || len(d.Stale) != 0 {
 		t.Errorf("without ServeStale: %+v; want 503", d)
 	}
 	// Merging two stale decisions keeps one 110.
-	m := Merge(DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{ServeStale: true}),
-		DecideStale([]upstream.Outcome{staleOf(rxb, time.Minute, refused)}, what, agent, Policy{ServeStale: true}))
+	m := Merge(DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{ServeStale: true, RetryAfter: testRetryAfter}),
+		DecideStale([]upstream.Outcome{staleOf(rxb, time.Minute, refused)}, what, agent, Policy{ServeStale: true, RetryAfter: testRetryAfter}))
 	n110 := 0
 	for _, w := range m.Warnings {
 		if strings.HasPrefix(w, "110 ") {
@@ -381,7 +393,7 @@ func TestDecideStale(t *testing.T) {
 }
 
 func TestStaleAgeUnderASecond(t *testing.T) {
-	d := DecideSearch([]upstream.Outcome{ok(rxa), staleOf(rxb, 300*time.Millisecond, timedOut)}, agent, Policy{ServeStale: true})
+	d := DecideSearch([]upstream.Outcome{ok(rxa), staleOf(rxb, 300*time.Millisecond, timedOut)}, agent, Policy{ServeStale: true, RetryAfter: testRetryAfter})
 	if len(d.Warnings) != 2 || !strings.Contains(d.Warnings[1], "cached less than 1s ago") {
 		t.Errorf("warnings %q; want the age said as less than 1s", d.Warnings)
 	}

@@ -128,31 +128,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		_, _ = rand.Read(key)
 	}
 	locator := upstream.NewLocator(sources, store, cfg.Locator.TTL.Std(), log)
-	srv := dicomweb.New(dicomweb.Config{
-		Forwarding:         dicomweb.Forwarding{PublicURL: cfg.PublicURL},
-		AllowedOrigins:     cfg.CORS.AllowedOrigins,
-		CORSMaxAge:         cfg.CORS.MaxAge.Std(),
-		PatientIDIssuer:    cfg.PatientIdentifierIssuer,
-		RequestTimeout:     cfg.RequestTimeout.Std(),
-		ClientWriteTimeout: cfg.ClientWriteTimeout.Std(),
-		MaxFrames:          cfg.MaxFrames,
-		ThumbnailViewport:  cfg.ThumbnailViewport,
-		Search: dicomweb.SearchLimits{
-			MaxResultsPerSource: cfg.Search.MaxResultsPerSource,
-			DefaultLimit:        cfg.Search.DefaultLimit,
-			MaxLimit:            cfg.Search.MaxLimit,
-			MaxQueryLength:      cfg.Search.MaxQueryLength,
-			MaxMatchingKeys:     cfg.Search.MaxMatchingKeys,
-			MaxIncludeFields:    cfg.Search.MaxIncludeFields,
-			MaxValuesPerKey:     cfg.Search.MaxValuesPerKey,
-		},
-		Fallback: fallback.Policy{
-			Search:     fallback.Partial(cfg.PartialSearch),
-			Retrieve:   fallback.Partial(cfg.PartialRetrieve),
-			RetryAfter: cfg.RetryAfter.Std(),
-			ServeStale: cfg.Cache.Enabled && cfg.Cache.ServeStale,
-		},
-	}, dicomweb.Deps{
+	srv := dicomweb.New(cfg.DICOMweb(), dicomweb.Deps{
 		Metrics: dicomweb.NewMetrics(reg),
 		Locator: locator,
 		Cache:   store,

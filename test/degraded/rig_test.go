@@ -12,6 +12,7 @@ package degraded_test
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -178,12 +179,11 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 		r.order = append(r.order, tr.ID)
 	}
 	locator := upstream.NewLocator(sources, mustLocalStore(t, 8<<20), time.Minute, log)
-	srv := dicomweb.New(dicomweb.Config{
-		Forwarding:      dicomweb.Forwarding{PublicURL: rigPublicURL},
-		PatientIDIssuer: "2.16.840.1.113883.2.1.4.1",
-		RequestTimeout:  o.requestTimeout,
-		Fallback:        fallback.Policy{Search: fallback.PartialWarn, Retrieve: o.retrieve, RetryAfter: 7 * time.Second, ServeStale: o.cache != nil},
-	}, dicomweb.Deps{
+	front := config.Default().DICOMweb()
+	front.Forwarding.PublicURL = rigPublicURL
+	front.RequestTimeout = cmp.Or(o.requestTimeout, front.RequestTimeout)
+	front.Fallback = fallback.Policy{Search: fallback.PartialWarn, Retrieve: cmp.Or(o.retrieve, fallback.PartialFail), RetryAfter: 7 * time.Second, ServeStale: o.cache != nil}
+	srv := dicomweb.New(front, dicomweb.Deps{
 		Locator: locator,
 		Signer:  dicomweb.NewSigner([]byte("degraded-mode tests' signing key"), time.Hour, nil),
 		Auth:    policy.AllowAll{},

@@ -233,12 +233,10 @@ func newProxy(t *testing.T, hostile, honest *pacssim.Trust, bases map[string]*ur
 	}
 	// Links are built only from the public URL, so the proxy's listener comes first.
 	p.srv = httptest.NewUnstartedServer(nil)
-	srv := dicomweb.New(dicomweb.Config{
-		Forwarding:      dicomweb.Forwarding{PublicURL: "http://" + p.srv.Listener.Addr().String()},
-		PatientIDIssuer: "2.16.840.1.113883.2.1.4.1",
-		RequestTimeout:  30 * time.Second,
-		Fallback:        fallback.Policy{Search: fallback.PartialWarn, Retrieve: fallback.PartialFail, RetryAfter: 7 * time.Second},
-	}, dicomweb.Deps{
+	front := config.Default().DICOMweb()
+	front.Forwarding.PublicURL = "http://" + p.srv.Listener.Addr().String()
+	front.Fallback = fallback.Policy{Search: fallback.PartialWarn, Retrieve: fallback.PartialFail, RetryAfter: 7 * time.Second}
+	srv := dicomweb.New(front, dicomweb.Deps{
 		Locator: upstream.NewLocator(sources, store, time.Minute, log),
 		Signer:  dicomweb.NewSigner([]byte(signingKey), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,

@@ -57,6 +57,7 @@ func TestParseMinimal(t *testing.T) {
 		{"search.maxValuesPerKey", cfg.Search.MaxValuesPerKey, 100},
 		{"locator.ttl", cfg.Locator.TTL.Std(), 10 * time.Minute},
 		{"retryAfter", cfg.RetryAfter.Std(), 30 * time.Second},
+		{"bulkdataLinkTTL", cfg.BulkdataLinkTTL.Std(), time.Hour},
 		{"maxFrames", cfg.MaxFrames, 1000},
 		{"thumbnailViewport", cfg.ThumbnailViewport, "128,128"},
 		{"logging.level", cfg.Logging.Level, "info"},

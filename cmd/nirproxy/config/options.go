@@ -7,8 +7,40 @@ import (
 	"strings"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/dicomweb"
+	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/upstream"
 )
+
+// DICOMweb is the DICOMweb front's configuration: links from PublicURL, CORS, paging and query
+// caps, request bounds, and the partial-answer policy (stale copies only with a cache).
+func (c Config) DICOMweb() dicomweb.Config {
+	return dicomweb.Config{
+		Forwarding:         dicomweb.Forwarding{PublicURL: c.PublicURL},
+		AllowedOrigins:     c.CORS.AllowedOrigins,
+		CORSMaxAge:         c.CORS.MaxAge.Std(),
+		PatientIDIssuer:    c.PatientIdentifierIssuer,
+		RequestTimeout:     c.RequestTimeout.Std(),
+		ClientWriteTimeout: c.ClientWriteTimeout.Std(),
+		MaxFrames:          c.MaxFrames,
+		ThumbnailViewport:  c.ThumbnailViewport,
+		Search: dicomweb.SearchLimits{
+			MaxResultsPerSource: c.Search.MaxResultsPerSource,
+			DefaultLimit:        c.Search.DefaultLimit,
+			MaxLimit:            c.Search.MaxLimit,
+			MaxQueryLength:      c.Search.MaxQueryLength,
+			MaxMatchingKeys:     c.Search.MaxMatchingKeys,
+			MaxIncludeFields:    c.Search.MaxIncludeFields,
+			MaxValuesPerKey:     c.Search.MaxValuesPerKey,
+		},
+		Fallback: fallback.Policy{
+			Search:     fallback.Partial(c.PartialSearch),
+			Retrieve:   fallback.Partial(c.PartialRetrieve),
+			RetryAfter: c.RetryAfter.Std(),
+			ServeStale: c.Cache.Enabled && c.Cache.ServeStale,
+		},
+	}
+}
 
 // This file turns a validated configuration into the settings of the packages it configures,
 // which have no defaults of their own: every field they take is set here.
