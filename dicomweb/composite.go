@@ -32,7 +32,7 @@ func (s *Server) inventory(r *retrieval) (*inventory, error) {
 	for id, l := range h.listed {
 		inv.has[id] = l.series
 	}
-	if err := s.judge(r.c, &r.verdict, "retrieve", fallback.DecideRetrieve(h.failed, r.t.describe(), s.agent(), s.cfg.Fallback)); err != nil {
+	if err := s.judge(r.c, &r.verdict, "retrieve", fallback.DecideRetrieve(h.failed, r.t.describe(), s.cfg.Fallback)); err != nil {
 		return nil, err
 	}
 	return inv, nil
@@ -60,7 +60,7 @@ func (s *Server) streamComposite(r *retrieval, inv *inventory, accept string) er
 	if won.Source == nil {
 		// Every holder here listed instances of the target, so one that answers 404 for it
 		// failed like any other.
-		return s.refusal(r.c, "retrieve", fallback.NotSent(tried, r.t.describe(), s.agent(), s.cfg.Fallback))
+		return s.refusal(r.c, "retrieve", fallback.NotSent(tried, r.t.describe(), s.cfg.Fallback))
 	}
 	if err := s.judge(r.c, &r.verdict, "retrieve", fallback.FailedOver(tried, r.t.describe(), s.agent())); err != nil {
 		won.Value.resp.Body.Close()

@@ -28,7 +28,7 @@ func (s *Server) metadataHandler(level Level) echo.HandlerFunc {
 		}
 		defer r.cancel()
 		what := "The metadata of " + strings.ToLower(r.t.describe())
-		if err := s.judge(c, &r.verdict, "retrieve", fallback.DecideRetrieve(r.unreached, what, s.agent(), s.cfg.Fallback)); err != nil {
+		if err := s.judge(c, &r.verdict, "retrieve", fallback.DecideRetrieve(r.unreached, what, s.cfg.Fallback)); err != nil {
 			return err
 		}
 		var streams []*metadataStream
@@ -60,9 +60,9 @@ func (s *Server) holdersMetadata(r *retrieval, what string) ([]*metadataStream, 
 	// failed, not found out after the status was sent.
 	streams, bad := openMetadataStreams(usable)
 	failed = append(failed, bad...)
-	err := s.judge(r.c, &r.verdict, "retrieve", fallback.DecideRetrieve(failed, what, s.agent(), s.cfg.Fallback))
+	err := s.judge(r.c, &r.verdict, "retrieve", fallback.DecideRetrieve(failed, what, s.cfg.Fallback))
 	if err == nil {
-		err = s.judge(r.c, &r.verdict, "metadata", fallback.DecideStale(stale, what, s.agent(), s.cfg.Fallback))
+		err = s.judge(r.c, &r.verdict, "metadata", fallback.DecideStale(stale, what, s.cfg.Fallback))
 	}
 	if err != nil {
 		closeStreams(streams)
@@ -109,7 +109,7 @@ func (s *Server) instanceMetadata(r *retrieval) ([]*metadataStream, error) {
 		return []*metadataStream{won.Value}, s.judge(r.c, &r.verdict, "retrieve", fallback.FailedOver(tried, what, s.agent()))
 	case stale != nil:
 		if ms, err := openMetadata(stale.Source, stale.Value); err == nil {
-			return []*metadataStream{ms}, s.judge(r.c, &r.verdict, "metadata", fallback.DecideStale([]upstream.Outcome{stale.Outcome}, what, s.agent(), s.cfg.Fallback))
+			return []*metadataStream{ms}, s.judge(r.c, &r.verdict, "metadata", fallback.DecideStale([]upstream.Outcome{stale.Outcome}, what, s.cfg.Fallback))
 		}
 	}
 	return nil, s.noCopy(r, what, tried)

@@ -146,9 +146,13 @@ func (s *Server) staleOK(ctx context.Context) context.Context {
 	return ctx
 }
 
-// agent is the warn-agent of Warning headers: the proxy's host, from its public URL.
-func (s *Server) agent() string {
-	host := strings.TrimPrefix(strings.TrimPrefix(s.cfg.Forwarding.base(), "http://"), "https://")
+// agent is the warn-agent of the Warning headers the front writes itself, as fallback's
+// decisions have it (New sets it from the public URL).
+func (s *Server) agent() string { return s.cfg.Fallback.Agent }
+
+// hostOf is the host of the proxy's public URL: the warn-agent of its Warning headers.
+func hostOf(f Forwarding) string {
+	host := strings.TrimPrefix(strings.TrimPrefix(f.base(), "http://"), "https://")
 	host, _, _ = strings.Cut(host, "/")
 	return host
 }

@@ -88,7 +88,7 @@ func (s *Server) locate(r *retrieval) error {
 	loc := s.locator.Locate(s.staleOK(r.ctx), r.t.study)
 	r.holders, r.unreached = fallback.Locate(loc, s.cfg.Fallback)
 	if len(r.holders) == 0 {
-		return decisionError(fallback.NotLocated(r.unreached, r.t.describe(), r.t.study, s.agent(), s.cfg.Fallback))
+		return decisionError(fallback.NotLocated(r.unreached, r.t.describe(), r.t.study, s.cfg.Fallback))
 	}
 	return nil
 }
@@ -108,7 +108,7 @@ func (s *Server) retrieveHandler(level Level) echo.HandlerFunc {
 		if level == InstanceLevel || len(r.holders) == 1 && len(r.unreached) == 0 {
 			return s.streamFromFirst(r, r.t.path(), nil, accept)
 		}
-		if err := s.judge(c, &r.verdict, "retrieve", fallback.DecideRetrieve(r.unreached, r.t.describe(), s.agent(), s.cfg.Fallback)); err != nil {
+		if err := s.judge(c, &r.verdict, "retrieve", fallback.DecideRetrieve(r.unreached, r.t.describe(), s.cfg.Fallback)); err != nil {
 			return err
 		}
 		inv, err := s.inventory(r)

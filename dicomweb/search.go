@@ -119,7 +119,7 @@ func (s *Server) searchSources(ctx context.Context, q *searchRequest) ([]*upstre
 	}
 	holders, unreached := fallback.Locate(s.locator.Locate(s.staleOK(ctx), study), s.cfg.Fallback)
 	if len(holders) == 0 {
-		return nil, decisionError(fallback.NotLocated(unreached, "The study", study, s.agent(), s.cfg.Fallback))
+		return nil, decisionError(fallback.NotLocated(unreached, "The study", study, s.cfg.Fallback))
 	}
 	others := make([]*upstream.Source, len(unreached))
 	for i, o := range unreached {
@@ -136,7 +136,7 @@ func (s *Server) judgeSearch(c *echo.Context, q *searchRequest, results []upstre
 		outcomes[i] = r.Outcome
 	}
 	v := fallback.Decision{Status: http.StatusOK}
-	return v, s.judge(c, &v, "search", fallback.DecideSearch(outcomes, s.agent(), q.policy))
+	return v, s.judge(c, &v, "search", fallback.DecideSearch(outcomes, q.policy))
 }
 
 // mergeSearch merges the answers fallback let in (v): each filtered against the query,

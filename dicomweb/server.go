@@ -117,6 +117,7 @@ func New(cfg Config, d Deps) *Server {
 	if err := cfg.check(); err != nil {
 		panic(err)
 	}
+	cfg.Fallback.Agent = hostOf(cfg.Forwarding)
 	if d.Now == nil {
 		d.Now = time.Now
 	}

@@ -49,7 +49,7 @@ func (s *Server) firstAnswer(r *retrieval, what string, try func(context.Context
 // 406 or 503. A study whose remembered holders all answered 404 for it is forgotten, so the
 // next request locates it afresh.
 func (s *Server) noCopy(r *retrieval, what string, tried []upstream.Outcome) error {
-	d := fallback.NoCopy(tried, r.unreached, what, s.agent(), s.cfg.Fallback)
+	d := fallback.NoCopy(tried, r.unreached, what, s.cfg.Fallback)
 	if d.Status == http.StatusNotFound && r.t.level == StudyLevel && !r.derived {
 		s.locator.Forget(r.c.Request().Context(), r.t.study)
 	}

@@ -61,9 +61,9 @@ func Locate(loc upstream.Location, p Policy) (holders []*upstream.Source, unreac
 // NotLocated is the decision when locating a study found no holder: 404 when every source
 // answered that it holds none of it, 503 naming the sources that could not be asked, which
 // may.
-func NotLocated(unreached []upstream.Outcome, what, study, agent string, p Policy) Decision {
+func NotLocated(unreached []upstream.Outcome, what, study string, p Policy) Decision {
 	if len(unreached) > 0 {
-		return Unavailable(unreached, what, agent, p)
+		return Unavailable(unreached, what, p)
 	}
 	return Decision{Status: http.StatusNotFound, Message: fmt.Sprintf("No trust holds study %s.", study)}
 }
@@ -79,7 +79,7 @@ func NotLocated(unreached []upstream.Outcome, what, study, agent string, p Polic
 //
 // A 404 here means the study's remembered holders no longer have it: the caller forgets
 // where a study it asked for whole is held.
-func NoCopy(tried, unreached []upstream.Outcome, what, agent string, p Policy) Decision {
+func NoCopy(tried, unreached []upstream.Outcome, what string, p Policy) Decision {
 	var failed []upstream.Outcome
 	for _, o := range tried {
 		if upstream.Classify(o.Err).Class != upstream.ClassNotFound {
@@ -90,7 +90,7 @@ func NoCopy(tried, unreached []upstream.Outcome, what, agent string, p Policy) D
 		failed = unreached
 	}
 	if len(failed) > 0 {
-		return NotSent(failed, what, agent, p)
+		return NotSent(failed, what, p)
 	}
 	return Decision{Status: http.StatusNotFound, Message: fmt.Sprintf("%s was not found at any trust that holds the study.", what)}
 }
@@ -98,13 +98,13 @@ func NoCopy(tried, unreached []upstream.Outcome, what, agent string, p Policy) D
 // NotSent is the decision when every holder that has a resource failed to send it: 406 when
 // one refused the representation asked for (the others failing too does not make the request
 // one that could succeed later), else 503 naming them (Unavailable).
-func NotSent(failed []upstream.Outcome, what, agent string, p Policy) Decision {
+func NotSent(failed []upstream.Outcome, what string, p Policy) Decision {
 	for _, o := range failed {
 		if upstream.Classify(o.Err).RefusedAs(http.StatusNotAcceptable) {
 			return Decision{Status: http.StatusNotAcceptable, Message: fmt.Sprintf("No trust holding %s can send it in the representation asked for.", strings.ToLower(what))}
 		}
 	}
-	return Unavailable(failed, what, agent, p)
+	return Unavailable(failed, what, p)
 }
 
 // Absent is the decision when the holders of a study or series listed none of it, or sent no

@@ -203,7 +203,7 @@ func TestNotLocated(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkDecision(t, NotLocated(tc.unreached, "The study", "1.2.3", agent, withRetry(tc.policy)), tc.want)
+			checkDecision(t, NotLocated(tc.unreached, "The study", "1.2.3", full(tc.policy)), tc.want)
 		})
 	}
 }
@@ -255,7 +255,7 @@ func TestNoCopy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkDecision(t, NoCopy(tc.tried, tc.unreached, what, agent, Policy{RetryAfter: testRetryAfter}), tc.want)
+			checkDecision(t, NoCopy(tc.tried, tc.unreached, what, full(Policy{RetryAfter: testRetryAfter})), tc.want)
 		})
 	}
 }
@@ -295,7 +295,7 @@ func TestNotSent(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkDecision(t, NotSent(tc.failed, "The series", agent, tc.policy), tc.want)
+			checkDecision(t, NotSent(tc.failed, "The series", full(tc.policy)), tc.want)
 		})
 	}
 }

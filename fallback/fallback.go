@@ -65,8 +65,12 @@ type Decision struct {
 // OK reports whether the request may be answered.
 func (d Decision) OK() bool { return d.Status < 300 }
 
-// Policy is the deployment's and the request's choice for partial answers.
+// Policy is the deployment's and the request's choice for partial answers, and how the
+// decisions are signed.
 type Policy struct {
+	// Agent is the warn-agent of the Warning headers decisions make: the proxy's host, from its
+	// public URL ("nirproxy" when empty).
+	Agent string
 	// Search is for searches: PartialWarn (default) or PartialFail.
 	Search Partial
 	// Retrieve is for study and series retrieves and metadata: PartialFail (default),
@@ -90,22 +94,21 @@ func missingOf(outcomes []upstream.Outcome) []Missing {
 	return out
 }
 
-// DecideSearch judges a search fanned out to the given sources. agent is the warn-agent
-// (the proxy's host) for Warning headers. A source that failed but whose stale copy the cache
-// returned (an *upstream.StaleError) counts as answered when p.ServeStale: its copy is used and
+// DecideSearch judges a search fanned out to the given sources. A source that failed but whose
+// stale copy the cache returned (an *upstream.StaleError) counts as answered when p.ServeStale: its copy is used and
 // named in the warnings; it is neither missing nor a reason to refuse.
-func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision {
+func DecideSearch(outcomes []upstream.Outcome, p Policy) Decision {
 	failed, stale := splitStale(outcomes, p)
 	missing := missingOf(failed)
 	d := Decision{Status: http.StatusOK, Missing: missing}
-	d.staleWarnings(stale, agent, func(s Stale) string {
+	d.staleWarnings(stale, p.Agent, func(s Stale) string {
 		return fmt.Sprintf("Results from %s (%s) are from a copy cached %s ago: its PACS %s", s.ID, s.Name, age(s.Age), s.Reason)
 	})
 	if len(missing) == 0 {
 		return d
 	}
 	for _, m := range missing {
-		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("Results from %s (%s) are missing: its PACS %s", m.ID, m.Name, m.Reason)))
+		d.Warnings = append(d.Warnings, Warning(p.Agent, fmt.Sprintf("Results from %s (%s) are missing: its PACS %s", m.ID, m.Name, m.Reason)))
 	}
 	required := false
 	for _, o := range failed {
@@ -134,14 +137,14 @@ func DecideSearch(outcomes []upstream.Outcome, agent string, p Policy) Decision 
 // cache returned, for a retrieve or its metadata (what: "The metadata of the study"). Under
 // p.ServeStale the copies are used: 200 with Warning 110 and a 299 per source naming its age.
 // Otherwise the outcomes are judged as failures by DecideRetrieve.
-func DecideStale(outcomes []upstream.Outcome, what, agent string, p Policy) Decision {
+func DecideStale(outcomes []upstream.Outcome, what string, p Policy) Decision {
 	failed, stale := splitStale(outcomes, p)
-	d := DecideRetrieve(failed, what, agent, p)
+	d := DecideRetrieve(failed, what, p)
 	if !d.OK() {
 		return d
 	}
 	s := Decision{Status: d.Status}
-	s.staleWarnings(stale, agent, func(st Stale) string {
+	s.staleWarnings(stale, p.Agent, func(st Stale) string {
 		return fmt.Sprintf("%s from %s (%s) is a copy cached %s ago: its PACS %s", what, st.ID, st.Name, age(st.Age), st.Reason)
 	})
 	return Merge(s, d)
@@ -198,14 +201,14 @@ func (d Decision) StaleIDs() map[string]bool {
 // (CP-2418), and a plain 200 claims completeness, which viewers believe; so by default
 // (PartialFail) the answer is 503 naming what is missing. PartialWarn answers 200 with what can
 // be had plus the Warning; Partial206 answers 206 with it.
-func DecideRetrieve(unreached []upstream.Outcome, what, agent string, p Policy) Decision {
+func DecideRetrieve(unreached []upstream.Outcome, what string, p Policy) Decision {
 	missing := missingOf(unreached)
 	d := Decision{Status: http.StatusOK, Missing: missing}
 	if len(missing) == 0 {
 		return d
 	}
 	for _, m := range missing {
-		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s may be incomplete: the PACS of %s (%s) %s", what, m.ID, m.Name, m.Reason)))
+		d.Warnings = append(d.Warnings, Warning(p.Agent, fmt.Sprintf("%s may be incomplete: the PACS of %s (%s) %s", what, m.ID, m.Name, m.Reason)))
 	}
 	switch p.Retrieve {
 	case PartialWarn:
@@ -239,12 +242,12 @@ func Merge(a, b Decision) Decision {
 }
 
 // Unavailable is the decision when the only possible holders all failed before sending anything.
-func Unavailable(failed []upstream.Outcome, what, agent string, p Policy) Decision {
+func Unavailable(failed []upstream.Outcome, what string, p Policy) Decision {
 	missing := missingOf(failed)
 	d := Decision{Status: http.StatusServiceUnavailable, Missing: missing, RetryAfter: retryAfter(p)}
 	d.Message = fmt.Sprintf("%s is held only by sources that cannot answer now: %s", what, describe(missing))
 	for _, m := range missing {
-		d.Warnings = append(d.Warnings, Warning(agent, fmt.Sprintf("%s could not be had from %s (%s): its PACS %s", what, m.ID, m.Name, m.Reason)))
+		d.Warnings = append(d.Warnings, Warning(p.Agent, fmt.Sprintf("%s could not be had from %s (%s): its PACS %s", what, m.ID, m.Name, m.Reason)))
 	}
 	return d
 }

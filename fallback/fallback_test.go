@@ -18,9 +18,12 @@ const agent = "nirproxy.example.nhs.uk"
 // testRetryAfter is the Retry-After of the tests' policies.
 const testRetryAfter = 30 * time.Second
 
-// withRetry is a case's policy, with testRetryAfter when the case sets none (the
-// configuration always sets one).
-func withRetry(p Policy) Policy {
+// full is a case's policy made complete as the configuration makes it: signed by agent, with
+// testRetryAfter, where the case sets neither.
+func full(p Policy) Policy {
+	if p.Agent == "" {
+		p.Agent = agent
+	}
 	if p.RetryAfter == 0 {
 		p.RetryAfter = testRetryAfter
 	}
@@ -151,7 +154,7 @@ func TestDecideSearch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := DecideSearch(tc.outcomes, agent, withRetry(tc.policy))
+			d := DecideSearch(tc.outcomes, full(tc.policy))
 			if d.Status != tc.wantStatus || d.OK() != (tc.wantStatus == http.StatusOK) {
 				t.Fatalf("Status = %d (OK %v); want %d", d.Status, d.OK(), tc.wantStatus)
 			}
@@ -202,7 +205,7 @@ func TestDecideRetrieve(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := DecideRetrieve(tc.unreached, "The study", agent, withRetry(tc.policy))
+			d := DecideRetrieve(tc.unreached, "The study", full(tc.policy))
 			if d.Status != tc.wantStatus {
 				t.Fatalf("Status = %d; want %d", d.Status, tc.wantStatus)
 			}
@@ -221,7 +224,7 @@ func TestDecideRetrieve(t *testing.T) {
 }
 
 func TestUnavailable(t *testing.T) {
-	d := Unavailable([]upstream.Outcome{failed(rxa, refused), failed(rxc, badGateway)}, "The series", agent, Policy{RetryAfter: testRetryAfter})
+	d := Unavailable([]upstream.Outcome{failed(rxa, refused), failed(rxc, badGateway)}, "The series", full(Policy{RetryAfter: testRetryAfter}))
 	if d.Status != http.StatusServiceUnavailable || d.OK() {
 		t.Fatalf("Status = %d; want 503", d.Status)
 	}
@@ -337,7 +340,7 @@ func TestDecideSearchStale(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := DecideSearch(tc.outcomes, agent, withRetry(tc.policy))
+			d := DecideSearch(tc.outcomes, full(tc.policy))
 			if d.Status != tc.wantStatus {
 				t.Errorf("status %d; want %d (%s)", d.Status, tc.wantStatus, d.Message)
 			}
@@ -365,7 +368,7 @@ func TestDecideSearchStale(t *testing.T) {
 
 func TestDecideStale(t *testing.T) {
 	what := "The metadata of the study"
-	d := DecideStale([]upstream.Outcome{staleOf(rxa, 90*time.Second, refused)}, what, agent, Policy{ServeStale: true, Retrieve: PartialFail, RetryAfter: testRetryAfter})
+	d := DecideStale([]upstream.Outcome{staleOf(rxa, 90*time.Second, refused)}, what, full(Policy{ServeStale: true, Retrieve: PartialFail, RetryAfter: testRetryAfter}))
 	if d.Status != http.StatusOK || len(d.Stale) != 1 || len(d.Missing) != 0 {
 		t.Fatalf("decision %+v; want 200 using RXA's stale copy", d)
 	}
@@ -374,13 +377,13 @@ func TestDecideStale(t *testing.T) {
 		t.Errorf("warnings %q; want %q", d.Warnings, want)
 	}
 	// Without ServeStale the holder is a plain failure, refused by the default retrieve policy.
-	d = DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{Retrieve: PartialFail, RetryAfter: testRetryAfter})
+	d = DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, full(Policy{Retrieve: PartialFail, RetryAfter: testRetryAfter}))
 	if d.Status != http.StatusServiceUnavailable || len(d.Stale) != 0 {
 		t.Errorf("without ServeStale: %+v; want 503", d)
 	}
 	// Merging two stale decisions keeps one 110.
-	m := Merge(DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, agent, Policy{ServeStale: true, RetryAfter: testRetryAfter}),
-		DecideStale([]upstream.Outcome{staleOf(rxb, time.Minute, refused)}, what, agent, Policy{ServeStale: true, RetryAfter: testRetryAfter}))
+	m := Merge(DecideStale([]upstream.Outcome{staleOf(rxa, time.Minute, refused)}, what, full(Policy{ServeStale: true, RetryAfter: testRetryAfter})),
+		DecideStale([]upstream.Outcome{staleOf(rxb, time.Minute, refused)}, what, full(Policy{ServeStale: true, RetryAfter: testRetryAfter})))
 	n110 := 0
 	for _, w := range m.Warnings {
 		if strings.HasPrefix(w, "110 ") {
@@ -393,7 +396,7 @@ func TestDecideStale(t *testing.T) {
 }
 
 func TestStaleAgeUnderASecond(t *testing.T) {
-	d := DecideSearch([]upstream.Outcome{ok(rxa), staleOf(rxb, 300*time.Millisecond, timedOut)}, agent, Policy{ServeStale: true, RetryAfter: testRetryAfter})
+	d := DecideSearch([]upstream.Outcome{ok(rxa), staleOf(rxb, 300*time.Millisecond, timedOut)}, full(Policy{ServeStale: true, RetryAfter: testRetryAfter}))
 	if len(d.Warnings) != 2 || !strings.Contains(d.Warnings[1], "cached less than 1s ago") {
 		t.Errorf("warnings %q; want the age said as less than 1s", d.Warnings)
 	}
