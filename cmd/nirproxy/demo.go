@@ -49,23 +49,11 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		cfg.CORS.AllowedOrigins = []string{*origin}
 	}
 	for i, t := range trusts {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		src, stop, err := startDemoTrust(t, i+1, *faults)
 		if err != nil {
-			return fmt.Errorf("listen for demo trust %s: %w", t.ID, err)
+			return err
 		}
-		hs := &http.Server{Handler: t.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = hs.Serve(ln) }()
-		defer hs.Close()
-		src := config.DefaultSource()
-		src.ID, src.Name = t.ID, t.Name
-		src.URL = "http://" + ln.Addr().String() + "/dicom-web"
-		src.Priority = i + 1
-		if t.ID == pacssim.DemoTrustC {
-			src.PatientID = config.PatientID{Attribute: config.AttributeOtherPatientIDsSequence, Issuer: "NHS"}
-		}
-		if *faults {
-			injectDemoFaults(t, &src)
-		}
+		defer stop()
 		cfg.Sources = append(cfg.Sources, src)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -87,6 +75,28 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		printDemoCopies(stdout, base)
 	}
 	return serve(ctx, cfg, ln, newLogger(cfg.Logging, stderr))
+}
+
+// startDemoTrust serves a demo trust's PACS on a loopback port and returns its configuration
+// as a source of the given priority (with faults when asked), and how to stop it.
+func startDemoTrust(t *pacssim.Trust, priority int, faults bool) (config.Source, func() error, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return config.Source{}, nil, fmt.Errorf("listen for demo trust %s: %w", t.ID, err)
+	}
+	hs := &http.Server{Handler: t.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	src := config.DefaultSource()
+	src.ID, src.Name = t.ID, t.Name
+	src.URL = "http://" + ln.Addr().String() + "/dicom-web"
+	src.Priority = priority
+	if t.ID == pacssim.DemoTrustC {
+		src.PatientID = config.PatientID{Attribute: config.AttributeOtherPatientIDsSequence, Issuer: "NHS"}
+	}
+	if faults {
+		injectDemoFaults(t, &src)
+	}
+	return src, hs.Close, nil
 }
 
 func printDemoHelp(w io.Writer, base string, cfg config.Config) {

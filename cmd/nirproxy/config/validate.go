@@ -46,23 +46,7 @@ func validSourceID(id string) bool {
 // means c can be used. It does not read files or the environment (Load did that).
 func (c Config) Validate() []Problem {
 	var ps Problems
-	checkListen(&ps, c.Listen)
-	if c.PublicURL != "" {
-		checkHTTPURL(&ps, "publicURL", c.PublicURL, "https://imaging.example.nhs.uk")
-	} else if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
-		ps.add("publicURL", "is required when listen (%q) is not a loopback address: links in answers are built only from it, never from a request's Host; set it to the URL clients reach the proxy at, like https://imaging.example.nhs.uk, or listen on 127.0.0.1", c.Listen)
-	}
-	for i, o := range c.CORS.AllowedOrigins {
-		checkOrigin(&ps, fmt.Sprintf("cors.allowedOrigins[%d]", i), o)
-	}
-	checkPositive(&ps, "cors.maxAge", c.CORS.MaxAge, "10m")
-	if n := len(c.SigningKey); n > 0 && n < MinSigningKeyBytes {
-		ps.add("signingKey", "is %d bytes long; use at least %d random bytes, such as the output of `openssl rand -base64 48`, or leave it empty for a random key per process",
-			n, MinSigningKeyBytes)
-	}
-	if d := c.BulkdataLinkTTL.Std(); d < MinBulkdataLinkTTL || d > MaxBulkdataLinkTTL {
-		ps.add("bulkdataLinkTTL", "is %s; use %s to %s, like 1h (the default)", d, MinBulkdataLinkTTL, MaxBulkdataLinkTTL)
-	}
+	c.checkFront(&ps)
 	checkIssuer(&ps, "patientIdentifierIssuer", c.PatientIdentifierIssuer, true)
 	checkPositive(&ps, "requestTimeout", c.RequestTimeout, "30s")
 	checkPositive(&ps, "clientWriteTimeout", c.ClientWriteTimeout, "60s")
@@ -93,18 +77,45 @@ func (c Config) Validate() []Problem {
 	checkSearch(&ps, c.Search)
 	checkPositive(&ps, "locator.ttl", c.Locator.TTL, "10m")
 	checkCache(&ps, c.Cache)
-	switch strings.ToLower(c.Logging.Level) {
-	case "debug", "info", "warn", "error":
-	default:
-		ps.add("logging.level", "%q is not a level; write debug, info, warn or error", c.Logging.Level)
-	}
-	switch c.Logging.Format {
-	case "json", "text":
-	default:
-		ps.add("logging.format", "%q is not a format; write json or text", c.Logging.Format)
-	}
+	checkLogging(&ps, c.Logging)
 	checkSources(&ps, c.Sources)
 	return ps
+}
+
+// checkFront checks what clients see of the proxy: where it listens, the URL its links start
+// with, CORS, and its bulkdata links.
+func (c Config) checkFront(ps *Problems) {
+	checkListen(ps, c.Listen)
+	if c.PublicURL != "" {
+		checkHTTPURL(ps, "publicURL", c.PublicURL, "https://imaging.example.nhs.uk")
+	} else if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
+		ps.add("publicURL", "is required when listen (%q) is not a loopback address: links in answers are built only from it, never from a request's Host; set it to the URL clients reach the proxy at, like https://imaging.example.nhs.uk, or listen on 127.0.0.1", c.Listen)
+	}
+	for i, o := range c.CORS.AllowedOrigins {
+		checkOrigin(ps, fmt.Sprintf("cors.allowedOrigins[%d]", i), o)
+	}
+	checkPositive(ps, "cors.maxAge", c.CORS.MaxAge, "10m")
+	if n := len(c.SigningKey); n > 0 && n < MinSigningKeyBytes {
+		ps.add("signingKey", "is %d bytes long; use at least %d random bytes, such as the output of `openssl rand -base64 48`, or leave it empty for a random key per process",
+			n, MinSigningKeyBytes)
+	}
+	if d := c.BulkdataLinkTTL.Std(); d < MinBulkdataLinkTTL || d > MaxBulkdataLinkTTL {
+		ps.add("bulkdataLinkTTL", "is %s; use %s to %s, like 1h (the default)", d, MinBulkdataLinkTTL, MaxBulkdataLinkTTL)
+	}
+}
+
+// checkLogging checks the log's level and format.
+func checkLogging(ps *Problems, l Logging) {
+	switch strings.ToLower(l.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		ps.add("logging.level", "%q is not a level; write debug, info, warn or error", l.Level)
+	}
+	switch l.Format {
+	case "json", "text":
+	default:
+		ps.add("logging.format", "%q is not a format; write json or text", l.Format)
+	}
 }
 
 // Warnings are settings that are valid but risky, for the log at start-up.
