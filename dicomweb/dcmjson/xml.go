@@ -78,25 +78,48 @@ func (e *xmlEncoder) attribute(ds Dataset, tag string, el *Element, depth int) e
 	if elem == 0 {
 		return nil // group length: PS3.19 A.1 leaves it out
 	}
-	xmlTag, keyword, creator := tag, "", ""
+	xmlTag, keyword, creator := xmlAttributeName(ds, tag, group, elem)
+	e.startAttribute(xmlTag, el.VR, keyword, creator)
+	if el.BulkDataURI == "" && el.InlineBinary == "" && len(el.Value) == 0 {
+		e.w.WriteString("/>")
+		return nil
+	}
+	e.w.WriteByte('>')
+	if err := e.attributeContent(el, depth); err != nil {
+		return err
+	}
+	e.w.WriteString("</DicomAttribute>")
+	return nil
+}
+
+// xmlAttributeName returns how PS3.19 names the attribute tag (upper-case hex, with group
+// and elem its two halves): the value of its tag attribute, its keyword ("" for private
+// and unknown attributes) and its private creator. A private data element is named
+// gggg00ee with the creator its block's Private Creator element in ds gives; without one
+// it keeps tag and has no creator.
+func xmlAttributeName(ds Dataset, tag string, group, elem uint16) (xmlTag, keyword, creator string) {
 	switch {
 	case group%2 == 1 && elem >= 0x1000:
 		// A private data element: named by its creator, not by the block it sat in.
 		creatorTag := fmt.Sprintf("%04X00%02X", group, elem>>8)
 		if c := strings.TrimSpace(ds.String(creatorTag)); c != "" {
-			creator = c
-			xmlTag = fmt.Sprintf("%04X00%02X", group, elem&0xFF)
+			return fmt.Sprintf("%04X00%02X", group, elem&0xFF), "", c
 		}
 	case group%2 == 0:
 		if a, err := LookupAttribute(tag); err == nil {
-			keyword = a.Keyword
+			return tag, a.Keyword, ""
 		}
 	}
+	return tag, "", ""
+}
 
+// startAttribute writes the start tag of a DicomAttribute up to, not including, its closing
+// ">" or "/>": tag, vr in upper case, and keyword and privateCreator when not "".
+func (e *xmlEncoder) startAttribute(tag, vr, keyword, creator string) {
 	e.w.WriteString(`<DicomAttribute tag="`)
-	e.w.WriteString(xmlTag)
+	e.w.WriteString(tag)
 	e.w.WriteString(`" vr="`)
-	xmlEscape(e.w, strings.ToUpper(el.VR))
+	xmlEscape(e.w, strings.ToUpper(vr))
 	e.w.WriteByte('"')
 	if keyword != "" {
 		e.w.WriteString(` keyword="`)
@@ -108,14 +131,14 @@ func (e *xmlEncoder) attribute(ds Dataset, tag string, el *Element, depth int) e
 		xmlEscape(e.w, creator)
 		e.w.WriteByte('"')
 	}
+}
 
-	empty := el.BulkDataURI == "" && el.InlineBinary == "" && len(el.Value) == 0
-	if empty {
-		e.w.WriteString("/>")
-		return nil
-	}
-	e.w.WriteByte('>')
-	var err error
+// attributeContent writes what goes between the tags of the DicomAttribute for el, which
+// the caller has found not empty: BulkData when el has a BulkDataURI, else InlineBinary
+// when it has that, else its values as its VR asks: Items (datasets at depth+1) for SQ,
+// PersonNames for PN, Values otherwise. It fails where a value does not fit the JSON model
+// or sequences nest past maxXMLDepth.
+func (e *xmlEncoder) attributeContent(el *Element, depth int) error {
 	switch {
 	case el.BulkDataURI != "":
 		e.w.WriteString(`<BulkData uri="`)
@@ -126,16 +149,12 @@ func (e *xmlEncoder) attribute(ds Dataset, tag string, el *Element, depth int) e
 		xmlEscape(e.w, el.InlineBinary)
 		e.w.WriteString("</InlineBinary>")
 	case strings.EqualFold(el.VR, "SQ"):
-		err = e.items(el.Value, depth)
+		return e.items(el.Value, depth)
 	case strings.EqualFold(el.VR, "PN"):
-		err = e.personNames(el.Value)
+		return e.personNames(el.Value)
 	default:
-		err = e.values(el.Value, strings.EqualFold(el.VR, "AT"))
+		return e.values(el.Value, strings.EqualFold(el.VR, "AT"))
 	}
-	if err != nil {
-		return err
-	}
-	e.w.WriteString("</DicomAttribute>")
 	return nil
 }
 

@@ -174,6 +174,39 @@ func (p *parser) token() string {
 // mediaRange reads "type/subtype *( OWS ; OWS name=value )". When accept is true the weight
 // "q" is taken out of the parameters; otherwise q is an ordinary parameter.
 func (p *parser) mediaRange(accept bool) (MediaRange, error) {
+	mr, err := p.essence()
+	if err != nil {
+		return MediaRange{}, err
+	}
+	seenQ := false
+	for {
+		name, val, ok, err := p.param(mr.Type, mr.Subtype)
+		if err != nil {
+			return MediaRange{}, err
+		}
+		if !ok {
+			return mr, nil
+		}
+		if accept && name == "q" {
+			if seenQ {
+				return MediaRange{}, fmt.Errorf("%s/%s has more than one q parameter", mr.Type, mr.Subtype)
+			}
+			q, err := parseQ(val)
+			if err != nil {
+				return MediaRange{}, fmt.Errorf("%s/%s: %w", mr.Type, mr.Subtype, err)
+			}
+			mr.Q, seenQ = q, true
+			continue
+		}
+		if err := mr.addParam(name, val); err != nil {
+			return MediaRange{}, err
+		}
+	}
+}
+
+// essence reads "type/subtype" and returns it as a MediaRange of weight 1 with both names
+// lower-cased and no parameters. A wildcard type with a concrete subtype is refused.
+func (p *parser) essence() (MediaRange, error) {
 	start := p.i
 	typ := p.token()
 	if typ == "" {
@@ -191,54 +224,55 @@ func (p *parser) mediaRange(accept bool) (MediaRange, error) {
 	if mr.Type == "*" && mr.Subtype != "*" {
 		return MediaRange{}, fmt.Errorf("%q has a wildcard type with a concrete subtype", p.s[start:p.i])
 	}
-	seenQ := false
-	for {
-		p.skipOWS()
-		if p.peek() != ';' {
-			return mr, nil
-		}
-		p.i++
-		p.skipOWS()
-		if p.done() || p.peek() == ',' {
-			// A trailing ";" with nothing after it: tolerated, as browsers do.
-			return mr, nil
-		}
-		name := strings.ToLower(p.token())
-		if name == "" {
-			return MediaRange{}, p.unexpected("a parameter name")
-		}
-		p.skipOWS()
-		if p.peek() != '=' {
-			return MediaRange{}, fmt.Errorf("parameter %q of %s/%s has no value", name, mr.Type, mr.Subtype)
-		}
-		p.i++
-		p.skipOWS()
-		val, err := p.paramValue()
-		if err != nil {
-			return MediaRange{}, fmt.Errorf("parameter %q of %s/%s: %w", name, mr.Type, mr.Subtype, err)
-		}
-		if accept && name == "q" {
-			if seenQ {
-				return MediaRange{}, fmt.Errorf("%s/%s has more than one q parameter", mr.Type, mr.Subtype)
-			}
-			q, err := parseQ(val)
-			if err != nil {
-				return MediaRange{}, fmt.Errorf("%s/%s: %w", mr.Type, mr.Subtype, err)
-			}
-			mr.Q, seenQ = q, true
-			continue
-		}
-		if name == "type" {
-			val = strings.ToLower(val)
-		}
-		if mr.Params == nil {
-			mr.Params = make(map[string]string, 2)
-		}
-		if _, dup := mr.Params[name]; dup {
-			return MediaRange{}, fmt.Errorf("%s/%s has the parameter %q twice", mr.Type, mr.Subtype, name)
-		}
-		mr.Params[name] = val
+	return mr, nil
+}
+
+// param reads one "OWS ; OWS name=value" following the media range typ/sub, which its error
+// messages name, and returns the name lower-cased and the value unquoted. It returns ok
+// false and no error when no parameter follows: at anything but ";", or after a trailing
+// ";" that ends the field or the element.
+func (p *parser) param(typ, sub string) (name, val string, ok bool, err error) {
+	p.skipOWS()
+	if p.peek() != ';' {
+		return "", "", false, nil
 	}
+	p.i++
+	p.skipOWS()
+	if p.done() || p.peek() == ',' {
+		// A trailing ";" with nothing after it: tolerated, as browsers do.
+		return "", "", false, nil
+	}
+	name = strings.ToLower(p.token())
+	if name == "" {
+		return "", "", false, p.unexpected("a parameter name")
+	}
+	p.skipOWS()
+	if p.peek() != '=' {
+		return "", "", false, fmt.Errorf("parameter %q of %s/%s has no value", name, typ, sub)
+	}
+	p.i++
+	p.skipOWS()
+	val, err = p.paramValue()
+	if err != nil {
+		return "", "", false, fmt.Errorf("parameter %q of %s/%s: %w", name, typ, sub, err)
+	}
+	return name, val, true, nil
+}
+
+// addParam adds the parameter name=val to m, name already lower-cased; the value of "type"
+// is lower-cased too. A name m already has is an error.
+func (m *MediaType) addParam(name, val string) error {
+	if name == "type" {
+		val = strings.ToLower(val)
+	}
+	if m.Params == nil {
+		m.Params = make(map[string]string, 2)
+	}
+	if _, dup := m.Params[name]; dup {
+		return fmt.Errorf("%s/%s has the parameter %q twice", m.Type, m.Subtype, name)
+	}
+	m.Params[name] = val
+	return nil
 }
 
 // paramValue reads a quoted string or a lenient bare value: any visible character except

@@ -57,58 +57,21 @@ func parseFileMeta(b []byte) (meta FileMeta, end, need int, err error) {
 	if len(b) > MaxFileMetaBytes {
 		b = b[:MaxFileMetaBytes]
 	}
-	short := func(n int) (FileMeta, int, int, error) {
-		if n > MaxFileMetaBytes {
-			return FileMeta{}, 0, 0, fmt.Errorf("%w: file meta information longer than %d bytes", ErrNotPart10, MaxFileMetaBytes)
-		}
-		return FileMeta{}, 0, n, ErrShortFileMeta
-	}
-	if len(b) < preambleLen {
-		if len(b) > 128 && !bytes.HasPrefix([]byte("DICM"), b[128:]) {
-			return FileMeta{}, 0, 0, fmt.Errorf("%w: no \"DICM\" after the 128-byte preamble", ErrNotPart10)
-		}
-		return short(preambleLen)
-	}
-	if string(b[128:preambleLen]) != "DICM" {
-		return FileMeta{}, 0, 0, fmt.Errorf("%w: no \"DICM\" after the 128-byte preamble", ErrNotPart10)
+	if need, err := checkPreamble(b); err != nil {
+		return fileMetaFailure(need, err)
 	}
 	i := preambleLen
 	for {
 		if len(b) < i+2 {
-			return short(i + 2)
+			return fileMetaFailure(i+2, ErrShortFileMeta)
 		}
-		group := binary.LittleEndian.Uint16(b[i:])
-		if group != 0x0002 {
-			if i == preambleLen {
-				return FileMeta{}, 0, 0, fmt.Errorf("%w: the file meta information group is missing", ErrNotPart10)
-			}
+		if binary.LittleEndian.Uint16(b[i:]) != 0x0002 {
 			break
 		}
-		if len(b) < i+8 {
-			return short(i + 8)
+		element, value, next, need, err := readMetaElement(b, i)
+		if err != nil {
+			return fileMetaFailure(need, err)
 		}
-		element := binary.LittleEndian.Uint16(b[i+2:])
-		vr := b[i+4 : i+6]
-		if !isUpper(vr[0]) || !isUpper(vr[1]) {
-			return FileMeta{}, 0, 0, fmt.Errorf("%w: element (0002,%04X) has no explicit VR", ErrNotPart10, element)
-		}
-		var length, start int
-		if longLengthVR(vr) {
-			if len(b) < i+12 {
-				return short(i + 12)
-			}
-			l := binary.LittleEndian.Uint32(b[i+8:])
-			if l > MaxFileMetaBytes {
-				return FileMeta{}, 0, 0, fmt.Errorf("%w: element (0002,%04X) is longer than %d bytes", ErrNotPart10, element, MaxFileMetaBytes)
-			}
-			length, start = int(l), i+12
-		} else {
-			length, start = int(binary.LittleEndian.Uint16(b[i+6:])), i+8
-		}
-		if len(b) < start+length {
-			return short(start + length)
-		}
-		value := b[start : start+length]
 		switch element {
 		case 0x0002:
 			meta.SOPClassUID = trimUI(value)
@@ -117,12 +80,70 @@ func parseFileMeta(b []byte) (meta FileMeta, end, need int, err error) {
 		case 0x0010:
 			meta.TransferSyntaxUID = trimUI(value)
 		}
-		i = start + length
+		i = next
 	}
-	if meta.SOPInstanceUID == "" {
+	switch {
+	case i == preambleLen:
+		return FileMeta{}, 0, 0, fmt.Errorf("%w: the file meta information group is missing", ErrNotPart10)
+	case meta.SOPInstanceUID == "":
 		return FileMeta{}, 0, 0, fmt.Errorf("%w: the file meta information has no MediaStorageSOPInstanceUID", ErrNotPart10)
 	}
 	return meta, i, 0, nil
+}
+
+// fileMetaFailure is what parseFileMeta returns when one of its parts fails with err and
+// need: those two as they are, except that ErrShortFileMeta with a need past
+// MaxFileMetaBytes becomes an error wrapping ErrNotPart10, since no longer input would do.
+func fileMetaFailure(need int, err error) (FileMeta, int, int, error) {
+	if err == ErrShortFileMeta && need > MaxFileMetaBytes {
+		return FileMeta{}, 0, 0, fmt.Errorf("%w: file meta information longer than %d bytes", ErrNotPart10, MaxFileMetaBytes)
+	}
+	return FileMeta{}, 0, need, err
+}
+
+// checkPreamble checks that b starts with the 128-byte preamble and "DICM". It fails with
+// an error wrapping ErrNotPart10 as soon as the bytes after the preamble cannot start
+// "DICM", and with ErrShortFileMeta and need = preambleLen when b is too short to tell.
+func checkPreamble(b []byte) (need int, err error) {
+	if n := min(len(b), preambleLen); n > 128 && !bytes.HasPrefix([]byte("DICM"), b[128:n]) {
+		return 0, fmt.Errorf("%w: no \"DICM\" after the 128-byte preamble", ErrNotPart10)
+	}
+	if len(b) < preambleLen {
+		return preambleLen, ErrShortFileMeta
+	}
+	return 0, nil
+}
+
+// readMetaElement reads the Explicit VR Little Endian element whose header starts at b[i],
+// the caller having seen group 0002 there, and returns its element number, its value (a
+// slice of b, not a copy) and the offset just past it. When b ends inside the element it
+// fails with ErrShortFileMeta and need, the length b must reach to read it; an element
+// without an explicit VR, or whose length is over MaxFileMetaBytes, fails with an error
+// wrapping ErrNotPart10.
+func readMetaElement(b []byte, i int) (element uint16, value []byte, next, need int, err error) {
+	if len(b) < i+8 {
+		return 0, nil, 0, i + 8, ErrShortFileMeta
+	}
+	element = binary.LittleEndian.Uint16(b[i+2:])
+	vr := b[i+4 : i+6]
+	if !isUpper(vr[0]) || !isUpper(vr[1]) {
+		return 0, nil, 0, 0, fmt.Errorf("%w: element (0002,%04X) has no explicit VR", ErrNotPart10, element)
+	}
+	length, start := int(binary.LittleEndian.Uint16(b[i+6:])), i+8
+	if longLengthVR(vr) {
+		if len(b) < i+12 {
+			return 0, nil, 0, i + 12, ErrShortFileMeta
+		}
+		l := binary.LittleEndian.Uint32(b[i+8:])
+		if l > MaxFileMetaBytes {
+			return 0, nil, 0, 0, fmt.Errorf("%w: element (0002,%04X) is longer than %d bytes", ErrNotPart10, element, MaxFileMetaBytes)
+		}
+		length, start = int(l), i+12
+	}
+	if len(b) < start+length {
+		return 0, nil, 0, start + length, ErrShortFileMeta
+	}
+	return element, b[start : start+length], start + length, 0, nil
 }
 
 // ReadFileMeta reads the head of a PS3.10 file from r into buf, as far as the end of its

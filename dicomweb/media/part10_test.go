@@ -231,3 +231,13 @@ func FuzzParseFileMeta(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseFileMeta(b *testing.B) {
+	file := libraryFile(b, "1.2.826.0.1.3680043.8.498.12345678901234567890")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := ParseFileMeta(file); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
