@@ -823,3 +823,25 @@ func TestCountsWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestAborted: a stream broken by its client (cut off for not reading, or gone) is never the
+// trust's, whatever else happened; only a break with the client still there is.
+func TestAborted(t *testing.T) {
+	tests := []struct {
+		name               string
+		cutOff, clientGone bool
+		want               Blame
+	}{
+		{name: "client cut off for not reading", cutOff: true, want: BlameClientTimeout},
+		{name: "cut off, and so gone", cutOff: true, clientGone: true, want: BlameClientTimeout},
+		{name: "client went away", clientGone: true, want: BlameClient},
+		{name: "client still there: the trust's answer broke", want: BlameUpstream},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Aborted(tc.cutOff, tc.clientGone); got != tc.want {
+				t.Errorf("Aborted(%v, %v) = %q; want %q", tc.cutOff, tc.clientGone, got, tc.want)
+			}
+		})
+	}
+}
