@@ -302,7 +302,7 @@ func (f *fakeOrigin) setStudyCounts(ds dcmjson.Dataset, study string) {
 		}
 		n++
 		series[in.series] = true
-		if mod := f.opts.modality[in.series]; mod != "" && !contains(mods, mod) {
+		if mod := f.opts.modality[in.series]; mod != "" && !slices.Contains(mods, mod) {
 			mods = append(mods, mod)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/labstack/echo/v5"
@@ -63,7 +64,7 @@ func (h holdings) modalities() map[string][]string {
 	out := map[string][]string{}
 	for _, l := range h.listed {
 		for series, mod := range l.modality {
-			if !contains(out[series], mod) {
+			if !slices.Contains(out[series], mod) {
 				out[series] = append(out[series], mod)
 			}
 		}

@@ -1,8 +1,8 @@
 package dicomweb
 
 import (
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
@@ -14,9 +14,6 @@ type sourceAnswer struct {
 	source  *upstream.Source
 	results []dcmjson.Dataset
 }
-
-// nhsNumberOf finds the NHS number in a result from src, wherever src keeps it.
-func nhsNumberOf(ds dcmjson.Dataset, src *upstream.Source) string { return src.NHSNumberOf(ds) }
 
 // filterAnswer drops results that do not match what the proxy must guarantee, whatever the
 // source did with the query: the patient (a PACS that ignores an unknown key would otherwise
@@ -56,7 +53,7 @@ func filterAnswer(s *Search, src *upstream.Source, in []dcmjson.Dataset) ([]dcmj
 			dropped++
 			continue
 		}
-		if s.PatientID != "" && nhsNumberOf(ds, src) != s.PatientID {
+		if s.PatientID != "" && src.NHSNumberOf(ds) != s.PatientID {
 			dropped++
 			continue
 		}
@@ -82,7 +79,7 @@ func filterAnswer(s *Search, src *upstream.Source, in []dcmjson.Dataset) ([]dcmj
 // NHS number and IssuerOfPatientID the configured issuer, whichever attribute the trust's PACS
 // keeps it in. Results without an NHS number are left as the trust sent them.
 func normalise(ds dcmjson.Dataset, src *upstream.Source, issuer string) {
-	nhs := nhsNumberOf(ds, src)
+	nhs := src.NHSNumberOf(ds)
 	if nhs == "" {
 		return
 	}
@@ -145,7 +142,7 @@ func mergeAnswers(level Level, answers []sourceAnswer) []*merged {
 			} else {
 				mergeInto(m.ds, ds)
 			}
-			if !contains(m.holders, a.source.ID) {
+			if !slices.Contains(m.holders, a.source.ID) {
 				m.holders = append(m.holders, a.source.ID)
 			}
 		}
@@ -174,15 +171,6 @@ func mergeInto(dst, src dcmjson.Dataset) {
 		mods = dedupe(mods)
 		dst.SetStrings(dcmjson.TagModalitiesInStudy, "CS", mods...)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // sortResults puts results in the proxy's stable order: StudyDate and StudyTime descending,
@@ -289,6 +277,3 @@ func finish(level Level, m *merged, s *Search, rw *rewriter) {
 		delete(m.ds, dcmjson.TagRetrieveURL)
 	}
 }
-
-// itoa is strconv.Itoa, short for headers.
-func itoa(n int) string { return strconv.Itoa(n) }

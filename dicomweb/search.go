@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v5"
@@ -255,7 +256,7 @@ func onePatient(all []*merged) error {
 	for i, m := range all {
 		id := patientIdentity(m.ds)
 		if id == "" {
-			id = "unknown#" + itoa(i)
+			id = "unknown#" + strconv.Itoa(i)
 		}
 		if first == "" {
 			first = id
