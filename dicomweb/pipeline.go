@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v5"
 
@@ -45,6 +44,11 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 // out with the verdict's status and Warnings, the given Content-Type, the Content-Length when
 // length is not negative, and no caching. Nothing of a body may be written before it.
 func (s *Server) startAnswer(c *echo.Context, v fallback.Decision, e audit.Event, contentType string, length int64) error {
+	status := v.Status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	e.Status = status
 	if err := s.record(c, e); err != nil {
 		return err
 	}
@@ -57,10 +61,6 @@ func (s *Server) startAnswer(c *echo.Context, v fallback.Decision, e audit.Event
 	}
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Type", contentType)
-	status := v.Status
-	if status == 0 {
-		status = http.StatusOK
-	}
 	c.Response().WriteHeader(status)
 	return nil
 }
@@ -72,9 +72,8 @@ func (s *Server) record(c *echo.Context, e audit.Event) error {
 	e.RequestID = requestID(c)
 	e.Subject, e.Role, e.Org, e.Purpose = p.Subject, p.Role, p.Organisation, p.Purpose
 	e.Resource = c.Path()
-	e.Status = http.StatusOK
 	if err := s.audit.Record(c.Request().Context(), e); err != nil {
-		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: 30 * time.Second, Err: err}
+		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: s.cfg.Fallback.RetryAfter, Err: err}
 	}
 	return nil
 }

@@ -212,7 +212,9 @@ type proxy struct {
 	client  *http.Client
 }
 
-func newProxy(t *testing.T, hostile, honest *pacssim.Trust, bases map[string]*url.URL) *proxy {
+// newProxy serves the DICOMweb front over the two trusts; each option may replace the
+// governance steps (Authz, Audit) it is built with, which let everything through.
+func newProxy(t *testing.T, hostile, honest *pacssim.Trust, bases map[string]*url.URL, options ...func(*dicomweb.Deps)) *proxy {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	p := &proxy{sources: map[string]*upstream.Source{}}
@@ -236,11 +238,15 @@ func newProxy(t *testing.T, hostile, honest *pacssim.Trust, bases map[string]*ur
 	front := config.Default().DICOMweb()
 	front.Forwarding.PublicURL = "http://" + p.srv.Listener.Addr().String()
 	front.Fallback = fallback.Policy{Search: fallback.PartialWarn, Retrieve: fallback.PartialFail, RetryAfter: 7 * time.Second}
-	srv := dicomweb.New(front, dicomweb.Deps{
+	deps := dicomweb.Deps{
 		Locator: upstream.NewLocator(sources, store, time.Minute, log),
 		Signer:  dicomweb.NewSigner([]byte(signingKey), time.Hour, nil),
 		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,
-	})
+	}
+	for _, o := range options {
+		o(&deps)
+	}
+	srv := dicomweb.New(front, deps)
 	e := echo.New()
 	srv.Register(e)
 	p.srv.Config.Handler = e
