@@ -137,7 +137,8 @@ func (s *Server) judgeSearch(c *echo.Context, q *searchRequest, results []upstre
 		outcomes[i] = r.Outcome
 	}
 	v := fallback.Decision{Status: http.StatusOK}
-	return v, s.judge(c, &v, "search", fallback.DecideSearch(outcomes, q.policy))
+	err := s.judge(c, &v, "search", fallback.DecideSearch(outcomes, q.policy))
+	return v, err
 }
 
 // mergeSearch merges the answers fallback let in (v): each filtered against the query,
