@@ -10,14 +10,33 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
-// Principal is the authenticated caller.
+// Principal is the authenticated caller: a user acting through a clinical system, or a system
+// on its own behalf (mutual TLS).
 type Principal struct {
-	Subject      string
-	Role         string
+	// Subject is the user's identifier (CIS2 nhsid_useruid, else sub), or the system's id for
+	// a system caller.
+	Subject string
+	// Issuer is the token's issuer, exactly as the token states it; "" for a system caller.
+	Issuer string
+	// TokenID is the token's jti, when it has one: the audit names the token used.
+	TokenID string
+	// Role is the national RBAC job role the caller acts in (R8000, R0001, ...).
+	Role string
+	// Organisation is the ODS code of the organisation the caller acts for.
 	Organisation string
-	Purpose      string
+	// System is the calling system: the token's client_id (azp), or the system a client
+	// certificate is registered to.
+	System string
+	// Purpose is the purpose of use the caller asserts (HL7 v3 PurposeOfUse: TREAT, ETREAT,
+	// BTG, ...), "" when the token states none.
+	Purpose string
+	// PurposeReason is the reason given for emergency or break-glass access.
+	PurposeReason string
+	// Expires is when the caller's credential expires.
+	Expires time.Time
 }
 
 // Action is what a principal asks to do.
