@@ -49,6 +49,13 @@ type Action struct {
 	PatientID string
 	// StudyUID is the study the request is scoped to, when it names one.
 	StudyUID string
+	// Purpose is the purpose of use the request itself states (the X-Purpose-Of-Use header),
+	// "" when it states none. The authorizer uses it only when neither the token nor the
+	// calling system's registration states a purpose, and only where configuration allows.
+	Purpose string
+	// PurposeReason is the reason the request itself states for emergency or break-glass
+	// access (a header), used when the token gives none.
+	PurposeReason string
 }
 
 // ErrUnauthenticated and ErrForbidden are the two refusals; the HTTP layer maps them to 401 and 403.
