@@ -1,0 +1,258 @@
+package authz
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nirproxy/nirproxy/policy"
+)
+
+// The rules a request can be refused by, as a Decision and a Refusal name them.
+const (
+	// RuleAuthenticated refuses a request with no caller, or one whose credential has expired
+	// (401).
+	RuleAuthenticated = "authenticated"
+	// RuleOnboarded refuses a caller whose organisation is not onboarded: unknown, without a
+	// signed data sharing agreement, an in-year DSPT of Standards Met or Exceeded or a DPIA, or
+	// suspended; or a system caller that is not registered (403).
+	RuleOnboarded = "onboarded"
+	// RulePurposeOfUse refuses a request for patient data whose purpose of use is not direct
+	// care, or is emergency or break-glass access without a reason (403).
+	RulePurposeOfUse = "purpose-of-use"
+	// RuleRoleActions refuses a caller whose job role is not given the permission the action
+	// needs (403).
+	RuleRoleActions = "role-actions"
+)
+
+// The purposes of use (HL7 v3 ActReason) nirproxy allows: all are direct patient care.
+const (
+	// PurposeTreatment is treatment.
+	PurposeTreatment = "TREAT"
+	// PurposeEmergency is emergency treatment: it needs a reason and is a security event.
+	PurposeEmergency = "ETREAT"
+	// PurposeBreakGlass is break-the-glass access: it needs a reason and is a security event.
+	PurposeBreakGlass = "BTG"
+)
+
+// directCareOnly is what a client whose purpose of use is refused is told.
+const directCareOnly = "nirproxy may only be used for direct patient care"
+
+// PurposeSource says where a request's purpose of use came from.
+type PurposeSource string
+
+// The places a purpose of use comes from, in the order they are looked at.
+const (
+	PurposeFromToken        PurposeSource = "token"
+	PurposeFromRegistration PurposeSource = "registration"
+	PurposeFromRequest      PurposeSource = "request"
+)
+
+// Decision is what the rules decide about one action of one principal, and what the audit
+// needs to know of it.
+type Decision struct {
+	// Allowed is true when every rule allows the action.
+	Allowed bool
+	// Rule names the rule that refused it (Rule... constants); "" when allowed.
+	Rule string
+	// Status is the HTTP status of a refusal, 401 or 403; 0 when allowed.
+	Status int
+	// Message tells the client why it was refused; "" when allowed.
+	Message string
+
+	// Permission is what the action needs; "" when its kind is not known.
+	Permission Permission
+	// Organisation is the ODS code the caller acts for: the token's, or a system caller's
+	// registration's.
+	Organisation string
+	// System is the registered system's ID, when the caller is one or calls through one.
+	System string
+	// Purpose, PurposeSource and Reason are the purpose of use the rules judged, where it came
+	// from and the reason given for it; empty for actions that do not read patient data.
+	Purpose       string
+	PurposeSource PurposeSource
+	Reason        string
+	// Emergency and BreakGlass say the request asked for ETREAT or BTG access, whether or not
+	// it was allowed; SecurityEvent is set with either, for the security log.
+	Emergency     bool
+	BreakGlass    bool
+	SecurityEvent bool
+}
+
+// Err is nil when the action is allowed, else a *Refusal.
+func (d Decision) Err() error {
+	if d.Allowed {
+		return nil
+	}
+	return &Refusal{Rule: d.Rule, Status: d.Status, Message: d.Message}
+}
+
+// Refusal is the error of a refused action. It wraps policy.ErrUnauthenticated (status 401)
+// or policy.ErrForbidden (403); callers get at the rule and message with errors.As.
+type Refusal struct {
+	// Rule names the rule that refused (Rule... constants).
+	Rule string
+	// Status is 401 or 403.
+	Status int
+	// Message tells the client why.
+	Message string
+}
+
+// Error is the message and the rule.
+func (r *Refusal) Error() string { return fmt.Sprintf("refused by rule %s: %s", r.Rule, r.Message) }
+
+// Unwrap is policy.ErrUnauthenticated for a 401, else policy.ErrForbidden.
+func (r *Refusal) Unwrap() error {
+	if r.Status == http.StatusUnauthorized {
+		return policy.ErrUnauthenticated
+	}
+	return policy.ErrForbidden
+}
+
+// refuse makes d a refusal by rule with status and message.
+func (d Decision) refuse(rule string, status int, format string, args ...any) Decision {
+	d.Allowed, d.Rule, d.Status, d.Message = false, rule, status, fmt.Sprintf(format, args...)
+	return d
+}
+
+// Decide judges whether principal p may perform action a at now, under the registry reg and
+// the rules. It looks at, in turn:
+//
+//  1. authenticated: p has a subject and its credential has not expired (else 401);
+//  2. the action's kind is known ("search", "retrieve", or a Permission's name);
+//  3. onboarded: the organisation p acts for is in reg, has signed the data sharing agreement,
+//     holds a DSPT assessment of Standards Met or Exceeded for the assessment year covering
+//     now (rules.DSPTYear), has a DPIA, and is not suspended. A system caller (a principal
+//     with no Issuer: a client certificate) must be registered, and acts for its
+//     registration's organisation;
+//  4. purpose of use, for actions that read patient data: the token's (p.Purpose), else the
+//     purpose the calling system was onboarded for, else the request's (a.Purpose) where
+//     rules.PurposeFromRequest allows. TREAT is allowed; ETREAT and BTG need a reason (the
+//     token's, else the request's) and are flagged; anything else is refused;
+//  5. role actions: p.Role is given the action's permission by rules.RoleActions.
+//
+// A nil reg refuses every action. Decide has no side effects.
+func Decide(reg *Registry, rules Rules, p policy.Principal, a policy.Action, now time.Time) Decision {
+	var d Decision
+	if p.Subject == "" {
+		return d.refuse(RuleAuthenticated, http.StatusUnauthorized, "no authenticated caller: send a bearer token")
+	}
+	if !p.Expires.IsZero() && !now.Before(p.Expires) {
+		return d.refuse(RuleAuthenticated, http.StatusUnauthorized, "the credential expired at %s", p.Expires.UTC().Format(time.RFC3339))
+	}
+	perm, ok := permissionOf(a.Kind)
+	if !ok {
+		return d.refuse(RuleRoleActions, http.StatusForbidden, "the action %q is not one nirproxy authorizes", a.Kind)
+	}
+	d.Permission = perm
+	if reg == nil {
+		return d.refuse(RuleOnboarded, http.StatusForbidden, "no onboarding registry is loaded")
+	}
+	sys, registered := reg.SystemByClientID(p.System)
+	d.Organisation = strings.ToUpper(p.Organisation)
+	if p.Issuer == "" {
+		if sys, registered = reg.System(p.System); !registered {
+			return d.refuse(RuleOnboarded, http.StatusForbidden, "the system %q is not registered", p.System)
+		}
+		if d.Organisation != "" && d.Organisation != sys.Organisation {
+			return d.refuse(RuleOnboarded, http.StatusForbidden, "the system %q is registered to %s, not %s", sys.ID, sys.Organisation, d.Organisation)
+		}
+		d.Organisation = sys.Organisation
+	}
+	if registered {
+		d.System = sys.ID
+	}
+	if missing := onboarding(reg, rules.DSPTYear, d.Organisation, now); len(missing) > 0 {
+		return d.refuse(RuleOnboarded, http.StatusForbidden, "the organisation %s is not onboarded: %s", orNone(d.Organisation), strings.Join(missing, "; "))
+	}
+	if perm.patientData() {
+		var refused string
+		d, refused = judgePurpose(d, rules, p, a, sys)
+		if refused != "" {
+			return d.refuse(RulePurposeOfUse, http.StatusForbidden, "%s", refused)
+		}
+	}
+	if p.Role == "" {
+		return d.refuse(RuleRoleActions, http.StatusForbidden, "the caller acts in no job role")
+	}
+	if !rules.RoleActions.allows(p.Role, perm) {
+		return d.refuse(RuleRoleActions, http.StatusForbidden, "the job role %s may not %s", p.Role, perm.describe())
+	}
+	d.Allowed = true
+	return d
+}
+
+// orNone is s, or "(none)" when it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// onboarding lists what the organisation ods lacks to be onboarded at now; nil when nothing.
+func onboarding(reg *Registry, year DSPTYear, ods string, now time.Time) []string {
+	if ods == "" {
+		return []string{"the caller states no organisation"}
+	}
+	o, ok := reg.Organisation(ods)
+	if !ok {
+		return []string{"it is not in the onboarding registry"}
+	}
+	var missing []string
+	if o.Suspended {
+		missing = append(missing, "its access is suspended")
+	}
+	if o.DSASigned.IsZero() || o.DSASigned.After(now) {
+		missing = append(missing, "no signed data sharing agreement")
+	}
+	want := year.Covering(now)
+	switch {
+	case o.DSPTStatus == "":
+		missing = append(missing, fmt.Sprintf("no DSPT assessment (%s, Standards Met or Exceeded, is needed)", want))
+	case o.DSPTYear != want:
+		missing = append(missing, fmt.Sprintf("no in-year DSPT assessment: its latest is %s, %s is needed", o.DSPTYear, want))
+	case o.DSPTStatus != StandardsMet && o.DSPTStatus != StandardsExceeded:
+		missing = append(missing, fmt.Sprintf("its %s DSPT assessment is %s, not Standards Met or Exceeded", o.DSPTYear, o.DSPTStatus))
+	}
+	if o.DPIA.IsZero() || o.DPIA.After(now) {
+		missing = append(missing, "no data protection impact assessment")
+	}
+	return missing
+}
+
+// judgePurpose finds the purpose of use and judges it; refused is the client's message when it
+// is not allowed, "" when it is.
+func judgePurpose(d Decision, rules Rules, p policy.Principal, a policy.Action, sys System) (_ Decision, refused string) {
+	switch {
+	case p.Purpose != "":
+		d.Purpose, d.PurposeSource = p.Purpose, PurposeFromToken
+	case sys.Purpose != "":
+		d.Purpose, d.PurposeSource = sys.Purpose, PurposeFromRegistration
+	case a.Purpose != "" && rules.PurposeFromRequest:
+		d.Purpose, d.PurposeSource = a.Purpose, PurposeFromRequest
+	case a.Purpose != "":
+		return d, "this deployment does not accept a purpose of use stated by the request (X-Purpose-Of-Use); " +
+			"it must come from the token or the calling system's registration: " + directCareOnly
+	default:
+		return d, "no purpose of use is stated: " + directCareOnly
+	}
+	switch d.Purpose {
+	case PurposeTreatment:
+		return d, ""
+	case PurposeEmergency, PurposeBreakGlass:
+		d.Emergency = d.Purpose == PurposeEmergency
+		d.BreakGlass = d.Purpose == PurposeBreakGlass
+		d.SecurityEvent = true
+		d.Reason = strings.TrimSpace(p.PurposeReason)
+		if d.Reason == "" {
+			d.Reason = strings.TrimSpace(a.PurposeReason)
+		}
+		if d.Reason == "" {
+			return d, fmt.Sprintf("the purpose of use %s needs a reason", d.Purpose)
+		}
+		return d, ""
+	}
+	return d, fmt.Sprintf("the purpose of use %q is not direct patient care: %s", d.Purpose, directCareOnly)
+}
