@@ -128,7 +128,7 @@ func (d Decision) refuse(rule string, status int, format string, args ...any) De
 //     registration's organisation;
 //  4. purpose of use, for actions that read patient data: the token's (p.Purpose), else the
 //     purpose the calling system was onboarded for, else the request's (a.Purpose) where
-//     rules.PurposeFromRequest allows. TREAT is allowed; ETREAT and BTG need a reason (the
+//     rules.AcceptRequestPurpose allows. TREAT is allowed; ETREAT and BTG need a reason (the
 //     token's, else the request's) and are flagged; anything else is refused;
 //  5. role actions: p.Role is given the action's permission by rules.RoleActions.
 //
@@ -230,7 +230,7 @@ func judgePurpose(d Decision, rules Rules, p policy.Principal, a policy.Action, 
 		d.Purpose, d.PurposeSource = p.Purpose, PurposeFromToken
 	case sys.Purpose != "":
 		d.Purpose, d.PurposeSource = sys.Purpose, PurposeFromRegistration
-	case a.Purpose != "" && rules.PurposeFromRequest:
+	case a.Purpose != "" && rules.AcceptRequestPurpose:
 		d.Purpose, d.PurposeSource = a.Purpose, PurposeFromRequest
 	case a.Purpose != "":
 		return d, "this deployment does not accept a purpose of use stated by the request (X-Purpose-Of-Use); " +

@@ -99,7 +99,7 @@ type want struct {
 func TestDecide(t *testing.T) {
 	reg := mustRegistry(t, testRegistry)
 	fromRequest := testRules()
-	fromRequest.PurposeFromRequest = true
+	fromRequest.AcceptRequestPurpose = true
 	operators := testRules()
 	operators.RoleActions["R8000"] = append(operators.RoleActions["R8000"], PermOperate)
 

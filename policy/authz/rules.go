@@ -191,10 +191,10 @@ type Rules struct {
 	RoleActions RoleActions
 	// DSPTYear says which assessment year is in year.
 	DSPTYear DSPTYear
-	// PurposeFromRequest accepts the purpose of use the request states (the X-Purpose-Of-Use
+	// AcceptRequestPurpose accepts the purpose of use the request states (the X-Purpose-Of-Use
 	// header, passed in as policy.Action.Purpose) when neither the token nor the calling
 	// system's registration states one. Off, such a request is refused.
-	PurposeFromRequest bool
+	AcceptRequestPurpose bool
 }
 
 // Validate reports the first setting that cannot be used.
