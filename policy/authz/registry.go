@@ -186,26 +186,9 @@ func LoadRegistry(path string) (*Registry, error) {
 // a list of systems; docs in the package comment). Unknown keys are refused. On failure the
 // error is a *RegistryError naming every entry and field that is wrong.
 func ParseRegistry(data []byte) (*Registry, error) {
-	var f registryFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &RegistryError{[]RegistryProblem{{Message: "the file is empty; it needs organisations and systems"}}}
-		}
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, &RegistryError{[]RegistryProblem{{Message: err.Error()}}}
-		}
-		problems := make([]RegistryProblem, len(te.Errors))
-		for i, e := range te.Errors {
-			problems[i] = RegistryProblem{Message: yamlTypes.Replace(e)}
-		}
-		return nil, &RegistryError{problems}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, &RegistryError{[]RegistryProblem{{Message: "the file has more than one YAML document; put everything in one"}}}
+	f, err := decodeRegistry(data)
+	if err != nil {
+		return nil, err
 	}
 	var v validation
 	r := &Registry{
@@ -214,8 +197,45 @@ func ParseRegistry(data []byte) (*Registry, error) {
 		byClientID:    make(map[string]string),
 		byCertificate: make(map[string]string),
 	}
+	v.addOrganisations(r, f.Organisations)
+	v.addSystems(r, f.Systems)
+	if len(v.problems) > 0 {
+		return nil, &RegistryError{v.problems}
+	}
+	return r, nil
+}
+
+// decodeRegistry decodes the file's one YAML document, refusing unknown keys, with yaml's
+// messages in the words of the file.
+func decodeRegistry(data []byte) (registryFile, error) {
+	var f registryFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return f, &RegistryError{[]RegistryProblem{{Message: "the file is empty; it needs organisations and systems"}}}
+		}
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return f, &RegistryError{[]RegistryProblem{{Message: err.Error()}}}
+		}
+		problems := make([]RegistryProblem, len(te.Errors))
+		for i, e := range te.Errors {
+			problems[i] = RegistryProblem{Message: yamlTypes.Replace(e)}
+		}
+		return f, &RegistryError{problems}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return f, &RegistryError{[]RegistryProblem{{Message: "the file has more than one YAML document; put everything in one"}}}
+	}
+	return f, nil
+}
+
+// addOrganisations validates the file's organisations into r, each ODS code once.
+func (v *validation) addOrganisations(r *Registry, entries []organisationEntry) {
 	seen := make(map[string]string) // ODS code to the path of the entry that has it
-	for i, e := range f.Organisations {
+	for i, e := range entries {
 		at := fmt.Sprintf("organisations[%d]", i)
 		o := v.organisation(at, e)
 		if o.ODS == "" {
@@ -229,8 +249,13 @@ func ParseRegistry(data []byte) (*Registry, error) {
 		seen[o.ODS] = at
 		r.organisations[o.ODS] = o
 	}
-	seen = make(map[string]string) // system ID, client id or fingerprint to the entry's path
-	for i, e := range f.Systems {
+}
+
+// addSystems validates the file's systems into r (after its organisations), each id, client
+// id and certificate once.
+func (v *validation) addSystems(r *Registry, entries []systemEntry) {
+	seen := make(map[string]string) // system ID, client id or fingerprint to the entry's path
+	for i, e := range entries {
 		at := fmt.Sprintf("systems[%d]", i)
 		if e.ID != "" {
 			at += " (" + e.ID + ")"
@@ -260,10 +285,6 @@ func ParseRegistry(data []byte) (*Registry, error) {
 			r.byCertificate[s.CertificateSHA256] = s.ID
 		}
 	}
-	if len(v.problems) > 0 {
-		return nil, &RegistryError{v.problems}
-	}
-	return r, nil
 }
 
 // validation collects a file's problems.
