@@ -54,8 +54,11 @@ type errorBody struct {
 }
 
 // ErrorHandler is the Echo error handler: every error leaves as a DICOMweb error body with the
-// right status. Unknown errors are 500s whose detail goes to the log, not the client.
-func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+// right status. A governance refusal (policy.Refusal) answers with its own status and message,
+// naming its rule; a 401 says a bearer token is wanted; a governance step that cannot decide
+// now answers 503 with retryAfter. Unknown errors are 500s whose detail goes to the log, not
+// the client.
+func ErrorHandler(log *slog.Logger, retryAfter time.Duration) echo.HTTPErrorHandler {
 	return func(c *echo.Context, err error) {
 		if r, uErr := echo.UnwrapResponse(c.Response()); uErr == nil && r.Committed {
 			return
@@ -63,12 +66,20 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		var de *Error
 		var he *echo.HTTPError
 		var sc echo.HTTPStatusCoder
+		var refusal *policy.Refusal
 		switch {
 		case errors.As(err, &de):
+		case errors.As(err, &refusal):
+			de = &Error{Status: refusal.Status, Message: refusal.Message}
+			if de.Status == http.StatusServiceUnavailable {
+				de.RetryAfter = retryAfter
+			}
 		case errors.Is(err, policy.ErrUnauthenticated):
 			de = &Error{Status: http.StatusUnauthorized, Message: "Authentication is required."}
 		case errors.Is(err, policy.ErrForbidden):
 			de = &Error{Status: http.StatusForbidden, Message: "This request is not permitted for the caller."}
+		case errors.Is(err, policy.ErrUnavailable):
+			de = &Error{Status: http.StatusServiceUnavailable, Message: "Access cannot be checked now, so it is refused; try again shortly.", RetryAfter: retryAfter}
 		case errors.As(err, &he):
 			de = &Error{Status: he.Code, Message: httpErrorMessage(he.Code, he.Message)}
 		case errors.As(err, &sc) && sc.StatusCode() >= 400:
@@ -99,6 +110,10 @@ func httpErrorMessage(code int, msg string) string {
 
 func writeError(c *echo.Context, de *Error) {
 	h := c.Response().Header()
+	if de.Status == http.StatusUnauthorized {
+		// RFC 6750 §3: a bearer token is what the proxy takes.
+		h.Set("WWW-Authenticate", `Bearer realm="nirproxy"`)
+	}
 	for _, w := range de.Warnings {
 		h.Add("Warning", w)
 	}

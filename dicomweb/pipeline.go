@@ -32,11 +32,37 @@ import (
 //     one place every data route records;
 //  8. respond: the writers of writer.go and stream.go.
 
+// The headers in which a request states its own purpose of use (HL7 v3 PurposeOfUse: TREAT,
+// ETREAT, BTG, ...) and the reason for emergency or break-glass access. The authorizer uses them
+// only when neither the token nor the calling system's registration states a purpose, and only
+// where the deployment allows it.
+const (
+	headerPurpose       = "X-Purpose-Of-Use"
+	headerPurposeReason = "X-Purpose-Of-Use-Reason"
+)
+
+// maxPurposeReason bounds the reason a request gives for emergency access, in bytes.
+const maxPurposeReason = 500
+
 // authorize is step 3: may this principal do this, for this patient or study? It is called
-// from exactly two places: searchHandler and admit.
+// from exactly two places: searchHandler and admit. The request's own purpose-of-use headers
+// are checked here and passed on with the action.
 func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 	a.Resource = c.Path()
+	h := c.Request().Header
+	a.Purpose, a.PurposeReason = h.Get(headerPurpose), h.Get(headerPurposeReason)
+	if !purposeCode(a.Purpose) {
+		return badRequest("%s must be one HL7 PurposeOfUse code, such as TREAT", headerPurpose)
+	}
+	if len(a.PurposeReason) > maxPurposeReason || strings.ContainsFunc(a.PurposeReason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return badRequest("%s must be printable text of at most %d bytes", headerPurposeReason, maxPurposeReason)
+	}
 	return s.authz.Authorize(c.Request().Context(), principal(c), a)
+}
+
+// purposeCode reports whether v is empty or a PurposeOfUse code: upper-case letters, at most 16.
+func purposeCode(v string) bool {
+	return len(v) <= 16 && !strings.ContainsFunc(v, func(r rune) bool { return r < 'A' || r > 'Z' })
 }
 
 // startAnswer is steps 7 and 8's start, the one place a data route's access is recorded: the

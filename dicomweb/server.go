@@ -139,7 +139,7 @@ func (s *Server) Register(e *echo.Echo) {
 	if s.auth == nil || s.authz == nil || s.audit == nil || s.locator == nil || s.signer == nil {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
 	}
-	e.HTTPErrorHandler = ErrorHandler(s.log)
+	e.HTTPErrorHandler = ErrorHandler(s.log, s.cfg.Fallback.RetryAfter)
 	e.Use(s.requestID, s.accessLog, s.writeDeadline, securityHeaders, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)

@@ -9,6 +9,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -58,11 +59,39 @@ type Action struct {
 	PurposeReason string
 }
 
-// ErrUnauthenticated and ErrForbidden are the two refusals; the HTTP layer maps them to 401 and 403.
+// ErrUnauthenticated and ErrForbidden are the two refusals; the HTTP layer maps them to 401 and
+// 403. ErrUnavailable is a governance step that cannot decide now (an identity provider's keys
+// out of date, say): the request is refused with 503, never let through.
 var (
 	ErrUnauthenticated = errors.New("authentication required")
 	ErrForbidden       = errors.New("not permitted")
+	ErrUnavailable     = errors.New("access cannot be decided now")
 )
+
+// Refusal is a governance step's refusal of a request: the rule that refused it, the HTTP
+// status (401, 403 or 503) and a message that tells the client why, without identifiers. It
+// wraps ErrUnauthenticated, ErrForbidden or ErrUnavailable by its status.
+type Refusal struct {
+	// Rule names the rule that refused.
+	Rule string
+	// Status is 401, 403 or 503.
+	Status int
+	// Message tells the client why.
+	Message string
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("refused by rule %s: %s", r.Rule, r.Message) }
+
+// Unwrap is ErrUnauthenticated for a 401, ErrUnavailable for a 503, else ErrForbidden.
+func (r *Refusal) Unwrap() error {
+	switch r.Status {
+	case http.StatusUnauthorized:
+		return ErrUnauthenticated
+	case http.StatusServiceUnavailable:
+		return ErrUnavailable
+	}
+	return ErrForbidden
+}
 
 // Authenticator establishes who is calling.
 type Authenticator interface {

@@ -88,27 +88,9 @@ func (d Decision) Err() error {
 	return &Refusal{Rule: d.Rule, Status: d.Status, Message: d.Message}
 }
 
-// Refusal is the error of a refused action. It wraps policy.ErrUnauthenticated (status 401)
-// or policy.ErrForbidden (403); callers get at the rule and message with errors.As.
-type Refusal struct {
-	// Rule names the rule that refused (Rule... constants).
-	Rule string
-	// Status is 401 or 403.
-	Status int
-	// Message tells the client why.
-	Message string
-}
-
-// Error is the message and the rule.
-func (r *Refusal) Error() string { return fmt.Sprintf("refused by rule %s: %s", r.Rule, r.Message) }
-
-// Unwrap is policy.ErrUnauthenticated for a 401, else policy.ErrForbidden.
-func (r *Refusal) Unwrap() error {
-	if r.Status == http.StatusUnauthorized {
-		return policy.ErrUnauthenticated
-	}
-	return policy.ErrForbidden
-}
+// Refusal is a refused decision as an error: policy.Refusal, whose Unwrap gives
+// policy.ErrUnauthenticated for a 401, else policy.ErrForbidden.
+type Refusal = policy.Refusal
 
 // refuse makes d a refusal by rule with status and message.
 func (d Decision) refuse(rule string, status int, format string, args ...any) Decision {

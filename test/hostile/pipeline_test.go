@@ -3,6 +3,8 @@ package hostile_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,19 +18,36 @@ import (
 	"github.com/nirproxy/nirproxy/test/pacssim"
 )
 
-// governance records what the request path asked of the authorization and audit steps.
+// governance records what the request path asked of the authentication, authorization and
+// audit steps, and refuses with the errors it is given.
 type governance struct {
-	mu       sync.Mutex
-	actions  []policy.Action
-	events   []audit.Event
-	auditErr error
+	mu                           sync.Mutex
+	actions                      []policy.Action
+	events                       []audit.Event
+	authnErr, authzErr, auditErr error
+}
+
+func (g *governance) Authenticate(*http.Request) (policy.Principal, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.authnErr != nil {
+		return policy.Principal{}, g.authnErr
+	}
+	return policy.Principal{Subject: "555254242105", Role: "R8000", Organisation: "RXA", Purpose: "TREAT"}, nil
 }
 
 func (g *governance) Authorize(_ context.Context, _ policy.Principal, a policy.Action) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.actions = append(g.actions, a)
-	return nil
+	return g.authzErr
+}
+
+// refuse makes the steps refuse with these errors from now on (nil lets them through).
+func (g *governance) refuse(authn, authz, audit error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.authnErr, g.authzErr, g.auditErr = authn, authz, audit
 }
 
 func (g *governance) Record(_ context.Context, e audit.Event) error {
@@ -76,7 +95,7 @@ func honestTrusts(t *testing.T) (hostile, honest *pacssim.Trust, bases map[strin
 func TestEveryRouteAuthorizesAndRecordsOnce(t *testing.T) {
 	hostile, honest, bases := honestTrusts(t)
 	g := &governance{}
-	p := newProxy(t, hostile, honest, bases, func(d *dicomweb.Deps) { d.Authz, d.Audit = g, g })
+	p := newProxy(t, hostile, honest, bases, func(d *dicomweb.Deps) { d.Auth, d.Authz, d.Audit = g, g, g })
 	for _, rt := range routes() {
 		t.Run(rt.name, func(t *testing.T) {
 			path := rt.path
@@ -119,19 +138,15 @@ func TestEveryRouteAuthorizesAndRecordsOnce(t *testing.T) {
 func TestAuditFailureRefusesEveryRoute(t *testing.T) {
 	hostile, honest, bases := honestTrusts(t)
 	g := &governance{}
-	p := newProxy(t, hostile, honest, bases, func(d *dicomweb.Deps) { d.Authz, d.Audit = g, g })
+	p := newProxy(t, hostile, honest, bases, func(d *dicomweb.Deps) { d.Auth, d.Authz, d.Audit = g, g, g })
 	for _, rt := range routes() {
 		t.Run(rt.name, func(t *testing.T) {
 			path := rt.path
-			g.mu.Lock()
-			g.auditErr = nil
-			g.mu.Unlock()
+			g.refuse(nil, nil, nil)
 			if path == "bulk" {
 				path = p.bulkLink(t)
 			}
-			g.mu.Lock()
-			g.auditErr = errors.New("spool unwritable")
-			g.mu.Unlock()
+			g.refuse(nil, nil, errors.New("spool unwritable"))
 			a := p.get(t, path, rt.accept)
 			if a.status != http.StatusServiceUnavailable || !strings.Contains(string(a.body), "could not be audited") {
 				t.Fatalf("status %d: %.300s; want 503 saying the access could not be audited", a.status, a.body)
@@ -140,5 +155,101 @@ func TestAuditFailureRefusesEveryRoute(t *testing.T) {
 				t.Fatalf("Content-Type %q, body %.300s; want an error body and none of the study", ct, a.body)
 			}
 		})
+	}
+}
+
+// TestRefusedRequestsReachNoTrust: a request the governance steps refuse (no valid token, keys
+// that cannot be checked now, a rule of the data sharing agreement) is answered with the
+// refusal's status and its reason on every data route, and no trust hears of it.
+func TestRefusedRequestsReachNoTrust(t *testing.T) {
+	hostile, honest, bases := honestTrusts(t)
+	refusals := []struct {
+		name         string
+		authn, authz error
+		status       int
+		message      string
+	}{
+		{name: "no valid token", authn: &policy.Refusal{Rule: "bearer-token", Status: http.StatusUnauthorized, Message: "A bearer token is required."},
+			status: http.StatusUnauthorized, message: "A bearer token is required."},
+		{name: "issuer keys out of date", authn: fmt.Errorf("verify token: %w", policy.ErrUnavailable),
+			status: http.StatusServiceUnavailable, message: "Access cannot be checked now"},
+		{name: "not direct care", authz: &policy.Refusal{Rule: "purpose-of-use", Status: http.StatusForbidden, Message: "nirproxy may only be used for direct patient care"},
+			status: http.StatusForbidden, message: "nirproxy may only be used for direct patient care"},
+		{name: "organisation not onboarded", authz: &policy.Refusal{Rule: "onboarded", Status: http.StatusForbidden, Message: "Organisation RXZ is not onboarded: no DPIA"},
+			status: http.StatusForbidden, message: "is not onboarded: no DPIA"},
+	}
+	for _, rf := range refusals {
+		for _, rt := range routes() {
+			t.Run(rf.name+"/"+rt.name, func(t *testing.T) {
+				// A proxy of its own, so that no location remembered from another request
+				// spares it asking the trusts.
+				g := &governance{}
+				p := newProxy(t, hostile, honest, bases, func(d *dicomweb.Deps) { d.Auth, d.Authz, d.Audit = g, g, g })
+				path := rt.path
+				if path == "bulk" {
+					path = p.bulkLink(t)
+				}
+				g.refuse(rf.authn, rf.authz, nil)
+				before := hostile.Requests() + honest.Requests()
+				a := p.get(t, path, rt.accept)
+				if a.status != rf.status || !strings.Contains(string(a.body), rf.message) {
+					t.Fatalf("status %d: %.300s; want %d saying %q", a.status, a.body, rf.status, rf.message)
+				}
+				if n := hostile.Requests() + honest.Requests() - before; n != 0 {
+					t.Fatalf("the trusts heard %d requests of a refused one; want none", n)
+				}
+				switch rf.status {
+				case http.StatusUnauthorized:
+					if got := a.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
+						t.Errorf("WWW-Authenticate %q; want a Bearer challenge", got)
+					}
+				case http.StatusServiceUnavailable:
+					if a.header.Get("Retry-After") == "" {
+						t.Error("no Retry-After on a 503")
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPurposeHeaders: the request's own purpose of use and reason reach the authorizer; one
+// that is not a PurposeOfUse code is refused (400) before any trust is asked.
+func TestPurposeHeaders(t *testing.T) {
+	hostile, honest, bases := honestTrusts(t)
+	g := &governance{}
+	p := newProxy(t, hostile, honest, bases, func(d *dicomweb.Deps) { d.Auth, d.Authz, d.Audit = g, g, g })
+	study := "studies/" + pacssim.HostileStudyUID + "/metadata"
+	get := func(purpose, reason string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, p.srv.URL+"/dicom-web/"+study, nil)
+		req.Header.Set("X-Purpose-Of-Use", purpose)
+		req.Header.Set("X-Purpose-Of-Use-Reason", reason)
+		resp, err := p.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	g.take()
+	if status, body := get("BTG", "Unconscious patient in ED, no history available"); status != http.StatusOK {
+		t.Fatalf("status %d: %.300s", status, body)
+	}
+	actions, _ := g.take()
+	if len(actions) != 1 || actions[0].Purpose != "BTG" || actions[0].PurposeReason != "Unconscious patient in ED, no history available" {
+		t.Fatalf("authorizer saw %+v; want the request's purpose and reason", actions)
+	}
+	for _, bad := range []struct{ purpose, reason string }{{"treat", ""}, {"TREAT,BTG", ""}, {"ABCDEFGHIJKLMNOPQ", ""}, {"BTG", strings.Repeat("x", 501)}} {
+		before := hostile.Requests() + honest.Requests()
+		if status, body := get(bad.purpose, bad.reason); status != http.StatusBadRequest || !strings.Contains(string(body), "X-Purpose-Of-Use") {
+			t.Errorf("purpose %q, reason of %d bytes: status %d %.200s; want 400 naming the header", bad.purpose, len(bad.reason), status, body)
+		}
+		if n := hostile.Requests() + honest.Requests() - before; n != 0 {
+			t.Errorf("purpose %q: the trusts heard %d requests; want none", bad.purpose, n)
+		}
+	}
+	if actions, _ := g.take(); len(actions) != 0 {
+		t.Fatalf("bad purposes reached the authorizer: %+v", actions)
 	}
 }
