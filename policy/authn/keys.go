@@ -3,7 +3,6 @@ package authn
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/lestrrat-go/httprc/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/nirproxy/nirproxy/policy"
 )
 
 // maxDocumentBytes bounds a discovery document or userinfo answer read into memory.
@@ -20,8 +21,10 @@ const maxDocumentBytes = 1 << 20
 
 // ErrKeysUnavailable refuses a token because its issuer's signing keys cannot be had: never
 // fetched, or last fetched longer ago than the issuer's KeyMaxAge. It is not
-// policy.ErrUnauthenticated: the caller may be fine, the proxy cannot tell (503, not 401).
-var ErrKeysUnavailable = errors.New("signing keys unavailable")
+// policy.ErrUnauthenticated: the caller may be fine, the proxy cannot tell. It wraps
+// policy.ErrUnavailable, which the HTTP layer answers with 503, never letting the request
+// through (hazard H16).
+var ErrKeysUnavailable = fmt.Errorf("signing keys unavailable: %w", policy.ErrUnavailable)
 
 // keySet holds one issuer's signing keys. They are fetched through an httprc controller,
 // the scheduler jwk.Cache is built on, with jwk.Transformer parsing each answer; the

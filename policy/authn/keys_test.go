@@ -29,7 +29,7 @@ func (o outcome) check(t *testing.T, step string, p policy.Principal, err error)
 			t.Fatalf("%s: Authenticate = %+v, %v; want policy.ErrUnauthenticated", step, p, err)
 		}
 	case keysUnavailable:
-		if !errors.Is(err, ErrKeysUnavailable) || errors.Is(err, policy.ErrUnauthenticated) {
+		if !errors.Is(err, ErrKeysUnavailable) || !errors.Is(err, policy.ErrUnavailable) || errors.Is(err, policy.ErrUnauthenticated) {
 			t.Fatalf("%s: Authenticate = %+v, %v; want ErrKeysUnavailable only", step, p, err)
 		}
 	}
