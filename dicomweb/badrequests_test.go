@@ -1,10 +1,6 @@
 package dicomweb
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nirproxy/nirproxy/policy"
 )
 
 // badRequest is one hostile or malformed request and what the proxy must answer.
@@ -328,7 +326,7 @@ func hostileRequests(t *testing.T) []badRequestCase {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	const rel = "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010"
 	sign := func(sg *Signer, source string) string {
-		tok, ok := sg.Sign(source, rel)
+		tok, ok := sg.Sign(source, rel, testCaller)
 		if !ok {
 			t.Fatalf("the signer refused %s", rel)
 		}
@@ -342,31 +340,23 @@ func hostileRequests(t *testing.T) []badRequestCase {
 	// forge signs with the proxy's own key what Sign would never sign: the key leaking is
 	// outside the threat model, but a link must still name a clean path under its study.
 	forge := func(version byte, study, path string) string {
-		var b []byte
-		b = append(b, version)
-		b = binary.BigEndian.AppendUint64(b, uint64(time.Now().Add(time.Hour).Unix()))
-		b = append(b, 2, 'T', 'A')
-		if version >= 2 {
-			b = append(b, byte(len(study)))
-			b = append(b, study...)
-		}
-		b = append(b, path...)
-		m := hmac.New(sha256.New, key)
-		m.Write(b)
-		return base64.RawURLEncoding.EncodeToString(b) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+		return forgeToken(string(key), version, time.Now().Add(time.Hour), "TA", study, path)
 	}
 	for _, tc := range []struct{ name, token, msg string }{
 		{"version 1, no study", forge(1, "", rel), "format this proxy does not accept"},
-		{"path not under a study", forge(2, "", "other"), "invalid"},
-		{"foreign host in the path", forge(2, "", "//attacker.example/dicom-web/other"), "invalid"},
-		{"study not the path's", forge(2, "1.9", rel), "invalid"},
-		{"traversal to another study", forge(2, "1.1", "studies/1.1/../1.9/series/1.9.1"), "invalid"},
-		{"encoded traversal", forge(2, "1.1", "studies/1.1/%2e%2e/1.9"), "invalid"},
-		{"double slash", forge(2, "1.1", "studies/1.1//series/1.1.1"), "invalid"},
-		{"bad study UID", forge(2, "1.x", "studies/1.x/series/1.1.1"), "invalid"},
+		{"version 2, no caller", forge(2, "1.1", rel), "format this proxy does not accept"},
+		{"path not under a study", forge(tokenVersion, "", "other"), "invalid"},
+		{"foreign host in the path", forge(tokenVersion, "", "//attacker.example/dicom-web/other"), "invalid"},
+		{"study not the path's", forge(tokenVersion, "1.9", rel), "invalid"},
+		{"traversal to another study", forge(tokenVersion, "1.1", "studies/1.1/../1.9/series/1.9.1"), "invalid"},
+		{"encoded traversal", forge(tokenVersion, "1.1", "studies/1.1/%2e%2e/1.9"), "invalid"},
+		{"double slash", forge(tokenVersion, "1.1", "studies/1.1//series/1.1.1"), "invalid"},
+		{"bad study UID", forge(tokenVersion, "1.x", "studies/1.x/series/1.1.1"), "invalid"},
 	} {
 		add("bulk data link", tc.name, "/dicom-web/bulkdata/"+tc.token, http.StatusNotFound, tc.msg)
 	}
+	othersLink, _ := NewSigner(key, time.Hour, nil).Sign("TA", rel, callerOf(policy.Principal{Issuer: "https://idp.example", Subject: "another user"}))
+	add("bulk data link", "issued to another caller", "/dicom-web/bulkdata/"+othersLink, http.StatusForbidden, "issued to another caller")
 	flip := func(s string, i int) string {
 		b := []byte(s)
 		if b[i] == 'A' {

@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -10,11 +11,15 @@ import (
 )
 
 // bulkdataHandler fetches the bulk data a signed link names (see Signer), from the source that
-// gave it. The study authorised is the one the link was signed for.
+// gave it, for the caller it was issued to only. The study authorised is the one the link was
+// signed for.
 func (s *Server) bulkdataHandler(c *echo.Context) error {
 	link, err := s.signer.Verify(c.Param("token"))
 	if err != nil {
 		return bulkLinkError(err, s.signer.TTL())
+	}
+	if !s.signer.IssuedTo(link, callerOf(principal(c))) {
+		return &Error{Status: http.StatusForbidden, Message: "This bulk data link was issued to another caller; ask for the metadata again to have links of your own."}
 	}
 	src, ok := s.locator.Source(link.Source)
 	if !ok {

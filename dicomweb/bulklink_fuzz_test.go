@@ -36,9 +36,9 @@ func FuzzVerifyBulkLink(f *testing.F) {
 	now := time.Unix(1_700_000_000, 0)
 	s := NewSigner([]byte(testKey), time.Hour, func() time.Time { return now })
 	for _, rel := range bulkLinkSeeds {
-		tok, _ := s.Sign("XA1", rel)
+		tok, _ := s.Sign("XA1", rel, testCaller)
 		f.Add(tok, "XA1", rel)
-		f.Add(forgeToken(testKey, 2, now.Add(time.Minute), "XA1", "1.2", rel), "", rel)
+		f.Add(forgeToken(testKey, tokenVersion, now.Add(time.Minute), "XA1", "1.2", rel), "", rel)
 	}
 	f.Add("AAAA.BBBB", "", "")
 	f.Add(forgeToken(testKey, 1, now.Add(time.Minute), "XA1", "", bulkLinkSeeds[0]), "XA1", "studies/1.2")
@@ -50,7 +50,7 @@ func FuzzVerifyBulkLink(f *testing.F) {
 		if link, err := s.Verify(forgeRawToken(testKey, []byte(token))); err == nil {
 			checkAcceptedLink(t, link)
 		}
-		tok, ok := s.Sign(src, rel)
+		tok, ok := s.Sign(src, rel, testCaller)
 		if !ok {
 			if _, good := bulkStudy(rel); good && src != "" && len(src) <= 255 {
 				t.Fatalf("Sign(%q, %q) refused a link under a study", src, rel)

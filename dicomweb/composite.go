@@ -89,7 +89,7 @@ func (s *Server) sendComposite(r *retrieval, inv *inventory, steps []step, first
 		first.resp.Body.Close()
 		return st.close()
 	}
-	rw, d := s.rewriter(), newDelivery(inv.union)
+	rw, d := s.rewriter(r.c), newDelivery(inv.union)
 	for i, step := range steps {
 		ans := first
 		if i > 0 {

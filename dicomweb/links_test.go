@@ -268,7 +268,7 @@ func TestBulkdataLinks(t *testing.T) {
 	}
 
 	later := now.Add(time.Hour)
-	other, _ := NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock).Sign("PT", "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010")
+	other, _ := NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock).Sign("PT", "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010", testCaller)
 	tests := []struct {
 		name, token, want string
 		advance           time.Duration
@@ -277,12 +277,12 @@ func TestBulkdataLinks(t *testing.T) {
 		{name: "expired", token: token, advance: time.Hour, want: "has expired (links are valid for 1h)"},
 		{name: "foreign key", token: other, want: "bulkdata link is invalid"},
 		{name: "old version", token: forgeToken(testKey, 1, later, "PT", "", "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010"), want: "format this proxy does not accept"},
-		{name: "path not under a study", token: forgeToken(testKey, 2, later, "PT", "", "other"), want: "bulkdata link is invalid"},
-		{name: "another host by a double slash", token: forgeToken(testKey, 2, later, "PT", "1.1", "studies/1.1//"+attacker+"/x"), want: "bulkdata link is invalid"},
-		{name: "traversal", token: forgeToken(testKey, 2, later, "PT", "1.1", "studies/1.1/../../admin"), want: "bulkdata link is invalid"},
-		{name: "encoded traversal", token: forgeToken(testKey, 2, later, "PT", "1.1", "studies/1.1/%2e%2e/%2e%2e/admin"), want: "bulkdata link is invalid"},
-		{name: "study not the path's", token: forgeToken(testKey, 2, later, "PT", "9.9", "studies/1.1/bulk"), want: "bulkdata link is invalid"},
-		{name: "unknown trust", token: forgeToken(testKey, 2, later, "ZZZ", "1.1", "studies/1.1/bulk"), want: "no longer configured"},
+		{name: "path not under a study", token: forgeToken(testKey, tokenVersion, later, "PT", "", "other"), want: "bulkdata link is invalid"},
+		{name: "another host by a double slash", token: forgeToken(testKey, tokenVersion, later, "PT", "1.1", "studies/1.1//"+attacker+"/x"), want: "bulkdata link is invalid"},
+		{name: "traversal", token: forgeToken(testKey, tokenVersion, later, "PT", "1.1", "studies/1.1/../../admin"), want: "bulkdata link is invalid"},
+		{name: "encoded traversal", token: forgeToken(testKey, tokenVersion, later, "PT", "1.1", "studies/1.1/%2e%2e/%2e%2e/admin"), want: "bulkdata link is invalid"},
+		{name: "study not the path's", token: forgeToken(testKey, tokenVersion, later, "PT", "9.9", "studies/1.1/bulk"), want: "bulkdata link is invalid"},
+		{name: "unknown trust", token: forgeToken(testKey, tokenVersion, later, "ZZZ", "1.1", "studies/1.1/bulk"), want: "no longer configured"},
 		{name: "not a token", token: "AAAA.BBBB", want: "bulkdata link is invalid"},
 	}
 	for _, tc := range tests {

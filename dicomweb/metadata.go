@@ -134,7 +134,7 @@ func (s *Server) writeMetadata(r *retrieval, streams []*metadataStream) error {
 	if err != nil {
 		return err
 	}
-	rw, seen := s.rewriter(), map[string]bool{}
+	rw, seen := s.rewriter(r.c), map[string]bool{}
 	for _, ms := range streams {
 		s.copyMetadata(out, ms, rw, seen)
 	}

@@ -182,9 +182,14 @@ func hostOf(f Forwarding) string {
 	return host
 }
 
-func (s *Server) rewriter() *rewriter {
-	return &rewriter{base: s.cfg.Forwarding.base(), signer: s.signer}
+// rewriter rewrites the URLs of an answer for the caller of c: links to the proxy, bulk data
+// links issued to the caller.
+func (s *Server) rewriter(c *echo.Context) *rewriter {
+	return &rewriter{base: s.cfg.Forwarding.base(), signer: s.signer, caller: callerOf(principal(c))}
 }
+
+// callerOf is who a bulk data link is issued to: the principal's subject at its issuer.
+func callerOf(p policy.Principal) string { return p.Issuer + "\x00" + p.Subject }
 
 // logStale writes one line per source stood in for by its stale cached copy.
 func (s *Server) logStale(c *echo.Context, kind string, d fallback.Decision) {

@@ -147,7 +147,7 @@ func (s *Server) judgeSearch(c *echo.Context, q *searchRequest, results []upstre
 // across copies (unionCounts, under fanCtx).
 func (s *Server) mergeSearch(ctx, fanCtx context.Context, c *echo.Context, q *searchRequest, results []upstream.Result[[]dcmjson.Dataset], v fallback.Decision) (*searchAnswer, error) {
 	ans := &searchAnswer{}
-	rw := s.rewriter()
+	rw := s.rewriter(c)
 	answers, truncated := s.collect(c, q, results, v, rw, ans)
 	all := mergeAnswers(q.level, byAnswerPriority(answers))
 	if !q.search.scopedByPatient() {

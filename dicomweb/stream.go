@@ -84,7 +84,7 @@ func (s *Server) passThrough(r *retrieval, ans *trustAnswer) error {
 	if headOnly(r.c) {
 		return st.close()
 	}
-	if err := reframeParts(mw, ans, s.rewriter(), nil); err != nil {
+	if err := reframeParts(mw, ans, s.rewriter(r.c), nil); err != nil {
 		mw.Abort()
 		st.abort(ans.src, markBroken(ans, err))
 	}

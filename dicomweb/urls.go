@@ -22,9 +22,10 @@ import (
 const Root = "/dicom-web"
 
 // Signer makes and checks the opaque bulkdata links the proxy hands out. A link names a source,
-// a study and a path below that source's DICOMweb root under that study, and carries an expiry
-// and an HMAC, so no client can make the proxy fetch an address of its choosing, and the study
-// a link is authorised for is the one it was signed for.
+// a study and a path below that source's DICOMweb root under that study, the caller it was
+// issued to, and carries an expiry and an HMAC, so no client can make the proxy fetch an address
+// of its choosing, the study a link is authorised for is the one it was signed for, and a link
+// passed on to someone else does not work for them.
 type Signer struct {
 	key []byte
 	ttl time.Duration
@@ -43,8 +44,13 @@ func NewSigner(key []byte, ttl time.Duration, now func() time.Time) *Signer {
 	return &Signer{key: append([]byte(nil), key...), ttl: ttl, now: now}
 }
 
-// tokenVersion is the first byte of every token. Version 1 (no study) is refused.
-const tokenVersion = 2
+// tokenVersion is the first byte of every token. Versions 1 (no study) and 2 (no caller) are
+// refused.
+const tokenVersion = 3
+
+// callerTagBytes is the length of the tag that binds a link to its caller: a keyed hash of the
+// caller, so that no identifier of theirs is in the URL.
+const callerTagBytes = 16
 
 // maxTokenLength bounds a token before any decoding.
 const maxTokenLength = 4096
@@ -71,11 +77,13 @@ type BulkLink struct {
 	// Rel is the path below the source's DICOMweb root (clean, under studies/{Study}), with its
 	// query if it has one.
 	Rel string
+	// caller is the tag of the caller the link was issued to (see IssuedTo).
+	caller []byte
 }
 
-// Sign returns a link token for rel (a path relative to the source's root, with its query), or
-// false when rel is not one the proxy hands out: see bulkStudy.
-func (s *Signer) Sign(sourceID, rel string) (string, bool) {
+// Sign returns a link token for rel (a path relative to the source's root, with its query),
+// issued to caller (callerOf), or false when rel is not one the proxy hands out: see bulkStudy.
+func (s *Signer) Sign(sourceID, rel, caller string) (string, bool) {
 	study, ok := bulkStudy(rel)
 	if !ok || sourceID == "" || len(sourceID) > 255 {
 		return "", false
@@ -85,6 +93,7 @@ func (s *Signer) Sign(sourceID, rel string) (string, bool) {
 	var exp [8]byte
 	binary.BigEndian.PutUint64(exp[:], uint64(s.now().Add(s.ttl).Unix()))
 	b.Write(exp[:])
+	b.Write(s.callerTag(caller))
 	b.WriteByte(byte(len(sourceID)))
 	b.WriteString(sourceID)
 	b.WriteByte(byte(len(study)))
@@ -100,6 +109,16 @@ func (s *Signer) mac(payload []byte) []byte {
 	return m.Sum(nil)
 }
 
+// callerTag is the keyed hash that stands for caller in a link.
+func (s *Signer) callerTag(caller string) []byte {
+	return s.mac([]byte("caller\x00" + caller))[:callerTagBytes]
+}
+
+// IssuedTo reports whether link was issued to caller (callerOf).
+func (s *Signer) IssuedTo(link BulkLink, caller string) bool {
+	return len(link.caller) == callerTagBytes && hmac.Equal(link.caller, s.callerTag(caller))
+}
+
 // TTL is how long the links this signer makes stay valid.
 func (s *Signer) TTL() time.Duration { return s.ttl }
 
@@ -113,7 +132,7 @@ func (s *Signer) Verify(token string) (BulkLink, error) {
 	}
 	payload, err1 := base64.RawURLEncoding.Strict().DecodeString(p)
 	sum, err2 := base64.RawURLEncoding.Strict().DecodeString(m)
-	if err1 != nil || err2 != nil || len(payload) < 10 {
+	if err1 != nil || err2 != nil || len(payload) < 1 {
 		return BulkLink{}, ErrBadToken
 	}
 	if !hmac.Equal(sum, s.mac(payload)) {
@@ -122,8 +141,12 @@ func (s *Signer) Verify(token string) (BulkLink, error) {
 	if payload[0] != tokenVersion {
 		return BulkLink{}, ErrOldToken
 	}
+	if len(payload) < 9+callerTagBytes {
+		return BulkLink{}, ErrBadToken
+	}
 	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[1:9])), 0)
-	rest := payload[9:]
+	caller := payload[9 : 9+callerTagBytes]
+	rest := payload[9+callerTagBytes:]
 	src, rest, ok1 := cutField(rest)
 	study, rel, ok2 := cutField(rest)
 	if !ok1 || !ok2 || src == "" {
@@ -135,7 +158,7 @@ func (s *Signer) Verify(token string) (BulkLink, error) {
 	if !s.now().Before(exp) {
 		return BulkLink{}, ErrExpiredToken
 	}
-	return BulkLink{Source: src, Study: study, Rel: string(rel)}, nil
+	return BulkLink{Source: src, Study: study, Rel: string(rel), caller: caller}, nil
 }
 
 // cutField splits a length-prefixed field off b.
@@ -215,6 +238,8 @@ const tagRetrieveURI = "0040E010"
 type rewriter struct {
 	base   string // absolute DICOMweb root of the proxy
 	signer *Signer
+	// caller is who the answer is for: every bulk data link in it is issued to them.
+	caller string
 }
 
 // relativeTo returns the path (and query) of raw below src's DICOMweb root, or false when raw
@@ -295,7 +320,7 @@ func (rw *rewriter) bulkLink(src *upstream.Source, raw string) string {
 	if !ok {
 		return ""
 	}
-	tok, ok := rw.signer.Sign(src.ID, rel)
+	tok, ok := rw.signer.Sign(src.ID, rel, rw.caller)
 	if !ok {
 		return ""
 	}

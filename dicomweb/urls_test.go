@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
+	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -26,6 +27,9 @@ func forgeToken(key string, version byte, exp time.Time, src, study, rel string)
 	var e [8]byte
 	binary.BigEndian.PutUint64(e[:], uint64(exp.Unix()))
 	b.Write(e[:])
+	if version >= 3 {
+		b.Write(NewSigner([]byte(key), time.Hour, nil).callerTag(testCaller))
+	}
 	b.WriteByte(byte(len(src)))
 	b.WriteString(src)
 	if version >= 2 {
@@ -38,12 +42,19 @@ func forgeToken(key string, version byte, exp time.Time, src, study, rel string)
 	return base64.RawURLEncoding.EncodeToString(b.Bytes()) + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// testCaller is the caller the tests' links are issued to: AllowAll's principal, as callerOf
+// names it.
+var testCaller = func() string {
+	p, _ := policy.AllowAll{}.Authenticate(nil)
+	return callerOf(p)
+}()
+
 func TestSigner(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
 	s := NewSigner([]byte(testKey), time.Hour, clock)
 	const rel = "studies/1.2/series/1.3/instances/1.4/bulk/7FE00010?x=1"
-	tok, ok := s.Sign("XA1", rel)
+	tok, ok := s.Sign("XA1", rel, testCaller)
 	if !ok {
 		t.Fatal("Sign refused a path under a study")
 	}
@@ -66,14 +77,15 @@ func TestSigner(t *testing.T) {
 		{name: "garbage", token: "not a token", want: ErrBadToken},
 		{name: "too long", token: tok + strings.Repeat("A", maxTokenLength), want: ErrBadToken},
 		{name: "version 1 (no study), signed by the key", token: forgeToken(testKey, 1, later, "XA1", "", rel), want: ErrOldToken},
-		{name: "version 3", token: forgeToken(testKey, 3, later, "XA1", "1.2", rel), want: ErrOldToken},
-		{name: "path not under studies", token: forgeToken(testKey, 2, later, "XA1", "", "other"), want: ErrBadToken},
-		{name: "signed study differs from the path's", token: forgeToken(testKey, 2, later, "XA1", "9.9", rel), want: ErrBadToken},
-		{name: "traversal out of the study", token: forgeToken(testKey, 2, later, "XA1", "1.2", "studies/1.2/../../admin"), want: ErrBadToken},
-		{name: "double slash", token: forgeToken(testKey, 2, later, "XA1", "1.2", "studies/1.2//attacker.example/x"), want: ErrBadToken},
-		{name: "encoded path", token: forgeToken(testKey, 2, later, "XA1", "1.2", "studies/1.2/%2e%2e/x"), want: ErrBadToken},
-		{name: "no source", token: forgeToken(testKey, 2, later, "", "1.2", "studies/1.2/bulk"), want: ErrBadToken},
-		{name: "source length past the end", token: forgeRawToken(testKey, []byte{2, 0, 0, 0, 0, 0, 0, 0, 0, 200, 'X'}), want: ErrBadToken},
+		{name: "version 2 (no caller), signed by the key", token: forgeToken(testKey, 2, later, "XA1", "1.2", rel), want: ErrOldToken},
+		{name: "version 4", token: forgeToken(testKey, 4, later, "XA1", "1.2", rel), want: ErrOldToken},
+		{name: "path not under studies", token: forgeToken(testKey, tokenVersion, later, "XA1", "", "other"), want: ErrBadToken},
+		{name: "signed study differs from the path's", token: forgeToken(testKey, tokenVersion, later, "XA1", "9.9", rel), want: ErrBadToken},
+		{name: "traversal out of the study", token: forgeToken(testKey, tokenVersion, later, "XA1", "1.2", "studies/1.2/../../admin"), want: ErrBadToken},
+		{name: "double slash", token: forgeToken(testKey, tokenVersion, later, "XA1", "1.2", "studies/1.2//attacker.example/x"), want: ErrBadToken},
+		{name: "encoded path", token: forgeToken(testKey, tokenVersion, later, "XA1", "1.2", "studies/1.2/%2e%2e/x"), want: ErrBadToken},
+		{name: "no source", token: forgeToken(testKey, tokenVersion, later, "", "1.2", "studies/1.2/bulk"), want: ErrBadToken},
+		{name: "source length past the end", token: forgeRawToken(testKey, append(append([]byte{tokenVersion, 0, 0, 0, 0, 0, 0, 0, 0}, make([]byte, callerTagBytes)...), 200, 'X')), want: ErrBadToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,8 +98,8 @@ func TestSigner(t *testing.T) {
 			if !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
-			if err == nil && (link != BulkLink{Source: "XA1", Study: "1.2", Rel: rel}) {
-				t.Fatalf("got %+v", link)
+			if err == nil && (link.Source != "XA1" || link.Study != "1.2" || link.Rel != rel || !v.IssuedTo(link, testCaller) || v.IssuedTo(link, callerOf(policy.Principal{Subject: "someone else"}))) {
+				t.Fatalf("got %+v; want XA1's link under study 1.2, issued to the test caller and no one else", link)
 			}
 		})
 	}
@@ -110,11 +122,11 @@ func TestSignRefuses(t *testing.T) {
 		"studies/1.2/b lk", "studies/1.2/bulk?a=b#c", "studies/1.2/bulk?a=%zz", "studies/1.2\\x", "series/1.2",
 		"studies/1.2/" + strings.Repeat("a", maxBulkRel),
 	} {
-		if tok, ok := s.Sign("XA1", rel); ok {
+		if tok, ok := s.Sign("XA1", rel, testCaller); ok {
 			t.Errorf("Sign(%q) = %q; want no link", rel, tok)
 		}
 	}
-	if _, ok := s.Sign("", "studies/1.2"); ok {
+	if _, ok := s.Sign("", "studies/1.2", testCaller); ok {
 		t.Error("Sign made a link without a source")
 	}
 }
@@ -164,7 +176,7 @@ func TestRelativeTo(t *testing.T) {
 func TestRewriteDataset(t *testing.T) {
 	s := testSource("http://pacs.example:8042/dicom-web")
 	signer := NewSigner([]byte(testKey), time.Hour, nil)
-	rw := &rewriter{base: "http://proxy:8080/dicom-web", signer: signer}
+	rw := &rewriter{base: "http://proxy:8080/dicom-web", signer: signer, caller: "the answer's caller"}
 	ds := dcmjson.Dataset{
 		dcmjson.TagPixelData: {VR: "OW", BulkDataURI: "http://pacs.example:8042/dicom-web/studies/1.2/series/1.3/instances/1.4/bulk/7fe00010"},
 		"00420011":           {VR: "OB", BulkDataURI: "http://elsewhere.example/steal"},
@@ -182,7 +194,7 @@ func TestRewriteDataset(t *testing.T) {
 		t.Fatalf("BulkDataURI = %q, want a proxy bulkdata link", pix)
 	}
 	link, err := signer.Verify(strings.TrimPrefix(pix, "http://proxy:8080/dicom-web/bulkdata/"))
-	if err != nil || link != (BulkLink{Source: "XA1", Study: "1.2", Rel: "studies/1.2/series/1.3/instances/1.4/bulk/7fe00010"}) {
+	if err != nil || link.Source != "XA1" || link.Study != "1.2" || link.Rel != "studies/1.2/series/1.3/instances/1.4/bulk/7fe00010" || !signer.IssuedTo(link, "the answer's caller") {
 		t.Fatalf("link names %+v (%v)", link, err)
 	}
 	for _, tag := range []string{"00420011", "00431028"} {
