@@ -779,6 +779,20 @@ func TestCapabilitiesAndCORS(t *testing.T) {
 	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "http://viewer.example" || !strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "authorization") {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
+	// Only the headers a viewer needs are allowed (its token, Accept, the purpose of use),
+	// never cookies or credentials.
+	req, _ = http.NewRequest(http.MethodOptions, p.srv.URL+"/dicom-web/studies", nil)
+	req.Header.Set("Origin", "http://viewer.example")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	req.Header.Set("Access-Control-Request-Headers", "Authorization, cookie, X-Purpose-Of-Use, x-forwarded-host")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Headers"); got != "Authorization, X-Purpose-Of-Use" || resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf("preflight allows headers %q (credentials %q); want only Authorization and X-Purpose-Of-Use, no credentials", got, resp.Header.Get("Access-Control-Allow-Credentials"))
+	}
 
 	resp, _ = p.get(t, "/dicom-web/studies?PatientID="+alice, "Origin", "http://viewer.example")
 	if resp.Header.Get("Access-Control-Allow-Origin") != "http://viewer.example" || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Warning") {

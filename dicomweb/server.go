@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -307,14 +308,32 @@ func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Access-Control-Expose-Headers", "Warning, Retry-After, X-Request-Id, Content-Location, Content-Length")
 		if c.Request().Method == http.MethodOptions && c.Request().Header.Get("Access-Control-Request-Method") != "" {
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
-				h.Set("Access-Control-Allow-Headers", req)
+			if allowed := corsHeaders(c.Request().Header.Get("Access-Control-Request-Headers")); allowed != "" {
+				h.Set("Access-Control-Allow-Headers", allowed)
 			}
 			h.Set("Access-Control-Max-Age", strconv.Itoa(int(s.cfg.CORSMaxAge/time.Second)))
 			return c.NoContent(http.StatusNoContent)
 		}
 		return next(c)
 	}
+}
+
+// corsRequestHeaders are the request headers a page of an allowed origin may send: its bearer
+// token, content negotiation, a request id and the purpose-of-use headers. No cookies, and no
+// Access-Control-Allow-Credentials: a viewer authenticates with its token.
+var corsRequestHeaders = []string{"accept", "authorization", "x-request-id", strings.ToLower(headerPurpose), strings.ToLower(headerPurposeReason)}
+
+// corsHeaders is the part of a preflight's Access-Control-Request-Headers list that
+// corsRequestHeaders allows, as the browser wrote it.
+func corsHeaders(requested string) string {
+	var out []string
+	for _, name := range strings.Split(requested, ",") {
+		name = strings.TrimSpace(name)
+		if slices.Contains(corsRequestHeaders, strings.ToLower(name)) {
+			out = append(out, name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func (s *Server) originAllowed(origin string) bool {
