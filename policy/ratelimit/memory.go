@@ -90,8 +90,8 @@ func (m *Memory) SeePatient(_ context.Context, key, patient string, p PatientLim
 // bounded is a map of at most capacity entries, each of which expires at the time until tells.
 type bounded[V any] struct {
 	capacity int
-	entries map[string]V
-	until   func(V) time.Time
+	entries  map[string]V
+	until    func(V) time.Time
 }
 
 func newBounded[V any](capacity int, until func(V) time.Time) bounded[V] {
