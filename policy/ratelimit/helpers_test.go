@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,21 +27,12 @@ const (
 // start is when every test's clock starts.
 var start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// fakeClock is a clock the test moves by hand, from the test's goroutine only.
+type fakeClock struct{ now time.Time }
 
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
+func (c *fakeClock) Now() time.Time { return c.now }
 
 func (c *fakeClock) advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 	return c.now
 }
@@ -87,6 +77,8 @@ type rig struct {
 	clock *fakeClock
 	mr    *miniredis.Miniredis
 	store *Redis
+	// storeLog holds what the Redis store logged; only the test's goroutine writes it.
+	storeLog *bytes.Buffer
 }
 
 // advance moves the rig's clock, and miniredis's, by d.
@@ -114,14 +106,14 @@ var kinds = []string{"memory", "redis"}
 // a new miniredis whose clock (TIME and TTLs) follows the rig's.
 func newRig(t *testing.T, kind string, cfg Config) *rig {
 	t.Helper()
-	r := &rig{clock: &fakeClock{now: start}}
+	r := &rig{clock: &fakeClock{now: start}, storeLog: &bytes.Buffer{}}
 	cfg.Clock = r.clock.Now
 	var shared Store
 	if kind == "redis" {
 		r.mr = miniredis.RunT(t)
 		r.mr.SetTime(start)
 		r.mr.ClockTTL(true)
-		s, err := NewRedis(newClient(t, r.mr.Addr()), testRedisOptions(), discard())
+		s, err := NewRedis(newClient(t, r.mr.Addr()), testRedisOptions(), slog.New(slog.NewTextHandler(r.storeLog, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -298,6 +298,12 @@ func TestRedisDown(t *testing.T) {
 	if got, _ := r.mr.Get("rate:" + r.keys.user(issuer, bob).rate()); got == "" {
 		t.Fatal("bob's request not counted in Redis after it came back")
 	}
+	logged := r.storeLog.String()
+	for _, msg := range []string{"level=WARN msg=\"redis rate limit store unavailable", "msg=\"redis rate limit store available again"} {
+		if n := strings.Count(logged, msg); n != 1 {
+			t.Errorf("log has %d lines with %s; want 1:\n%s", n, msg, logged)
+		}
+	}
 }
 
 // TestAllowRefusesIncompleteCaller checks that a caller without a subject or organisation is an

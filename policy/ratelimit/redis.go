@@ -96,26 +96,31 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions, log *slog.Logger)
 		opTimeout: opts.OpTimeout,
 	}
 	r.cb = gobreaker.NewCircuitBreaker[Decision](gobreaker.Settings{
-		Name:        "redis-rate-limits",
-		MaxRequests: 1,
-		Timeout:     opts.BreakerCooldown,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= opts.BreakerFailures },
-		IsExcluded:  func(err error) bool { return errors.Is(err, errCallerGone) },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			if opts.StateChanged != nil {
-				opts.StateChanged(to.String())
-			}
-			switch to {
-			case gobreaker.StateOpen:
-				log.Warn("redis rate limit store unavailable; each replica counts limits on its own", "from", from.String(), "to", to.String(), "retry_after", opts.BreakerCooldown)
-			case gobreaker.StateHalfOpen:
-				log.Info("redis rate limit store probing", "from", from.String(), "to", to.String())
-			default:
-				log.Info("redis rate limit store available again", "from", from.String(), "to", to.String())
-			}
-		},
+		Name:          "redis-rate-limits",
+		MaxRequests:   1,
+		Timeout:       opts.BreakerCooldown,
+		ReadyToTrip:   func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= opts.BreakerFailures },
+		IsExcluded:    func(err error) bool { return errors.Is(err, errCallerGone) },
+		OnStateChange: stateLogger(opts.StateChanged, log),
 	})
 	return r, nil
+}
+
+// stateLogger returns the breaker's OnStateChange: it tells notify, when set, and logs the
+// change once. It runs under the breaker's lock, so it only logs and returns.
+func stateLogger(notify func(string), log *slog.Logger) func(string, gobreaker.State, gobreaker.State) {
+	return func(_ string, from, to gobreaker.State) {
+		if notify != nil {
+			notify(to.String())
+		}
+		level, msg := slog.LevelInfo, "redis rate limit store available again"
+		if to == gobreaker.StateOpen {
+			level, msg = slog.LevelWarn, "redis rate limit store unavailable; each replica counts limits on its own"
+		} else if to == gobreaker.StateHalfOpen {
+			msg = "redis rate limit store probing"
+		}
+		log.Log(context.Background(), level, msg, "from", from.String(), "to", to.String())
+	}
 }
 
 // errCallerGone marks a failure caused by the caller's own context ending.
