@@ -58,8 +58,10 @@ type RedisOptions struct {
 
 // Redis is a Store in Redis (single node, Sentinel or Cluster), shared by every replica that
 // uses the same Redis and Config.KeySecret. Request rates use go-redis/redis_rate's GCRA script,
-// under keys "rate:" + the Limiter's key; distinct patients use a sorted set per user (see
-// patientsScript). Both scripts read Redis's own clock and touch one key each.
+// under keys "rate:" + the Limiter's key. Distinct patients use a sorted set per user, each
+// member a patient's hash scored with when the user last requested them: exact at any limit and
+// able to tell a repeat, which a HyperLogLog is not, and never larger than the limit. Both
+// scripts read Redis's own clock, so replicas' clocks do not matter, and touch one key each.
 //
 // A circuit breaker guards Redis as the cache's does: after BreakerFailures consecutive
 // failures calls fail at once with ErrRedisUnavailable for BreakerCooldown, then one probe
@@ -160,7 +162,7 @@ func (r *Redis) Take(ctx context.Context, key string, rate Rate) (Decision, erro
 	})
 }
 
-// SeePatient implements Store with patientsScript.
+// SeePatient implements Store with a sorted set per user.
 func (r *Redis) SeePatient(ctx context.Context, key, patient string, p PatientLimit) (Decision, error) {
 	return r.call(ctx, "count patient", func(ctx context.Context) (Decision, error) {
 		out, err := r.patients.Run(ctx, r.client, []string{key}, patient, p.Patients, p.Window.Milliseconds()).Int64Slice()
