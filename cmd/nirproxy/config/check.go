@@ -1,25 +1,35 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/nirproxy/nirproxy/policy/authz"
 )
 
 // CheckFile is the check-config sub-command: it loads the file at path with the overrides of
-// environ and validates it (LoadValid). It writes every problem to w, one per line as "path:
-// message", or else a line that sums the valid configuration up, a line saying where the cache
-// is, and each warning; it reports whether there was no problem.
+// environ and validates it (LoadValid), and reads and checks the onboarding registry file it
+// names, if any. It writes every problem to w, one per line as "path: message", or else a line
+// that sums the valid configuration up, a line saying where the cache is, a line for the
+// registry and one for the token issuers where they are set, and each warning; it reports
+// whether there was no problem.
 func CheckFile(path string, environ []string, w io.Writer) (ok bool) {
 	cfg, err := LoadValid(path, environ)
 	var fe *FileError
-	switch {
-	case errors.As(err, &fe):
-		fmt.Fprintln(w, fe)
-		return false
-	case err != nil:
+	if err != nil && !errors.As(err, &fe) {
 		fmt.Fprintf(w, "%s: %v\n", path, err)
+		return false
+	}
+	registry, problems := cfg.Onboarding.loadRegistry()
+	if len(problems) > 0 {
+		fe = cmp.Or(fe, &FileError{})
+		fe.Invalid = append(fe.Invalid, problems...)
+	}
+	if fe != nil {
+		fmt.Fprintln(w, fe)
 		return false
 	}
 	noun := "sources"
@@ -29,6 +39,17 @@ func CheckFile(path string, environ []string, w io.Writer) (ok bool) {
 	fmt.Fprintf(w, "%s is valid: %d %s (%s), listening on %s\n",
 		path, len(cfg.Sources), noun, strings.Join(cfg.SourceIDs(), ", "), cfg.Listen)
 	fmt.Fprintf(w, "cache: %s\n", cfg.Cache.Describe())
+	if registry != nil {
+		orgs, systems := registry.Len()
+		fmt.Fprintf(w, "onboarding registry: %s (organisations: %d, systems: %d)\n", cfg.Onboarding.RegistryFile, orgs, systems)
+	}
+	if issuers := cfg.Authentication.Issuers; len(issuers) > 0 {
+		names := make([]string, len(issuers))
+		for i, iss := range issuers {
+			names[i] = fmt.Sprintf("%s (%s)", iss.Issuer, iss.Profile)
+		}
+		fmt.Fprintf(w, "token issuers: %s\n", strings.Join(names, ", "))
+	}
 	for _, p := range cfg.Warnings() {
 		fmt.Fprintf(w, "warning: %s\n", p.String())
 	}
@@ -50,4 +71,29 @@ func (c Cache) Describe() string {
 		return "Redis Cluster at " + strings.Join(c.Redis.Addrs, ", ")
 	}
 	return "Redis at " + c.Redis.Addrs[0]
+}
+
+// loadRegistry reads and checks the registry file RegistryFile names, if any, with every
+// problem under onboarding.registryFile.
+func (o Onboarding) loadRegistry() (*authz.Registry, Problems) {
+	const p = "onboarding.registryFile"
+	if o.RegistryFile == "" {
+		return nil, nil
+	}
+	data, unreadable := readFile(o.RegistryFile)
+	if unreadable != "" {
+		return nil, Problems{{Path: p, Message: unreadable}}
+	}
+	r, err := authz.ParseRegistry(data)
+	var re *authz.RegistryError
+	var ps Problems
+	switch {
+	case errors.As(err, &re):
+		for _, rp := range re.Problems {
+			ps.add(p, "%s: %s", o.RegistryFile, rp)
+		}
+	case err != nil:
+		ps.add(p, "%s: %v", o.RegistryFile, err)
+	}
+	return r, ps
 }

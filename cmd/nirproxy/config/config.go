@@ -20,10 +20,17 @@
 // # Defaults
 //
 // [Default] is the one place a default is written: cmd/nirproxy sets every setting of the packages
-// it wires from a Config, and upstream and cache refuse incomplete settings. The methods that turn
-// a Config into upstream's and cache's settings are here (see [Source.UpstreamOptions]), so that
-// cmd/nirproxy and tests build them the same way; dicomweb's are in cmd/nirproxy, since this
-// package must not import dicomweb, whose own tests may import this package.
+// it wires from a Config, and upstream, cache, policy/authn and policy/authz refuse incomplete
+// settings (the last two offer their defaults, which Default takes). The methods that turn a
+// Config into those packages' settings are here (see [Source.UpstreamOptions], [Config.Authn],
+// [Config.AuthzRules]), so that cmd/nirproxy and tests build them the same way.
+//
+// # Access control
+//
+// The auth, onboarding and authorization sections configure policy/authn and policy/authz. Those
+// packages judge the values: [Config.Validate] asks them and names the key and the fix, so that a
+// configuration it accepts is one they accept. serve does not use these sections yet, and every
+// key of them is optional.
 package config
 
 import (
@@ -33,6 +40,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/nirproxy/nirproxy/policy/authz"
 )
 
 // Values of [Auth.Type].
@@ -127,6 +136,15 @@ type Config struct {
 	Logging Logging `yaml:"logging"`
 	// Sources are the trusts' PACS, at least one.
 	Sources []Source `yaml:"sources"`
+	// Authentication says which token issuers callers' bearer tokens may come from. Not yet
+	// used by serve.
+	Authentication Authentication `yaml:"auth"`
+	// Onboarding says where the registry of onboarded organisations and systems is. Not yet
+	// used by serve.
+	Onboarding Onboarding `yaml:"onboarding"`
+	// Authorization says what each job role may do and how purposes of use and DSPT years are
+	// judged. Not yet used by serve.
+	Authorization Authorization `yaml:"authorization"`
 }
 
 // Incidents configures escalation of incidents (a trust's circuit breaker opening or closing).
@@ -497,6 +515,18 @@ func Default() Config {
 		Locator:                 Locator{TTL: Duration(10 * time.Minute)},
 		Cache:                   DefaultCache(),
 		Logging:                 Logging{Level: "info", Format: "json"},
+		Authentication: Authentication{
+			CacheTTL:    Duration(5 * time.Minute),
+			CacheSize:   10000,
+			HTTPTimeout: Duration(5 * time.Second),
+		},
+		Onboarding: Onboarding{ReloadEvery: Duration(30 * time.Second)},
+		Authorization: Authorization{
+			RoleActions:          authz.DefaultRoleActions(),
+			AcceptRequestPurpose: false,
+			DSPTYearStart:        formatMonthDay(authz.DefaultDSPTYear()),
+			DSPTTimeZone:         zoneName(authz.DefaultDSPTYear().Location),
+		},
 	}
 }
 
@@ -536,6 +566,31 @@ func DefaultSource() Source {
 		Auth:           Auth{Type: AuthNone},
 		PatientID:      PatientID{Attribute: AttributePatientID},
 	}
+}
+
+// DefaultTokenIssuer is a token issuer with every default filled in; each entry of auth.issuers
+// starts from it. Its cis2 settings are NHS services' (see [CIS2]); they are passed on only
+// for an issuer of profile cis2, or where the file changes them.
+func DefaultTokenIssuer() TokenIssuer {
+	return TokenIssuer{
+		Algorithms: []string{"RS256"},
+		ClockSkew:  Duration(60 * time.Second),
+		KeyRefresh: Duration(5 * time.Minute),
+		KeyMaxAge:  Duration(time.Hour),
+		CIS2:       CIS2{MinIDAssuranceLevel: 3, ACRPrefix: "AAL3_"},
+	}
+}
+
+// entryDefault is what a new entry of a list of t starts from: [DefaultSource] for sources,
+// [DefaultTokenIssuer] for token issuers; false for lists whose entries start empty.
+func entryDefault(t reflect.Type) (reflect.Value, bool) {
+	switch t {
+	case reflect.TypeFor[Source]():
+		return reflect.ValueOf(DefaultSource()), true
+	case reflect.TypeFor[TokenIssuer]():
+		return reflect.ValueOf(DefaultTokenIssuer()), true
+	}
+	return reflect.Value{}, false
 }
 
 // SourceIDs lists the sources' ids in the order of the file.

@@ -26,8 +26,9 @@ type leaf struct {
 // leaves lists the keys of struct v that hold a value, its sections' included, and its retired
 // keys (see retiredKeys); path is v's key path and env its variable names' start. A key's variable
 // name is its path in upper case, camelCase split into words, joined by "_": so every key gets an
-// override without a list to keep. Lists of structs (the sources) are left out: each entry is
-// addressed by its id.
+// override without a list to keep. Lists of structs are left out (each source is addressed by
+// its id; token issuers are set in the file only), as are maps (authorization.roleActions), which
+// no single value can write.
 func leaves(v reflect.Value, path, env string) []leaf {
 	var out []leaf
 	for key, msg := range retiredKeys(v.Type()) {
@@ -36,7 +37,7 @@ func leaves(v reflect.Value, path, env string) []leaf {
 	for i, key := range keysOf(v.Type()) {
 		f, p, e := v.Field(i), joinPath(path, key), env+envWords(key)
 		switch {
-		case key == "" || f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+		case key == "" || f.Kind() == reflect.Map || f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
 		case f.Kind() == reflect.Struct:
 			out = append(out, leaves(f, p, e+"_")...)
 		default:

@@ -244,6 +244,25 @@ func TestEnvOverridesCache(t *testing.T) {
 		{"NIRPROXY_CACHE_REDIS_BREAKER_FAILURES", "2", func(c Cache) any { return c.Redis.BreakerFailures }, 2},
 		{"NIRPROXY_CACHE_REDIS_BREAKER_COOLDOWN", "1m", func(c Cache) any { return c.Redis.BreakerCooldown.Std() }, time.Minute},
 	}
+	cases := make([]envCase, len(tests))
+	for i, tc := range tests {
+		cases[i] = envCase{tc.name, tc.value, func(c Config) any { return tc.got(c.Cache) }, tc.want}
+	}
+	checkEnvCases(t, []string{"CACHE_"}, cases)
+}
+
+// envCase is one variable, its value, and what it sets.
+type envCase struct {
+	name, value string
+	got         func(c Config) any
+	want        any
+}
+
+// checkEnvCases sets each case's variable over twoSourcesYAML and checks what it set, and that
+// EnvNames lists it; and that every variable EnvNames lists under the sections (CACHE_, ...) has
+// a case, so a new key cannot go untested.
+func checkEnvCases(t *testing.T, sections []string, tests []envCase) {
+	t.Helper()
 	names := EnvNames(Default())
 	var inTable []string
 	for _, tc := range tests {
@@ -256,14 +275,16 @@ func TestEnvOverridesCache(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			if got := tc.got(c.Cache); !reflect.DeepEqual(got, tc.want) {
+			if got := tc.got(c); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, EnvPrefix+"CACHE_") && !slices.Contains(inTable, n) {
-			t.Errorf("%s is not tested here", n)
+		for _, section := range sections {
+			if strings.HasPrefix(n, EnvPrefix+section) && !slices.Contains(inTable, n) {
+				t.Errorf("%s is not tested here", n)
+			}
 		}
 	}
 }

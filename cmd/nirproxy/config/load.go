@@ -88,7 +88,8 @@ func LoadValid(path string, environ []string) (Config, error) {
 
 // Load reads the YAML file at path and returns the configuration it describes: the defaults, then
 // the file, then the environment overrides in environ (as os.Environ returns them), then the
-// secrets named by the *File keys (relative paths are taken from the file's directory). It does
+// secrets named by the *File keys (relative paths are taken from the file's directory, as is
+// onboarding.registryFile's, which Load leaves resolved). It does
 // not validate: call Validate, or use LoadValid. Everything it could not read is reported at once
 // as [Problems]; the Config returned with them holds what could be read.
 func Load(path string, environ []string) (Config, error) {
@@ -99,7 +100,8 @@ func Load(path string, environ []string) (Config, error) {
 	return parse(data, environ, filepath.Dir(path))
 }
 
-// Parse is Load for a file's contents; relative *File paths are taken from the current directory.
+// Parse is Load for a file's contents; relative *File paths (and onboarding.registryFile) are
+// taken from the current directory.
 func Parse(data []byte, environ []string) (Config, error) {
 	return parse(data, environ, "")
 }
@@ -116,12 +118,14 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 	decode(&ps, &root, reflect.ValueOf(&cfg).Elem(), "")
 	applyEnv(&cfg, environ, &ps)
 	resolveSecretFiles(&cfg, baseDir, &ps)
+	cfg.Onboarding.RegistryFile = fromDir(baseDir, cfg.Onboarding.RegistryFile)
 	return cfg, ps.errOrNil()
 }
 
 // decode lays the YAML node n over v, key by key, so that keys n does not name keep their
 // defaults; path is v's key path. Unlike yaml's own decoder it reports every problem with its key
-// path, and a new entry of the sources starts from DefaultSource.
+// path, and a new entry of a list starts from its default (see entryDefault). A mapping given
+// for a map replaces its default whole.
 func decode(ps *Problems, n *yaml.Node, v reflect.Value, path string) {
 	switch {
 	case n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null":
@@ -140,13 +144,18 @@ func decode(ps *Problems, n *yaml.Node, v reflect.Value, path string) {
 		ps.add(path, "expected a list, found %s (line %d); write it like [a, b] or as lines starting with \"- \"", describe(n), n.Line)
 	case v.Kind() == reflect.Slice:
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		d, fill := entryDefault(v.Type().Elem())
 		for i, c := range n.Content {
-			if e := s.Index(i); e.Type() == reflect.TypeFor[Source]() {
-				e.Set(reflect.ValueOf(DefaultSource()))
+			if fill {
+				s.Index(i).Set(d)
 			}
 			decode(ps, c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
 		}
 		v.Set(s)
+	case v.Kind() == reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		decodeMap(ps, n, m, path)
+		v.Set(m)
 	case n.Kind != yaml.ScalarNode:
 		ps.add(path, "expected a single value, found %s (line %d)", describe(n), n.Line)
 	default:
@@ -163,25 +172,8 @@ func decodeStruct(ps *Problems, n *yaml.Node, v reflect.Value, path string) {
 		ps.add(path, "expected keys and values (a mapping), found %s (line %d)", describe(n), n.Line)
 		return
 	}
-	keys, seen := keysOf(v.Type()), map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.Value == "<<" {
-			merged := []*yaml.Node{val}
-			if val.Kind == yaml.SequenceNode {
-				merged = val.Content
-			}
-			for _, m := range merged {
-				decode(ps, m, v, path)
-			}
-			continue
-		}
-		key := joinPath(path, cmp.Or(k.Value, `""`)) // An empty key is named too.
-		if line, dup := seen[k.Value]; dup {
-			ps.add(key, "given twice (lines %d and %d); keep one", line, k.Line)
-			continue
-		}
-		seen[k.Value] = k.Line
+	keys := keysOf(v.Type())
+	entries(ps, n, path, func(m *yaml.Node) { decode(ps, m, v, path) }, func(k, val *yaml.Node, key string) {
 		field := slices.Index(keys, k.Value)
 		switch msg, retired := retiredKeys(v.Type())[k.Value]; {
 		case field >= 0 && k.Value != "":
@@ -191,7 +183,56 @@ func decodeStruct(ps *Problems, n *yaml.Node, v reflect.Value, path string) {
 		default:
 			ps.add(key, "unknown key (line %d); %s", k.Line, suggestKey(keys, k.Value))
 		}
+	})
+}
+
+// entries calls entry with each key of mapping n, its value and its path, once a key given twice
+// is reported; a merge key ("<<: *anchor", or a list of anchors) calls merge with each node it
+// merges instead.
+func entries(ps *Problems, n *yaml.Node, path string, merge func(*yaml.Node), entry func(k, val *yaml.Node, key string)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.Value == "<<" {
+			merged := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				merged = val.Content
+			}
+			for _, m := range merged {
+				merge(m)
+			}
+			continue
+		}
+		key := joinPath(path, cmp.Or(k.Value, `""`)) // An empty key is named too.
+		if line, dup := seen[k.Value]; dup {
+			ps.add(key, "given twice (lines %d and %d); keep one", line, k.Line)
+			continue
+		}
+		seen[k.Value] = k.Line
+		entry(k, val, key)
 	}
+}
+
+// decodeMap lays a mapping's entries into map m, each value decoded by the map's element type,
+// following merge keys as decodeStruct does; an entry's path is its key's.
+func decodeMap(ps *Problems, n *yaml.Node, m reflect.Value, path string) {
+	switch {
+	case n.Kind == yaml.AliasNode && n.Alias != nil:
+		decodeMap(ps, n.Alias, m, path)
+		return
+	case n.Kind != yaml.MappingNode:
+		ps.add(path, "expected keys and values (a mapping), found %s (line %d)", describe(n), n.Line)
+		return
+	}
+	entries(ps, n, path, func(mn *yaml.Node) { decodeMap(ps, mn, m, path) }, func(k, val *yaml.Node, key string) {
+		if k.Kind != yaml.ScalarNode {
+			ps.add(path, "a key is %s (line %d); write each key as a single value", describe(k), k.Line)
+			return
+		}
+		e := reflect.New(m.Type().Elem()).Elem()
+		decode(ps, val, e, key)
+		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(m.Type().Key()), e)
+	})
 }
 
 // describe names a node's kind for messages.
@@ -351,15 +392,8 @@ func resolveSecretFiles(cfg *Config, baseDir string, ps *Problems) {
 			ps.add(key, "given both directly and by %s; keep one of them", k.path)
 			continue
 		}
-		file := k.v.String()
-		if !filepath.IsAbs(file) && baseDir != "" {
-			file = filepath.Join(baseDir, file)
-		}
-		data, err := os.ReadFile(file)
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
+		file := fromDir(baseDir, k.v.String())
+		data, unreadable := readFile(file)
 		var list []Secret
 		for line := range strings.Lines(string(data)) {
 			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
@@ -368,8 +402,8 @@ func resolveSecretFiles(cfg *Config, baseDir string, ps *Problems) {
 		}
 		secret := strings.TrimRight(string(data), "\r\n")
 		switch {
-		case err != nil:
-			ps.add(k.path, "cannot read %s: %v; check the path and the file's permissions", file, err)
+		case unreadable != "":
+			ps.add(k.path, "%s", unreadable)
 		case dst.Kind() == reflect.Slice && len(list) == 0:
 			ps.add(k.path, "%s holds no key; put one key on each line, the one to use first", file)
 		case dst.Kind() == reflect.Slice:
@@ -380,4 +414,25 @@ func resolveSecretFiles(cfg *Config, baseDir string, ps *Problems) {
 			dst.SetString(secret)
 		}
 	}
+}
+
+// fromDir is the path of file taken from directory dir when it is relative; "" stays "".
+func fromDir(dir, file string) string {
+	if file == "" || filepath.IsAbs(file) || dir == "" {
+		return file
+	}
+	return filepath.Join(dir, file)
+}
+
+// readFile reads a file a key names; unreadable, when it cannot, says why and what to check.
+func readFile(file string) (data []byte, unreadable string) {
+	data, err := os.ReadFile(file)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read %s: %v; check the path and the file's permissions", file, err)
+	}
+	return data, ""
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -98,8 +99,40 @@ func TestParseMinimal(t *testing.T) {
 		{"sources[0].breaker.failureRatio", cfg.Sources[0].Breaker.FailureRatio, 0.5},
 		{"sources[0].breaker.consecutiveUnreachable", cfg.Sources[0].Breaker.ConsecutiveUnreachable, 5},
 		{"sources[0].breaker.openFor", cfg.Sources[0].Breaker.OpenFor.Std(), 30 * time.Second},
+		{"auth.issuers", len(cfg.Authentication.Issuers), 0},
+		{"auth.tokenCacheTTL", cfg.Authentication.CacheTTL.Std(), 5 * time.Minute},
+		{"auth.tokenCacheSize", cfg.Authentication.CacheSize, 10000},
+		{"auth.httpTimeout", cfg.Authentication.HTTPTimeout.Std(), 5 * time.Second},
+		{"onboarding.registryFile", cfg.Onboarding.RegistryFile, ""},
+		{"onboarding.reloadEvery", cfg.Onboarding.ReloadEvery.Std(), 30 * time.Second},
+		{"authorization.roleActions", fmt.Sprint(cfg.Authorization.RoleActions),
+			"map[R0001:[readAudit] R8000:[search retrieveImages retrieveReports] R8001:[search retrieveImages retrieveReports] R8003:[search retrieveImages retrieveReports]]"},
+		{"authorization.acceptRequestPurpose", cfg.Authorization.AcceptRequestPurpose, false},
+		{"authorization.dsptYearStart", cfg.Authorization.DSPTYearStart, "07-01"},
+		{"authorization.dsptTimeZone", cfg.Authorization.DSPTTimeZone, "UTC"},
 	}
 	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// The documented defaults of each entry of auth.issuers.
+	iss := DefaultTokenIssuer()
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"auth.issuers[].algorithms", fmt.Sprint(iss.Algorithms), "[RS256]"},
+		{"auth.issuers[].clockSkew", iss.ClockSkew.Std(), 60 * time.Second},
+		{"auth.issuers[].keyRefresh", iss.KeyRefresh.Std(), 5 * time.Minute},
+		{"auth.issuers[].keyMaxAge", iss.KeyMaxAge.Std(), time.Hour},
+		{"auth.issuers[].discovery", iss.Discovery, false},
+		{"auth.issuers[].cis2.minIdAssuranceLevel", iss.CIS2.MinIDAssuranceLevel, 3},
+		{"auth.issuers[].cis2.acrPrefix", iss.CIS2.ACRPrefix, "AAL3_"},
+		{"auth.issuers[].cis2.userinfoURL", iss.CIS2.UserinfoURL, ""},
+		{"auth.issuers[].claims", iss.Claims, ClaimNames{}},
+		{"auth.issuers[].profile", iss.Profile, ""},
+	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
@@ -132,6 +165,17 @@ func TestLoadExample(t *testing.T) {
 	want.EncryptionKeys, want.Redis.Addrs = []Secret{}, []string{}
 	if !reflect.DeepEqual(cfg.Cache, want) {
 		t.Errorf("cache =\n%+v\nwant the defaults\n%+v", cfg.Cache, want)
+	}
+	// Its access sections show the defaults too, with a CIS2 issuer and one of profile claims.
+	wantAccess := Default()
+	if a, w := cfg.Authentication, wantAccess.Authentication; a.CacheTTL != w.CacheTTL || a.CacheSize != w.CacheSize || a.HTTPTimeout != w.HTTPTimeout {
+		t.Errorf("auth = %+v, want the defaults %+v", a, w)
+	}
+	if cfg.Onboarding != wantAccess.Onboarding || !reflect.DeepEqual(cfg.Authorization, wantAccess.Authorization) {
+		t.Errorf("onboarding, authorization = %+v, %+v; want the defaults %+v, %+v", cfg.Onboarding, cfg.Authorization, wantAccess.Onboarding, wantAccess.Authorization)
+	}
+	if iss := cfg.Authentication.Issuers; len(iss) != 2 || iss[0].Profile != "cis2" || !strings.Contains(iss[0].Issuer, ":443/") || iss[1].Profile != "claims" {
+		t.Errorf("auth.issuers = %+v, want a CIS2 issuer with its port, then one of profile claims", iss)
 	}
 }
 
@@ -384,7 +428,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown key in a source", "sources:\n  - id: RXA\n  - id: RXB\n    auth:\n      tokn: x\n",
 			[]Problem{{"sources[1].auth.tokn", "did you mean token? The keys here are"}}},
 		{"unknown key far from any", "frobnicate: 1\n",
-			[]Problem{{"frobnicate", "the keys here are bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen,"}}},
+			[]Problem{{"frobnicate", "the keys here are auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen,"}}},
 		{"every unknown key at once", "a: 1\nb: 2\n",
 			[]Problem{{"a", "unknown key"}, {"b", "unknown key"}}},
 		{"key given twice", "listen: :1\nlisten: :2\n",
@@ -421,6 +465,36 @@ func TestParseProblems(t *testing.T) {
 			[]Problem{{"sources[0].breaker.failureRatio", `".nan" is not a finite number`}}},
 		{"a ratio that is infinite", "sources:\n  - id: RXA\n    breaker:\n      failureRatio: Inf\n",
 			[]Problem{{"sources[0].breaker.failureRatio", `"Inf" is not a finite number`}}},
+
+		// the access control sections
+		{"unknown key in an issuer", "auth:\n  issuers:\n    - jwksUrl: https://x\n",
+			[]Problem{{"auth.issuers[0].jwksUrl", "unknown key (line 3); did you mean jwksURL?"}}},
+		{"unknown key in an issuer's claims", "auth:\n  issuers:\n    - claims: {subjet: sub}\n",
+			[]Problem{{"auth.issuers[0].claims.subjet", "did you mean subject?"}}},
+		{"unknown key in an issuer's cis2", "auth:\n  issuers:\n    - cis2: {minIDAssuranceLevel: 3}\n",
+			[]Problem{{"auth.issuers[0].cis2.minIDAssuranceLevel", "did you mean minIdAssuranceLevel?"}}},
+		{"unknown key in a section", "onboarding:\n  registryfile: x.yaml\nauthorization:\n  dsptYear: 07-01\n", []Problem{
+			{"onboarding.registryfile", "did you mean registryFile?"},
+			{"authorization.dsptYear", "the keys here are acceptRequestPurpose, dsptTimeZone, dsptYearStart, roleActions"},
+		}},
+		{"issuers as a mapping", "auth:\n  issuers:\n    cis2: {issuer: https://x}\n",
+			[]Problem{{"auth.issuers", "expected a list"}}},
+		{"an issuer's duration", "auth:\n  issuers:\n    - clockSkew: 60\n",
+			[]Problem{{"auth.issuers[0].clockSkew", `"60" is not a duration`}}},
+		{"an issuer's assurance level", "auth:\n  issuers:\n    - cis2: {minIdAssuranceLevel: high}\n",
+			[]Problem{{"auth.issuers[0].cis2.minIdAssuranceLevel", `"high" is not a whole number`}}},
+		{"roles as a list", "authorization:\n  roleActions: [R8000]\n",
+			[]Problem{{"authorization.roleActions", "expected keys and values (a mapping), found a list (line 2)"}}},
+		{"a role given twice", "authorization:\n  roleActions:\n    R8000: [search]\n    R8000: [operate]\n",
+			[]Problem{{"authorization.roleActions.R8000", "given twice (lines 3 and 4); keep one"}}},
+		{"a role's permissions as one value", "authorization:\n  roleActions:\n    R8000: search\n",
+			[]Problem{{"authorization.roleActions.R8000", "expected a list"}}},
+		{"a role's permission as a list", "authorization:\n  roleActions:\n    R8000: [[search]]\n",
+			[]Problem{{"authorization.roleActions.R8000[0]", "expected a single value, found a list"}}},
+		{"a role that is a list", "authorization:\n  roleActions:\n    [R8000]: [search]\n",
+			[]Problem{{"authorization.roleActions", "a key is a list (line 3); write each key as a single value"}}},
+		{"a merge that is no mapping", "authorization:\n  roleActions:\n    <<: R8000\n",
+			[]Problem{{"authorization.roleActions", "expected keys and values (a mapping), found a single value"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -443,14 +517,7 @@ func TestLoadMissingFile(t *testing.T) {
 
 func TestSecretFiles(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := fileWriter(t, dir)
 	key := strings.Repeat("k", 40)
 	write("key", key+"\n")
 	write("password", "s3cret-password\r\n")
@@ -608,6 +675,18 @@ func TestSecretFiles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// fileWriter is a function that writes a file into dir and returns its path.
+func fileWriter(t *testing.T, dir string) func(name, content string) string {
+	return func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }
 

@@ -3,12 +3,17 @@ package config
 import (
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/nirproxy/nirproxy/cache"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy/authn"
+	"github.com/nirproxy/nirproxy/policy/authz"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -142,4 +147,59 @@ func (c Cache) RedisOptions() cache.RedisOptions {
 // Std is f as package cache takes it.
 func (f Freshness) Std() cache.Freshness {
 	return cache.Freshness{Fresh: f.Fresh.Std(), Stale: f.Stale.Std()}
+}
+
+// Authn is the auth section as package authn takes it. Its HTTP client, for keys, discovery
+// documents and userinfo, carries auth.httpTimeout and sends through transport (nil:
+// http.DefaultTransport); clock tells the time (time.Now in production).
+func (c Config) Authn(clock func() time.Time, transport http.RoundTripper) authn.Config {
+	a := c.Authentication
+	issuers := make([]authn.Options, len(a.Issuers))
+	for i, iss := range a.Issuers {
+		issuers[i] = iss.Options()
+	}
+	return authn.Config{
+		Issuers:    issuers,
+		CacheTTL:   a.CacheTTL.Std(),
+		CacheSize:  a.CacheSize,
+		Clock:      clock,
+		HTTPClient: &http.Client{Transport: transport, Timeout: a.HTTPTimeout.Std()},
+	}
+}
+
+// Options is the issuer as package authn takes it. Its cis2 settings are passed on for profile
+// cis2, and for another profile only where the file changed them from their defaults (which
+// authn then refuses, naming them); its claims are passed on as given.
+func (t TokenIssuer) Options() authn.Options {
+	o := authn.Options{
+		Issuer:     t.Issuer,
+		JWKSURL:    t.JWKSURL,
+		Discovery:  t.Discovery,
+		Audiences:  slices.Clone(t.Audiences),
+		Algorithms: slices.Clone(t.Algorithms),
+		ClockSkew:  t.ClockSkew.Std(),
+		KeyRefresh: t.KeyRefresh.Std(),
+		KeyMaxAge:  t.KeyMaxAge.Std(),
+		Profile:    t.Profile,
+		Claims:     authn.ClaimNames(t.Claims),
+	}
+	if t.Profile == authn.ProfileCIS2 || t.CIS2 != DefaultTokenIssuer().CIS2 {
+		o.CIS2 = authn.CIS2Options(t.CIS2)
+	}
+	return o
+}
+
+// AuthzRules is the authorization section as package authz takes it, with a copy of the roles
+// map. It fails only for a dsptYearStart or dsptTimeZone that Validate refuses.
+func (c Config) AuthzRules() (authz.Rules, error) {
+	a := c.Authorization
+	year, err := a.dsptYear()
+	if err != nil {
+		return authz.Rules{}, fmt.Errorf("read authorization.dsptYearStart and dsptTimeZone: %w", err)
+	}
+	roles := make(authz.RoleActions, len(a.RoleActions))
+	for role, perms := range a.RoleActions {
+		roles[role] = slices.Clone(perms)
+	}
+	return authz.Rules{RoleActions: roles, DSPTYear: year, AcceptRequestPurpose: a.AcceptRequestPurpose}, nil
 }

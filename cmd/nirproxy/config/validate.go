@@ -43,7 +43,9 @@ func validSourceID(id string) bool {
 }
 
 // Validate checks every value of c and returns every problem found, in the order of the keys; none
-// means c can be used. It does not read files or the environment (Load did that).
+// means c can be used. It does not read files or the environment (Load did that), except the
+// system's time zone database for authorization.dsptTimeZone; check-config also reads the
+// onboarding registry (see [CheckFile]).
 func (c Config) Validate() []Problem {
 	var ps Problems
 	c.checkFront(&ps)
@@ -79,6 +81,7 @@ func (c Config) Validate() []Problem {
 	checkCache(&ps, c.Cache)
 	checkLogging(&ps, c.Logging)
 	checkSources(&ps, c.Sources)
+	c.checkAccess(&ps)
 	return ps
 }
 
@@ -130,6 +133,7 @@ func (c Config) Warnings() []Problem {
 		ps.add("signingKey", "empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another")
 	}
 	cacheWarnings(&ps, c.Cache)
+	issuerWarnings(&ps, c.Authentication)
 	return ps
 }
 

@@ -420,12 +420,32 @@ func TestValidateNeverShowsSecrets(t *testing.T) {
 	}
 }
 
+// warningCase is a valid configuration, validConfig with a signing key and modify applied, and
+// the warnings it gives.
+type warningCase struct {
+	name   string
+	modify func(c *Config)
+	want   []Problem // Message is a substring of the warning's message
+}
+
+// checkWarnings checks each case's configuration is valid and gives its warnings.
+func checkWarnings(t *testing.T, tests []warningCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			c.SigningKey = Secret(strings.Repeat("x", 32))
+			tc.modify(&c)
+			if ps := c.Validate(); len(ps) > 0 {
+				t.Fatalf("Validate = %v, want a valid configuration", Problems(ps))
+			}
+			matchProblems(t, c.Warnings(), tc.want)
+		})
+	}
+}
+
 func TestCacheWarnings(t *testing.T) {
-	tests := []struct {
-		name   string
-		modify func(c *Config)
-		want   []Problem // Message is a substring of the warning's message
-	}{
+	checkWarnings(t, []warningCase{
 		{"defaults", func(c *Config) {}, nil},
 		{"redis on the loopback interface", func(c *Config) {
 			withRedis(c)
@@ -451,18 +471,7 @@ func TestCacheWarnings(t *testing.T) {
 			{"cache.rendered", "together (2h0m0s) are longer than cache.maxRetention (1h0m0s); entries will be cut to maxRetention"},
 		}},
 		{"windows as long as maxRetention", func(c *Config) { c.Cache.MaxRetention = Duration(2 * time.Hour) }, nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := validConfig()
-			c.SigningKey = Secret(strings.Repeat("x", 32))
-			tc.modify(&c)
-			if ps := c.Validate(); len(ps) > 0 {
-				t.Fatalf("Validate = %v, want a valid configuration", Problems(ps))
-			}
-			matchProblems(t, c.Warnings(), tc.want)
-		})
-	}
+	})
 }
 
 func TestCacheKeys(t *testing.T) {
