@@ -68,7 +68,7 @@ var _ policy.Authenticator = (*Authenticator)(nil)
 // issuer's keys (and discovery document) are fetched when a token first needs them, then
 // refreshed in the background until ctx ends or Close is called.
 func New(ctx context.Context, cfg Config) (*Authenticator, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("configure authentication: %w", err)
 	}
 	life, stop := context.WithCancel(ctx)

@@ -119,8 +119,9 @@ type CIS2Options struct {
 	UserinfoURL string
 }
 
-// validate reports the first missing or wrong field of c, by name.
-func (c Config) validate() error {
+// Validate reports the first missing or wrong field of c, by its Go name (Config.CacheTTL,
+// Config.Issuers[1]: Options.KeyMaxAge), as New refuses it. It starts and fetches nothing.
+func (c Config) Validate() error {
 	switch {
 	case len(c.Issuers) == 0:
 		return errors.New("Config.Issuers is empty: configure at least one token issuer")
@@ -135,7 +136,7 @@ func (c Config) validate() error {
 	}
 	seen := make(map[string]bool, len(c.Issuers))
 	for i, o := range c.Issuers {
-		if err := o.validate(); err != nil {
+		if err := o.Validate(); err != nil {
 			return fmt.Errorf("Config.Issuers[%d]: %w", i, err)
 		}
 		if seen[o.Issuer] {
@@ -146,8 +147,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-// validate reports the first missing or wrong field of o, by name.
-func (o Options) validate() error {
+// Validate reports the first missing or wrong field of o, by its Go name (Options.KeyMaxAge).
+func (o Options) Validate() error {
 	if err := checkURL("Options.Issuer", o.Issuer); err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,11 +14,11 @@ import (
 	"github.com/nirproxy/nirproxy/policy/authn"
 )
 
-// Package authn judges the token issuers: it exports no validation of its own, but authn.New
-// validates its Config before it starts anything, naming the field it refuses by its Go name
-// (Options.KeyMaxAge, Config.Issuers[1]). The checks below ask authn.New, and turn those names
-// into key paths. It reports one field of an issuer per call, so each group of an issuer's keys
-// is tried alone, in an issuer it otherwise accepts (a probe), to name every problem at once.
+// Package authn judges the token issuers (authn.Config.Validate, what authn.New refuses), naming
+// the field it refuses by its Go name (Options.KeyMaxAge, Config.Issuers[1]). The checks below
+// ask it, and turn those names into key paths. It reports one field of an issuer per call, so
+// each group of an issuer's keys is tried alone, in an issuer it otherwise accepts (a probe), to
+// name every problem at once.
 
 // checkAuthentication checks the auth section: its own keys, then the issuers, as authn judges
 // them.
@@ -64,16 +63,8 @@ func (c Config) checkAuthentication(ps *Problems) {
 	}
 }
 
-// authnAccepts is authn's judgement of cfg: nil when authn.New accepts it. An Authenticator it
-// makes fetches nothing (keys are fetched when a token needs them), and is closed at once.
-func authnAccepts(cfg authn.Config) error {
-	a, err := authn.New(context.Background(), cfg)
-	if err != nil {
-		return err
-	}
-	_ = a.Close(context.Background()) // nothing was started that could fail to stop
-	return nil
-}
+// authnAccepts is authn's judgement of cfg: nil when authn.New would accept it.
+func authnAccepts(cfg authn.Config) error { return cfg.Validate() }
 
 // probeIssuer is an issuer authn accepts; a probe copies one group of an entry's settings into
 // it.
