@@ -81,14 +81,15 @@ func (z *Authorizer) Decide(p policy.Principal, a policy.Action) Decision {
 
 // Authorize implements policy.Authorizer: nil when the action is allowed, else a *Refusal
 // wrapping policy.ErrUnauthenticated or policy.ErrForbidden. Emergency and break-glass
-// requests are logged as security events, allowed or not.
+// requests are logged as security events, allowed or not; the reason given is not logged (it
+// is free text a clinician wrote, which may name the patient): the audit record keeps it.
 func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy.Action) error {
 	d := z.Decide(p, a)
 	if d.SecurityEvent {
 		z.log.WarnContext(ctx, "security event: emergency or break-glass access",
 			"allowed", d.Allowed, "rule", d.Rule, "subject", p.Subject, "role", p.Role,
 			"organisation", d.Organisation, "system", d.System, "purpose", d.Purpose,
-			"reason", d.Reason, "action", a.Kind, "resource", a.Resource)
+			"reasonGiven", d.Reason != "", "action", a.Kind, "resource", a.Resource)
 	}
 	return d.Err()
 }
