@@ -17,6 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// The time-zone database is built in, so that authorization.dsptTimeZone (Europe/London,
+	// say) works in a minimal container without the system's zoneinfo.
+	_ "time/tzdata"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
