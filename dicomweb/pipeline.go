@@ -41,8 +41,11 @@ const (
 	headerPurposeReason = "X-Purpose-Of-Use-Reason"
 )
 
-// maxPurposeReason bounds the reason a request gives for emergency access, in bytes.
-const maxPurposeReason = 500
+// maxPurposeCode and maxPurposeReason bound the purpose-of-use headers, in bytes.
+const (
+	maxPurposeCode   = 16
+	maxPurposeReason = 500
+)
 
 // authorize is step 3: may this principal do this, for this patient or study? It is called
 // from exactly two places: searchHandler and admit. The request's own purpose-of-use headers
@@ -51,18 +54,13 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 	a.Resource = c.Path()
 	h := c.Request().Header
 	a.Purpose, a.PurposeReason = h.Get(headerPurpose), h.Get(headerPurposeReason)
-	if !purposeCode(a.Purpose) {
+	if a.Purpose != "" && (len(a.Purpose) > maxPurposeCode || !policy.IsPurposeCode(a.Purpose)) {
 		return badRequest("%s must be one HL7 PurposeOfUse code, such as TREAT", headerPurpose)
 	}
 	if len(a.PurposeReason) > maxPurposeReason || strings.ContainsFunc(a.PurposeReason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return badRequest("%s must be printable text of at most %d bytes", headerPurposeReason, maxPurposeReason)
 	}
 	return s.authz.Authorize(c.Request().Context(), principal(c), a)
-}
-
-// purposeCode reports whether v is empty or a PurposeOfUse code: upper-case letters, at most 16.
-func purposeCode(v string) bool {
-	return len(v) <= 16 && !strings.ContainsFunc(v, func(r rune) bool { return r < 'A' || r > 'Z' })
 }
 
 // startAnswer is steps 7 and 8's start, the one place a data route's access is recorded: the

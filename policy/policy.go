@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,12 @@ type Principal struct {
 	PurposeReason string
 	// Expires is when the caller's credential expires.
 	Expires time.Time
+}
+
+// IsPurposeCode reports whether s has the form of an HL7 v3 PurposeOfUse (ActReason) code:
+// upper-case letters, like TREAT.
+func IsPurposeCode(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 'A' || r > 'Z' })
 }
 
 // Action is what a principal asks to do.

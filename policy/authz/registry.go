@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/nirproxy/nirproxy/policy"
 )
 
 // DSPTStatus is the outcome of an organisation's Data Security and Protection Toolkit
@@ -342,9 +344,6 @@ func (v *validation) date(at, s string) time.Time {
 	return d
 }
 
-// purposeCode is the form of an HL7 v3 ActReason code.
-var purposeCode = regexp.MustCompile(`^[A-Z]+$`)
-
 // system checks a system entry against the organisations r already holds.
 func (v *validation) system(at string, e systemEntry, r *Registry) System {
 	s := System{
@@ -367,7 +366,7 @@ func (v *validation) system(at string, e systemEntry, r *Registry) System {
 	if _, ok := r.organisations[s.Organisation]; !ok {
 		v.add(at+".organisation", "%q is not an organisation of this registry", e.Organisation)
 	}
-	if e.Purpose != "" && !purposeCode.MatchString(e.Purpose) {
+	if e.Purpose != "" && !policy.IsPurposeCode(e.Purpose) {
 		v.add(at+".purpose", "%q is not a purpose of use code like TREAT", e.Purpose)
 	}
 	return s
