@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/labstack/echo/v5"
+
 	"github.com/nirproxy/nirproxy/dicomweb/media"
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy/audit"
@@ -102,9 +104,7 @@ func (s *Server) passThrough(r *retrieval, ans *trustAnswer) error {
 // answer awaited (its status decides the answer's), and then nothing of its body is read or
 // sent. Answers the proxy builds itself (searches, metadata) are built whole, and net/http
 // sends none of their body.
-func headOnly(r interface{ Request() *http.Request }) bool {
-	return r.Request().Method == http.MethodHead
-}
+func headOnly(c *echo.Context) bool { return c.Request().Method == http.MethodHead }
 
 // isWriteError reports whether err is a failure to write to our client.
 func isWriteError(err error) bool {
