@@ -55,8 +55,8 @@ type errorBody struct {
 
 // ErrorHandler is the Echo error handler: every error leaves as a DICOMweb error body with the
 // right status. A governance refusal (policy.Refusal) answers with its own status and message,
-// naming its rule; a 401 says a bearer token is wanted; a governance step that cannot decide
-// now answers 503 with retryAfter. Unknown errors are 500s whose detail goes to the log, not
+// naming its rule, and with its Retry-After (a 429); a 401 says a bearer token is wanted; a
+// governance step that cannot decide now answers 503 with retryAfter. Unknown errors are 500s whose detail goes to the log, not
 // the client.
 func ErrorHandler(log *slog.Logger, retryAfter time.Duration) echo.HTTPErrorHandler {
 	return func(c *echo.Context, err error) {
@@ -70,8 +70,8 @@ func ErrorHandler(log *slog.Logger, retryAfter time.Duration) echo.HTTPErrorHand
 		switch {
 		case errors.As(err, &de):
 		case errors.As(err, &refusal):
-			de = &Error{Status: refusal.Status, Message: refusal.Message}
-			if de.Status == http.StatusServiceUnavailable {
+			de = &Error{Status: refusal.Status, Message: refusal.Message, RetryAfter: refusal.RetryAfter}
+			if de.Status == http.StatusServiceUnavailable && de.RetryAfter == 0 {
 				de.RetryAfter = retryAfter
 			}
 		case errors.Is(err, policy.ErrUnauthenticated):

@@ -2,8 +2,11 @@
 // for which organisation, for what purpose), authorization (may this principal do this, for
 // this patient), and audit (policy/audit). Every data route passes through it.
 //
-// This first version wires the two steps into the request path; the governance issue
-// replaces AllowAll with JWT authentication, roles, purpose of use and onboarding checks.
+// Authorization has two steps. Authorize judges the caller and what it asks before any trust is
+// asked anything: authentication's outcome, onboarding, purpose of use, role, and the caller's
+// request rates. AuthorizePatient judges the patient an answer concerns once it is known (from
+// the request, the locator or the answer) and before any of the answer is sent: the caller's
+// distinct-patient limit sees every patient whose imaging it is shown.
 package policy
 
 import (
@@ -68,32 +71,40 @@ type Action struct {
 
 // ErrUnauthenticated and ErrForbidden are the two refusals; the HTTP layer maps them to 401 and
 // 403. ErrUnavailable is a governance step that cannot decide now (an identity provider's keys
-// out of date, say): the request is refused with 503, never let through.
+// out of date, say): the request is refused with 503, never let through. ErrLimited is a caller
+// over one of its limits: 429, with when to try again.
 var (
 	ErrUnauthenticated = errors.New("authentication required")
 	ErrForbidden       = errors.New("not permitted")
 	ErrUnavailable     = errors.New("access cannot be decided now")
+	ErrLimited         = errors.New("caller over its limit")
 )
 
 // Refusal is a governance step's refusal of a request: the rule that refused it, the HTTP
-// status (401, 403 or 503) and a message that tells the client why, without identifiers. It
-// wraps ErrUnauthenticated, ErrForbidden or ErrUnavailable by its status.
+// status (401, 403, 429 or 503) and a message that tells the client why, without identifiers.
+// It wraps ErrUnauthenticated, ErrForbidden, ErrLimited or ErrUnavailable by its status.
 type Refusal struct {
 	// Rule names the rule that refused.
 	Rule string
-	// Status is 401, 403 or 503.
+	// Status is 401, 403, 429 or 503.
 	Status int
 	// Message tells the client why.
 	Message string
+	// RetryAfter is, for a 429 or 503, when the request could succeed; 0 when the refusal
+	// does not say (the HTTP layer then uses its configured Retry-After for a 503).
+	RetryAfter time.Duration
 }
 
 func (r *Refusal) Error() string { return fmt.Sprintf("refused by rule %s: %s", r.Rule, r.Message) }
 
-// Unwrap is ErrUnauthenticated for a 401, ErrUnavailable for a 503, else ErrForbidden.
+// Unwrap is ErrUnauthenticated for a 401, ErrLimited for a 429, ErrUnavailable for a 503, else
+// ErrForbidden.
 func (r *Refusal) Unwrap() error {
 	switch r.Status {
 	case http.StatusUnauthorized:
 		return ErrUnauthenticated
+	case http.StatusTooManyRequests:
+		return ErrLimited
 	case http.StatusServiceUnavailable:
 		return ErrUnavailable
 	}
@@ -107,12 +118,45 @@ type Authenticator interface {
 
 // Authorizer decides whether a principal may perform an action.
 type Authorizer interface {
+	// Authorize is called once per request, before any trust is asked anything. a.PatientID is
+	// the patient the request itself names; "" when it names none (a retrieve by UID, a search
+	// by accession number), and AuthorizePatient then sees the patient later.
 	Authorize(ctx context.Context, p Principal, a Action) error
+	// AuthorizePatient is called once the patient the answer concerns is known and before any
+	// of it is sent, with a.PatientID that patient: from the request, the locator or the
+	// answer itself. It is not called for an answer that concerns no patient (an empty
+	// search).
+	AuthorizePatient(ctx context.Context, p Principal, a Action) error
+}
+
+// Authorizers applies each of its Authorizers in order; the first refusal stops it. It is how a
+// deployment puts its rules (authz) before its limits (ratelimit), so that a refused caller
+// spends nothing of its limits.
+type Authorizers []Authorizer
+
+// Authorize implements Authorizer.
+func (as Authorizers) Authorize(ctx context.Context, p Principal, a Action) error {
+	for _, z := range as {
+		if err := z.Authorize(ctx, p, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AuthorizePatient implements Authorizer.
+func (as Authorizers) AuthorizePatient(ctx context.Context, p Principal, a Action) error {
+	for _, z := range as {
+		if err := z.AuthorizePatient(ctx, p, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AllowAll authenticates every caller as an anonymous development principal and permits
-// everything. It exists so the request path has its steps in place before governance lands;
-// serve logs a warning while it is in use.
+// everything. It is for tests of the request path that are not about governance; nirproxy
+// itself never uses it.
 type AllowAll struct{}
 
 // Authenticate implements Authenticator.
@@ -122,3 +166,6 @@ func (AllowAll) Authenticate(*http.Request) (Principal, error) {
 
 // Authorize implements Authorizer.
 func (AllowAll) Authorize(context.Context, Principal, Action) error { return nil }
+
+// AuthorizePatient implements Authorizer.
+func (AllowAll) AuthorizePatient(context.Context, Principal, Action) error { return nil }

@@ -93,3 +93,11 @@ func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy
 	}
 	return d.Err()
 }
+
+// AuthorizePatient implements policy.Authorizer. The registry's rules concern the caller and
+// its purpose, not which patient it asks for (the data sharing agreement covers every patient
+// in direct care), so every patient is allowed here; the limits on distinct patients are
+// package ratelimit's.
+func (z *Authorizer) AuthorizePatient(context.Context, policy.Principal, policy.Action) error {
+	return nil
+}

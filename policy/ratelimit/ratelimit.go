@@ -223,35 +223,69 @@ func New(cfg Config, shared Store, log *slog.Logger) (*Limiter, error) {
 // Allow never fails for a store outage (see Result.Degraded). Its only error wraps
 // ErrIncompleteCaller.
 func (l *Limiter) Allow(ctx context.Context, caller Caller, patient string) (Result, error) {
+	r, err := l.AllowRequest(ctx, caller)
+	if err != nil || !r.Allowed || patient == "" {
+		return r, err
+	}
+	p, err := l.AllowPatient(ctx, caller, patient)
+	p.Degraded = p.Degraded || r.Degraded
+	return p, err
+}
+
+// AllowRequest counts one request by caller under the user's rate, then the organisation's.
+// It is Allow without a patient: the step before the patient a request concerns is known.
+func (l *Limiter) AllowRequest(ctx context.Context, caller Caller) (Result, error) {
 	if caller.Subject == "" || caller.Organisation == "" {
 		return Result{}, fmt.Errorf("count request: %w", ErrIncompleteCaller)
 	}
-	user := l.keys.user(caller.Issuer, caller.Subject)
-	degraded := false
-	decide := func(op func(Store) (Decision, error)) Decision {
-		d, fellBack := l.decide(op)
-		degraded = degraded || fellBack
-		return d
+	c := l.counting()
+	if d := c.decide(func(s Store) (Decision, error) {
+		return s.Take(ctx, l.keys.user(caller.Issuer, caller.Subject).rate(), l.cfg.User)
+	}); !d.Allowed {
+		return c.refuse(RuleUserRate, d), nil
 	}
-	refuse := func(rule string, d Decision) Result {
-		return Result{Refused: rule, RetryAfter: d.RetryAfter, SecurityEvent: rule == RulePatients, Degraded: degraded}
+	if d := c.decide(func(s Store) (Decision, error) {
+		return s.Take(ctx, l.keys.organisation(caller.Organisation), l.cfg.Organisation)
+	}); !d.Allowed {
+		return c.refuse(RuleOrganisationRate, d), nil
 	}
+	return Result{Allowed: true, Degraded: c.degraded}, nil
+}
 
-	key := user.rate()
-	if d := decide(func(s Store) (Decision, error) { return s.Take(ctx, key, l.cfg.User) }); !d.Allowed {
-		return refuse(RuleUserRate, d), nil
+// AllowPatient counts patient (an NHS number) among caller's distinct patients and says
+// whether that is within the limit. Counting a patient already counted within the window
+// refreshes it and is always allowed. Its only error wraps ErrIncompleteCaller.
+func (l *Limiter) AllowPatient(ctx context.Context, caller Caller, patient string) (Result, error) {
+	if caller.Subject == "" || caller.Organisation == "" {
+		return Result{}, fmt.Errorf("count patient: %w", ErrIncompleteCaller)
 	}
-	org := l.keys.organisation(caller.Organisation)
-	if d := decide(func(s Store) (Decision, error) { return s.Take(ctx, org, l.cfg.Organisation) }); !d.Allowed {
-		return refuse(RuleOrganisationRate, d), nil
+	c := l.counting()
+	set, member := l.keys.user(caller.Issuer, caller.Subject).patients(), l.keys.patient(patient)
+	if d := c.decide(func(s Store) (Decision, error) { return s.SeePatient(ctx, set, member, l.cfg.Patients) }); !d.Allowed {
+		return c.refuse(RulePatients, d), nil
 	}
-	if patient != "" {
-		set, member := user.patients(), l.keys.patient(patient)
-		if d := decide(func(s Store) (Decision, error) { return s.SeePatient(ctx, set, member, l.cfg.Patients) }); !d.Allowed {
-			return refuse(RulePatients, d), nil
-		}
-	}
-	return Result{Allowed: true, Degraded: degraded}, nil
+	return Result{Allowed: true, Degraded: c.degraded}, nil
+}
+
+// counting is one call's use of the stores: it remembers whether any decision fell back to the
+// in-process counts.
+type counting struct {
+	l        *Limiter
+	degraded bool
+}
+
+func (l *Limiter) counting() *counting { return &counting{l: l} }
+
+// decide is Limiter.decide, remembering a fallback.
+func (c *counting) decide(op func(Store) (Decision, error)) Decision {
+	d, fellBack := c.l.decide(op)
+	c.degraded = c.degraded || fellBack
+	return d
+}
+
+// refuse is the Result of a refusal by rule.
+func (c *counting) refuse(rule string, d Decision) Result {
+	return Result{Refused: rule, RetryAfter: d.RetryAfter, SecurityEvent: rule == RulePatients, Degraded: c.degraded}
 }
 
 // decide runs op on the shared store, or on the in-process one when there is no shared store

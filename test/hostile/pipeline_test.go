@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/policy"
@@ -23,6 +24,7 @@ import (
 type governance struct {
 	mu                           sync.Mutex
 	actions                      []policy.Action
+	patientActions               []policy.Action
 	events                       []audit.Event
 	authnErr, authzErr, auditErr error
 }
@@ -40,6 +42,13 @@ func (g *governance) Authorize(_ context.Context, _ policy.Principal, a policy.A
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.actions = append(g.actions, a)
+	return g.authzErr
+}
+
+func (g *governance) AuthorizePatient(_ context.Context, _ policy.Principal, a policy.Action) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.patientActions = append(g.patientActions, a)
 	return g.authzErr
 }
 
@@ -177,6 +186,8 @@ func TestRefusedRequestsReachNoTrust(t *testing.T) {
 			status: http.StatusForbidden, message: "nirproxy may only be used for direct patient care"},
 		{name: "organisation not onboarded", authz: &policy.Refusal{Rule: "onboarded", Status: http.StatusForbidden, Message: "Organisation RXZ is not onboarded: no DPIA"},
 			status: http.StatusForbidden, message: "is not onboarded: no DPIA"},
+		{name: "over the user's limit", authz: &policy.Refusal{Rule: "rate-limit-user", Status: http.StatusTooManyRequests, Message: "This user has made more requests than its limit allows", RetryAfter: 2500 * time.Millisecond},
+			status: http.StatusTooManyRequests, message: "more requests than its limit allows"},
 	}
 	for _, rf := range refusals {
 		for _, rt := range routes() {
@@ -206,6 +217,10 @@ func TestRefusedRequestsReachNoTrust(t *testing.T) {
 				case http.StatusServiceUnavailable:
 					if a.header.Get("Retry-After") == "" {
 						t.Error("no Retry-After on a 503")
+					}
+				case http.StatusTooManyRequests:
+					if got := a.header.Get("Retry-After"); got != "3" {
+						t.Errorf("Retry-After %q on a 429; want the limit's 2.5s rounded up, 3", got)
 					}
 				}
 			})
