@@ -103,16 +103,11 @@ type Redis struct {
 	opTimeout    time.Duration
 }
 
-// NewRedis connects lazily to Redis as opts describe (no command is sent until the first call) and
-// seals values with sealer. log receives breaker state changes; it must not be nil.
-func NewRedis(opts RedisOptions, sealer *Sealer, log *slog.Logger) (*Redis, error) {
-	if err := opts.check(); err != nil {
-		return nil, fmt.Errorf("create redis cache: %w", err)
-	}
-	if sealer == nil || log == nil {
-		return nil, errors.New("create redis cache: sealer and logger are required")
-	}
-	client := redis.NewUniversalClient(&redis.UniversalOptions{
+// NewClient is a client of the Redis opts describes, connecting lazily, with the time-outs of
+// opts and context time-outs enabled: the one way nirproxy makes a Redis client, for the cache
+// and for the rate limits that share its Redis. The caller closes it.
+func (opts RedisOptions) NewClient() redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:                 opts.Addrs,
 		MasterName:            opts.MasterName,
 		Username:              opts.Username,
@@ -135,6 +130,18 @@ func NewRedis(opts RedisOptions, sealer *Sealer, log *slog.Logger) (*Redis, erro
 			Mode: maintnotifications.ModeDisabled,
 		},
 	})
+}
+
+// NewRedis connects lazily to Redis as opts describe (no command is sent until the first call) and
+// seals values with sealer. log receives breaker state changes; it must not be nil.
+func NewRedis(opts RedisOptions, sealer *Sealer, log *slog.Logger) (*Redis, error) {
+	if err := opts.check(); err != nil {
+		return nil, fmt.Errorf("create redis cache: %w", err)
+	}
+	if sealer == nil || log == nil {
+		return nil, errors.New("create redis cache: sealer and logger are required")
+	}
+	client := opts.NewClient()
 	r := &Redis{client: client, sealer: sealer, maxRetention: opts.MaxRetention, opTimeout: opts.OpTimeout}
 	r.cb = gobreaker.NewCircuitBreaker[[]byte](gobreaker.Settings{
 		Name:        "redis",

@@ -32,7 +32,9 @@ cache:
   redis:
     addrs: [%s]
 `, strings.Repeat("s", 40), key, addr)
-	path := filepath.Join(t.TempDir(), "nirproxy.yaml")
+	dir := t.TempDir()
+	yaml += accessConfig(t, dir)
+	path := filepath.Join(dir, "nirproxy.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestCachePurgeCommand(t *testing.T) {
 func TestCachePurgeWithoutRedis(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.yaml")
-	os.WriteFile(path, []byte("sources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"), 0o600)
+	os.WriteFile(path, []byte("sources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"+accessConfig(t, dir)), 0o600)
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"cache", "purge", "--config", path, "--patient", "9434765919"}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -12,8 +13,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
+	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/pacssim"
 	"github.com/nirproxy/nirproxy/upstream"
 )
@@ -26,7 +29,9 @@ type copiesRig struct {
 	trusts  map[string]*pacssim.Trust
 	sources map[string]*upstream.Source
 	proxy   *httptest.Server
-	logs    *syncBuffer
+	// client sends the demo clinician's token.
+	client *http.Client
+	logs   *syncBuffer
 	// held maps each SOP instance either trust holds to the SHA-256 of its bytes there.
 	held map[string]string
 }
@@ -60,10 +65,16 @@ func newCopiesRig(t *testing.T, o pacssim.CopiesOptions) *copiesRig {
 			r.held[in.SOPInstanceUID] = h
 		}
 	}
+	acc, err := startDemoAccess(&cfg, t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { acc.Close() })
+	r.client = acc.Client(devaccess.Clinician)
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("configuration: %v", problems)
 	}
-	app, err := buildHandler(cfg, slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	app, err := buildHandler(t.Context(), cfg, slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("build handler: %v", err)
 	}
@@ -73,7 +84,7 @@ func newCopiesRig(t *testing.T, o pacssim.CopiesOptions) *copiesRig {
 	r.proxy = httptest.NewServer(app.handler)
 	t.Cleanup(func() {
 		r.proxy.Close()
-		_ = app.closeCache()
+		app.close(context.Background(), slog.New(slog.DiscardHandler))
 		for _, id := range []string{pacssim.CopiesPatientNHSNumber, pacssim.CopiesPatientName} {
 			if strings.Contains(r.logs.String(), id) {
 				t.Errorf("the proxy's log names the patient")
@@ -106,7 +117,7 @@ func (r *copiesRig) retrieve(t *testing.T, path string) ([]string, error) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, r.proxy.URL+"/dicom-web/"+path, nil)
 	req.Header.Set("Accept", `multipart/related; type="application/dicom"`)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.client.Do(req)
 	if err != nil {
 		return nil, err
 	}

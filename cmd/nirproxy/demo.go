@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
+	"github.com/nirproxy/nirproxy/test/devaccess"
+	"github.com/nirproxy/nirproxy/test/devissuer"
 	"github.com/nirproxy/nirproxy/test/pacssim"
 )
 
@@ -27,6 +30,7 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 	addr := fs.String("addr", cfg.Listen, "listen on `HOST:PORT`")
 	public := fs.String("public-url", "", "the `URL` clients reach the demo at, which every link in answers starts with (default http:// and the address listened on, localhost for every interface)")
 	origin := fs.String("cors-origin", "http://localhost:3000", "browser `ORIGIN` allowed by CORS (a viewer such as OHIF)")
+	tokenLife := fs.Duration("token-lifetime", 12*time.Hour, "how long the printed tokens are valid")
 	faults := fs.Bool("faults", false, "make trust XC3 slow and XB2 flap between failing and working, to watch degraded mode")
 	copies := fs.Bool("copies", false, "add trusts XD4 and XE5, holding differing copies of one study (XE5 caps its search answers), to watch the composite retrieve")
 	if err := fs.Parse(args); err != nil {
@@ -45,6 +49,16 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 	}
 	cfg.Listen, cfg.PublicURL = *addr, *public
 	cfg.Logging.Format = "text"
+	dir, err := os.MkdirTemp("", "nirproxy-demo-")
+	if err != nil {
+		return fmt.Errorf("make the demo's directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	acc, err := startDemoAccess(&cfg, dir, *tokenLife)
+	if err != nil {
+		return err
+	}
+	defer acc.Close()
 	if *origin != "" {
 		cfg.CORS.AllowedOrigins = []string{*origin}
 	}
@@ -67,7 +81,13 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		return fmt.Errorf("demo configuration is invalid: %v", problems)
 	}
 	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	tokens, err := printDemoTokens(stdout, acc, *tokenLife)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	printDemoHelp(stdout, base, cfg)
+	printDemoAccess(stdout, base, *origin, tokens)
 	if *faults {
 		printDemoFaults(stdout, base)
 	}
@@ -75,6 +95,70 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		printDemoCopies(stdout, base)
 	}
 	return serve(ctx, cfg, ln, newLogger(cfg.Logging, stderr))
+}
+
+// startDemoAccess starts the demo's development token issuer on loopback, with an onboarding
+// registry in dir, and points cfg's authentication and onboarding at them. This is the only way
+// nirproxy runs with an issuer that mints tokens on request: serve never does.
+func startDemoAccess(cfg *config.Config, dir string, lifetime time.Duration) (*devaccess.Access, error) {
+	acc, err := devaccess.Start(devaccess.Options{Dir: dir, Lifetime: lifetime})
+	if err != nil {
+		return nil, fmt.Errorf("start the demo's token issuer: %w", err)
+	}
+	iss := config.DefaultTokenIssuer()
+	iss.Issuer, iss.Discovery, iss.Profile = acc.Issuer().URL(), true, "iua"
+	iss.Audiences, iss.Algorithms = []string{devissuer.DefaultAudience}, []string{acc.Issuer().Algorithm()}
+	cfg.Authentication.Issuers = []config.TokenIssuer{iss}
+	cfg.Onboarding.RegistryFile = acc.RegistryPath()
+	return acc, nil
+}
+
+// demoTokenVars names the shell variable each persona's token is exported as.
+var demoTokenVars = map[string]string{
+	devaccess.Clinician.Name:       "NIR_TOKEN",
+	devaccess.PrivacyOfficer.Name:  "NIR_TOKEN_PRIVACY",
+	devaccess.Researcher.Name:      "NIR_TOKEN_RESEARCH",
+	devaccess.LapsedClinician.Name: "NIR_TOKEN_LAPSED",
+	devaccess.BreakGlass.Name:      "NIR_TOKEN_BTG",
+}
+
+// printDemoTokens prints an export line for each persona's token, and returns the tokens by
+// persona name.
+func printDemoTokens(w io.Writer, acc *devaccess.Access, lifetime time.Duration) (map[string]string, error) {
+	tokens := map[string]string{}
+	fmt.Fprintf(w, "Tokens from the demo's development issuer %s, valid for %s. Paste these lines into your shell:\n", acc.Issuer().URL(), lifetime)
+	for _, p := range devaccess.Personas() {
+		t, err := acc.Token(p)
+		if err != nil {
+			return nil, err
+		}
+		tokens[p.Name] = t
+		fmt.Fprintf(w, "  # %s\n  export %s='%s'\n", p.Describe, demoTokenVars[p.Name], t)
+	}
+	fmt.Fprintln(w)
+	return tokens, nil
+}
+
+// printDemoAccess prints a curl line for each persona showing its outcome, and the OHIF URL.
+func printDemoAccess(w io.Writer, base, origin string, tokens map[string]string) {
+	fmt.Fprintf(w, "Access control: each token's search shows its outcome (the first line is the status).\n")
+	for _, p := range devaccess.Personas() {
+		outcome := "200: allowed"
+		if p.Status != http.StatusOK {
+			outcome = fmt.Sprintf("%d: refused, the message says %q", p.Status, p.Refusal)
+		}
+		extra := ""
+		for k, v := range p.Headers {
+			extra += fmt.Sprintf(" -H '%s: %s'", k, v)
+		}
+		fmt.Fprintf(w, "  # %s -> %s\n  curl -si -H \"Authorization: Bearer $%s\"%s '%s/dicom-web/studies?PatientID=9434765919' | sed -n '1p;$p'\n",
+			p.Name, outcome, demoTokenVars[p.Name], extra, base)
+	}
+	fmt.Fprintf(w, "  # no-token -> 401: a token is required\n  curl -si '%s/dicom-web/studies?PatientID=9434765919' | sed -n '1p;$p'\n\n", base)
+	if origin != "" {
+		fmt.Fprintf(w, "OHIF (served at %s with its data source at %s/dicom-web) opens the shared study as the clinician:\n  %s/viewer?StudyInstanceUIDs=%s&token=%s\n\n",
+			origin, base, origin, pacssim.DemoSharedStudyUID, tokens[devaccess.Clinician.Name])
+	}
 }
 
 // startDemoTrust serves a demo trust's PACS on a loopback port and returns its configuration
@@ -105,24 +189,25 @@ func printDemoHelp(w io.Writer, base string, cfg config.Config) {
 		fmt.Fprintf(w, "  %s  %-40s %s\n", s.ID, s.Name, s.URL)
 	}
 	fmt.Fprintf(w, `
-Try:
+Try, as the clinician (after the export lines above):
+  AUTH="Authorization: Bearer $NIR_TOKEN"
   # Every study of patient 9434765919, merged across the three trusts (one is held at two)
-  curl -s '%[1]s/dicom-web/studies?PatientID=9434765919' | jq .
+  curl -s -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765919' | jq .
   # Repeated within 30 s it is answered from the in-process cache (see /metrics, nirproxy_cache_)
   # The same, paged
-  curl -si '%[1]s/dicom-web/studies?PatientID=9434765919&limit=2&offset=0'
+  curl -si -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765919&limit=2&offset=0'
   # The series of the study held at two trusts (each copy contributes)
-  curl -s '%[1]s/dicom-web/studies/%[2]s/series' | jq .
+  curl -s -H "$AUTH" '%[1]s/dicom-web/studies/%[2]s/series' | jq .
   # Its metadata: every instance once, bulk data links pointing at the proxy
-  curl -s '%[1]s/dicom-web/studies/%[2]s/metadata' | jq length
+  curl -s -H "$AUTH" '%[1]s/dicom-web/studies/%[2]s/metadata' | jq length
   # The whole study as multipart DICOM
-  curl -s -o study.multipart -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[2]s'
+  curl -s -o study.multipart -H "$AUTH" -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[2]s'
   # A rendered frame of the multi-frame ultrasound, and a thumbnail
-  curl -s -o frame.jpg '%[1]s/dicom-web/studies/%[3]s/series/%[4]s/instances/%[5]s/frames/1/rendered'
-  curl -s -o thumb.jpg '%[1]s/dicom-web/studies/%[3]s/thumbnail'
+  curl -s -o frame.jpg -H "$AUTH" '%[1]s/dicom-web/studies/%[3]s/series/%[4]s/instances/%[5]s/frames/1/rendered'
+  curl -s -o thumb.jpg -H "$AUTH" '%[1]s/dicom-web/studies/%[3]s/thumbnail'
   # Refused: a search with no patient, and an NHS number with a wrong check digit
-  curl -si '%[1]s/dicom-web/studies?Modality=CT'
-  curl -si '%[1]s/dicom-web/studies?PatientID=9434765918'
+  curl -si -H "$AUTH" '%[1]s/dicom-web/studies?Modality=CT'
+  curl -si -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765918'
   # What the service supports
   curl -s -X OPTIONS '%[1]s/dicom-web'
 
@@ -167,11 +252,11 @@ Watch:
   # (XC3 timed out; XB2 failed, while it flaps; "circuit open" once a breaker opens). Once XB2
   # has answered, its cached copy stands in while it fails: Warning 110 "Response is Stale" and
   # a 299 saying how old the copy is
-  curl -s -D - -o /dev/null '%[1]s/dicom-web/studies?PatientID=9434765919' | grep -i '^warning'
+  curl -s -D - -o /dev/null -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765919' | grep -i '^warning'
   # Each trust's breaker state, recent error rate and latency
   curl -s %[1]s/status | jq .
   # XC3's ultrasound cannot be had while XC3 is slow: 503 naming XC3, never a study that looks complete
-  curl -si '%[1]s/dicom-web/studies/%[9]s/metadata' | head -n 20
+  curl -si -H "$AUTH" '%[1]s/dicom-web/studies/%[9]s/metadata' | head -n 20
 
 `, base, pacssim.DemoTrustC, demoSlowLatency, demoSlowTimeout, pacssim.DemoTrustB, demoFlapPhase,
 		demoFailures, demoBreakerPause, pacssim.DemoUltrasoundStudyUID)
@@ -188,9 +273,9 @@ func printDemoCopies(w io.Writer, base string) {
 
 Watch:
   # The study's %[7]d instances, each once, put together from both trusts
-  curl -s -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[4]s' | grep -ac 'Content-Type: application/dicom'
+  curl -s -H "$AUTH" -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[4]s' | grep -ac 'Content-Type: application/dicom'
   # The series held at both with different instances: 12 instances
-  curl -s -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[4]s/series/%[8]s' | grep -ac 'Content-Type: application/dicom'
+  curl -s -H "$AUTH" -H 'Accept: multipart/related; type="application/dicom"' '%[1]s/dicom-web/studies/%[4]s/series/%[8]s' | grep -ac 'Content-Type: application/dicom'
 
 `, base, pacssim.CopiesTrustA, pacssim.CopiesTrustB, pacssim.CopiesStudyUID, pacssim.CopiesPatientNHSNumber,
 		demoSearchCap, pacssim.CopiesUnionInstances, pacssim.CopiesSharedSeriesUID)

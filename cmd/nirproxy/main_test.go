@@ -4,19 +4,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nirproxy/nirproxy/dicomweb/media"
+	"github.com/nirproxy/nirproxy/test/devaccess"
+	"github.com/nirproxy/nirproxy/test/orthanc"
 	"github.com/nirproxy/nirproxy/test/pacssim"
 )
 
@@ -38,12 +43,34 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// accessConfig writes an onboarding registry into dir and returns the auth and onboarding
+// sections of a configuration in dir that names it, with an issuer that is never asked: what
+// every configuration needs to be valid.
+func accessConfig(t *testing.T, dir string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "registry.yaml"), devaccess.Registry(time.Now()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return `auth:
+  issuers:
+    - issuer: https://issuer.example.nhs.uk
+      jwksURL: https://issuer.example.nhs.uk/jwks
+      audiences: [nirproxy]
+      profile: iua
+onboarding:
+  registryFile: registry.yaml
+`
+}
+
 func TestRunCommands(t *testing.T) {
 	dir := t.TempDir()
+	access := accessConfig(t, dir)
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"), 0o600)
+	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"+access), 0o600)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: rxa\n    url: localhost:8042\n"), 0o600)
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: rxa\n    url: localhost:8042\n"+access), 0o600)
+	unconfigured := filepath.Join(dir, "unconfigured.yaml")
+	os.WriteFile(unconfigured, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"), 0o600)
 	unread := filepath.Join(dir, "unread.yaml")
 	os.WriteFile(unread, []byte("frobnicate: 1\nsources:\n  - id: rxa\n"), 0o600)
 	tests := []struct {
@@ -59,6 +86,8 @@ func TestRunCommands(t *testing.T) {
 		{name: "invalid config names the keys", args: []string{"check-config", bad}, wantCode: 1, wantOut: "sources[0].url"},
 		{name: "serve without config", args: []string{"serve"}, wantCode: 1, wantOut: "--config"},
 		{name: "serve with invalid config", args: []string{"serve", "--config", bad}, wantCode: 1, wantOut: "sources[0].name"},
+		{name: "serve without an issuer", args: []string{"serve", "--config", unconfigured}, wantCode: 1, wantOut: "auth.issuers: is empty; nirproxy answers only callers with a bearer token"},
+		{name: "serve without a registry", args: []string{"serve", "--config", unconfigured}, wantCode: 1, wantOut: "onboarding.registryFile: is empty; nirproxy answers only organisations onboarded"},
 		{name: "serve with a key it cannot read", args: []string{"serve", "--config", unread}, wantCode: 1, wantOut: "nirproxy: load " + unread + ": frobnicate: unknown key (line 1)"},
 		{name: "serve --addr overrides listen", args: []string{"serve", "--config", good, "--addr", "8080"}, wantCode: 1,
 			wantOut: "listen: \"8080\" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)\nnirproxy: " + good + " has 1 problem(s); run nirproxy check-config " + good},
@@ -81,8 +110,9 @@ func TestRunCommands(t *testing.T) {
 // TestDemoServesMergedSearch starts the demo as `make run` does (on a free port) and checks
 // the first curl command it prints: patient 9434765919's studies from all three trusts.
 func TestDemoServesMergedSearch(t *testing.T) {
-	base, _, errOut := startDemo(t, "demo", "--addr", "127.0.0.1:0")
-	resp, err := http.Get(base + "/dicom-web/studies?PatientID=9434765919")
+	base, out, errOut := startDemo(t, "demo", "--addr", "127.0.0.1:0")
+	client := demoClient(t, out)
+	resp, err := client.Get(base + "/dicom-web/studies?PatientID=9434765919")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +141,7 @@ func TestDemoServesMergedSearch(t *testing.T) {
 		t.Fatalf("studies held at %v (a study at two trusts: %v); want all three trusts and one shared study", holders, shared)
 	}
 	// The demo caches in process: the same search again is the same answer, from the cache.
-	resp, err = http.Get(base + "/dicom-web/studies?PatientID=9434765919")
+	resp, err = client.Get(base + "/dicom-web/studies?PatientID=9434765919")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +189,7 @@ func TestDemoWithFaults(t *testing.T) {
 	if !strings.Contains(out.String(), "Faults (--faults)") {
 		t.Errorf("the demo does not describe its faults; stdout %q", out.String())
 	}
+	client := demoClient(t, out)
 
 	// search runs the printed search and checks that it answers 200 with studies held at XA1
 	// only, and that its Warnings name XB2 and XC3 (and nothing else) for the reasons given.
@@ -166,7 +197,7 @@ func TestDemoWithFaults(t *testing.T) {
 	search := func(reasonB, reasonC string, extra ...string) {
 		t.Helper()
 		start := time.Now()
-		resp, err := http.Get(base + "/dicom-web/studies?PatientID=9434765919" + strings.Join(extra, ""))
+		resp, err := client.Get(base + "/dicom-web/studies?PatientID=9434765919" + strings.Join(extra, ""))
 		if err != nil {
 			t.Errorf("search: %v", err)
 			return
@@ -300,6 +331,75 @@ func startDemo(t *testing.T, args ...string) (base string, out, errOut *syncBuff
 	return "", nil, nil
 }
 
+// demoToken is the token the demo printed for export as name (NIR_TOKEN is the clinician's).
+func demoToken(t *testing.T, out *syncBuffer, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^  export ` + name + `='([^']+)'$`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("the demo printed no token %s; stdout %q", name, out.String())
+	}
+	return m[1]
+}
+
+// demoClient is a client sending the clinician's token the demo printed, as its help says to.
+func demoClient(t *testing.T, out *syncBuffer) *http.Client {
+	token := demoToken(t, out, "NIR_TOKEN")
+	return &http.Client{Transport: bearer{token: token}}
+}
+
+// bearer sends every request with its token.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestDemoTokensShowTheirOutcomes runs, with bash and curl, the export lines and the access
+// control commands the demo prints, as a newcomer pastes them: each persona's search answers
+// as the demo says it will (the clinician and break-glass 200, the privacy officer, the
+// researcher and the lapsed organisation 403 naming why), and no token 401.
+func TestDemoTokensShowTheirOutcomes(t *testing.T) {
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			orthanc.SkipOrFail(t, fmt.Errorf("%s is not installed (make deps installs it)", tool))
+		}
+	}
+	_, out, _ := startDemo(t, "demo", "--addr", "127.0.0.1:0")
+	printed := out.String()
+	exports := regexp.MustCompile(`(?m)^  export .*$`).FindAllString(printed, -1)
+	commands := regexp.MustCompile(`(?m)^  # (\S+) -> (.*)\n  (curl .*)$`).FindAllStringSubmatch(printed, -1)
+	if len(exports) != len(devaccess.Personas()) || len(commands) != len(devaccess.Personas())+1 {
+		t.Fatalf("the demo printed %d export lines and %d commands; want %d and %d:\n%s", len(exports), len(commands), len(devaccess.Personas()), len(devaccess.Personas())+1, printed)
+	}
+	byName := map[string]devaccess.Persona{}
+	for _, p := range devaccess.Personas() {
+		byName[p.Name] = p
+	}
+	for _, c := range commands {
+		t.Run(c[1], func(t *testing.T) {
+			script := strings.Join(exports, "\n") + "\n" + c[3]
+			got, err := exec.Command("bash", "-c", script).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", c[3], err, got)
+			}
+			wantStatus, wantText := http.StatusUnauthorized, "Authentication"
+			if p, ok := byName[c[1]]; ok {
+				wantStatus, wantText = p.Status, p.Refusal
+			} else if c[1] != "no-token" {
+				t.Fatalf("a command for %q, who is no persona", c[1])
+			}
+			if !strings.HasPrefix(string(got), fmt.Sprintf("HTTP/1.1 %d ", wantStatus)) || !strings.Contains(string(got), wantText) {
+				t.Fatalf("%s printed:\n%s\nwant status %d and %q", c[3], got, wantStatus, wantText)
+			}
+			if !strings.HasPrefix(c[2], strconv.Itoa(wantStatus)) {
+				t.Errorf("the demo says %q of a command answering %d", c[2], wantStatus)
+			}
+		})
+	}
+}
+
 // TestDemoWithCopies runs `nirproxy demo --copies` and checks what it prints and its second
 // command: the series held at XD4 and XE5 with different instances comes back whole, each
 // instance once, put together from both trusts.
@@ -312,7 +412,7 @@ func TestDemoWithCopies(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, base+"/dicom-web/studies/"+pacssim.CopiesStudyUID+"/series/"+pacssim.CopiesSharedSeriesUID, nil)
 	req.Header.Set("Accept", `multipart/related; type="application/dicom"`)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := demoClient(t, out).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/fallback"
-	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
 )
@@ -88,18 +87,46 @@ type app struct {
 	handler *echo.Echo
 	sources []*upstream.Source
 	webhook *upstream.Webhook
+	access  *access
 	// closeCache releases the cache's connections.
 	closeCache func() error
 }
 
+// close stops what a started: the access control's background work, the incident webhook's
+// deliveries (until ctx ends) and the cache's connections.
+func (a *app) close(ctx context.Context, log *slog.Logger) {
+	a.access.close(ctx, log)
+	if a.webhook != nil {
+		a.webhook.Close(ctx)
+	}
+	if err := a.closeCache(); err != nil {
+		log.Warn("close cache", "err", err)
+	}
+}
+
 // buildHandler wires the request path of DESIGN.md from a validated configuration whose
 // PublicURL is set (see publicURL). Every setting of the packages it wires comes from cfg: they
-// have no defaults of their own.
-func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
+// have no defaults of their own. Its background work (token issuers' keys, the registry's
+// watch) runs until ctx ends or the app is closed.
+func buildHandler(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, error) {
+	acc, err := openAccess(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a, err := wire(cfg, acc, log)
+	if err != nil {
+		acc.close(ctx, log)
+		return nil, err
+	}
+	return a, nil
+}
+
+// wire builds the proxy's handler over the access control acc.
+func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	upMetrics := upstream.NewMetrics(reg)
-	a := &app{}
+	a := &app{access: acc}
 	var incidents upstream.Notifier
 	if cfg.Incidents.WebhookURL != "" {
 		a.webhook = upstream.NewWebhook(cfg.Incidents.WebhookURL, cfg.Incidents.WebhookTimeout.Std(), cfg.Incidents.WebhookRetries, fallback.Reason, log)
@@ -133,10 +160,9 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 		Locator: locator,
 		Cache:   store,
 		Signer:  dicomweb.NewSigner(key, cfg.BulkdataLinkTTL.Std(), nil),
-		// Governance (JWT authentication, roles, purpose of use, onboarding, audit spool)
-		// replaces these in its own issue; until then every caller is let through.
-		Auth:  policy.AllowAll{},
-		Authz: policy.AllowAll{},
+		Auth:    acc.authn,
+		Authz:   acc.authz,
+		// The patient audit (a durable spool forwarded to PARS and ATNA) is issue 12's.
 		Audit: audit.Discard{},
 		Log:   log,
 	})
@@ -150,7 +176,7 @@ func buildHandler(cfg config.Config, log *slog.Logger) (*app, error) {
 // serve runs the proxy on ln until ctx is cancelled, then drains in-flight requests.
 func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) error {
 	cfg.PublicURL = publicURL(cfg, ln.Addr())
-	a, err := buildHandler(cfg, log)
+	a, err := buildHandler(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -158,7 +184,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "key", w.Path, "warning", w.Message)
 	}
-	log.Warn("authentication and audit are not configured in this version: every caller is allowed and accesses are not recorded")
+	log.Warn("the patient audit is not built in this version: accesses are checked but not recorded")
 	ids := make([]string, len(sources))
 	for i, s := range sources {
 		ids[i] = s.ID
@@ -176,12 +202,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 	defer cancel()
 	log.Info("shutting down")
 	err = hs.Shutdown(shutdownCtx)
-	if a.webhook != nil {
-		a.webhook.Close(shutdownCtx)
-	}
-	if cerr := a.closeCache(); cerr != nil {
-		log.Warn("close cache", "err", cerr)
-	}
+	a.close(shutdownCtx, log)
 	if err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the real-server tests need, and nothing when it is all there already:
 #   Debian packages: orthanc orthanc-dicomweb orthanc-gdcm (real PACS), python3-pydicom (sample
-#   DICOM files), dcmtk (dcmodify), redis-server, nginx, wrk;
+#   DICOM files), dcmtk (dcmodify), redis-server, nginx, wrk, curl (the demo's printed commands);
 #   npm packages of test/conformance (dicomweb-client, xhr2), from its package-lock.json.
 #
 # apt-get update runs only when a missing package cannot be found. If another apt or dpkg is
@@ -16,7 +16,7 @@
 set -uo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-packages=(orthanc orthanc-dicomweb orthanc-gdcm python3-pydicom dcmtk redis-server nginx wrk)
+packages=(orthanc orthanc-dicomweb orthanc-gdcm python3-pydicom dcmtk redis-server nginx wrk curl)
 lock_wait=600 # seconds to wait for another apt or dpkg to finish
 
 # strict_reason names the setting that makes a failure fatal, or prints nothing: the same rule

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/policy/authz"
+	"github.com/nirproxy/nirproxy/policy/ratelimit"
 )
 
 // This file holds the access control sections (auth, onboarding, authorization) and their
@@ -132,6 +133,81 @@ type Authorization struct {
 	DSPTTimeZone string `yaml:"dsptTimeZone"`
 }
 
+// RateLimit limits what each caller may ask: requests per user and per organisation, and
+// distinct patients per user. The counts are kept in the cache's Redis when cache.redis.addrs is
+// set (shared by replicas), in process otherwise. It becomes [ratelimit.Config] (see
+// [Config.RateLimiter]).
+type RateLimit struct {
+	// User limits each user's requests. Default 600 a minute, 300 at once.
+	User Rate `yaml:"user"`
+	// Organisation limits the requests of all of an organisation's users together. Default
+	// 6000 a minute, 1000 at once.
+	Organisation Rate `yaml:"organisation"`
+	// Patients limits how many different patients one user may open within a window: more is
+	// a sign of trawling, refused and logged as a security event. Default 50 an hour.
+	Patients PatientLimit `yaml:"patients"`
+	// KeySecret is the secret (at least 32 bytes) the counts' keys are derived with, so that
+	// Redis never holds a user's or patient's identifier. Replicas sharing Redis must share it.
+	// Empty means a random secret for this process.
+	KeySecret Secret `yaml:"keySecret"`
+	// KeySecretFile names a file holding KeySecret; a relative path is taken from the config
+	// file's directory.
+	KeySecretFile string `yaml:"keySecretFile"`
+	// MaxKeys bounds the counts held in process (callers active within a period or window).
+	// Default 100000.
+	MaxKeys int `yaml:"maxKeys"`
+}
+
+// Rate is a request-rate limit: on average Requests per Period, at most Burst at once.
+type Rate struct {
+	// Requests is how many requests are allowed each Period.
+	Requests int `yaml:"requests"`
+	// Period is the time Requests are counted over.
+	Period Duration `yaml:"period"`
+	// Burst is how many may come together after a quiet spell.
+	Burst int `yaml:"burst"`
+}
+
+// PatientLimit is a limit on distinct patients per user within a sliding window.
+type PatientLimit struct {
+	// Patients is the most different patients a user may open within Window.
+	Patients int `yaml:"patients"`
+	// Window is how long a patient counts after the user last opened them.
+	Window Duration `yaml:"window"`
+}
+
+// checkRateLimit checks the rateLimit section.
+func checkRateLimit(ps *Problems, r RateLimit) {
+	const p = "rateLimit"
+	for _, rt := range []struct {
+		key string
+		r   Rate
+		eg  string
+	}{{"user", r.User, "600"}, {"organisation", r.Organisation, "6000"}} {
+		if rt.r.Requests < 1 {
+			ps.add(p+"."+rt.key+".requests", "is %d; it must be at least 1, like %s", rt.r.Requests, rt.eg)
+		}
+		if rt.r.Period.Std() < time.Second {
+			ps.add(p+"."+rt.key+".period", "is %s; it must be at least 1s, like 1m", rt.r.Period)
+		}
+		if rt.r.Burst < 1 {
+			ps.add(p+"."+rt.key+".burst", "is %d; it must be at least 1 (a burst of 1 allows no two requests together)", rt.r.Burst)
+		}
+	}
+	if r.Patients.Patients < 1 {
+		ps.add(p+".patients.patients", "is %d; it must be at least 1, like 50", r.Patients.Patients)
+	}
+	if r.Patients.Window.Std() < time.Minute {
+		ps.add(p+".patients.window", "is %s; it must be at least 1m, like 1h", r.Patients.Window)
+	}
+	if n := len(r.KeySecret); n > 0 && n < ratelimit.MinKeySecret {
+		ps.add(p+".keySecret", "is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48)", n, ratelimit.MinKeySecret)
+	}
+	if r.MaxKeys < 1000 {
+		ps.add(p+".maxKeys", "is %d; it must be at least 1000, like 100000", r.MaxKeys)
+	}
+}
+
 // formatMonthDay is y's first day as dsptYearStart writes it: 07-01.
 func formatMonthDay(y authz.DSPTYear) string {
 	return fmt.Sprintf("%02d-%02d", int(y.StartMonth), y.StartDay)
@@ -191,12 +267,19 @@ func loadZone(name string) (*time.Location, error) {
 	return loc, nil
 }
 
-// checkAccess checks the access control sections. Every key is optional for now: serve does not
-// use them yet.
+// checkAccess checks the access control sections. serve answers only authenticated callers of
+// onboarded organisations, so a token issuer and the onboarding registry are required.
 func (c Config) checkAccess(ps *Problems) {
+	if len(c.Authentication.Issuers) == 0 {
+		ps.add("auth.issuers", "is empty; nirproxy answers only callers with a bearer token from a trusted issuer: add the issuer (for NHS CIS2, see config.example.yaml)")
+	}
 	c.checkAuthentication(ps)
+	if c.Onboarding.RegistryFile == "" {
+		ps.add("onboarding.registryFile", "is empty; nirproxy answers only organisations onboarded to the registry: name the registry file (its form is in registry.example.yaml)")
+	}
 	checkPositive(ps, "onboarding.reloadEvery", c.Onboarding.ReloadEvery, "30s")
 	checkAuthorization(ps, c.Authorization)
+	checkRateLimit(ps, c.RateLimit)
 }
 
 // checkAuthorization checks the roles map, each role and permission on its own so that every

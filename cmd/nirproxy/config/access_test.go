@@ -182,6 +182,28 @@ func TestValidateAccess(t *testing.T) {
 	}{
 		{"defaults", func(c *Config) {}, nil},
 		{"valid issuers", withIssuers, nil},
+		{"no issuers: no caller could be authenticated", func(c *Config) { c.Authentication.Issuers = nil },
+			[]Problem{{"auth.issuers", "is empty; nirproxy answers only callers with a bearer token from a trusted issuer: add the issuer (for NHS CIS2, see config.example.yaml)"}}},
+		{"no registry: no organisation could be onboarded", func(c *Config) { c.Onboarding.RegistryFile = "" },
+			[]Problem{{"onboarding.registryFile", "is empty; nirproxy answers only organisations onboarded to the registry: name the registry file (its form is in registry.example.yaml)"}}},
+
+		// rateLimit
+		{"rate limits of nothing", func(c *Config) {
+			c.RateLimit.User = Rate{}
+			c.RateLimit.Organisation.Period = Duration(time.Millisecond)
+			c.RateLimit.Patients = PatientLimit{Patients: 0, Window: Duration(time.Second)}
+			c.RateLimit.MaxKeys = 10
+		}, []Problem{
+			{"rateLimit.user.requests", "is 0; it must be at least 1, like 600"},
+			{"rateLimit.user.period", "is 0s; it must be at least 1s, like 1m"},
+			{"rateLimit.user.burst", "is 0; it must be at least 1 (a burst of 1 allows no two requests together)"},
+			{"rateLimit.organisation.period", "is 1ms; it must be at least 1s, like 1m"},
+			{"rateLimit.patients.patients", "is 0; it must be at least 1, like 50"},
+			{"rateLimit.patients.window", "is 1s; it must be at least 1m, like 1h"},
+			{"rateLimit.maxKeys", "is 10; it must be at least 1000, like 100000"},
+		}},
+		{"a rate limit key secret too short", func(c *Config) { c.RateLimit.KeySecret = "short" },
+			[]Problem{{"rateLimit.keySecret", "is 5 bytes; it must be at least 32 (generate one with: openssl rand -base64 48)"}}},
 
 		// auth
 		{"token cache of no time", func(c *Config) { c.Authentication.CacheTTL = 0 },
@@ -438,7 +460,7 @@ func TestCheckFileAccess(t *testing.T) {
 		},
 		{
 			name: "a registry with problems",
-			yaml: minimalYAML + signed + "onboarding:\n  registryFile: " + bad + "\n",
+			yaml: minimalYAML + signed + issuers + "onboarding:\n  registryFile: " + bad + "\n",
 			want: []string{
 				`onboarding.registryFile: DIR/bad-onboarding.yaml: organisations[0].ods: "R-8" is not an ODS code (3 to 10 letters and digits, like RR8 or A81001)`,
 				`onboarding.registryFile: DIR/bad-onboarding.yaml: organisations[1] (RR8).dpia: "15/03/2024" is not a date written like 2025-07-01`,
@@ -446,17 +468,17 @@ func TestCheckFileAccess(t *testing.T) {
 		},
 		{
 			name: "a registry that is not there",
-			yaml: minimalYAML + signed + "onboarding:\n  registryFile: nope.yaml\n",
+			yaml: minimalYAML + signed + issuers + "onboarding:\n  registryFile: nope.yaml\n",
 			want: []string{"onboarding.registryFile: cannot read DIR/nope.yaml: no such file or directory; check the path and the file's permissions"},
 		},
 		{
 			name: "an empty registry",
-			yaml: minimalYAML + signed + "onboarding:\n  registryFile: " + empty + "\n",
+			yaml: minimalYAML + signed + issuers + "onboarding:\n  registryFile: " + empty + "\n",
 			want: []string{"onboarding.registryFile: DIR/empty.yaml: the file is empty; it needs organisations and systems"},
 		},
 		{
 			name: "the configuration's problems, then the registry's",
-			yaml: minimalYAML + signed + "onboarding:\n  registryFile: bad-onboarding.yaml\n  reloadEvery: 0s\n",
+			yaml: minimalYAML + signed + issuers + "onboarding:\n  registryFile: bad-onboarding.yaml\n  reloadEvery: 0s\n",
 			want: []string{
 				"onboarding.reloadEvery: is 0s; it must be greater than 0, like 30s",
 				`onboarding.registryFile: DIR/bad-onboarding.yaml: organisations[0].ods: "R-8" is not an ODS code`,

@@ -136,15 +136,17 @@ type Config struct {
 	Logging Logging `yaml:"logging"`
 	// Sources are the trusts' PACS, at least one.
 	Sources []Source `yaml:"sources"`
-	// Authentication says which token issuers callers' bearer tokens may come from. Not yet
-	// used by serve.
+	// Authentication says which token issuers callers' bearer tokens may come from. serve
+	// needs at least one: it answers only authenticated callers.
 	Authentication Authentication `yaml:"auth"`
-	// Onboarding says where the registry of onboarded organisations and systems is. Not yet
-	// used by serve.
+	// Onboarding says where the registry of onboarded organisations and systems is. serve
+	// needs it: it answers only onboarded organisations.
 	Onboarding Onboarding `yaml:"onboarding"`
 	// Authorization says what each job role may do and how purposes of use and DSPT years are
-	// judged. Not yet used by serve.
+	// judged.
 	Authorization Authorization `yaml:"authorization"`
+	// RateLimit limits each caller's requests and distinct patients.
+	RateLimit RateLimit `yaml:"rateLimit"`
 }
 
 // Incidents configures escalation of incidents (a trust's circuit breaker opening or closing).
@@ -521,6 +523,12 @@ func Default() Config {
 			HTTPTimeout: Duration(5 * time.Second),
 		},
 		Onboarding: Onboarding{ReloadEvery: Duration(30 * time.Second)},
+		RateLimit: RateLimit{
+			User:         Rate{Requests: 600, Period: Duration(time.Minute), Burst: 300},
+			Organisation: Rate{Requests: 6000, Period: Duration(time.Minute), Burst: 1000},
+			Patients:     PatientLimit{Patients: 50, Window: Duration(time.Hour)},
+			MaxKeys:      100000,
+		},
 		Authorization: Authorization{
 			RoleActions:          authz.DefaultRoleActions(),
 			AcceptRequestPurpose: false,

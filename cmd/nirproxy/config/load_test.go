@@ -24,8 +24,30 @@ sources:
     url: http://127.0.0.1:8042/dicom-web
 `
 
+// minimalAccessYAML is what a configuration needs beside its sources: a token issuer and the
+// onboarding registry (registry.yaml beside the file; see writeMinimalRegistry).
+const minimalAccessYAML = `auth:
+  issuers:
+    - issuer: https://idp.example.nhs.uk
+      jwksURL: https://idp.example.nhs.uk/jwks
+      audiences: [nirproxy]
+      profile: iua
+onboarding:
+  registryFile: registry.yaml
+`
+
+// writeMinimalRegistry writes the registry minimalAccessYAML names into dir: two
+// organisations and a system.
+func writeMinimalRegistry(t *testing.T, dir string) {
+	t.Helper()
+	fileWriter(t, dir)("registry.yaml", "organisations:\n"+
+		"  - {ods: RR8, dsaSigned: 2024-04-01, dsptStatus: Standards Met, dsptYear: 2026/27, dpia: 2024-03-15}\n"+
+		"  - {ods: RXA}\n"+
+		"systems:\n  - {id: viewer, clientId: viewer-client, organisation: RR8, purpose: TREAT}\n")
+}
+
 func TestParseMinimal(t *testing.T) {
-	cfg, err := Parse([]byte(minimalYAML), nil)
+	cfg, err := Parse([]byte(minimalYAML+minimalAccessYAML), nil)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -33,6 +55,10 @@ func TestParseMinimal(t *testing.T) {
 	src := DefaultSource()
 	src.ID, src.Name, src.URL = "RXA", "Example Hospitals NHS Trust", "http://127.0.0.1:8042/dicom-web"
 	want.Sources = []Source{src}
+	idp := DefaultTokenIssuer()
+	idp.Issuer, idp.JWKSURL, idp.Audiences, idp.Profile = "https://idp.example.nhs.uk", "https://idp.example.nhs.uk/jwks", []string{"nirproxy"}, "iua"
+	want.Authentication.Issuers = []TokenIssuer{idp}
+	want.Onboarding.RegistryFile = "registry.yaml"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -99,11 +125,9 @@ func TestParseMinimal(t *testing.T) {
 		{"sources[0].breaker.failureRatio", cfg.Sources[0].Breaker.FailureRatio, 0.5},
 		{"sources[0].breaker.consecutiveUnreachable", cfg.Sources[0].Breaker.ConsecutiveUnreachable, 5},
 		{"sources[0].breaker.openFor", cfg.Sources[0].Breaker.OpenFor.Std(), 30 * time.Second},
-		{"auth.issuers", len(cfg.Authentication.Issuers), 0},
 		{"auth.tokenCacheTTL", cfg.Authentication.CacheTTL.Std(), 5 * time.Minute},
 		{"auth.tokenCacheSize", cfg.Authentication.CacheSize, 10000},
 		{"auth.httpTimeout", cfg.Authentication.HTTPTimeout.Std(), 5 * time.Second},
-		{"onboarding.registryFile", cfg.Onboarding.RegistryFile, ""},
 		{"onboarding.reloadEvery", cfg.Onboarding.ReloadEvery.Std(), 30 * time.Second},
 		{"authorization.roleActions", fmt.Sprint(cfg.Authorization.RoleActions),
 			"map[R0001:[readAudit] R8000:[search retrieveImages retrieveReports] R8001:[search retrieveImages retrieveReports] R8003:[search retrieveImages retrieveReports]]"},
@@ -166,11 +190,13 @@ func TestLoadExample(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Cache, want) {
 		t.Errorf("cache =\n%+v\nwant the defaults\n%+v", cfg.Cache, want)
 	}
-	// Its access sections show the defaults too, with a CIS2 issuer and one of profile claims.
+	// Its access sections show the defaults too, with a CIS2 issuer and one of profile claims,
+	// and the example registry beside it.
 	wantAccess := Default()
 	if a, w := cfg.Authentication, wantAccess.Authentication; a.CacheTTL != w.CacheTTL || a.CacheSize != w.CacheSize || a.HTTPTimeout != w.HTTPTimeout {
 		t.Errorf("auth = %+v, want the defaults %+v", a, w)
 	}
+	wantAccess.Onboarding.RegistryFile = filepath.Join(filepath.Dir(examplePath), "registry.example.yaml")
 	if cfg.Onboarding != wantAccess.Onboarding || !reflect.DeepEqual(cfg.Authorization, wantAccess.Authorization) {
 		t.Errorf("onboarding, authorization = %+v, %+v; want the defaults %+v, %+v", cfg.Onboarding, cfg.Authorization, wantAccess.Onboarding, wantAccess.Authorization)
 	}

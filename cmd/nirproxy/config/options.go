@@ -14,6 +14,7 @@ import (
 	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy/authn"
 	"github.com/nirproxy/nirproxy/policy/authz"
+	"github.com/nirproxy/nirproxy/policy/ratelimit"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -202,4 +203,32 @@ func (c Config) AuthzRules() (authz.Rules, error) {
 		roles[role] = slices.Clone(perms)
 	}
 	return authz.Rules{RoleActions: roles, DSPTYear: year, AcceptRequestPurpose: a.AcceptRequestPurpose}, nil
+}
+
+// RateLimiter is the rateLimit section as package ratelimit takes it, keys under keyPrefix;
+// secret is the key secret to use when rateLimit.keySecret is empty (a random one, made by the
+// caller), and clock tells the time.
+func (c Config) RateLimiter(keyPrefix string, secret []byte, clock func() time.Time) ratelimit.Config {
+	r := c.RateLimit
+	if r.KeySecret != "" {
+		secret = []byte(r.KeySecret)
+	}
+	rate := func(r Rate) ratelimit.Rate {
+		return ratelimit.Rate{Requests: r.Requests, Period: r.Period.Std(), Burst: r.Burst}
+	}
+	return ratelimit.Config{
+		User:         rate(r.User),
+		Organisation: rate(r.Organisation),
+		Patients:     ratelimit.PatientLimit{Patients: r.Patients.Patients, Window: r.Patients.Window.Std()},
+		KeySecret:    secret,
+		KeyPrefix:    keyPrefix,
+		MaxKeys:      r.MaxKeys,
+		Clock:        clock,
+	}
+}
+
+// RateLimitRedis is how the rate limit uses the cache's Redis: its time-out and breaker.
+func (c Cache) RateLimitRedis() ratelimit.RedisOptions {
+	r := c.Redis
+	return ratelimit.RedisOptions{OpTimeout: r.OpTimeout.Std(), BreakerFailures: uint32(r.BreakerFailures), BreakerCooldown: r.BreakerCooldown.Std()}
 }

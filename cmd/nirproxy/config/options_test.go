@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/policy/ratelimit"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -45,6 +46,19 @@ func TestDefaultsAreComplete(t *testing.T) {
 		t.Fatalf("cache.NewRedis refused the defaults: %v", err)
 	}
 	r.Close()
+	client := cfg.Cache.RedisOptions().NewClient()
+	defer client.Close()
+	store, err := ratelimit.NewRedis(client, cfg.Cache.RateLimitRedis(), log)
+	if err != nil {
+		t.Fatalf("ratelimit.NewRedis refused the defaults: %v", err)
+	}
+	if _, err := ratelimit.New(cfg.RateLimiter("np:rl:", nil, time.Now), store, log); err != nil {
+		t.Fatalf("ratelimit.New refused the defaults with rateLimit.keySecret set: %v", err)
+	}
+	cfg.RateLimit.KeySecret = ""
+	if _, err := ratelimit.New(cfg.RateLimiter("np:rl:", make([]byte, ratelimit.MinKeySecret), time.Now), nil, log); err != nil {
+		t.Fatalf("ratelimit.New refused the defaults with a secret made for the process: %v", err)
+	}
 }
 
 // TestUpstreamSource checks that a source's keys reach upstream's description of it.

@@ -195,6 +195,8 @@ func TestSlogLevel(t *testing.T) {
 
 func TestCheckFile(t *testing.T) {
 	dir := t.TempDir()
+	writeMinimalRegistry(t, dir)
+	access := []string{"onboarding registry: DIR/registry.yaml (organisations: 2, systems: 1)", "token issuers: https://idp.example.nhs.uk (iua)"}
 	tests := []struct {
 		name    string
 		yaml    string // empty: no file
@@ -204,43 +206,46 @@ func TestCheckFile(t *testing.T) {
 	}{
 		{
 			name:   "minimal",
-			yaml:   minimalYAML,
+			yaml:   minimalYAML + minimalAccessYAML,
 			wantOK: true,
-			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB",
+			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB", access[0], access[1],
 				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
 		},
 		{
 			name:    "several sources with an override",
-			yaml:    twoSourcesYAML,
+			yaml:    twoSourcesYAML + minimalAccessYAML,
 			environ: []string{"NIRPROXY_LISTEN=:9000", "NIRPROXY_PUBLIC_URL=https://imaging.example.nhs.uk"},
 			wantOK:  true,
-			want: []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000", "cache: in process, 64 MiB",
+			want: []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000", "cache: in process, 64 MiB", access[0], access[1],
 				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
 		},
 		{
 			name: "a Redis Cluster on another host, without TLS",
-			yaml: minimalYAML + "signingKey: " + strings.Repeat("k", 32) + "\ncache:\n  keySecret: " + strings.Repeat("s", 40) +
+			yaml: minimalYAML + minimalAccessYAML + "signingKey: " + strings.Repeat("k", 32) + "\ncache:\n  keySecret: " + strings.Repeat("s", 40) +
 				"\n  encryptionKeys: [" + string(encryptionKey(4)) + "]\n  redis: {addrs: [10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379]}\n",
 			wantOK: true,
-			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: Redis Cluster at 10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379",
-				"warning: cache.redis.tls: is false and cache.redis.addrs[0] (10.0.0.5:6379) is not a loopback address: values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear; set tls: true if the Redis accepts TLS"},
+			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: Redis Cluster at 10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379", access[0], access[1],
+				"warning: cache.redis.tls: is false and cache.redis.addrs[0] (10.0.0.5:6379) is not a loopback address: values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear; set tls: true if the Redis accepts TLS",
+				"warning: rateLimit.keySecret: empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one, or each counts its callers apart and a caller gets each replica's limits"},
 		},
 		{
 			name:    "every problem, from reading and validating",
 			yaml:    "listen: 8080\nsorces: []\nsources:\n  - id: rxa\n    url: localhost:8042\n    auth: {type: basic, username: u, password: hunter2-secret}\n",
 			environ: []string{"NIRPROXY_SOURCES_RXQ_URL=x"},
 			want: []string{
-				"sorces: unknown key (line 2); did you mean sources? The keys here are auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, maxFrames, onboarding, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, requestTimeout, retryAfter, search, signingKey, signingKeyFile, sources, thumbnailViewport",
+				"sorces: unknown key (line 2); did you mean sources? The keys here are auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, maxFrames, onboarding, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, rateLimit, requestTimeout, retryAfter, search, signingKey, signingKeyFile, sources, thumbnailViewport",
 				"NIRPROXY_SOURCES_RXQ_URL: no entry of sources has the id RXQ; the ids are rxa",
 				`listen: "8080" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)`,
 				`sources[0].id: "rxa" is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA; here write RXA`,
 				"sources[0].name: is missing; write the trust's name, like Example Hospitals NHS Trust",
 				`sources[0].url: "localhost:8042" is not an absolute http(s) URL; write it like http://127.0.0.1:8042/dicom-web`,
+				"auth.issuers: is empty; nirproxy answers only callers with a bearer token from a trusted issuer: add the issuer (for NHS CIS2, see config.example.yaml)",
+				"onboarding.registryFile: is empty; nirproxy answers only organisations onboarded to the registry: name the registry file (its form is in registry.example.yaml)",
 			},
 		},
 		{
 			name: "cache problems show no secret",
-			yaml: minimalYAML + "cache:\n  keySecret: short-key-secret\n  encryptionKeys: [bad-encryption-secret, " + string(encryptionKey(9)) + "]\n" +
+			yaml: minimalYAML + minimalAccessYAML + "cache:\n  keySecret: short-key-secret\n  encryptionKeys: [bad-encryption-secret, " + string(encryptionKey(9)) + "]\n" +
 				"  redis: {addrs: [redis:6379], password: redis-password-secret}\n",
 			environ: []string{"NIRPROXY_CACHE_ENCRYPTION_KEY=" + string(encryptionKey(9)), "NIRPROXY_CACHE_REDIS_DB=two"},
 			want: []string{
@@ -267,7 +272,7 @@ func TestCheckFile(t *testing.T) {
 			if ok := CheckFile(path, tc.environ, &out); ok != tc.wantOK {
 				t.Errorf("CheckFile = %v, want %v", ok, tc.wantOK)
 			}
-			want := strings.ReplaceAll(strings.Join(tc.want, "\n")+"\n", "PATH", path)
+			want := strings.ReplaceAll(strings.ReplaceAll(strings.Join(tc.want, "\n")+"\n", "PATH", path), "DIR", dir)
 			if out.String() != want {
 				t.Errorf("CheckFile printed\n%s\nwant\n%s", out.String(), want)
 			}

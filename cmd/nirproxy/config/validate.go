@@ -134,6 +134,9 @@ func (c Config) Warnings() []Problem {
 	}
 	cacheWarnings(&ps, c.Cache)
 	issuerWarnings(&ps, c.Authentication)
+	if c.Cache.RedisEnabled() && c.RateLimit.KeySecret == "" {
+		ps.add("rateLimit.keySecret", "empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one, or each counts its callers apart and a caller gets each replica's limits")
+	}
 	return ps
 }
 

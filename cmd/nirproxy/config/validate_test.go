@@ -19,7 +19,17 @@ func validConfig() Config {
 	b.ID, b.Name, b.URL = "RXB", "Other NHS Trust", "https://pacs.example.nhs.uk:8443/dicomweb"
 	b.Auth = Auth{Type: AuthBasic, Username: "u", Password: "p"}
 	c.Sources = []Source{a, b}
+	withAccess(&c)
 	return c
+}
+
+// withAccess gives c what serve cannot run without: a token issuer (never asked) and an
+// onboarding registry file (Validate does not read it).
+func withAccess(c *Config) {
+	iss := DefaultTokenIssuer()
+	iss.Issuer, iss.JWKSURL, iss.Audiences, iss.Profile = "https://idp.example.nhs.uk", "https://idp.example.nhs.uk/jwks", []string{"nirproxy"}, "iua"
+	c.Authentication.Issuers = []TokenIssuer{iss}
+	c.Onboarding.RegistryFile = "/etc/nirproxy/registry.yaml"
 }
 
 // encryptionKey is the base64 of 32 bytes of b, a valid cache encryption key.
@@ -27,11 +37,13 @@ func encryptionKey(b byte) Secret {
 	return Secret(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, EncryptionKeyBytes)))
 }
 
-// withRedis keeps c's cache in a Redis on the loopback interface, with the secrets it needs.
+// withRedis keeps c's cache in a Redis on the loopback interface, with the secrets it needs and
+// the rate limits' key secret that replicas sharing it share.
 func withRedis(c *Config) {
 	c.Cache.Redis.Addrs = []string{"127.0.0.1:6379"}
 	c.Cache.KeySecret = Secret(strings.Repeat("s", MinCacheKeySecretBytes))
 	c.Cache.EncryptionKeys = []Secret{encryptionKey(1)}
+	c.RateLimit.KeySecret = Secret(strings.Repeat("r", 32))
 }
 
 func TestValidate(t *testing.T) {
@@ -460,6 +472,8 @@ func TestCacheWarnings(t *testing.T) {
 			c.Cache.Redis.Addrs = []string{"127.0.0.1:6379", "10.0.0.5:6379", "10.0.0.6:6379"}
 		}, []Problem{{"cache.redis.tls", "is false and cache.redis.addrs[1] (10.0.0.5:6379) is not a loopback address: " +
 			"values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear"}}},
+		{"redis shared without a rate limit secret", func(c *Config) { withRedis(c); c.RateLimit.KeySecret = "" },
+			[]Problem{{"rateLimit.keySecret", "empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one"}}},
 		{"cache off", func(c *Config) { c.Cache.Enabled = false; c.Cache.MaxRetention = Duration(time.Minute) },
 			[]Problem{{"cache.enabled", "is false: every request goes to the trusts; no stale copies while a trust is down"}}},
 		{"windows longer than maxRetention", func(c *Config) {

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
+	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/authn"
+	"github.com/nirproxy/nirproxy/policy/authz"
+	"github.com/nirproxy/nirproxy/policy/ratelimit"
+)
+
+// rateLimitKeyPrefix starts every key of the rate limits in Redis; like the cache's, it holds
+// no identifier.
+const rateLimitKeyPrefix = keyPrefix + "rl:"
+
+// access is the governance serve wires into every data route: who is calling (authn), whether
+// the data sharing agreement lets it do what it asks (authz, over the onboarding registry
+// file), and within what limits (ratelimit).
+type access struct {
+	authn *authn.Authenticator
+	// authz is the rules, then the limits: a caller the rules refuse spends nothing of its
+	// limits.
+	authz    policy.Authorizer
+	registry *authz.RegistryFile
+	// stop ends the registry's watch and releases the rate limits' Redis client.
+	stop func()
+}
+
+// openAccess builds the access control cfg describes. It contacts no issuer (keys are fetched
+// when the first token needs them) but reads the registry file, and fails without one: nirproxy
+// does not run without authentication and onboarding.
+func openAccess(ctx context.Context, cfg config.Config, log *slog.Logger) (*access, error) {
+	if len(cfg.Authentication.Issuers) == 0 || cfg.Onboarding.RegistryFile == "" {
+		return nil, errors.New("open access control: auth.issuers and onboarding.registryFile are required")
+	}
+	registry, err := authz.OpenRegistryFile(cfg.Onboarding.RegistryFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("open access control: %w", err)
+	}
+	rules, err := cfg.AuthzRules()
+	if err != nil {
+		return nil, fmt.Errorf("open access control: %w", err)
+	}
+	decide, err := authz.NewAuthorizer(registry, rules, time.Now, log)
+	if err != nil {
+		return nil, fmt.Errorf("open access control: %w", err)
+	}
+	limits, closeLimits, err := openRateLimit(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	an, err := authn.New(ctx, cfg.Authn(time.Now, nil))
+	if err != nil {
+		closeLimits()
+		return nil, fmt.Errorf("open access control: %w", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	go registry.Watch(watchCtx, cfg.Onboarding.ReloadEvery.Std())
+	return &access{
+		authn:    an,
+		authz:    policy.Authorizers{decide, ratelimit.NewGuard(limits, log)},
+		registry: registry,
+		stop: func() {
+			stopWatch()
+			closeLimits()
+		},
+	}, nil
+}
+
+// close stops the background work of a: key refreshes, the registry's watch, the Redis client.
+func (a *access) close(ctx context.Context, log *slog.Logger) {
+	if err := a.authn.Close(ctx); err != nil {
+		log.Warn("stop refreshing token issuers' keys", "err", err)
+	}
+	a.stop()
+}
+
+// openRateLimit builds the limiter: counting in the cache's Redis when one is configured, so
+// that replicas share the counts, else in process. The returned function closes the Redis
+// client.
+func openRateLimit(cfg config.Config, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
+	secret := make([]byte, ratelimit.MinKeySecret)
+	_, _ = rand.Read(secret) // used only when rateLimit.keySecret is empty; Warnings says so
+	rc := cfg.RateLimiter(rateLimitKeyPrefix, secret, time.Now)
+	noop := func() {}
+	if !cfg.Cache.RedisEnabled() {
+		l, err := ratelimit.New(rc, nil, log)
+		if err != nil {
+			return nil, noop, fmt.Errorf("open rate limits: %w", err)
+		}
+		return l, noop, nil
+	}
+	client := cfg.Cache.RedisOptions().NewClient()
+	store, err := ratelimit.NewRedis(client, cfg.Cache.RateLimitRedis(), log)
+	if err != nil {
+		client.Close()
+		return nil, noop, fmt.Errorf("open rate limits in redis: %w", err)
+	}
+	l, err := ratelimit.New(rc, store, log)
+	if err != nil {
+		client.Close()
+		return nil, noop, fmt.Errorf("open rate limits: %w", err)
+	}
+	return l, func() { client.Close() }, nil
+}
