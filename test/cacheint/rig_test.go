@@ -130,6 +130,8 @@ func startRig(t *testing.T, cc cacheConfig) *rig {
 		t.Fatalf("start nirproxy: %v", err)
 	}
 	r.proxy = p
+	// Every request is a clinician's of an onboarded trust, for treatment.
+	r.client.Transport = p.Transport(nil)
 	t.Cleanup(func() {
 		r.checkLog()
 		if t.Failed() {

@@ -368,6 +368,8 @@ func setUp(ctx context.Context, t *testing.T) *chaos {
 		t.Fatalf("start nirproxy: %v", err)
 	}
 	c.proxy = proxy
+	// The load is a clinician's of an onboarded trust, for treatment.
+	c.client.Transport = proxy.Transport(c.client.Transport)
 	t.Cleanup(func() {
 		if keep := os.Getenv("CHAOS_PROXY_LOG"); keep != "" {
 			if data, err := proxy.Log(); err == nil {

@@ -6,6 +6,8 @@
 //   NIRPROXY_URL       the proxy's base URL ("http://127.0.0.1:8080") or its DICOMweb root
 //                      ("http://127.0.0.1:8080/dicom-web")
 //   NIRPROXY_MANIFEST  the data set's manifest.json (test/scripts/make-testdata.sh prints it)
+//   NIRPROXY_TOKEN     a bearer token the proxy accepts (a direct-care caller of an onboarded
+//                      organisation), sent on every request as a viewer would
 //
 // Run from this directory: `npm ci && node --test`. The Go test TestDicomwebClientConformance
 // in test/integration runs it against the proxy it starts.
@@ -21,12 +23,13 @@ const { api } = require('dicomweb-client');
 
 const base = process.env.NIRPROXY_URL;
 const manifestPath = process.env.NIRPROXY_MANIFEST;
-if (!base || !manifestPath) {
-  throw new Error('set NIRPROXY_URL (the running proxy) and NIRPROXY_MANIFEST (the data set manifest)');
+const token = process.env.NIRPROXY_TOKEN;
+if (!base || !manifestPath || !token) {
+  throw new Error('set NIRPROXY_URL (the running proxy), NIRPROXY_MANIFEST (the data set manifest) and NIRPROXY_TOKEN (a bearer token it accepts)');
 }
 const root = base.replace(/\/+$/, '').replace(/(\/dicom-web)?$/, '/dicom-web');
 const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-const client = new api.DICOMwebClient({ url: root });
+const client = new api.DICOMwebClient({ url: root, headers: { Authorization: `Bearer ${token}` } });
 
 const ALPHA = '9434765919';
 const BRAVO = '9449306052';

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/orthanc"
 )
 
@@ -35,8 +36,13 @@ func TestDicomwebClientConformance(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "conformance.test.js")
 	cmd.Dir = dir
+	token, err := fx.proxy.Access().Token(devaccess.Clinician)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd.Env = append(os.Environ(),
 		"NIRPROXY_URL="+fx.proxy.URL,
+		"NIRPROXY_TOKEN="+token,
 		"NIRPROXY_MANIFEST="+filepath.Join(m.Dir, "manifest.json"),
 	)
 	out, err := cmd.CombinedOutput()

@@ -93,6 +93,10 @@ func runTests(m *testing.M) int {
 			},
 		})
 	}
+	if fx.proxy != nil {
+		// Every request of these tests is a clinician's of an onboarded trust, for treatment.
+		fx.client.Transport = fx.proxy.Transport(nil)
+	}
 	if fx.setupErr != nil {
 		fmt.Fprintf(os.Stderr, "integration setup failed: %v\n", fx.setupErr)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/nirproxy/nirproxy/test/childproc"
+	"github.com/nirproxy/nirproxy/test/devaccess"
 )
 
 // modulePath is the module whose cmd/nirproxy BuildProxy builds.
@@ -45,6 +47,9 @@ type ProxyOptions struct {
 	Env []string
 	// StartTimeout bounds the wait for /healthz; default 30 s.
 	StartTimeout time.Duration
+	// Access is the token issuer and onboarding registry the proxy trusts (its auth and
+	// onboarding sections, which Extra may replace); nil starts one in Dir, closed by Stop.
+	Access *devaccess.Access
 }
 
 // Proxy is a running nirproxy, started as `nirproxy serve --config FILE` on a loopback port.
@@ -56,9 +61,11 @@ type Proxy struct {
 	// ConfigPath is the generated YAML configuration.
 	ConfigPath string
 
-	dir    string
-	ownDir bool
-	proc   *childproc.Process
+	dir       string
+	ownDir    bool
+	proc      *childproc.Process
+	access    *devaccess.Access
+	ownAccess bool
 }
 
 // ModuleRoot finds the directory of the nirproxy module's go.mod, from the working directory up.
@@ -123,6 +130,15 @@ func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 	} else if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create directory for nirproxy: %w", err)
 	}
+	p.access = opts.Access
+	if p.access == nil {
+		acc, err := devaccess.Start(devaccess.Options{Dir: p.dir, Lifetime: 6 * time.Hour})
+		if err != nil {
+			p.cleanup()
+			return nil, err
+		}
+		p.access, p.ownAccess = acc, true
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := FreePort()
@@ -166,6 +182,16 @@ func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 // writeConfig writes the YAML configuration.
 func (p *Proxy) writeConfig(opts ProxyOptions) error {
 	cfg := map[string]any{"listen": p.Addr, "sources": opts.Sources}
+	for k, v := range p.access.Config() {
+		cfg[k] = v
+	}
+	// The tests load one clinician's requests far past what one person makes, to test the
+	// proxy, not the limits: a test of the limits sets its own rateLimit in Extra.
+	cfg["rateLimit"] = map[string]any{
+		"user":         map[string]any{"requests": 1000000, "period": "1m", "burst": 100000},
+		"organisation": map[string]any{"requests": 1000000, "period": "1m", "burst": 100000},
+		"patients":     map[string]any{"patients": 100000, "window": "1h"},
+	}
 	for k, v := range opts.Extra {
 		cfg[k] = v
 	}
@@ -178,6 +204,15 @@ func (p *Proxy) writeConfig(opts ProxyOptions) error {
 		return fmt.Errorf("write nirproxy configuration: %w", err)
 	}
 	return nil
+}
+
+// Access is the token issuer and registry the proxy trusts.
+func (p *Proxy) Access() *devaccess.Access { return p.access }
+
+// Transport is base (http.DefaultTransport when nil) sending each request with the token of
+// devaccess.Clinician, an allowed caller, unless it has an Authorization header already.
+func (p *Proxy) Transport(base http.RoundTripper) http.RoundTripper {
+	return p.access.Transport(base, devaccess.Clinician)
 }
 
 // DICOMwebURL is "http://127.0.0.1:PORT/dicom-web".
@@ -218,8 +253,12 @@ func (p *Proxy) Pause() error { return p.proc.Pause() }
 // Resume continues a paused proxy with SIGCONT.
 func (p *Proxy) Resume() error { return p.proc.Resume() }
 
-// cleanup removes the directory if StartProxy created it.
+// cleanup stops the issuer and removes the directory if StartProxy created them.
 func (p *Proxy) cleanup() {
+	if p.ownAccess {
+		p.access.Close()
+		p.ownAccess = false
+	}
 	if p.ownDir {
 		os.RemoveAll(p.dir)
 		p.ownDir = false
