@@ -41,7 +41,7 @@ func (s *syncBuffer) String() string {
 func TestRunCommands(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"), 0o600)
+	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n    insecure: true\n"), 0o600)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: rxa\n    url: localhost:8042\n"), 0o600)
 	unread := filepath.Join(dir, "unread.yaml")

@@ -21,7 +21,7 @@ listen: 127.0.0.1:8080
 sources:
   - id: RXA                       # the trust's ODS code
     name: Example Hospitals NHS Trust
-    url: http://127.0.0.1:8042/dicom-web
+    url: https://127.0.0.1:8042/dicom-web
 `
 
 func TestParseMinimal(t *testing.T) {
@@ -31,7 +31,7 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := Default()
 	src := DefaultSource()
-	src.ID, src.Name, src.URL = "RXA", "Example Hospitals NHS Trust", "http://127.0.0.1:8042/dicom-web"
+	src.ID, src.Name, src.URL = "RXA", "Example Hospitals NHS Trust", "https://127.0.0.1:8042/dicom-web"
 	want.Sources = []Source{src}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)

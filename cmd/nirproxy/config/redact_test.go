@@ -239,6 +239,13 @@ func TestCheckFile(t *testing.T) {
 			},
 		},
 		{
+			name:   "a test PACS on plain http",
+			yaml:   "signingKey: " + strings.Repeat("k", 32) + "\nsources:\n  - {id: ORA, name: Orthanc A, url: 'http://127.0.0.1:8042/dicom-web', insecure: true}\n",
+			wantOK: true,
+			want: []string{"PATH is valid: 1 source (ORA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB",
+				"warning: sources[0].insecure: is true: ORA is reached over plain HTTP, which sends patients' data unencrypted; for a demo or test only: use an https url and remove insecure"},
+		},
+		{
 			name: "cache problems show no secret",
 			yaml: minimalYAML + "cache:\n  keySecret: short-key-secret\n  encryptionKeys: [bad-encryption-secret, " + string(encryptionKey(9)) + "]\n" +
 				"  redis: {addrs: [redis:6379], password: redis-password-secret}\n",
