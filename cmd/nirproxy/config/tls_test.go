@@ -36,6 +36,10 @@ func TestValidateTransport(t *testing.T) {
 		want   []Problem       // Message is a substring of the problem's message
 	}{
 		{"https", func(s *Source) {}, nil},
+		{"plain http", func(s *Source) { s.URL = "http://pacs.example.nhs.uk/dicom-web" },
+			[]Problem{{"sources[1].url", `"http://pacs.example.nhs.uk/dicom-web" is plain HTTP, which sends patients' data unencrypted; use https, or set insecure: true for a demo or test`}}},
+		{"plain HTTP in capitals", func(s *Source) { s.URL = "HTTP://pacs.example.nhs.uk/dicom-web" },
+			[]Problem{{"sources[1].url", "is plain HTTP"}}},
 		{"plain http, insecure", func(s *Source) { s.URL, s.Insecure = "http://127.0.0.1:8042/dicom-web", true }, nil},
 		{"https, insecure", func(s *Source) { s.Insecure = true }, nil},
 		{"an invalid url is reported once", func(s *Source) { s.URL = "http://pacs/dicom-web?x=1" },

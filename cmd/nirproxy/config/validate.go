@@ -497,13 +497,15 @@ func checkSources(ps *Problems, sources []Source) {
 	}
 }
 
-// checkSourceURL checks the url of source s, whose keys are under p: an absolute http(s) URL;
-// plain http has no tls section for it to ignore.
+// checkSourceURL checks the url of source s, whose keys are under p: an absolute https URL, or
+// plain http where s says insecure: true, which then has no tls section for it to ignore.
 func checkSourceURL(ps *Problems, p string, s Source) {
 	before := len(*ps)
 	checkHTTPURL(ps, p+".url", s.URL, "http://127.0.0.1:8042/dicom-web")
 	switch {
 	case len(*ps) > before || !isPlainHTTP(s.URL):
+	case !s.Insecure:
+		ps.add(p+".url", "%q is plain HTTP, which sends patients' data unencrypted; use https, or set insecure: true for a demo or test", showURL(s.URL))
 	case s.TLS != (SourceTLS{}):
 		ps.add(p+".tls", "is set, but url is plain http, which does not use it; use an https url, or remove tls")
 	}
