@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,7 @@ func newHTTPClient(cfg SourceConfig, opts HTTPOptions, log *slog.Logger) *httpCl
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: opts.HeaderTimeout,
 		TLSHandshakeTimeout:   5 * time.Second,
+		TLSClientConfig:       clientTLS(cfg.TLS),
 		ExpectContinueTimeout: time.Second,
 		// Bodies are passed through byte for byte; a compressed answer would have to be
 		// decompressed to check multipart framing, so none is asked for.
@@ -100,12 +102,22 @@ func newHTTPClient(cfg SourceConfig, opts HTTPOptions, log *slog.Logger) *httpCl
 	return &httpClient{id: cfg.ID, base: cfg.BaseURL, auth: cfg.Auth, retry: rc, idle: opts.IdleTimeout}
 }
 
+// clientTLS is the TLS configuration of connections to a source: a copy of c, or for nil the
+// system's roots and TLS 1.2 or later. The package adds nothing of its own to a c given.
+func clientTLS(c *tls.Config) *tls.Config {
+	if c == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return c.Clone()
+}
+
 // noRedirects refuses redirects: a PACS redirecting elsewhere must not steer the proxy to an
 // address that was never configured.
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// retryPolicy retries connection failures and the statuses that mean "try again" (429, 502,
-// 503, 504), never after our own client went away or the deadline passed. All requests the
+// retryPolicy retries connection failures (but not a certificate that cannot be verified) and
+// the statuses that mean "try again" (429, 502, 503, 504), never after our own client went away
+// or the deadline passed. All requests the
 // proxy sends upstream are GETs, so every retry is idempotent.
 func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
@@ -116,6 +128,11 @@ func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, err
 		if errors.As(err, &ue) && ue.Timeout() {
 			// A source that did not answer within its header timeout is unlikely to answer a
 			// second time within the request's budget.
+			return false, nil
+		}
+		var cve *tls.CertificateVerificationError
+		if errors.As(err, &cve) {
+			// A certificate that cannot be verified will not be verified on a second try.
 			return false, nil
 		}
 		return true, nil

@@ -3,9 +3,13 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -551,6 +555,62 @@ func TestURLJoin(t *testing.T) {
 			c := newTestHTTP(mustParse(t, tc.base), Auth{}, testHTTPOptions(), discard())
 			if got := c.url(tc.path, tc.query); got != tc.want {
 				t.Fatalf("url = %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTLS checks that connections to an https source use the TLS configuration given, verified
+// against its roots; that, given none, they use the system's roots and TLS 1.2 or later; and
+// that a certificate that cannot be verified is a transport failure, never retried.
+func TestTLS(t *testing.T) {
+	trusting := func(c *x509.Certificate) *tls.Config {
+		roots := x509.NewCertPool()
+		roots.AddCert(c)
+		return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	none := func(*x509.Certificate) *tls.Config { return nil }
+	tests := []struct {
+		name       string
+		maxVersion uint16                              // the server's highest TLS version; 0 for Go's default
+		config     func(*x509.Certificate) *tls.Config // the source's, given the server's certificate
+		wantErr    string                              // "" for an answer, "verify" for an unverified certificate, "version"
+	}{
+		{name: "verified by the roots given", config: trusting},
+		{name: "none given: the system's roots, which do not know the server", config: none, wantErr: "verify"},
+		{name: "none given: not TLS 1.1", maxVersion: tls.VersionTLS11, config: none, wantErr: "version"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/dicom+json")
+				_, _ = io.WriteString(w, `[{"0020000D":{"vr":"UI","Value":["1.2.3"]}}]`)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are the point
+			srv.TLS = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tc.maxVersion}
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			cfg := SourceConfig{ID: "RXA", BaseURL: mustParse(t, srv.URL+"/dicom-web"), TLS: tc.config(srv.Certificate())}
+			got, err := newHTTPClient(cfg, fastRetries, discard()).Search(context.Background(), "studies", nil)
+			var te *TransportError
+			var cve *tls.CertificateVerificationError
+			switch {
+			case tc.wantErr == "":
+				if err != nil || len(got) != 1 {
+					t.Fatalf("Search = %d results, %v; want 1 and no error", len(got), err)
+				}
+			case !errors.As(err, &te) || Classify(err).Class != ClassUnreachable:
+				t.Fatalf("err = %v (%T); want a *TransportError classified unreachable", err, err)
+			case tc.wantErr == "verify" && (!errors.As(err, &cve) || conns.Load() != 1):
+				t.Errorf("err = %v after %d connections; want an unverified certificate, not retried", err, conns.Load())
+			case tc.wantErr == "version" && (errors.As(err, &cve) || !strings.Contains(err.Error(), "version")):
+				t.Errorf("err = %v; want the protocol version refused before any certificate is verified", err)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/url"
 	"strings"
@@ -80,6 +81,12 @@ type SourceConfig struct {
 	// Required marks a source whose absence fails a search instead of warning.
 	Required bool
 	Auth     Auth
+	// TLS is how connections to an https BaseURL are made: the roots that verify the PACS's
+	// certificate, the client certificate presented to it (mutual TLS), the name verified. It is
+	// used as given (cmd/nirproxy's configuration builds it, TLS 1.2 or later); nil means the
+	// system's roots, no client certificate and TLS 1.2 or later. A plain http BaseURL does not
+	// use it.
+	TLS *tls.Config
 	// PatientID says where this PACS keeps the NHS number, and with which issuer.
 	PatientID       PatientIDAttribute
 	PatientIDIssuer string

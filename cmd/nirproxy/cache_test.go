@@ -26,6 +26,7 @@ sources:
   - id: RXA
     name: Example Hospitals NHS Trust
     url: http://127.0.0.1:8042/dicom-web
+    insecure: true
 cache:
   keySecret: %s
   encryptionKeys: [%s]
@@ -96,7 +97,7 @@ func TestCachePurgeCommand(t *testing.T) {
 func TestCachePurgeWithoutRedis(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.yaml")
-	os.WriteFile(path, []byte("sources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"+accessConfig(t, dir)), 0o600)
+	os.WriteFile(path, []byte("sources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n    insecure: true\n"+accessConfig(t, dir)), 0o600)
 	var out, errOut bytes.Buffer
 	if code := run(context.Background(), []string{"cache", "purge", "--config", path, "--patient", "9434765919"}, nil, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())

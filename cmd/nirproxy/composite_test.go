@@ -53,7 +53,7 @@ func newCopiesRig(t *testing.T, o pacssim.CopiesOptions) *copiesRig {
 		t.Cleanup(stop)
 		t.Cleanup(func() { _ = tr.ClearFaults() })
 		src := config.DefaultSource()
-		src.ID, src.Name, src.URL, src.Priority = tr.ID, tr.Name, root+"/dicom-web", i+1
+		src.ID, src.Name, src.URL, src.Priority, src.Insecure = tr.ID, tr.Name, root+"/dicom-web", i+1, true
 		cfg.Sources = append(cfg.Sources, src)
 		r.trusts[tr.ID] = tr
 		for _, in := range tr.Instances() {

@@ -173,6 +173,7 @@ func startDemoTrust(t *pacssim.Trust, priority int, faults bool) (config.Source,
 	src := config.DefaultSource()
 	src.ID, src.Name = t.ID, t.Name
 	src.URL = "http://" + ln.Addr().String() + "/dicom-web"
+	src.Insecure = true // a demo trust on the loopback interface, holding made-up patients
 	src.Priority = priority
 	if t.ID == pacssim.DemoTrustC {
 		src.PatientID = config.PatientID{Attribute: config.AttributeOtherPatientIDsSequence, Issuer: "NHS"}

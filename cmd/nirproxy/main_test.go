@@ -66,11 +66,11 @@ func TestRunCommands(t *testing.T) {
 	dir := t.TempDir()
 	access := accessConfig(t, dir)
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"+access), 0o600)
+	os.WriteFile(good, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n    insecure: true\n"+access), 0o600)
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: rxa\n    url: localhost:8042\n"+access), 0o600)
 	unconfigured := filepath.Join(dir, "unconfigured.yaml")
-	os.WriteFile(unconfigured, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n"), 0o600)
+	os.WriteFile(unconfigured, []byte("listen: 127.0.0.1:8080\nsources:\n  - id: RXA\n    name: Example Hospitals NHS Trust\n    url: http://127.0.0.1:8042/dicom-web\n    insecure: true\n"), 0o600)
 	unread := filepath.Join(dir, "unread.yaml")
 	os.WriteFile(unread, []byte("frobnicate: 1\nsources:\n  - id: rxa\n"), 0o600)
 	tests := []struct {

@@ -339,7 +339,7 @@ func setUp(ctx context.Context, t *testing.T) *chaos {
 		src := orthanc.ProxySource{ID: id, Name: "Chaos Test Trust " + id, URL: c.orthancs[id].DICOMwebURL(), Priority: i + 1}
 		sources = append(sources, src)
 		detailed = append(detailed, map[string]any{
-			"id": src.ID, "name": src.Name, "url": src.URL, "priority": src.Priority,
+			"id": src.ID, "name": src.Name, "url": src.URL, "priority": src.Priority, "insecure": true, // Orthanc on plain http
 			"timeout": sourceTimeout.String(), "idleTimeout": idleTimeout.String(),
 			"retries": sourceRetries, "maxConcurrent": 8,
 			"breaker": map[string]any{

@@ -28,6 +28,18 @@ type ProxySource struct {
 	Name     string `yaml:"name"`
 	URL      string `yaml:"url"`
 	Priority int    `yaml:"priority,omitempty"`
+	// Insecure lets URL be plain http, as the proxy requires a source to say of such a URL. It
+	// is written true for a URL that is plain http whatever it holds (see MarshalYAML).
+	Insecure bool `yaml:"insecure,omitempty"`
+}
+
+// MarshalYAML writes s with insecure: true where its URL is plain http, as every test trust's is
+// (Orthanc and the simulators on the loopback interface).
+func (s ProxySource) MarshalYAML() (any, error) {
+	type fields ProxySource // without this method, so that writing it does not come back here
+	f := fields(s)
+	f.Insecure = f.Insecure || strings.HasPrefix(f.URL, "http://")
+	return f, nil
 }
 
 // ProxyOptions configures StartProxy. Binary and Sources are required.

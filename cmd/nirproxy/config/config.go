@@ -438,7 +438,8 @@ type Source struct {
 	ID string `yaml:"id"`
 	// Name is the trust's name, for people. Required.
 	Name string `yaml:"name"`
-	// URL is the PACS's DICOMweb base URL: absolute http(s), no query or fragment. Required.
+	// URL is the PACS's DICOMweb base URL: absolute https (http only with Insecure), no query
+	// or fragment. Required.
 	URL string `yaml:"url"`
 	// Priority orders the trusts that hold the same study: lower is preferred; ties go to the
 	// order in the file. Default 100.
@@ -467,6 +468,12 @@ type Source struct {
 	Required bool `yaml:"required"`
 	// Auth is how the proxy authenticates to this PACS.
 	Auth Auth `yaml:"auth"`
+	// TLS is how the proxy verifies this PACS and proves itself to it over https.
+	TLS SourceTLS `yaml:"tls"`
+	// Insecure, when true, lets URL be plain http, which sends patients' data unencrypted: for
+	// a demo or a test PACS only, and warned about at start-up. It turns no verification off: an
+	// https URL is verified all the same. Default false.
+	Insecure bool `yaml:"insecure"`
 	// PatientID says where this PACS keeps the NHS number.
 	PatientID PatientID `yaml:"patientId"`
 }
@@ -487,6 +494,26 @@ type Auth struct {
 	// TokenFile names a file holding Token; a relative path is taken from the config file's
 	// directory.
 	TokenFile string `yaml:"tokenFile"`
+}
+
+// SourceTLS is how the proxy connects to a source's PACS over https: TLS 1.2 or later, the PACS's
+// certificate verified against CAFile's certificates (or the system's roots), and, with CertFile
+// and KeyFile, a client certificate presented to the PACS (mutual TLS). The files are read when
+// the configuration is validated and when serve starts: a renewed certificate takes a restart.
+// A relative path is taken from the config file's directory.
+type SourceTLS struct {
+	// CAFile names a PEM file of the CA certificates that may sign the PACS's certificate, such
+	// as the trust's own CA. Default: the system's roots.
+	CAFile string `yaml:"caFile"`
+	// CertFile names a PEM file of the client certificate the proxy presents to the PACS,
+	// followed by any intermediate certificates. KeyFile is required with it. Default none.
+	CertFile string `yaml:"certFile"`
+	// KeyFile names a PEM file of CertFile's private key. CertFile is required with it.
+	KeyFile string `yaml:"keyFile"`
+	// ServerName is the name the PACS's certificate must carry and the name sent in SNI, for a
+	// PACS whose URL's host is not on its certificate (an IP address, say). Default: the URL's
+	// host.
+	ServerName string `yaml:"serverName"`
 }
 
 // PatientID says where a source's PACS keeps the NHS number.

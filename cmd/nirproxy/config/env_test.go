@@ -16,10 +16,10 @@ cors:
 sources:
   - id: RXA
     name: A
-    url: http://127.0.0.1:8042/dicom-web
+    url: https://127.0.0.1:8042/dicom-web
   - id: RXB
     name: B
-    url: http://127.0.0.1:8043/dicom-web
+    url: https://127.0.0.1:8043/dicom-web
     auth: {type: basic, username: u, password: from-file}
 `
 
@@ -110,8 +110,22 @@ func TestEnvOverrides(t *testing.T) {
 					a.PatientID != (PatientID{Attribute: AttributeOtherPatientIDsSequence, Issuer: "NHS"}) {
 					t.Errorf("RXA = %+v", a)
 				}
-				if b.Priority != 5 || !b.Required || b.Auth.Type != AuthBearer || b.URL != "http://127.0.0.1:8043/dicom-web" {
+				if b.Priority != 5 || !b.Required || b.Auth.Type != AuthBearer || b.URL != "https://127.0.0.1:8043/dicom-web" {
 					t.Errorf("RXB = %+v", b)
+				}
+			},
+		},
+		{
+			name: "a source's transport keys",
+			environ: []string{
+				"NIRPROXY_SOURCES_RXB_INSECURE=true", "NIRPROXY_SOURCES_RXB_TLS_CA_FILE=/etc/nirproxy/ca.pem",
+				"NIRPROXY_SOURCES_RXB_TLS_CERT_FILE=client.pem", "NIRPROXY_SOURCES_RXB_TLS_KEY_FILE=client-key.pem",
+				"NIRPROXY_SOURCES_RXB_TLS_SERVER_NAME=pacs.internal",
+			},
+			check: func(t *testing.T, c Config) {
+				want := SourceTLS{CAFile: "/etc/nirproxy/ca.pem", CertFile: "client.pem", KeyFile: "client-key.pem", ServerName: "pacs.internal"}
+				if b := c.Sources[1]; !b.Insecure || b.TLS != want {
+					t.Errorf("RXB insecure %v, tls %+v; want true, %+v", b.Insecure, b.TLS, want)
 				}
 			},
 		},

@@ -24,6 +24,7 @@ func FuzzLoadConfig(f *testing.F) {
 	}
 	f.Add([]byte(minimalYAML), "NIRPROXY_SOURCES_RXA_BREAKER_FAILURE_RATIO=0.25\nNIRPROXY_SEARCH_MAX_LIMIT=10")
 	f.Add([]byte(minimalYAML), "NIRPROXY_SOURCES_RXA_BREAKER_FAILURES=5")
+	f.Add([]byte(minimalYAML+"    insecure: true\n    tls: {serverName: pacs.internal}\n"), "NIRPROXY_SOURCES_RXA_TLS_CA_FILE=ca.pem")
 	f.Add([]byte("sources:\n  - id: RXA\n    breaker: {failureRatio: .nan, window: 1ms}\n"), "")
 	f.Add([]byte(minimalYAML+accessYAML), "NIRPROXY_AUTHORIZATION_DSPT_TIME_ZONE=Europe/London")
 	f.Fuzz(func(t *testing.T, data []byte, env string) {

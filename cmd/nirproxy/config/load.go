@@ -88,10 +88,11 @@ func LoadValid(path string, environ []string) (Config, error) {
 
 // Load reads the YAML file at path and returns the configuration it describes: the defaults, then
 // the file, then the environment overrides in environ (as os.Environ returns them), then the
-// secrets named by the *File keys (relative paths are taken from the file's directory, as is
-// onboarding.registryFile's, which Load leaves resolved). It does
-// not validate: call Validate, or use LoadValid. Everything it could not read is reported at once
-// as [Problems]; the Config returned with them holds what could be read.
+// secrets named by the *File keys (relative paths are taken from the file's directory, as are
+// onboarding.registryFile's and those of the sources' tls sections, which Load leaves resolved
+// for Validate to read). It does not validate: call Validate, or use LoadValid. Everything it
+// could not read is reported at once as [Problems]; the Config returned with them holds what
+// could be read.
 func Load(path string, environ []string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -100,8 +101,8 @@ func Load(path string, environ []string) (Config, error) {
 	return parse(data, environ, filepath.Dir(path))
 }
 
-// Parse is Load for a file's contents; relative *File paths (and onboarding.registryFile) are
-// taken from the current directory.
+// Parse is Load for a file's contents; relative *File paths (onboarding.registryFile and the
+// sources' tls files too) are taken from the current directory.
 func Parse(data []byte, environ []string) (Config, error) {
 	return parse(data, environ, "")
 }
@@ -119,6 +120,10 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 	applyEnv(&cfg, environ, &ps)
 	resolveSecretFiles(&cfg, baseDir, &ps)
 	cfg.Onboarding.RegistryFile = fromDir(baseDir, cfg.Onboarding.RegistryFile)
+	for i := range cfg.Sources {
+		t := &cfg.Sources[i].TLS
+		t.CAFile, t.CertFile, t.KeyFile = fromDir(baseDir, t.CAFile), fromDir(baseDir, t.CertFile), fromDir(baseDir, t.KeyFile)
+	}
 	return cfg, ps.errOrNil()
 }
 

@@ -21,7 +21,7 @@ listen: 127.0.0.1:8080
 sources:
   - id: RXA                       # the trust's ODS code
     name: Example Hospitals NHS Trust
-    url: http://127.0.0.1:8042/dicom-web
+    url: https://127.0.0.1:8042/dicom-web
 `
 
 // minimalAccessYAML is what a configuration needs beside its sources: a token issuer and the
@@ -53,7 +53,7 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := Default()
 	src := DefaultSource()
-	src.ID, src.Name, src.URL = "RXA", "Example Hospitals NHS Trust", "http://127.0.0.1:8042/dicom-web"
+	src.ID, src.Name, src.URL = "RXA", "Example Hospitals NHS Trust", "https://127.0.0.1:8042/dicom-web"
 	want.Sources = []Source{src}
 	idp := DefaultTokenIssuer()
 	idp.Issuer, idp.JWKSURL, idp.Audiences, idp.Profile = "https://idp.example.nhs.uk", "https://idp.example.nhs.uk/jwks", []string{"nirproxy"}, "iua"

@@ -51,12 +51,17 @@ func (c Config) DICOMweb() dicomweb.Config {
 // This file turns a validated configuration into the settings of the packages it configures,
 // which have no defaults of their own: every field they take is set here.
 
-// UpstreamSource is s as package upstream describes a trust. It fails only for a URL that
-// Validate refuses.
+// UpstreamSource is s as package upstream describes a trust, with the TLS configuration of its
+// connections (see [SourceTLS]), whose files it reads. It fails only for what Validate refuses:
+// a URL that does not parse, tls files that cannot be read or do not parse.
 func (s Source) UpstreamSource() (upstream.SourceConfig, error) {
 	u, err := url.Parse(strings.TrimSuffix(s.URL, "/"))
 	if err != nil {
 		return upstream.SourceConfig{}, fmt.Errorf("source %s: parse url: %w", s.ID, err)
+	}
+	tlsConfig, problems := s.TLS.clientTLS("tls")
+	if len(problems) > 0 {
+		return upstream.SourceConfig{}, fmt.Errorf("source %s: load its tls files: %w", s.ID, problems)
 	}
 	return upstream.SourceConfig{
 		ID:       s.ID,
@@ -71,6 +76,7 @@ func (s Source) UpstreamSource() (upstream.SourceConfig, error) {
 			Password: string(s.Auth.Password),
 			Token:    string(s.Auth.Token),
 		},
+		TLS:             tlsConfig,
 		PatientID:       upstream.PatientIDAttribute(s.PatientID.Attribute),
 		PatientIDIssuer: s.PatientID.Issuer,
 	}, nil

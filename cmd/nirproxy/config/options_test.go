@@ -74,6 +74,7 @@ func TestUpstreamSource(t *testing.T) {
 	want := upstream.SourceConfig{ID: "RXA", Name: "A", BaseURL: got.BaseURL, Priority: 7, Timeout: 10 * time.Second, Required: true,
 		Auth:      upstream.Auth{Type: upstream.AuthBasic, Username: "u", Password: "p"},
 		PatientID: upstream.InOtherPatientIDsSequence, PatientIDIssuer: "NHS"}
+	got.TLS = nil // TestUpstreamSourceTLS checks it.
 	if got.BaseURL.String() != "http://pacs.example/dicom-web" || got != want {
 		t.Errorf("UpstreamSource = %+v (url %s), want %+v", got, got.BaseURL, want)
 	}

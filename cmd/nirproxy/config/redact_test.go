@@ -244,6 +244,21 @@ func TestCheckFile(t *testing.T) {
 			},
 		},
 		{
+			name:   "a test PACS on plain http",
+			yaml:   "signingKey: " + strings.Repeat("k", 32) + "\nsources:\n  - {id: ORA, name: Orthanc A, url: 'http://127.0.0.1:8042/dicom-web', insecure: true}\n" + minimalAccessYAML,
+			wantOK: true,
+			want: []string{"PATH is valid: 1 source (ORA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB", access[0], access[1],
+				"warning: sources[0].insecure: is true: ORA is reached over plain HTTP, which sends patients' data unencrypted; for a demo or test only: use an https url and remove insecure"},
+		},
+		{
+			name: "plain http without insecure, and a CA file that is not there",
+			yaml: "sources:\n  - {id: ORA, name: Orthanc A, url: 'http://127.0.0.1:8042/dicom-web'}\n  - {id: RXB, name: B, url: 'https://pacs.example.nhs.uk/dicom-web', tls: {caFile: rxb-ca.pem}}\n" + minimalAccessYAML,
+			want: []string{
+				`sources[0].url: "http://127.0.0.1:8042/dicom-web" is plain HTTP, which sends patients' data unencrypted; use https, or set insecure: true for a demo or test`,
+				"sources[1].tls.caFile: cannot read " + filepath.Join(dir, "rxb-ca.pem") + ": no such file or directory; check the path and the file's permissions",
+			},
+		},
+		{
 			name: "cache problems show no secret",
 			yaml: minimalYAML + minimalAccessYAML + "cache:\n  keySecret: short-key-secret\n  encryptionKeys: [bad-encryption-secret, " + string(encryptionKey(9)) + "]\n" +
 				"  redis: {addrs: [redis:6379], password: redis-password-secret}\n",

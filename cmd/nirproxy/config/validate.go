@@ -44,8 +44,8 @@ func validSourceID(id string) bool {
 
 // Validate checks every value of c and returns every problem found, in the order of the keys; none
 // means c can be used. It does not read files or the environment (Load did that), except the
-// system's time zone database for authorization.dsptTimeZone; check-config also reads the
-// onboarding registry (see [CheckFile]).
+// system's time zone database for authorization.dsptTimeZone and the files of each source's tls
+// section, which it parses; check-config also reads the onboarding registry (see [CheckFile]).
 func (c Config) Validate() []Problem {
 	var ps Problems
 	c.checkFront(&ps)
@@ -133,11 +133,26 @@ func (c Config) Warnings() []Problem {
 		ps.add("signingKey", "empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another")
 	}
 	cacheWarnings(&ps, c.Cache)
+	sourceWarnings(&ps, c.Sources)
 	issuerWarnings(&ps, c.Authentication)
 	if c.Cache.RedisEnabled() && c.RateLimit.KeySecret == "" {
 		ps.add("rateLimit.keySecret", "empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one, or each counts its callers apart and a caller gets each replica's limits")
 	}
 	return ps
+}
+
+// sourceWarnings are the sources' valid but risky settings: each that says insecure: true.
+func sourceWarnings(ps *Problems, sources []Source) {
+	for i, s := range sources {
+		p := fmt.Sprintf("sources[%d].insecure", i)
+		switch {
+		case !s.Insecure:
+		case isPlainHTTP(s.URL):
+			ps.add(p, "is true: %s is reached over plain HTTP, which sends patients' data unencrypted; for a demo or test only: use an https url and remove insecure", s.ID)
+		default:
+			ps.add(p, "is true, but %s's url is https, which is verified all the same; remove insecure", s.ID)
+		}
+	}
 }
 
 // checkCache checks the cache section. Values are checked whether or not the cache is enabled; what
@@ -458,9 +473,9 @@ func checkSources(ps *Problems, sources []Source) {
 			ps.add(p+".name", "is missing; write the trust's name, like Example Hospitals NHS Trust")
 		}
 		if s.URL == "" {
-			ps.add(p+".url", "is missing; write the PACS's DICOMweb base URL, like http://127.0.0.1:8042/dicom-web")
+			ps.add(p+".url", "is missing; write the PACS's DICOMweb base URL, like https://pacs.example.nhs.uk/dicom-web")
 		} else {
-			checkHTTPURL(ps, p+".url", s.URL, "http://127.0.0.1:8042/dicom-web")
+			checkSourceURL(ps, p, s)
 		}
 		checkPositive(ps, p+".timeout", s.Timeout, "10s")
 		checkPositive(ps, p+".idleTimeout", s.IdleTimeout, "30s")
@@ -479,8 +494,30 @@ func checkSources(ps *Problems, sources []Source) {
 		}
 		checkBreaker(ps, p+".breaker", s.Breaker)
 		checkAuth(ps, p+".auth", s.ID, s.Auth)
+		_, tlsProblems := s.TLS.clientTLS(p + ".tls")
+		*ps = append(*ps, tlsProblems...)
 		checkPatientID(ps, p+".patientId", s.PatientID)
 	}
+}
+
+// checkSourceURL checks the url of source s, whose keys are under p: an absolute https URL, or
+// plain http where s says insecure: true, which then has no tls section for it to ignore.
+func checkSourceURL(ps *Problems, p string, s Source) {
+	before := len(*ps)
+	checkHTTPURL(ps, p+".url", s.URL, "http://127.0.0.1:8042/dicom-web")
+	switch {
+	case len(*ps) > before || !isPlainHTTP(s.URL):
+	case !s.Insecure:
+		ps.add(p+".url", "%q is plain HTTP, which sends patients' data unencrypted; use https, or set insecure: true for a demo or test", showURL(s.URL))
+	case s.TLS != (SourceTLS{}):
+		ps.add(p+".tls", "is set, but url is plain http, which does not use it; use an https url, or remove tls")
+	}
+}
+
+// isPlainHTTP reports whether raw is a URL of scheme http.
+func isPlainHTTP(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "http"
 }
 
 // Bounds of a source's breaker settings.

@@ -14,7 +14,7 @@ import (
 func validConfig() Config {
 	c := Default()
 	a := DefaultSource()
-	a.ID, a.Name, a.URL = "RXA", "Example Hospitals NHS Trust", "http://127.0.0.1:8042/dicom-web"
+	a.ID, a.Name, a.URL = "RXA", "Example Hospitals NHS Trust", "https://127.0.0.1:8042/dicom-web"
 	b := DefaultSource()
 	b.ID, b.Name, b.URL = "RXB", "Other NHS Trust", "https://pacs.example.nhs.uk:8443/dicomweb"
 	b.Auth = Auth{Type: AuthBasic, Username: "u", Password: "p"}

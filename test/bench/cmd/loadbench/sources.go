@@ -73,6 +73,7 @@ type sourceConfig struct {
 	Name          string        `yaml:"name"`
 	URL           string        `yaml:"url"`
 	Priority      int           `yaml:"priority"`
+	Insecure      bool          `yaml:"insecure"`
 	Timeout       string        `yaml:"timeout"`
 	IdleTimeout   string        `yaml:"idleTimeout"`
 	Retries       int           `yaml:"retries"`
@@ -95,7 +96,7 @@ type breakerConfig struct {
 func (r *rig) startProxyWith(ctx context.Context, srcs []orthanc.ProxySource, s sourceSettings) (*orthanc.Proxy, error) {
 	cfgs := make([]sourceConfig, len(srcs))
 	for i, src := range srcs {
-		cfgs[i] = sourceConfig{ID: src.ID, Name: src.Name, URL: src.URL, Priority: src.Priority,
+		cfgs[i] = sourceConfig{ID: src.ID, Name: src.Name, URL: src.URL, Priority: src.Priority, Insecure: true, // origins on plain http
 			Timeout: s.Timeout.String(), IdleTimeout: s.IdleTimeout.String(), Retries: s.Retries, MaxConcurrent: s.MaxConcurrent,
 			Breaker: breakerConfig{MinRequests: s.BreakerMinRequests, FailureRatio: 0.5, OpenFor: s.BreakerOpenFor.String()}}
 	}
