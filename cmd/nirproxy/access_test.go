@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
+	"github.com/nirproxy/nirproxy/policy/authz"
+	"github.com/nirproxy/nirproxy/test/devaccess"
+	"github.com/nirproxy/nirproxy/test/devissuer"
+	"github.com/nirproxy/nirproxy/test/pacssim"
+)
+
+// accessRig is the proxy as `nirproxy serve` wires it (buildHandler: the real authentication,
+// onboarding registry, rules and limits) over the demo's three trusts, with a development
+// issuer whose tokens it trusts and a registry of organisations in every onboarding state.
+type accessRig struct {
+	proxy  *httptest.Server
+	iss    *devissuer.Issuer
+	trusts []*pacssim.Trust
+	logs   *syncBuffer
+}
+
+// The registry's organisations, one for each state an organisation can be in.
+const (
+	orgOnboarded = "RR8"
+	orgLapsed    = "RAE"
+	orgSuspended = "RXS"
+	orgNoDPIA    = "RXN"
+	orgNoDSA     = "RXD"
+	orgUnknown   = "RXQ"
+)
+
+// accessRegistry is the rig's onboarding registry, judged at now.
+func accessRegistry(now time.Time) string {
+	year := authz.DefaultDSPTYear().Covering(now)
+	org := func(ods, extra string) string {
+		return fmt.Sprintf("  - {ods: %s, name: %s, dsptStatus: Standards Met, dsptYear: %s%s}\n", ods, ods, year, extra)
+	}
+	const signed, dpia = ", dsaSigned: 2024-04-01", ", dpia: 2024-03-15"
+	return "organisations:\n" +
+		org(orgOnboarded, signed+dpia) +
+		fmt.Sprintf("  - {ods: %s, dsaSigned: 2024-04-01, dsptStatus: Standards Met, dsptYear: %s, dpia: 2024-03-15}\n", orgLapsed, year-1) +
+		org(orgSuspended, signed+dpia+", suspended: true") +
+		org(orgNoDPIA, signed) +
+		org(orgNoDSA, dpia) +
+		"systems:\n  - {id: dev-viewer, clientId: " + devaccess.ViewerClientID + ", organisation: " + orgOnboarded + ", purpose: TREAT}\n"
+}
+
+func newAccessRig(t *testing.T) *accessRig {
+	t.Helper()
+	trusts, err := pacssim.DemoTrusts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &accessRig{trusts: trusts, logs: &syncBuffer{}}
+	cfg := config.Default()
+	cfg.PublicURL = "http://nirproxy.test"
+	for i, tr := range trusts {
+		root, stop, err := tr.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		src := config.DefaultSource()
+		src.ID, src.Name, src.URL, src.Priority, src.Insecure = tr.ID, tr.Name, root+"/dicom-web", i+1, true
+		if tr.ID == pacssim.DemoTrustC {
+			src.PatientID = config.PatientID{Attribute: config.AttributeOtherPatientIDsSequence, Issuer: "NHS"}
+		}
+		cfg.Sources = append(cfg.Sources, src)
+	}
+	acc, err := startDemoAccess(&cfg, t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { acc.Close() })
+	if err := os.WriteFile(acc.RegistryPath(), []byte(accessRegistry(time.Now())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.iss = acc.Issuer()
+	if problems := cfg.Validate(); len(problems) > 0 {
+		t.Fatalf("configuration: %v", problems)
+	}
+	app, err := buildHandler(t.Context(), cfg, slog.New(slog.NewJSONHandler(r.logs, nil)))
+	if err != nil {
+		t.Fatalf("build handler: %v", err)
+	}
+	r.proxy = httptest.NewServer(app.handler)
+	t.Cleanup(func() {
+		r.proxy.Close()
+		app.close(context.Background(), slog.New(slog.DiscardHandler))
+	})
+	return r
+}
+
+// upstreamRequests is how many requests the trusts have had.
+func (r *accessRig) upstreamRequests() int64 {
+	var n int64
+	for _, tr := range r.trusts {
+		n += tr.Requests()
+	}
+	return n
+}
+
+// caller is one row of the principals table: how its token is made, the headers it sends and
+// what every data route must answer it.
+type caller struct {
+	name string
+	// token mints its token; nil sends none.
+	token func(iss *devissuer.Issuer) (string, error)
+	// scheme is the Authorization scheme; "" is Bearer.
+	scheme  string
+	headers map[string]string
+	// status is the answer of every scoped data route; text is in a refusal's message.
+	status int
+	text   string
+}
+
+// iua is the claims of an IHE IUA token of a user of org in role, for purpose ("" states
+// none), calling through the registered viewer unless direct.
+func iua(subject, org, role, purpose string, direct bool) devissuer.Claims {
+	u := &devissuer.IUA{SubjectOrganizationID: org}
+	if role != "" {
+		u.SubjectRole = []devissuer.Coding{{Code: role}}
+	}
+	if purpose != "" {
+		u.PurposeOfUse = []devissuer.Coding{devissuer.PurposeOfUse(purpose)}
+	}
+	c := devissuer.Claims{Subject: subject, IUA: u}
+	if !direct {
+		c.ClientID = devaccess.ViewerClientID
+	}
+	return c
+}
+
+// minted is a token function minting claims with mint.
+func minted(mint func(*devissuer.Issuer, devissuer.Claims) (string, error), c devissuer.Claims) func(*devissuer.Issuer) (string, error) {
+	return func(iss *devissuer.Issuer) (string, error) { return mint(iss, c) }
+}
+
+// sound mints a valid token.
+func sound(iss *devissuer.Issuer, c devissuer.Claims) (string, error) { return iss.Mint(c) }
+
+// callers is the principals table: roles, organisation states and purposes of use, and bad
+// tokens.
+func callers() []caller {
+	ok := func(name string, c devissuer.Claims, headers map[string]string) caller {
+		return caller{name: name, token: minted(sound, c), headers: headers, status: http.StatusOK}
+	}
+	refused := func(name string, c devissuer.Claims, headers map[string]string, text string) caller {
+		return caller{name: name, token: minted(sound, c), headers: headers, status: http.StatusForbidden, text: text}
+	}
+	bad := func(name string, mint func(*devissuer.Issuer, devissuer.Claims) (string, error)) caller {
+		return caller{name: name, token: minted(mint, iua("u-bad", orgOnboarded, "R8000", "TREAT", false)), status: http.StatusUnauthorized}
+	}
+	reason := map[string]string{"X-Purpose-Of-Use-Reason": "Unconscious patient in ED"}
+	return []caller{
+		// Allowed: clinical roles of an onboarded organisation, for direct care.
+		ok("clinician, treatment", iua("u-clin", orgOnboarded, "R8000", "TREAT", false), nil),
+		ok("nurse, treatment", iua("u-nurse", orgOnboarded, "R8001", "TREAT", false), nil),
+		ok("health professional, treatment", iua("u-hp", orgOnboarded, "R8003", "TREAT", false), nil),
+		ok("clinician, purpose from the viewer's registration", iua("u-reg", orgOnboarded, "R8000", "", false), nil),
+		ok("clinician, emergency with a reason", iua("u-etreat", orgOnboarded, "R8000", "ETREAT", false), reason),
+		ok("clinician, break glass with a reason", iua("u-btg", orgOnboarded, "R8000", "BTG", false), reason),
+		// Refused by role.
+		refused("privacy officer", iua("u-po", orgOnboarded, "R0001", "TREAT", false), nil, "may not"),
+		refused("unknown role", iua("u-r9", orgOnboarded, "R9999", "TREAT", false), nil, "may not"),
+		refused("no role", iua("u-norole", orgOnboarded, "", "TREAT", false), nil, "no job role"),
+		// Refused by purpose of use.
+		refused("research", iua("u-res", orgOnboarded, "R8000", "HRESCH", false), nil, "nirproxy may only be used for direct patient care"),
+		refused("emergency without a reason", iua("u-etr0", orgOnboarded, "R8000", "ETREAT", false), nil, "needs a reason"),
+		refused("break glass without a reason", iua("u-btg0", orgOnboarded, "R8000", "BTG", false), nil, "needs a reason"),
+		refused("no purpose, no registered system", iua("u-nopur", orgOnboarded, "R8000", "", true), nil, "no purpose of use is stated"),
+		refused("purpose only in the request", iua("u-hdr", orgOnboarded, "R8000", "", true), map[string]string{"X-Purpose-Of-Use": "TREAT"}, "does not accept a purpose of use stated by the request"),
+		// Refused by onboarding.
+		refused("DSPT lapsed", iua("u-lapsed", orgLapsed, "R8000", "TREAT", false), nil, "no in-year DSPT assessment"),
+		refused("suspended", iua("u-susp", orgSuspended, "R8000", "TREAT", false), nil, "suspended"),
+		refused("no DPIA", iua("u-dpia", orgNoDPIA, "R8000", "TREAT", false), nil, "no data protection impact assessment"),
+		refused("no data sharing agreement", iua("u-dsa", orgNoDSA, "R8000", "TREAT", false), nil, "no signed data sharing agreement"),
+		refused("unknown organisation", iua("u-unk", orgUnknown, "R8000", "TREAT", false), nil, "not in the onboarding registry"),
+		// Refused by authentication.
+		{name: "no token", status: http.StatusUnauthorized},
+		{name: "not a JWT", token: func(*devissuer.Issuer) (string, error) { return "not-a-token", nil }, status: http.StatusUnauthorized},
+		{name: "basic credentials", scheme: "Basic", token: func(*devissuer.Issuer) (string, error) { return "dXNlcjpwYXNz", nil }, status: http.StatusUnauthorized},
+		bad("expired", (*devissuer.Issuer).MintExpired),
+		bad("not yet valid", (*devissuer.Issuer).MintNotYetValid),
+		bad("another audience", (*devissuer.Issuer).MintWrongAudience),
+		bad("another issuer", (*devissuer.Issuer).MintWrongIssuer),
+		bad("alg none", (*devissuer.Issuer).MintAlgNone),
+		bad("forged under the issuer's kid", (*devissuer.Issuer).MintForged),
+		bad("a key never published", (*devissuer.Issuer).MintUnknownKey),
+		bad("HMAC keyed with the public key", (*devissuer.Issuer).MintKeyConfusion),
+	}
+}
+
+// accessRoute is a data route of the table: a path, what it accepts, and its patient scope.
+type accessRoute struct {
+	name, path, accept string
+	// unscoped is a request that names no patient or study: refused 400 once the caller is
+	// authenticated, before any trust is asked.
+	unscoped bool
+}
+
+func accessRoutes() []accessRoute {
+	us := "/dicom-web/studies/" + pacssim.DemoUltrasoundStudyUID
+	mf := us + "/series/" + pacssim.DemoMultiFrameSeriesUID + "/instances/" + pacssim.DemoMultiFrameInstanceUID
+	return []accessRoute{
+		{name: "search by patient", path: "/dicom-web/studies?PatientID=9434765919", accept: "application/dicom+json"},
+		{name: "search by study", path: "/dicom-web/studies?StudyInstanceUID=" + pacssim.DemoSharedStudyUID, accept: "application/dicom+json"},
+		{name: "search naming no patient", path: "/dicom-web/studies?Modality=CT", accept: "application/dicom+json", unscoped: true},
+		{name: "series of a study", path: us + "/series", accept: "application/dicom+json"},
+		{name: "study metadata", path: us + "/metadata", accept: "application/dicom+json"},
+		{name: "study", path: us, accept: `multipart/related; type="application/dicom"`},
+		{name: "instance", path: mf, accept: `multipart/related; type="application/dicom"`},
+		{name: "frames", path: mf + "/frames/1", accept: `multipart/related; type="application/octet-stream"; transfer-syntax=*`},
+		{name: "rendered", path: mf + "/rendered", accept: "image/jpeg"},
+		{name: "thumbnail", path: us + "/thumbnail", accept: "image/jpeg"},
+	}
+}
+
+// TestAccessTable: every principal of the table (roles, organisation states, purposes of use,
+// bad tokens) on every data route and patient scope, through the access control serve wires,
+// gets its expected outcome, and a refused request reaches no trust.
+func TestAccessTable(t *testing.T) {
+	r := newAccessRig(t)
+	client := r.proxy.Client()
+	for _, c := range callers() {
+		t.Run(c.name, func(t *testing.T) {
+			var auth string
+			if c.token != nil {
+				token, err := c.token(r.iss)
+				if err != nil {
+					t.Fatal(err)
+				}
+				scheme := c.scheme
+				if scheme == "" {
+					scheme = "Bearer"
+				}
+				auth = scheme + " " + token
+			}
+			for _, rt := range accessRoutes() {
+				status, text := c.status, c.text
+				if rt.unscoped && status != http.StatusUnauthorized {
+					status, text = http.StatusBadRequest, "must name a patient"
+				}
+				req, _ := http.NewRequest(http.MethodGet, r.proxy.URL+rt.path, nil)
+				req.Header.Set("Accept", rt.accept)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
+				for k, v := range c.headers {
+					req.Header.Set(k, v)
+				}
+				before := r.upstreamRequests()
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v", rt.name, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != status || !strings.Contains(string(body), text) {
+					t.Errorf("%s: %d %.300s; want %d saying %q", rt.name, resp.StatusCode, body, status, text)
+				}
+				if status != http.StatusOK {
+					if n := r.upstreamRequests() - before; n != 0 {
+						t.Errorf("%s: the trusts heard %d requests of a refused one; want none", rt.name, n)
+					}
+					if status == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+						t.Errorf("%s: 401 without a Bearer challenge", rt.name)
+					}
+				}
+			}
+		})
+	}
+	if strings.Contains(r.logs.String(), "9434765919") || strings.Contains(r.logs.String(), "Unconscious") {
+		t.Error("the proxy's log names the patient or repeats a break-glass reason")
+	}
+}
