@@ -15,9 +15,10 @@ import (
 	"github.com/nirproxy/nirproxy/policy/ratelimit"
 )
 
-// rateLimitKeyPrefix starts every key of the rate limits in Redis; like the cache's, it holds
-// no identifier.
-const rateLimitKeyPrefix = keyPrefix + "rl:"
+// rateLimitKeyPrefix starts every key of the rate limits in Redis (redis_rate puts "rate:"
+// before its own): a namespace apart from the cache's keyPrefix, so that the cache's keys and
+// the limits' never mix. Like the cache's, it holds no identifier.
+const rateLimitKeyPrefix = "nirproxy:rl:v1:"
 
 // access is the governance serve wires into every data route: who is calling (authn), whether
 // the data sharing agreement lets it do what it asks (authz, over the onboarding registry

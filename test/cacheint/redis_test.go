@@ -44,6 +44,19 @@ func (tp topology) flush(t *testing.T) {
 	}
 }
 
+// scanCache returns the cache's keys (those under its prefix, not the rate limits', which share
+// its Redis) with their raw values, on every node of a cluster.
+func (tp topology) scanCache(t *testing.T) map[string][]byte {
+	t.Helper()
+	kv := tp.scan(t)
+	for k := range kv {
+		if !strings.HasPrefix(k, keyPrefix) {
+			delete(kv, k)
+		}
+	}
+	return kv
+}
+
 // scan returns every key Redis holds with its raw value (on every node of a cluster).
 func (tp topology) scan(t *testing.T) map[string][]byte {
 	t.Helper()
@@ -56,9 +69,13 @@ func (tp topology) scan(t *testing.T) map[string][]byte {
 	return kv
 }
 
-// keyRE is the shape of every key nirproxy may write: its prefix and a hex HMAC, for an entry
-// or a patient's or study's index.
+// keyRE is the shape of every cache key nirproxy may write: its prefix and a hex HMAC, for an
+// entry or a patient's or study's index.
 var keyRE = regexp.MustCompile(`^nirproxy:v1:((patient|study):)?[0-9a-f]{64}$`)
+
+// rateKeyRE is the shape of every key of the rate limits, which share the cache's Redis: a
+// user's ({u:HMAC}) or organisation's ({o:HMAC}) request rate, or a user's patients.
+var rateKeyRE = regexp.MustCompile(`^(rate:)?nirproxy:rl:v1:\{[uo]:[0-9a-f]{32}\}:(rate|patients)$`)
 
 // TestCacheRedis runs the cache's promises against one Redis node and a 3-node Redis Cluster.
 func TestCacheRedis(t *testing.T) {
@@ -194,7 +211,7 @@ func ageEntries(t *testing.T, tp topology, r *rig, by time.Duration) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	n := 0
-	for k, v := range tp.scan(t) {
+	for k, v := range tp.scanCache(t) {
 		if r.keyer.IsIndexKey(k) {
 			continue
 		}
@@ -465,8 +482,11 @@ func testEncryptionAtRest(t *testing.T, tp topology) {
 	var plain strings.Builder
 	entries, indexes := 0, 0
 	for k, v := range kv {
+		if rateKeyRE.MatchString(k) {
+			continue
+		}
 		if !keyRE.MatchString(k) {
-			t.Errorf("redis key %q is not %s", k, keyRE)
+			t.Errorf("redis key %q is not %s, nor %s", k, keyRE, rateKeyRE)
 			continue
 		}
 		if r.keyer.IsIndexKey(k) {
@@ -520,7 +540,7 @@ func testRetention(t *testing.T, tp topology) {
 		metadata:     freshness{2 * time.Second, 10 * time.Minute},
 	})
 	cacheAlpha(t, r)
-	kv := tp.scan(t)
+	kv := tp.scanCache(t)
 	if len(kv) == 0 {
 		t.Fatalf("redis %s holds nothing after searches and metadata", tp.name)
 	}
@@ -561,7 +581,7 @@ func testPurge(t *testing.T, tp topology) {
 	wantOK(t, r.get(metadataPath(bravoStudy)))
 
 	alphaIndex, bravoIndex := r.keyer.PatientIndexKey(orthanc.PatientAlpha), r.keyer.PatientIndexKey(orthanc.PatientBravo)
-	before := tp.scan(t)
+	before := tp.scanCache(t)
 	for _, k := range []string{alphaIndex, bravoIndex} {
 		if _, ok := before[k]; !ok {
 			t.Fatalf("before the purge redis has no patient index %s", k)
@@ -582,7 +602,7 @@ func testPurge(t *testing.T, tp topology) {
 			t.Errorf("nirproxy cache purge printed the patient's identifier %q: stdout %q, stderr %q", s, stdout, stderr)
 		}
 	}
-	after := tp.scan(t)
+	after := tp.scanCache(t)
 	if _, ok := after[alphaIndex]; ok {
 		t.Errorf("after the purge redis still has the patient's index %s", alphaIndex)
 	}
