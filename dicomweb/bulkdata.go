@@ -12,7 +12,8 @@ import (
 
 // bulkdataHandler fetches the bulk data a signed link names (see Signer), from the source that
 // gave it, for the caller it was issued to only. The study authorised is the one the link was
-// signed for.
+// signed for; it is located as every retrieve's study is, so that the caller is authorized for
+// its patient, but only the link's source is asked for the data.
 func (s *Server) bulkdataHandler(c *echo.Context) error {
 	link, err := s.signer.Verify(c.Param("token"))
 	if err != nil {
@@ -30,10 +31,14 @@ func (s *Server) bulkdataHandler(c *echo.Context) error {
 	if err != nil {
 		return notFound("The bulkdata link is invalid.")
 	}
-	r := &retrieval{c: c, t: target{level: InstanceLevel, study: link.Study}, holders: []*upstream.Source{src}}
+	r := &retrieval{c: c, t: target{level: InstanceLevel, study: link.Study}}
 	if err := s.admit(r, frameOffers, "Bulk data"); err != nil {
 		return err
 	}
 	defer r.cancel()
+	if err := s.locate(r); err != nil {
+		return err
+	}
+	r.holders, r.unreached = []*upstream.Source{src}, nil
 	return s.streamFromFirst(r, relPath, query, upstreamAccept(r.rep))
 }

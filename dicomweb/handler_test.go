@@ -379,6 +379,8 @@ type proxyOptions struct {
 	// requestTimeout is the proxy's requestTimeout (its default when 0); sourceTimeout each
 	// source's header timeout (2 s when 0).
 	requestTimeout, sourceTimeout time.Duration
+	// authz is the authorizer (policy.AllowAll when nil).
+	authz policy.Authorizer
 }
 
 func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *testProxy {
@@ -412,7 +414,7 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	srv := New(cfg, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
-		Auth:    policy.AllowAll{}, Authz: policy.AllowAll{}, Audit: audit.Discard{}, Log: log,
+		Auth:    policy.AllowAll{}, Authz: cmp.Or[policy.Authorizer](opts.authz, policy.AllowAll{}), Audit: audit.Discard{}, Log: log,
 	})
 	e := echo.New()
 	srv.Register(e)

@@ -92,11 +92,13 @@ func normalise(ds dcmjson.Dataset, src *upstream.Source, issuer string) {
 	}
 }
 
-// merged is one result after de-duplication, with the sources that hold it.
+// merged is one result after de-duplication, with the sources that hold it and the patients
+// (NHS numbers) their copies name: more than one is a wrong-patient hazard (patientOf).
 type merged struct {
-	ds      dcmjson.Dataset
-	holders []string
-	key     sortKey
+	ds       dcmjson.Dataset
+	holders  []string
+	patients []string
+	key      sortKey
 }
 
 // sortKey holds the attributes results are ordered by, read once per result rather than on
@@ -126,7 +128,8 @@ func keyOf(ds dcmjson.Dataset) sortKey {
 // NumberOfStudyRelatedInstances, NumberOfSeriesRelatedInstances) of a result held by several
 // trusts are only a lower bound here, the largest any copy gave; a copy that omits a count
 // leaves it unknown, never 0 and never lower. The search handler's unionCounts makes them the
-// union of the copies for the page it returns.
+// union of the copies for the page it returns. Each entry keeps the NHS numbers its copies
+// name, whichever copy's PatientID the entry shows.
 func mergeAnswers(level Level, answers []sourceAnswer) []*merged {
 	byUID := map[string]*merged{}
 	var order []*merged
@@ -145,6 +148,7 @@ func mergeAnswers(level Level, answers []sourceAnswer) []*merged {
 			if !slices.Contains(m.holders, a.source.ID) {
 				m.holders = append(m.holders, a.source.ID)
 			}
+			m.patients = addPatient(m.patients, ds)
 		}
 	}
 	return order

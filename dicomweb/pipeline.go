@@ -28,9 +28,16 @@ import (
 //  5. decide: every verdict is fallback's, kept as a fallback.Decision value (the verdict)
 //     that travels with the request to the writer, never stored in the Echo context;
 //  6. merge, plan, rewrite: search.go, counts.go, plan.go;
-//  7. record: Server.startAnswer records the access (audit) before the status line is sent, the
+//  7. authorize the patient: Server.authorizePatient, once the one patient the answer
+//     concerns is known (patient.go) and before any of it is fetched or sent: called by
+//     locate for everything that reads a study, right after the study is located (the
+//     locator names its patient; finding it may have asked every trust where the study is,
+//     but nothing of the study is fetched before this step), and by searchHandler once the
+//     trusts' answers are merged, before their counts are listed. An answer that concerns no
+//     patient (an empty search) skips it;
+//  8. record: Server.startAnswer records the access (audit) before the status line is sent, the
 //     one place every data route records;
-//  8. respond: the writers of writer.go and stream.go.
+//  9. respond: the writers of writer.go and stream.go.
 
 // The headers in which a request states its own purpose of use (HL7 v3 PurposeOfUse: TREAT,
 // ETREAT, BTG, ...) and the reason for emergency or break-glass access. The authorizer uses them
@@ -51,9 +58,7 @@ const (
 // from exactly two places: searchHandler and admit. The request's own purpose-of-use headers
 // are checked here and passed on with the action.
 func (s *Server) authorize(c *echo.Context, a policy.Action) error {
-	a.Resource = c.Path()
-	h := c.Request().Header
-	a.Purpose, a.PurposeReason = h.Get(headerPurpose), h.Get(headerPurposeReason)
+	a = requestAction(c, a)
 	if a.Purpose != "" && (len(a.Purpose) > maxPurposeCode || !policy.IsPurposeCode(a.Purpose)) {
 		return badRequest("%s must be one HL7 PurposeOfUse code, such as TREAT", headerPurpose)
 	}
@@ -63,7 +68,28 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 	return s.authz.Authorize(c.Request().Context(), principal(c), a)
 }
 
-// startAnswer is steps 7 and 8's start, the one place a data route's access is recorded: the
+// authorizePatient is step 7: may this principal see this patient's imaging? patient is the
+// NHS number the answer concerns (patient.go), known once the answer is merged (searches) or
+// the study located (everything that reads a study), and always before any of the answer is
+// fetched or sent. It is called from exactly two places: searchHandler and locate; at most
+// once a request, and not for an answer that concerns no patient (an empty search). Its
+// refusal is answered as authorize's is, and nothing is recorded or sent.
+func (s *Server) authorizePatient(c *echo.Context, a policy.Action, patient string) error {
+	a = requestAction(c, a)
+	a.PatientID = patient
+	return s.authz.AuthorizePatient(c.Request().Context(), principal(c), a)
+}
+
+// requestAction is a completed with what the request says of itself: its route, and the
+// purpose of use its headers state (authorize checks them).
+func requestAction(c *echo.Context, a policy.Action) policy.Action {
+	a.Resource = c.Path()
+	h := c.Request().Header
+	a.Purpose, a.PurposeReason = h.Get(headerPurpose), h.Get(headerPurposeReason)
+	return a
+}
+
+// startAnswer is steps 8 and 9's start, the one place a data route's access is recorded: the
 // audit event is recorded (a failure to record refuses the request), then the status line goes
 // out with the verdict's status and Warnings, the given Content-Type, the Content-Length when
 // length is not negative, and no caching. Nothing of a body may be written before it.

@@ -29,6 +29,8 @@ type retrieval struct {
 	// asked where the study is, which may hold it too.
 	holders   []*upstream.Source
 	unreached []upstream.Outcome
+	// patient is the NHS number of the study's patient, authorized by locate.
+	patient string
 	// verdict is every fallback decision about the answer so far: a partial answer the policy
 	// allows, copies stood in for, answers refused. The writer sends it.
 	verdict fallback.Decision
@@ -43,8 +45,8 @@ type parseStep func(r *retrieval) error
 
 // prepare runs the request path of a route that reads a study up to its holders: the target's
 // UIDs are validated, then the route's own parameters (parse), the representation negotiated
-// from offers (what names the resource in a 406), the caller authorized (admit), and the study
-// located. The caller must call r.cancel.
+// from offers (what names the resource in a 406), the caller authorized (admit), the study
+// located and the caller authorized for its patient (locate). The caller must call r.cancel.
 func (s *Server) prepare(c *echo.Context, level Level, offers []media.Offer, what string, parse ...parseStep) (*retrieval, error) {
 	t, err := parseTarget(c, level)
 	if err != nil {
@@ -75,22 +77,40 @@ func (s *Server) admit(r *retrieval, offers []media.Offer, what string) error {
 		return err
 	}
 	r.rep = rep
-	if err := s.authorize(r.c, policy.Action{Kind: "retrieve", StudyUID: r.t.study}); err != nil {
+	if err := s.authorize(r.c, r.action()); err != nil {
 		return err
 	}
 	r.ctx, r.cancel = s.deadline(r.c)
 	return nil
 }
 
+// action is what the request asks to do, for authorization: read the study it names.
+func (r *retrieval) action() policy.Action {
+	return policy.Action{Kind: "retrieve", StudyUID: r.t.study}
+}
+
 // locate finds the study's holders (fallback.Locate judges which to ask), answering 404 when no
-// trust holds it and 503 when the trusts that could not be asked might.
+// trust holds it and 503 when the trusts that could not be asked might; then the patient the
+// holders file it under (patientOf: refused when they name none, or several), for whom the
+// caller is authorized before anything of the study is fetched. Finding the holders may have
+// asked every trust where the study is (the locator's search by its UID): that is all a
+// caller refused for the patient makes the trusts do.
 func (s *Server) locate(r *retrieval) error {
 	loc := s.locator.Locate(s.staleOK(r.ctx), r.t.study)
 	r.holders, r.unreached = fallback.Locate(loc, s.cfg.Fallback)
 	if len(r.holders) == 0 {
 		return decisionError(fallback.NotLocated(r.unreached, r.t.describe(), r.t.study, s.cfg.Fallback))
 	}
-	return nil
+	ids := make([]string, len(r.holders))
+	for i, h := range r.holders {
+		ids[i] = h.ID
+	}
+	patient, err := s.patientOf(r.c, loc.Patients, "this study", ids)
+	if err != nil {
+		return err
+	}
+	r.patient = patient
+	return s.authorizePatient(r.c, r.action(), patient)
 }
 
 // retrieveHandler answers study, series and instance retrieves (PS3.18 §10.4.1.1.1). An

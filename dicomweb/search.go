@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,11 +32,18 @@ type searchRequest struct {
 	rep    media.Match
 	// policy is the deployment's fallback policy with the request's partial=warn|fail applied.
 	policy fallback.Policy
+	// located are the patients the holders of the study a search within one is in file it
+	// under (searchSources).
+	located []string
 }
 
-// searchAnswer is a merged search answer: the page of results, the trusts whose answers are
-// in it, and what the client is told about it beyond fallback's verdict on the fan-out.
+// searchAnswer is a merged search answer: every result merged (all), the patient it concerns,
+// the page of results, the trusts whose answers are in it, and what the client is told about
+// it beyond fallback's verdict on the fan-out.
 type searchAnswer struct {
+	all       []*merged
+	truncated int // answers cut at the per-source bound
+	patient   string
 	results   []dcmjson.Dataset
 	disclosed []string
 	warnings  []string
@@ -65,10 +73,16 @@ func (s *Server) searchHandler(level Level) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		ans, err := s.mergeSearch(ctx, fanCtx, c, q, results, v)
+		ans, err := s.mergeSearch(c, q, results, v)
 		if err != nil {
 			return err
 		}
+		if ans.patient != "" {
+			if err := s.authorizePatient(c, q.action(), ans.patient); err != nil {
+				return err
+			}
+		}
+		s.pageSearch(ctx, fanCtx, c, q, v, ans)
 		return s.answerSearch(c, q, v, ans)
 	}
 }
@@ -112,13 +126,16 @@ func (q *searchRequest) ask(maxResults int) func(context.Context, *upstream.Sour
 }
 
 // searchSources are the trusts a search goes to: every one, or, for a search nested in a
-// study, the study's holders and those that could not be asked where it is.
+// study, the study's holders and those that could not be asked where it is (and q.located the
+// patients the holders file the study under).
 func (s *Server) searchSources(ctx context.Context, q *searchRequest) ([]*upstream.Source, error) {
 	study := q.search.StudyUID
 	if study == "" {
 		return s.locator.Sources(), nil
 	}
-	holders, unreached := fallback.Locate(s.locator.Locate(s.staleOK(ctx), study), s.cfg.Fallback)
+	loc := s.locator.Locate(s.staleOK(ctx), study)
+	q.located = loc.Patients
+	holders, unreached := fallback.Locate(loc, s.cfg.Fallback)
 	if len(holders) == 0 {
 		return nil, decisionError(fallback.NotLocated(unreached, "The study", study, s.cfg.Fallback))
 	}
@@ -143,23 +160,61 @@ func (s *Server) judgeSearch(c *echo.Context, q *searchRequest, results []upstre
 
 // mergeSearch merges the answers fallback let in (v): each filtered against the query,
 // normalised and rewritten, merged across trusts in priority order, refused when it concerns
-// more than one patient, sorted, remembered by the locator when complete, paged, and counted
-// across copies (unionCounts, under fanCtx).
-func (s *Server) mergeSearch(ctx, fanCtx context.Context, c *echo.Context, q *searchRequest, results []upstream.Result[[]dcmjson.Dataset], v fallback.Decision) (*searchAnswer, error) {
+// more than one patient, and the patient it concerns found (searchPatient).
+func (s *Server) mergeSearch(c *echo.Context, q *searchRequest, results []upstream.Result[[]dcmjson.Dataset], v fallback.Decision) (*searchAnswer, error) {
 	ans := &searchAnswer{}
-	rw := s.rewriter(c)
-	answers, truncated := s.collect(c, q, results, v, rw, ans)
-	all := mergeAnswers(q.level, byAnswerPriority(answers))
+	answers, truncated := s.collect(c, q, results, v, s.rewriter(c), ans)
+	ans.all, ans.truncated = mergeAnswers(q.level, byAnswerPriority(answers)), truncated
 	if !q.search.scopedByPatient() {
-		if err := onePatient(all); err != nil {
-			s.log.Warn("search refused: its answer concerns more than one patient", "request_id", requestID(c), "results", len(all))
+		if err := onePatient(ans.all); err != nil {
+			s.log.Warn("search refused: its answer concerns more than one patient", "request_id", requestID(c), "results", len(ans.all))
 			return nil, err
 		}
 	}
+	patient, err := s.searchPatient(c, q, ans.all)
+	if err != nil {
+		return nil, err
+	}
+	ans.patient = patient
+	return ans, nil
+}
+
+// searchPatient is the patient a merged search answer concerns: none for an empty answer; the
+// search's PatientID when it names one (every result was filtered to it); else the one NHS
+// number its results' copies, and the holders of the study a search within one is in, file
+// them under (patientOf, which refuses none and several).
+func (s *Server) searchPatient(c *echo.Context, q *searchRequest, all []*merged) (string, error) {
+	if len(all) == 0 {
+		return "", nil
+	}
+	if q.search.PatientID != "" {
+		return q.search.PatientID, nil
+	}
+	patients := slices.Clone(q.located)
+	var holders []string
+	for _, m := range all {
+		for _, p := range m.patients {
+			if !slices.Contains(patients, p) {
+				patients = append(patients, p)
+			}
+		}
+		for _, h := range m.holders {
+			if !slices.Contains(holders, h) {
+				holders = append(holders, h)
+			}
+		}
+	}
+	return s.patientOf(c, patients, "this search's answer", holders)
+}
+
+// pageSearch finishes an answer its patient's authorization let through: sorted, remembered
+// by the locator when complete, paged, and counted across copies (unionCounts, under fanCtx).
+func (s *Server) pageSearch(ctx, fanCtx context.Context, c *echo.Context, q *searchRequest, v fallback.Decision, ans *searchAnswer) {
+	all, rw := ans.all, s.rewriter(c)
 	sortResults(all)
 	// Only a complete answer to a search by study UID alone names every holder; any other
 	// would teach the locator to forget a trust whose copy the search did not match.
-	if fallback.Complete(v, truncated) && q.search.locatesCompletely() {
+	if fallback.Complete(v, ans.truncated) && q.search.locatesCompletely() {
 		s.remember(ctx, all)
 	}
 	items, remaining := page(all, q.search.Offset, q.search.Limit)
@@ -171,7 +226,6 @@ func (s *Server) mergeSearch(ctx, fanCtx context.Context, c *echo.Context, q *se
 		ans.results = append(ans.results, m.ds)
 	}
 	ans.warnings = append(ans.warnings, s.pagingNotes(q, remaining)...)
-	return ans, nil
 }
 
 // collect takes the answers of the trusts fallback let in (answered, or stood in for by a
@@ -202,14 +256,11 @@ func (s *Server) collect(c *echo.Context, q *searchRequest, results []upstream.R
 	return answers, truncated
 }
 
-// remember teaches the locator where each study of a complete answer is held, and whose it is.
+// remember teaches the locator where each study of a complete answer is held, and whose it is
+// (every NHS number its copies name).
 func (s *Server) remember(ctx context.Context, all []*merged) {
 	for _, m := range all {
-		var patients []string
-		if nhs, err := NormaliseNHSNumber(m.ds.String(dcmjson.TagPatientID)); err == nil {
-			patients = append(patients, nhs)
-		}
-		s.locator.Remember(ctx, m.ds.String(dcmjson.TagStudyInstanceUID), m.holders, patients...)
+		s.locator.Remember(ctx, m.ds.String(dcmjson.TagStudyInstanceUID), m.holders, m.patients...)
 	}
 }
 

@@ -1,10 +1,11 @@
 package dicomweb
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/nirproxy/nirproxy/upstream"
 )
 
 // maxUIDLength is the longest UID DICOM allows (PS3.5 §9.1).
@@ -46,31 +47,9 @@ func checkUID(what, s string) error {
 }
 
 // NormaliseNHSNumber checks an NHS number (ten digits with a modulus-11 check digit, spaces
-// allowed between groups as it is often written) and returns its ten digits.
-func NormaliseNHSNumber(s string) (string, error) {
-	digits := strings.ReplaceAll(strings.TrimSpace(s), " ", "")
-	if len(digits) != 10 {
-		return "", fmt.Errorf("an NHS number has 10 digits")
-	}
-	sum := 0
-	for i := 0; i < 10; i++ {
-		c := digits[i]
-		if c < '0' || c > '9' {
-			return "", fmt.Errorf("an NHS number has only digits")
-		}
-		if i < 9 {
-			sum += int(c-'0') * (10 - i)
-		}
-	}
-	check := 11 - sum%11
-	if check == 11 {
-		check = 0
-	}
-	if check == 10 || check != int(digits[9]-'0') {
-		return "", fmt.Errorf("the check digit does not match (modulus 11)")
-	}
-	return digits, nil
-}
+// allowed between groups as it is often written) and returns its ten digits. It is
+// upstream.NormaliseNHSNumber, so that the locator's patients and the front's are one form.
+func NormaliseNHSNumber(s string) (string, error) { return upstream.NormaliseNHSNumber(s) }
 
 // parseFrameList parses a WADO-RS frame list ("1", "1,3,5"): positive integers, at most max
 // of them.

@@ -3,8 +3,6 @@ package upstream
 import (
 	"context"
 	"log/slog"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,8 +10,10 @@ import (
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 )
 
-// Locator answers "which trusts hold study X?", from what earlier searches saw or else by
-// asking every source. It prunes fan-outs: a retrieve goes only to holders.
+// Locator answers "which trusts hold study X, and whose study is it?", from what earlier
+// searches saw or else by asking every source. It prunes fan-outs: a retrieve goes only to
+// holders; and it tells the front which patient a retrieve by UID concerns, before anything
+// of the study is fetched.
 type Locator struct {
 	sources []*Source // by priority
 	byID    map[string]*Source
@@ -34,6 +34,13 @@ type Location struct {
 	// context that accepts stale copies) says they held the study; fallback.Locate judges
 	// whether they are holders. They are in neither Holders nor Outcomes.
 	Stale []Outcome
+	// Patients are the patients the holders file the study under: each NHS number a holder's
+	// answer names (normalised, NormaliseNHSNumber), once, the preferred holder's first; a
+	// source in Stale adds those its stale answer named. A holder whose copy names no NHS
+	// number (one filed under a local hospital number) adds none. The caller judges them before
+	// anything of the study is fetched: none means the patient cannot be established, and more
+	// than one is a wrong-patient hazard.
+	Patients []string
 }
 
 // Unreached lists sources that could not be asked, and so may hold part of the study.
@@ -70,10 +77,13 @@ func (l *Locator) Source(id string) (*Source, bool) {
 	return s, ok
 }
 
-func (l *Locator) key(studyUID string) string { return l.store.Key("locator", studyUID) }
+func (l *Locator) key(studyUID string) string {
+	return l.store.Key("locator", locatorFormat, studyUID)
+}
 
 // Remember records that the study is held by the given sources, and of which patients (NHS
-// numbers) it is, so that purging a patient removes where their studies are. Call it only with
+// numbers; anything else is left out) it is: a later Locate returns them with the holders, and
+// purging a patient removes where their studies are. Call it only with
 // an answer that names every holder: every source answered, fresh, a search by the study's
 // UID and nothing else (as Locate asks). A patient-filtered answer does not qualify: a trust
 // that filed its copy under another identifier would be hidden for the TTL, and retrieves
@@ -89,7 +99,8 @@ func (l *Locator) remember(ctx context.Context, studyUID string, holderIDs, pati
 	if l.store == nil || len(holderIDs) == 0 {
 		return
 	}
-	value := strings.Join(holderIDs, ",")
+	patients = addPatients(nil, patients...)
+	value := string(locatorEntry{Holders: holderIDs, Patients: patients}.encode())
 	now := l.store.Now()
 	if !force && l.recent.seen(studyUID, value, now, l.ttl/2) {
 		return
@@ -147,48 +158,56 @@ func (l *Locator) Forget(ctx context.Context, studyUID string) {
 // Remembered returns the holders of a study that the locator remembers (fresh), preferred
 // first, without asking any source; none when it remembers nothing.
 func (l *Locator) Remembered(ctx context.Context, studyUID string) []*Source {
+	return l.remembered(ctx, studyUID).Holders
+}
+
+// remembered is the location of a study the locator remembers (fresh), holders and patients,
+// without asking any source; no holders when it remembers nothing.
+func (l *Locator) remembered(ctx context.Context, studyUID string) Location {
 	if l.store == nil {
-		return nil
+		return Location{}
 	}
 	e, ok := l.store.Lookup(ctx, "locator", l.key(studyUID))
 	if !ok || !e.Fresh(l.store.Now()) {
-		return nil
+		return Location{}
+	}
+	entry, ok := decodeLocatorEntry(e.Value)
+	if !ok {
+		return Location{}
 	}
 	var holders []*Source
-	for _, id := range strings.Split(string(e.Value), ",") {
+	for _, id := range entry.Holders {
 		if s, ok := l.byID[id]; ok {
 			holders = append(holders, s)
 		}
 	}
-	return ByPriority(holders)
+	return Location{Holders: ByPriority(holders), Patients: entry.Patients}
 }
 
-// Locate finds the holders of a study. It returns no holders and no failed outcomes when no
-// source holds it; no holders and failed outcomes when the answer is unknown.
+// Locate finds the holders of a study, and the patients they file it under. It returns no
+// holders and no failed outcomes when no source holds it; no holders and failed outcomes when
+// the answer is unknown.
 func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
-	if holders := l.Remembered(ctx, studyUID); len(holders) > 0 {
-		return Location{Holders: holders}
+	if loc := l.remembered(ctx, studyUID); len(loc.Holders) > 0 {
+		return loc
 	}
-	q := url.Values{dcmjson.TagStudyInstanceUID: {studyUID}}
 	type found struct {
 		holds    bool
 		patients []string
 	}
 	results := FanOut(ctx, l.sources, func(ctx context.Context, s *Source) (found, error) {
-		list, err := s.Search(ctx, "studies", q)
+		list, err := s.Search(ctx, "studies", locateQuery(s, studyUID))
 		var f found
 		for _, ds := range list {
 			if ds.String(dcmjson.TagStudyInstanceUID) == studyUID {
 				f.holds = true
-				if nhs := s.NHSNumberOf(ds); nhs != "" {
-					f.patients = append(f.patients, nhs)
-				}
+				f.patients = addPatients(f.patients, s.NHSNumberOf(ds))
 			}
 		}
 		return f, err
 	})
 	var loc Location
-	var ids, patients []string
+	var ids []string
 	complete := true
 	for _, r := range results {
 		if r.Err != nil {
@@ -196,6 +215,7 @@ func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
 			if _, stale := AsStale(r.Err); stale && r.Value.holds {
 				// The source held the study when its answer was cached, and cannot say now.
 				loc.Stale = append(loc.Stale, r.Outcome)
+				loc.Patients = addPatients(loc.Patients, r.Value.patients...)
 				continue
 			}
 			loc.Outcomes = append(loc.Outcomes, r.Outcome)
@@ -205,11 +225,11 @@ func (l *Locator) Locate(ctx context.Context, studyUID string) Location {
 		if r.Value.holds {
 			loc.Holders = append(loc.Holders, r.Source)
 			ids = append(ids, r.Source.ID)
-			patients = append(patients, r.Value.patients...)
+			loc.Patients = addPatients(loc.Patients, r.Value.patients...)
 		}
 	}
 	if complete {
-		l.remember(ctx, studyUID, ids, patients, true)
+		l.remember(ctx, studyUID, ids, loc.Patients, true)
 	}
 	return loc
 }

@@ -16,12 +16,14 @@ import (
 
 const studyUID = "1.2.826.0.1.3680043.8.498.1"
 
-// holder describes one fake trust for the locator: its priority and what its search answers.
+// holder describes one fake trust for the locator: its priority, where it keeps the NHS
+// number (PatientID when empty), and what its search answers.
 type holder struct {
-	id       string
-	priority int
-	answer   []dcmjson.Dataset
-	err      error
+	id        string
+	priority  int
+	patientIn PatientIDAttribute
+	answer    []dcmjson.Dataset
+	err       error
 }
 
 // locatorFixture builds sources over fake clients and a locator over them with an in-process
@@ -35,10 +37,18 @@ func locatorFixture(t *testing.T, c cache.Cache, holders ...holder) (*Locator, m
 			if path != "studies" || q.Get(dcmjson.TagStudyInstanceUID) != studyUID {
 				t.Errorf("%s searched %q %v; want studies with the StudyInstanceUID", h.id, path, q)
 			}
+			// The answer must say whose study it is, wherever the trust keeps the NHS number.
+			want := dcmjson.TagPatientID + "," + dcmjson.TagIssuerOfPatientID
+			if h.patientIn == InOtherPatientIDsSequence {
+				want += "," + dcmjson.TagOtherPatientIDsSequence
+			}
+			if got := q.Get("includefield"); got != want {
+				t.Errorf("%s was asked for includefield %q; want %q", h.id, got, want)
+			}
 			return h.answer, h.err
 		}}
 		fakes[h.id] = f
-		cfg := SourceConfig{ID: h.id, Name: h.id + " Trust", Priority: h.priority, Timeout: testTimeout}
+		cfg := SourceConfig{ID: h.id, Name: h.id + " Trust", Priority: h.priority, Timeout: testTimeout, PatientID: h.patientIn}
 		sources = append(sources, NewSourceWithClient(cfg, f, testOptions(), discard()))
 	}
 	return NewLocator(sources, storeOver(t, c), time.Hour, discard()), fakes
@@ -351,5 +361,122 @@ func TestLocatorRememberOnceAndPurge(t *testing.T) {
 	l.Locate(ctx, studyUID)
 	if n := totalCalls(fakes); n != 1 {
 		t.Fatalf("after purging the patient Locate made %d calls; want 1 (location gone)", n)
+	}
+}
+
+const (
+	alice = "9434765919"
+	bob   = "9449306052"
+)
+
+// heldBy is an answer holding the study, filed under patientID ("" for none).
+func heldBy(patientID string) []dcmjson.Dataset {
+	ds := studyDS(studyUID)
+	if patientID != "" {
+		ds.SetStrings(dcmjson.TagPatientID, "LO", patientID)
+	}
+	return []dcmjson.Dataset{ds}
+}
+
+// TestLocatePatients: a location names each NHS number the holders file the study under,
+// normalised, once, the preferred holder's first, and remembers them with the holders: a
+// second Locate answers the same patients without asking any trust. A copy under a local
+// number, or under none, adds nothing; disagreeing holders give both (the front refuses).
+func TestLocatePatients(t *testing.T) {
+	other := studyDS("1.2.826.0.1.3680043.8.498.10")
+	other.SetStrings(dcmjson.TagPatientID, "LO", bob)
+	inSequence := studyDS(studyUID)
+	inSequence.SetStrings(dcmjson.TagPatientID, "LO", "MRN12345")
+	item := dcmjson.Dataset{}
+	item.SetStrings(dcmjson.TagPatientID, "LO", alice)
+	inSequence.SetItems(dcmjson.TagOtherPatientIDsSequence, item)
+	stale := &StaleError{Source: "B", Age: time.Minute, Err: &TransportError{Source: "B", Err: errors.New("refused")}}
+	tests := []struct {
+		name         string
+		holders      []holder
+		want         []string
+		wantRemember bool
+	}{
+		{name: "holders agree", holders: []holder{{id: "A", answer: heldBy(alice)}, {id: "B", answer: heldBy(alice)}},
+			want: []string{alice}, wantRemember: true},
+		{name: "written with spaces", holders: []holder{{id: "A", answer: heldBy("943 476 5919")}, {id: "B", answer: heldBy(alice)}},
+			want: []string{alice}, wantRemember: true},
+		{name: "holders disagree", holders: []holder{{id: "B", priority: 2, answer: heldBy(bob)}, {id: "A", priority: 1, answer: heldBy(alice)}},
+			want: []string{alice, bob}, wantRemember: true},
+		{name: "a copy under a local number names no patient", holders: []holder{{id: "A", answer: heldBy("LOCAL-77")}, {id: "B", answer: heldBy(alice)}},
+			want: []string{alice}, wantRemember: true},
+		{name: "no holder names one", holders: []holder{{id: "A", answer: heldBy("")}, {id: "B", answer: heldBy("LOCAL-77")}},
+			wantRemember: true},
+		{name: "another study's patient is not this one's", holders: []holder{{id: "A", answer: append(heldBy(alice), other)}},
+			want: []string{alice}, wantRemember: true},
+		{name: "NHS number in OtherPatientIDsSequence", holders: []holder{{id: "A", patientIn: InOtherPatientIDsSequence, answer: []dcmjson.Dataset{inSequence}}},
+			want: []string{alice}, wantRemember: true},
+		{name: "a stale holder's patient counts", holders: []holder{{id: "A", answer: heldBy(alice)}, {id: "B", answer: heldBy(bob), err: stale}},
+			want: []string{alice, bob}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil), tc.holders...)
+			if got := l.Locate(ctx, studyUID).Patients; !slices.Equal(got, tc.want) {
+				t.Fatalf("patients = %v; want %v", got, tc.want)
+			}
+			before := totalCalls(fakes)
+			again := l.Locate(ctx, studyUID)
+			if remembered := totalCalls(fakes) == before; remembered != tc.wantRemember {
+				t.Fatalf("second Locate remembered: %v; want %v", remembered, tc.wantRemember)
+			}
+			if !slices.Equal(again.Patients, tc.want) {
+				t.Fatalf("second Locate's patients = %v; want %v", again.Patients, tc.want)
+			}
+		})
+	}
+}
+
+// TestRememberPatients: a location remembered from a search carries the patients it was
+// given, NHS numbers only, normalised.
+func TestRememberPatients(t *testing.T) {
+	ctx := context.Background()
+	l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil), holder{id: "A"}, holder{id: "B"})
+	l.Remember(ctx, studyUID, []string{"A", "B"}, "943 476 5919", "LOCAL-77", alice)
+	loc := l.Locate(ctx, studyUID)
+	if got := holderIDs(loc); !slices.Equal(got, []string{"A", "B"}) || totalCalls(fakes) != 0 {
+		t.Fatalf("holders %v after %d calls; want [A B] from memory", got, totalCalls(fakes))
+	}
+	if !slices.Equal(loc.Patients, []string{alice}) {
+		t.Fatalf("patients = %v; want [%s]", loc.Patients, alice)
+	}
+}
+
+// TestLocatorEntryFormat: a location is stored under a key of its format's version, as the
+// holders and the patients; an entry without the patient, under the key or in the format of
+// the locator before it carried one, is a miss (the trusts are asked), never a location of
+// unknown patient.
+func TestLocatorEntryFormat(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		key   func(st *cache.Store) string
+		value string
+	}{
+		{name: "the old key and format", key: func(st *cache.Store) string { return st.Key("locator", studyUID) }, value: "A"},
+		{name: "the old format under the new key", key: func(st *cache.Store) string { return st.Key("locator", locatorFormat, studyUID) }, value: "A"},
+		{name: "no holders", key: func(st *cache.Store) string { return st.Key("locator", locatorFormat, studyUID) }, value: `{"p":["` + alice + `"]}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, fakes := locatorFixture(t, cache.NewMemory(1<<20, nil), holder{id: "A", answer: heldBy(alice)})
+			l.store.Put(ctx, tc.key(l.store), []byte(tc.value), cache.Freshness{Fresh: time.Hour})
+			loc := l.Locate(ctx, studyUID)
+			if totalCalls(fakes) != 1 || !slices.Equal(loc.Patients, []string{alice}) {
+				t.Fatalf("Locate made %d calls and found patients %v; want the trust asked (1) and [%s]", totalCalls(fakes), loc.Patients, alice)
+			}
+		})
+	}
+	l, _ := locatorFixture(t, cache.NewMemory(1<<20, nil), holder{id: "A", answer: heldBy(alice)})
+	l.Locate(ctx, studyUID)
+	e, ok := l.store.Lookup(ctx, "locator", l.store.Key("locator", locatorFormat, studyUID))
+	if !ok || string(e.Value) != `{"h":["A"],"p":["`+alice+`"]}` {
+		t.Fatalf("stored location %q (found %v); want the holders and the patient", e.Value, ok)
 	}
 }

@@ -27,6 +27,8 @@ type governance struct {
 	patientActions               []policy.Action
 	events                       []audit.Event
 	authnErr, authzErr, auditErr error
+	// patientErr refuses AuthorizePatient alone; authzErr refuses it too.
+	patientErr error
 }
 
 func (g *governance) Authenticate(*http.Request) (policy.Principal, error) {
@@ -49,7 +51,17 @@ func (g *governance) AuthorizePatient(_ context.Context, _ policy.Principal, a p
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.patientActions = append(g.patientActions, a)
-	return g.authzErr
+	if g.authzErr != nil {
+		return g.authzErr
+	}
+	return g.patientErr
+}
+
+// refusePatient makes AuthorizePatient refuse with err from now on (nil lets it through).
+func (g *governance) refusePatient(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.patientErr = err
 }
 
 // refuse makes the steps refuse with these errors from now on (nil lets them through).
@@ -69,13 +81,14 @@ func (g *governance) Record(_ context.Context, e audit.Event) error {
 	return nil
 }
 
-// take returns what was asked since the last take, and forgets it.
-func (g *governance) take() ([]policy.Action, []audit.Event) {
+// take returns what was asked since the last take (Authorize's actions, AuthorizePatient's
+// and the audit events), and forgets it.
+func (g *governance) take() (actions, patientActions []policy.Action, events []audit.Event) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	a, e := g.actions, g.events
-	g.actions, g.events = nil, nil
-	return a, e
+	a, pa, e := g.actions, g.patientActions, g.events
+	g.actions, g.patientActions, g.events = nil, nil, nil
+	return a, pa, e
 }
 
 // honestTrusts starts pacssim's two trusts of the hostile study, neither misbehaving.
@@ -98,9 +111,10 @@ func honestTrusts(t *testing.T) (hostile, honest *pacssim.Trust, bases map[strin
 }
 
 // TestEveryRouteAuthorizesAndRecordsOnce: each data route asks the authorization step once,
-// for the patient or study it concerns, and records exactly one audit event naming it before
-// it answers: the request path has one place for each, which access control and the patient
-// audit attach to.
+// for the patient or study it concerns, asks the patient step once, for the patient the
+// answer concerns (the one a search names, the one the locator knows a study by), and records
+// exactly one audit event naming it before it answers: the request path has one place for
+// each, which access control, the distinct-patient limit and the patient audit attach to.
 func TestEveryRouteAuthorizesAndRecordsOnce(t *testing.T) {
 	hostile, honest, bases := honestTrusts(t)
 	g := &governance{}
@@ -117,7 +131,7 @@ func TestEveryRouteAuthorizesAndRecordsOnce(t *testing.T) {
 				t.Fatalf("status %d: %.300s", a.status, a.body)
 			}
 			rt.want(t, a)
-			actions, events := g.take()
+			actions, patientActions, events := g.take()
 			wantKind := "retrieve"
 			if rt.kind == pacssim.KindSearch {
 				wantKind = "search"
@@ -130,6 +144,13 @@ func TestEveryRouteAuthorizesAndRecordsOnce(t *testing.T) {
 			}
 			if wantKind == "search" && actions[0].PatientID != pacssim.HostilePatientNHSNumber {
 				t.Errorf("search authorized for patient %q; want the one it names", actions[0].PatientID)
+			}
+			if len(patientActions) != 1 {
+				t.Fatalf("the patient step was asked %d times (%+v); want once", len(patientActions), patientActions)
+			}
+			pa := patientActions[0]
+			if pa.PatientID != pacssim.HostilePatientNHSNumber || pa.Kind != wantKind || pa.Resource != actions[0].Resource || pa.StudyUID != actions[0].StudyUID {
+				t.Errorf("the patient step was asked %+v; want a %s of patient %s on the route and study authorized (%+v)", pa, wantKind, pacssim.HostilePatientNHSNumber, actions[0])
 			}
 			if len(events) != 1 {
 				t.Fatalf("%d audit events; want exactly 1: %+v", len(events), events)
@@ -251,7 +272,7 @@ func TestPurposeHeaders(t *testing.T) {
 	if status, body := get("BTG", "Unconscious patient in ED, no history available"); status != http.StatusOK {
 		t.Fatalf("status %d: %.300s", status, body)
 	}
-	actions, _ := g.take()
+	actions, _, _ := g.take()
 	if len(actions) != 1 || actions[0].Purpose != "BTG" || actions[0].PurposeReason != "Unconscious patient in ED, no history available" {
 		t.Fatalf("authorizer saw %+v; want the request's purpose and reason", actions)
 	}
@@ -264,7 +285,7 @@ func TestPurposeHeaders(t *testing.T) {
 			t.Errorf("purpose %q: the trusts heard %d requests; want none", bad.purpose, n)
 		}
 	}
-	if actions, _ := g.take(); len(actions) != 0 {
+	if actions, _, _ := g.take(); len(actions) != 0 {
 		t.Fatalf("bad purposes reached the authorizer: %+v", actions)
 	}
 }
