@@ -179,16 +179,18 @@ func (s *Server) mergeSearch(c *echo.Context, q *searchRequest, results []upstre
 	return ans, nil
 }
 
-// searchPatient is the patient a merged search answer concerns: none for an empty answer; the
-// search's PatientID when it names one (every result was filtered to it); else the one NHS
-// number its results' copies, and the holders of the study a search within one is in, file
-// them under (patientOf, which refuses none and several).
+// searchPatient is the patient a merged search answer concerns: the search's PatientID when it
+// names one (every result was filtered to it), even for an empty answer, which tells the caller
+// that patient has no imaging (so a user probing NHS numbers counts each one); none for an
+// empty answer of any other search; else the one NHS number its results' copies, and the
+// holders of the study a search within one is in, file them under (patientOf, which refuses
+// none and several).
 func (s *Server) searchPatient(c *echo.Context, q *searchRequest, all []*merged) (string, error) {
-	if len(all) == 0 {
-		return "", nil
-	}
 	if q.search.PatientID != "" {
 		return q.search.PatientID, nil
+	}
+	if len(all) == 0 {
+		return "", nil
 	}
 	patients := slices.Clone(q.located)
 	var holders []string

@@ -124,8 +124,9 @@ type Authorizer interface {
 	Authorize(ctx context.Context, p Principal, a Action) error
 	// AuthorizePatient is called once the patient the answer concerns is known and before any
 	// of it is sent, with a.PatientID that patient: from the request, the locator or the
-	// answer itself. It is not called for an answer that concerns no patient (an empty
-	// search).
+	// answer itself. A search naming a patient concerns that patient even when nothing is
+	// found; it is not called for an answer that concerns no patient (an empty search by
+	// study or accession number).
 	AuthorizePatient(ctx context.Context, p Principal, a Action) error
 }
 

@@ -121,3 +121,35 @@ func TestLimitsAcrossReplicas(t *testing.T) {
 		t.Fatalf("another user of the organisation: %d %s; want 200", status, body)
 	}
 }
+
+// TestPatientLimitAcrossReplicas: the distinct-patient limit (one patient here) is shared too: a
+// user who opened one patient at one replica is refused a second patient at the other, with
+// 429, a Retry-After and a security event in that replica's log that names neither patient;
+// the patient already opened stays available.
+func TestPatientLimitAcrossReplicas(t *testing.T) {
+	r := startReplicas(t)
+	first := "/dicom-web/studies?PatientID=" + pacssim.DemoPatientNHSNumber
+	second := "/dicom-web/studies?PatientID=" + pacssim.DemoSecondPatientNHSNumber
+	if status, _, body := r.get(t, 0, first, devaccess.Clinician); status != http.StatusOK {
+		t.Fatalf("first patient: %d %s", status, body)
+	}
+	status, retry, body := r.get(t, 1, second, devaccess.Clinician)
+	if status != http.StatusTooManyRequests || retry == "" || !strings.Contains(body, "different patients") {
+		t.Fatalf("second patient at the other replica: %d, Retry-After %q, %s; want 429 of the distinct-patient limit", status, retry, body)
+	}
+	if status, _, body := r.get(t, 1, first, devaccess.Clinician); status != http.StatusOK {
+		t.Fatalf("the patient already opened, at the other replica: %d %s; want 200", status, body)
+	}
+	log, err := r.proxies[1].Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "security event: distinct-patient limit reached") {
+		t.Errorf("replica 1 logged no security event for the refused patient")
+	}
+	for _, nhs := range []string{pacssim.DemoPatientNHSNumber, pacssim.DemoSecondPatientNHSNumber} {
+		if strings.Contains(string(log), nhs) {
+			t.Errorf("replica 1's log names a patient")
+		}
+	}
+}
