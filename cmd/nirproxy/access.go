@@ -33,10 +33,11 @@ type access struct {
 	stop func()
 }
 
-// openAccess builds the access control cfg describes. It contacts no issuer (keys are fetched
-// when the first token needs them) but reads the registry file, and fails without one: nirproxy
-// does not run without authentication and onboarding.
-func openAccess(ctx context.Context, cfg config.Config, log *slog.Logger) (*access, error) {
+// openAccess builds the access control cfg describes, telling the time by now (time.Now but in
+// tests). It contacts no issuer (keys are fetched when the first token needs them) but reads
+// the registry file, and fails without one: nirproxy does not run without authentication and
+// onboarding.
+func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, log *slog.Logger) (*access, error) {
 	if len(cfg.Authentication.Issuers) == 0 || cfg.Onboarding.RegistryFile == "" {
 		return nil, errors.New("open access control: auth.issuers and onboarding.registryFile are required")
 	}
@@ -48,15 +49,15 @@ func openAccess(ctx context.Context, cfg config.Config, log *slog.Logger) (*acce
 	if err != nil {
 		return nil, fmt.Errorf("open access control: %w", err)
 	}
-	decide, err := authz.NewAuthorizer(registry, rules, time.Now, log)
+	decide, err := authz.NewAuthorizer(registry, rules, now, log)
 	if err != nil {
 		return nil, fmt.Errorf("open access control: %w", err)
 	}
-	limits, closeLimits, err := openRateLimit(cfg, log)
+	limits, closeLimits, err := openRateLimit(cfg, now, log)
 	if err != nil {
 		return nil, err
 	}
-	an, err := authn.New(ctx, cfg.Authn(time.Now, nil))
+	an, err := authn.New(ctx, cfg.Authn(now, nil))
 	if err != nil {
 		closeLimits()
 		return nil, fmt.Errorf("open access control: %w", err)
@@ -85,10 +86,10 @@ func (a *access) close(ctx context.Context, log *slog.Logger) {
 // openRateLimit builds the limiter: counting in the cache's Redis when one is configured, so
 // that replicas share the counts, else in process. The returned function closes the Redis
 // client.
-func openRateLimit(cfg config.Config, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
+func openRateLimit(cfg config.Config, now func() time.Time, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
 	secret := make([]byte, ratelimit.MinKeySecret)
 	_, _ = rand.Read(secret) // used only when rateLimit.keySecret is empty; Warnings says so
-	rc := cfg.RateLimiter(rateLimitKeyPrefix, secret, time.Now)
+	rc := cfg.RateLimiter(rateLimitKeyPrefix, secret, now)
 	noop := func() {}
 	if !cfg.Cache.RedisEnabled() {
 		l, err := ratelimit.New(rc, nil, log)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,7 +56,11 @@ func accessRegistry(now time.Time) string {
 		"systems:\n  - {id: dev-viewer, clientId: " + devaccess.ViewerClientID + ", organisation: " + orgOnboarded + ", purpose: TREAT}\n"
 }
 
-func newAccessRig(t *testing.T) *accessRig {
+func newAccessRig(t *testing.T) *accessRig { return newAccessRigAt(t, time.Now) }
+
+// newAccessRigAt is newAccessRig with access control telling the time by now; its tokens are
+// valid for a day of it.
+func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
 	t.Helper()
 	trusts, err := pacssim.DemoTrusts()
 	if err != nil {
@@ -77,7 +82,7 @@ func newAccessRig(t *testing.T) *accessRig {
 		}
 		cfg.Sources = append(cfg.Sources, src)
 	}
-	acc, err := startDemoAccess(&cfg, t.TempDir(), time.Hour)
+	acc, err := startDemoAccess(&cfg, t.TempDir(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +94,7 @@ func newAccessRig(t *testing.T) *accessRig {
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("configuration: %v", problems)
 	}
-	app, err := buildHandler(t.Context(), cfg, slog.New(slog.NewJSONHandler(r.logs, nil)))
+	app, err := buildHandlerAt(t.Context(), cfg, now, slog.New(slog.NewJSONHandler(r.logs, nil)))
 	if err != nil {
 		t.Fatalf("build handler: %v", err)
 	}
@@ -283,4 +288,62 @@ func TestAccessTable(t *testing.T) {
 	if strings.Contains(r.logs.String(), "9434765919") || strings.Contains(r.logs.String(), "Unconscious") {
 		t.Error("the proxy's log names the patient or repeats a break-glass reason")
 	}
+}
+
+// TestIssuerKeysOutage (hazard H16): when a token issuer's keys cannot be had, because they were
+// never fetched or were last fetched longer ago than keyMaxAge, every request with its tokens is
+// refused with 503 and a Retry-After, before any trust is asked; never let through. Within
+// keyMaxAge the keys last fetched still verify tokens while the issuer is down.
+func TestIssuerKeysOutage(t *testing.T) {
+	search := "/dicom-web/studies?PatientID=" + pacssim.DemoPatientNHSNumber
+	ask := func(t *testing.T, r *accessRig) (int, string, string) {
+		t.Helper()
+		token, err := r.iss.Mint(devaccess.Clinician.Claims())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, r.proxy.URL+search, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		before := r.upstreamRequests()
+		resp, err := r.proxy.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK && r.upstreamRequests() != before {
+			t.Errorf("a refused request reached the trusts")
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(body)
+	}
+	refused := func(t *testing.T, status int, retry, body string) {
+		t.Helper()
+		if status != http.StatusServiceUnavailable || retry == "" || !strings.Contains(body, "Access cannot be checked now") {
+			t.Fatalf("%d, Retry-After %q: %s; want 503 with a Retry-After", status, retry, body)
+		}
+	}
+
+	t.Run("keys never fetched", func(t *testing.T) {
+		r := newAccessRig(t)
+		r.iss.SetDown(true)
+		status, retry, body := ask(t, r)
+		refused(t, status, retry, body)
+	})
+
+	t.Run("keys older than keyMaxAge", func(t *testing.T) {
+		var offset atomic.Int64
+		now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+		r := newAccessRigAt(t, now)
+		if status, _, body := ask(t, r); status != http.StatusOK {
+			t.Fatalf("with the issuer up: %d %s", status, body)
+		}
+		r.iss.SetDown(true)
+		offset.Store(int64(59 * time.Minute))
+		if status, _, body := ask(t, r); status != http.StatusOK {
+			t.Fatalf("issuer down, keys fetched 59 minutes ago (keyMaxAge 1h): %d %s; want 200", status, body)
+		}
+		offset.Store(int64(61 * time.Minute))
+		status, retry, body := ask(t, r)
+		refused(t, status, retry, body)
+	})
 }

@@ -109,7 +109,12 @@ func (a *app) close(ctx context.Context, log *slog.Logger) {
 // have no defaults of their own. Its background work (token issuers' keys, the registry's
 // watch) runs until ctx ends or the app is closed.
 func buildHandler(ctx context.Context, cfg config.Config, log *slog.Logger) (*app, error) {
-	acc, err := openAccess(ctx, cfg, log)
+	return buildHandlerAt(ctx, cfg, time.Now, log)
+}
+
+// buildHandlerAt is buildHandler with the clock access control tells the time by, for tests.
+func buildHandlerAt(ctx context.Context, cfg config.Config, now func() time.Time, log *slog.Logger) (*app, error) {
+	acc, err := openAccess(ctx, cfg, now, log)
 	if err != nil {
 		return nil, err
 	}
