@@ -24,10 +24,12 @@ import (
 // onboarding registry, rules and limits) over the demo's three trusts, with a development
 // issuer whose tokens it trusts and a registry of organisations in every onboarding state.
 type accessRig struct {
-	proxy  *httptest.Server
-	iss    *devissuer.Issuer
-	trusts []*pacssim.Trust
-	logs   *syncBuffer
+	proxy *httptest.Server
+	// iss issues IHE IUA tokens; cis2 issues NHS CIS2 ones, whose roles it may answer only
+	// from its userinfo endpoint.
+	iss, cis2 *devissuer.Issuer
+	trusts    []*pacssim.Trust
+	logs      *syncBuffer
 }
 
 // The registry's organisations, one for each state an organisation can be in.
@@ -91,6 +93,15 @@ func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
 		t.Fatal(err)
 	}
 	r.iss = acc.Issuer()
+	if r.cis2, err = devissuer.Start("127.0.0.1:0", devissuer.Options{Lifetime: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cis2.Close() })
+	cis2 := config.DefaultTokenIssuer()
+	cis2.Issuer, cis2.Discovery, cis2.Profile = r.cis2.URL(), true, "cis2"
+	cis2.Audiences, cis2.Algorithms = []string{devissuer.DefaultAudience}, []string{r.cis2.Algorithm()}
+	cis2.CIS2.UserinfoURL = r.cis2.UserinfoURL()
+	cfg.Authentication.Issuers = append(cfg.Authentication.Issuers, cis2)
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("configuration: %v", problems)
 	}
@@ -121,6 +132,8 @@ type caller struct {
 	name string
 	// token mints its token; nil sends none.
 	token func(iss *devissuer.Issuer) (string, error)
+	// cis2 mints it at the CIS2 issuer.
+	cis2 bool
 	// scheme is the Authorization scheme; "" is Bearer.
 	scheme  string
 	headers map[string]string
@@ -146,6 +159,20 @@ func iua(subject, org, role, purpose string, direct bool) devissuer.Claims {
 	return c
 }
 
+// nhsCIS2 is the claims of a CIS2 token of a user whose selected role is role at org, with
+// identity assurance level ial and acr, calling through the registered viewer; fromUserinfo
+// leaves the roles out of the token, so the proxy must ask the issuer's userinfo endpoint.
+func nhsCIS2(uid, org, role string, ial int, acr string, fromUserinfo bool) devissuer.Claims {
+	return devissuer.Claims{Subject: "sub-" + uid, AuthorizedParty: devaccess.ViewerClientID, CIS2: &devissuer.CIS2{
+		UserUID: uid, SelectedRoleID: "5552" + uid, IDAssuranceLevel: ial, ACR: acr, AMR: []string{"N3_SMARTCARD"},
+		Roles: []devissuer.NRBACRole{
+			{PersonRoleID: "5551" + uid, OrgCode: orgLapsed, RoleCode: "S8000:G8000:R8000"},
+			{PersonRoleID: "5552" + uid, OrgCode: org, RoleCode: "S8000:G8000:" + role},
+		},
+		RolesFromUserinfo: fromUserinfo,
+	}}
+}
+
 // minted is a token function minting claims with mint.
 func minted(mint func(*devissuer.Issuer, devissuer.Claims) (string, error), c devissuer.Claims) func(*devissuer.Issuer) (string, error) {
 	return func(iss *devissuer.Issuer) (string, error) { return mint(iss, c) }
@@ -167,6 +194,9 @@ func callers() []caller {
 		return caller{name: name, token: minted(mint, iua("u-bad", orgOnboarded, "R8000", "TREAT", false)), status: http.StatusUnauthorized}
 	}
 	reason := map[string]string{"X-Purpose-Of-Use-Reason": "Unconscious patient in ED"}
+	nhs := func(name string, c devissuer.Claims, status int, text string) caller {
+		return caller{name: name, token: minted(sound, c), cis2: true, status: status, text: text}
+	}
 	return []caller{
 		// Allowed: clinical roles of an onboarded organisation, for direct care.
 		ok("clinician, treatment", iua("u-clin", orgOnboarded, "R8000", "TREAT", false), nil),
@@ -191,6 +221,14 @@ func callers() []caller {
 		refused("no DPIA", iua("u-dpia", orgNoDPIA, "R8000", "TREAT", false), nil, "no data protection impact assessment"),
 		refused("no data sharing agreement", iua("u-dsa", orgNoDSA, "R8000", "TREAT", false), nil, "no signed data sharing agreement"),
 		refused("unknown organisation", iua("u-unk", orgUnknown, "R8000", "TREAT", false), nil, "not in the onboarding registry"),
+		// NHS CIS2: the selected role's job role and organisation, the purpose from the viewer's
+		// registration (CIS2 tokens state none).
+		nhs("CIS2 clinician, roles in the token", nhsCIS2("910000000001", orgOnboarded, "R8000", 3, "AAL3_ANY", false), http.StatusOK, ""),
+		nhs("CIS2 clinician, roles from userinfo", nhsCIS2("910000000002", orgOnboarded, "R8000", 3, "AAL3_ANY", true), http.StatusOK, ""),
+		nhs("CIS2 selected role at a lapsed organisation", nhsCIS2("910000000003", orgLapsed, "R8000", 3, "AAL3_ANY", false), http.StatusForbidden, "no in-year DSPT assessment"),
+		nhs("CIS2 privacy officer", nhsCIS2("910000000004", orgOnboarded, "R0001", 3, "AAL3_ANY", true), http.StatusForbidden, "may not"),
+		nhs("CIS2 assurance level 2", nhsCIS2("910000000005", orgOnboarded, "R8000", 2, "AAL3_ANY", false), http.StatusUnauthorized, ""),
+		nhs("CIS2 acr below AAL3", nhsCIS2("910000000006", orgOnboarded, "R8000", 3, "AAL2_OTP", false), http.StatusUnauthorized, ""),
 		// Refused by authentication.
 		{name: "no token", status: http.StatusUnauthorized},
 		{name: "not a JWT", token: func(*devissuer.Issuer) (string, error) { return "not-a-token", nil }, status: http.StatusUnauthorized},
@@ -240,8 +278,13 @@ func TestAccessTable(t *testing.T) {
 	for _, c := range callers() {
 		t.Run(c.name, func(t *testing.T) {
 			var auth string
+			iss := r.iss
+			if c.cis2 {
+				iss = r.cis2
+			}
+			userinfo := r.cis2.Requests(devissuer.UserinfoPath)
 			if c.token != nil {
-				token, err := c.token(r.iss)
+				token, err := c.token(iss)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -282,6 +325,10 @@ func TestAccessTable(t *testing.T) {
 						t.Errorf("%s: 401 without a Bearer challenge", rt.name)
 					}
 				}
+			}
+			// A token whose roles only userinfo has is looked up once, not on every request.
+			if n := r.cis2.Requests(devissuer.UserinfoPath) - userinfo; n > 1 || strings.HasSuffix(c.name, "from userinfo") && n != 1 {
+				t.Errorf("the CIS2 userinfo endpoint was asked %d times for one token", n)
 			}
 		})
 	}
