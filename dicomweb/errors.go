@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/nirproxy/nirproxy/fallback"
 	"github.com/nirproxy/nirproxy/policy"
 )
 
@@ -70,16 +71,13 @@ func ErrorHandler(log *slog.Logger, retryAfter time.Duration) echo.HTTPErrorHand
 		switch {
 		case errors.As(err, &de):
 		case errors.As(err, &refusal):
-			de = &Error{Status: refusal.Status, Message: refusal.Message, RetryAfter: refusal.RetryAfter}
-			if de.Status == http.StatusServiceUnavailable && de.RetryAfter == 0 {
-				de.RetryAfter = retryAfter
-			}
+			de = decisionError(fallback.Refused(refusal.Status, refusal.Message, refusal.RetryAfter, retryAfter))
 		case errors.Is(err, policy.ErrUnauthenticated):
 			de = &Error{Status: http.StatusUnauthorized, Message: "Authentication is required."}
 		case errors.Is(err, policy.ErrForbidden):
 			de = &Error{Status: http.StatusForbidden, Message: "This request is not permitted for the caller."}
 		case errors.Is(err, policy.ErrUnavailable):
-			de = &Error{Status: http.StatusServiceUnavailable, Message: "Access cannot be checked now, so it is refused; try again shortly.", RetryAfter: retryAfter}
+			de = decisionError(fallback.Refused(http.StatusServiceUnavailable, "", 0, retryAfter))
 		case errors.As(err, &he):
 			de = &Error{Status: he.Code, Message: httpErrorMessage(he.Code, he.Message)}
 		case errors.As(err, &sc) && sc.StatusCode() >= 400:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nirproxy/nirproxy/upstream"
 )
@@ -350,4 +351,32 @@ func Aborted(cutOff, clientGone bool) Blame {
 		return BlameClient
 	}
 	return BlameUpstream
+}
+
+// AccessUndecidable is what a client is told when access cannot be checked now.
+const AccessUndecidable = "Access cannot be checked now, so it is refused; try again shortly."
+
+// Refused is the decision for a request access control refused, before any trust was asked:
+// its status and message. Two rows of the degraded-mode table are refusals:
+//   - a caller exceeds its limits: 429 with the limit's own wait, at least a second, so the
+//     caller's requests never reach a trust (nor its breaker) until then;
+//   - identity provider keys unreachable (H16): 503, never let through, with the wait given or
+//     else retryAfter, and AccessUndecidable when no message is given.
+//
+// A 401 or 403 carries no Retry-After: asking again will not change it.
+func Refused(status int, message string, wait, retryAfter time.Duration) Decision {
+	d := Decision{Status: status, Message: message}
+	switch status {
+	case http.StatusTooManyRequests:
+		d.RetryAfter = max(wait, time.Second)
+	case http.StatusServiceUnavailable:
+		d.RetryAfter = wait
+		if wait <= 0 {
+			d.RetryAfter = retryAfter
+		}
+		if message == "" {
+			d.Message = AccessUndecidable
+		}
+	}
+	return d
 }

@@ -845,3 +845,31 @@ func TestAborted(t *testing.T) {
 		})
 	}
 }
+
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		message string
+		wait    time.Duration
+		want    Decision
+	}{
+		{"no valid token: 401, nothing to wait for", http.StatusUnauthorized, "A bearer token is required.", 0,
+			Decision{Status: http.StatusUnauthorized, Message: "A bearer token is required."}},
+		{"not direct care: 403, nothing to wait for", http.StatusForbidden, "nirproxy may only be used for direct patient care", time.Minute,
+			Decision{Status: http.StatusForbidden, Message: "nirproxy may only be used for direct patient care"}},
+		{"a caller over its limit: 429 with the limit's wait", http.StatusTooManyRequests, "over", 2500 * time.Millisecond,
+			Decision{Status: http.StatusTooManyRequests, Message: "over", RetryAfter: 2500 * time.Millisecond}},
+		{"a limit that gives no wait: 429 with a second", http.StatusTooManyRequests, "over", 0,
+			Decision{Status: http.StatusTooManyRequests, Message: "over", RetryAfter: time.Second}},
+		{"issuer keys out of date: 503 with the policy's wait", http.StatusServiceUnavailable, "", 0,
+			Decision{Status: http.StatusServiceUnavailable, Message: AccessUndecidable, RetryAfter: testRetryAfter}},
+		{"a 503 that says when: its own wait and words", http.StatusServiceUnavailable, "keys", 5 * time.Second,
+			Decision{Status: http.StatusServiceUnavailable, Message: "keys", RetryAfter: 5 * time.Second}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checkDecision(t, Refused(tc.status, tc.message, tc.wait, testRetryAfter), tc.want)
+		})
+	}
+}
