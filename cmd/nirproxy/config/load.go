@@ -88,8 +88,9 @@ func LoadValid(path string, environ []string) (Config, error) {
 
 // Load reads the YAML file at path and returns the configuration it describes: the defaults, then
 // the file, then the environment overrides in environ (as os.Environ returns them), then the
-// secrets named by the *File keys (relative paths are taken from the file's directory, as is
-// onboarding.registryFile's, which Load leaves resolved). It does
+// secrets named by the *File keys (relative paths are taken from the file's directory, as are
+// onboarding.registryFile's and the tls section's, which Load leaves resolved). It reads the
+// tls section's files too, to report a certificate, key or CA bundle it cannot use. It does
 // not validate: call Validate, or use LoadValid. Everything it could not read is reported at once
 // as [Problems]; the Config returned with them holds what could be read.
 func Load(path string, environ []string) (Config, error) {
@@ -100,8 +101,8 @@ func Load(path string, environ []string) (Config, error) {
 	return parse(data, environ, filepath.Dir(path))
 }
 
-// Parse is Load for a file's contents; relative *File paths (and onboarding.registryFile) are
-// taken from the current directory.
+// Parse is Load for a file's contents; relative *File paths (onboarding.registryFile and the
+// tls section's too) are taken from the current directory.
 func Parse(data []byte, environ []string) (Config, error) {
 	return parse(data, environ, "")
 }
@@ -119,6 +120,9 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 	applyEnv(&cfg, environ, &ps)
 	resolveSecretFiles(&cfg, baseDir, &ps)
 	cfg.Onboarding.RegistryFile = fromDir(baseDir, cfg.Onboarding.RegistryFile)
+	cfg.TLS.resolve(baseDir)
+	_, unreadable := cfg.TLS.read()
+	ps = append(ps, unreadable...)
 	return cfg, ps.errOrNil()
 }
 
