@@ -23,7 +23,9 @@ import (
 )
 
 // registry is a RegistrySource whose registry the test replaces, as a reload does.
-type registry struct{ current atomic.Pointer[authz.Registry] }
+type registry struct {
+	current atomic.Pointer[authz.Registry]
+}
 
 func (r *registry) Registry() *authz.Registry { return r.current.Load() }
 
