@@ -300,13 +300,10 @@ func refusal(t *testing.T, a answer) string {
 	return b.Message
 }
 
-// TestServeTLS runs serve terminating TLS, with client certificates required and requested: a
-// system's registered certificate is that system calling (its search answers 200); a
-// certificate registered to no system is refused with 401, one from a CA the proxy does not
-// trust at the handshake, and TLS below 1.2 at the handshake; a bearer token still decides who
-// calls, whatever certificate the connection carries. No refused request reaches a trust.
-// /status and /metrics are served on the admin listener only, and /readyz names no trust.
-func TestServeTLS(t *testing.T) {
+// startDemoTrusts serves the demo's trusts on loopback until the test ends, each changed by
+// edit (when not nil) with its source, and returns them and their sources.
+func startDemoTrusts(t *testing.T, edit func(*pacssim.Trust, *config.Source)) ([]*pacssim.Trust, []config.Source) {
+	t.Helper()
 	trusts, err := pacssim.DemoTrusts()
 	if err != nil {
 		t.Fatal(err)
@@ -318,12 +315,40 @@ func TestServeTLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { stop() })
+		if edit != nil {
+			edit(tr, &src)
+		}
 		sources = append(sources, src)
 	}
+	return trusts, sources
+}
+
+// TestServeTLS runs serve terminating TLS, with client certificates required and requested: a
+// system's registered certificate is that system calling (its search answers 200); a
+// certificate registered to no system is refused with 401, one from a CA the proxy does not
+// trust at the handshake, and TLS below 1.2 at the handshake; a bearer token still decides who
+// calls, whatever certificate the connection carries. No refused request reaches a trust.
+// /status and /metrics are served on the admin listener only, and /readyz names no trust.
+func TestServeTLS(t *testing.T) {
+	trusts, sources := startDemoTrusts(t, nil)
 	clinician, researcher := devaccess.Clinician, devaccess.Researcher
 	for _, mode := range []string{config.ClientAuthRequire, config.ClientAuthRequest} {
 		t.Run(mode, func(t *testing.T) {
 			r := startTLSRig(t, sources, trusts, mode)
+			// withoutCertificate checks the answer to a search with neither a token nor a
+			// certificate sent: refused at the handshake when certificates are required, else
+			// 401 asking for authentication, as without TLS; reaching no trust either way.
+			withoutCertificate := func(t *testing.T, a answer, reached int64) {
+				t.Helper()
+				switch {
+				case reached != 0:
+					t.Errorf("the refused request reached the trusts %d times", reached)
+				case mode == config.ClientAuthRequire && a.err == nil:
+					t.Fatalf("search answered %d %.300s; want the handshake to fail", a.status, a.body)
+				case mode == config.ClientAuthRequest && (a.err != nil || a.status != http.StatusUnauthorized || refusal(t, a) != "Authentication is required."):
+					t.Fatalf("search: %d %.300s (%v); want 401 asking for authentication, as without TLS", a.status, a.body, a.err)
+				}
+			}
 
 			t.Run("TLS 1.1 is refused", func(t *testing.T) {
 				for _, v := range []struct {
@@ -381,26 +406,12 @@ func TestServeTLS(t *testing.T) {
 				// are required, else taken as a caller without one.
 				req, _ := http.NewRequest(http.MethodGet, r.base+"/dicom-web/studies?PatientID="+pacssim.DemoPatientNHSNumber, nil)
 				a, reached = r.do(r.clientWith(&tls.Config{RootCAs: r.roots, Certificates: []tls.Certificate{r.foreign}}), req)
-				switch {
-				case reached != 0:
-					t.Errorf("the refused request reached the trusts %d times", reached)
-				case mode == config.ClientAuthRequire && a.err == nil:
-					t.Fatalf("search answered %d %.300s; want the handshake to fail", a.status, a.body)
-				case mode == config.ClientAuthRequest && (a.err != nil || a.status != http.StatusUnauthorized || refusal(t, a) != "Authentication is required."):
-					t.Fatalf("search: %d %.300s (%v); want 401 asking for authentication, as without a certificate", a.status, a.body, a.err)
-				}
+				withoutCertificate(t, a, reached)
 			})
 
 			t.Run("no certificate and no token", func(t *testing.T) {
 				a, reached := r.search(t, nil, nil)
-				switch {
-				case reached != 0:
-					t.Errorf("the refused request reached the trusts %d times", reached)
-				case mode == config.ClientAuthRequire && a.err == nil:
-					t.Fatalf("search answered %d %.300s; want the handshake to fail", a.status, a.body)
-				case mode == config.ClientAuthRequest && (a.err != nil || a.status != http.StatusUnauthorized || refusal(t, a) != "Authentication is required."):
-					t.Fatalf("search: %d %.300s (%v); want 401 asking for authentication, as without TLS", a.status, a.body, a.err)
-				}
+				withoutCertificate(t, a, reached)
 			})
 
 			t.Run("a bearer token decides who calls", func(t *testing.T) {
@@ -453,22 +464,11 @@ func TestServeTLS(t *testing.T) {
 // TestServeTLSReadyzNamesNoTrust: when every trust's breaker is open, /readyz answers 503
 // without naming any trust.
 func TestServeTLSReadyzNamesNoTrust(t *testing.T) {
-	trusts, err := pacssim.DemoTrusts()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sources []config.Source
-	for i, tr := range trusts {
-		src, stop, err := startDemoTrust(tr, i+1, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { stop() })
+	trusts, sources := startDemoTrusts(t, func(tr *pacssim.Trust, src *config.Source) {
 		src.Breaker.MinRequests, src.Breaker.ConsecutiveUnreachable = 1, 1
 		tr.SetFaults(pacssim.Status(http.StatusInternalServerError))
 		t.Cleanup(func() { _ = tr.ClearFaults() })
-		sources = append(sources, src)
-	}
+	})
 	r := startTLSRig(t, sources, trusts, config.ClientAuthRequire)
 	if a, _ := r.search(t, &r.system, nil); a.err != nil {
 		t.Fatalf("search: %v", a.err)

@@ -46,18 +46,26 @@ func selfSigned(t *testing.T, name string) (certPEM, keyPEM string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 }
 
+// writeTLSFiles writes a server's certificate and key (tls.crt, tls.key) and a client CA bundle
+// (clients.pem, whose key is other.key) with write, and returns the server's key.
+func writeTLSFiles(t *testing.T, write func(name, content string) string) (key string) {
+	t.Helper()
+	cert, key := selfSigned(t, "imaging.example.nhs.uk")
+	ca, caKey := selfSigned(t, "clients.example.nhs.uk")
+	write("tls.crt", cert)
+	write("tls.key", key)
+	write("clients.pem", ca)
+	write("other.key", caKey)
+	return key
+}
+
 // TestListenTLSFiles: Load takes the tls section's paths from the file's directory and reads
 // them, reporting a file it cannot read or use under its key; ServerConfig makes the listener's
 // TLS from them: TLS 1.2 at least, client certificates as clientAuth says.
 func TestListenTLSFiles(t *testing.T) {
 	dir := t.TempDir()
 	write := fileWriter(t, dir)
-	cert, key := selfSigned(t, "imaging.example.nhs.uk")
-	otherCert, otherKey := selfSigned(t, "other.example.nhs.uk")
-	write("tls.crt", cert)
-	write("tls.key", key)
-	write("other.key", otherKey)
-	write("clients.pem", otherCert)
+	key := writeTLSFiles(t, write)
 	write("empty.pem", "# no certificate here\n")
 	tests := []struct {
 		name       string
@@ -169,11 +177,7 @@ func TestCheckFileListeners(t *testing.T) {
 	dir := t.TempDir()
 	writeMinimalRegistry(t, dir)
 	write := fileWriter(t, dir)
-	cert, key := selfSigned(t, "imaging.example.nhs.uk")
-	ca, _ := selfSigned(t, "clients.example.nhs.uk")
-	write("tls.crt", cert)
-	write("tls.key", key)
-	write("clients.pem", ca)
+	writeTLSFiles(t, write)
 	const signing = "signingKey: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\n"
 	tests := []struct {
 		name string
