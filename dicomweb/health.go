@@ -29,10 +29,12 @@ func (s *Server) ready(c *echo.Context) error {
 	return c.String(http.StatusOK, "ready\n")
 }
 
-// status answers GET /status: the service's health as fallback judges it, each source's
+// Status answers GET /status: the service's health as fallback judges it, each source's
 // breaker state, recent error rate and latency, and the cache's backend and whether it is in
-// use (null when there is no cache), for operators. It carries no patient data.
-func (s *Server) status(c *echo.Context) error {
+// use (null when there is no cache), for operators. It carries no patient data, but names the
+// trusts and their state, so Register does not mount it: the deployment serves it where only
+// operators reach it (cmd/nirproxy's admin listener).
+func (s *Server) Status(c *echo.Context) error {
 	type cacheState struct {
 		Backend   string `json:"backend"`
 		Available bool   `json:"available"`

@@ -92,7 +92,7 @@ type Deps struct {
 	Now     func() time.Time
 	// Metrics receives the front's instruments; nil records none.
 	Metrics *Metrics
-	// Cache is the sources' cache, shown in GET /status; nil when there is none.
+	// Cache is the sources' cache, shown by Status; nil when there is none.
 	Cache *cache.Store
 }
 
@@ -135,7 +135,8 @@ const (
 )
 
 // Register mounts the service on e: health endpoints, CORS, request ids, logging and the
-// DICOMweb routes under /dicom-web.
+// DICOMweb routes under /dicom-web. /status is not among them: it is for operators, and the
+// deployment mounts Status where only they reach it.
 func (s *Server) Register(e *echo.Echo) {
 	if s.auth == nil || s.authz == nil || s.audit == nil || s.locator == nil || s.signer == nil {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
@@ -144,7 +145,6 @@ func (s *Server) Register(e *echo.Echo) {
 	e.Use(s.requestID, s.accessLog, s.writeDeadline, securityHeaders, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
-	e.GET("/status", s.status)
 
 	e.OPTIONS(Root, s.capabilities)
 	e.OPTIONS(Root+"/", s.capabilities)

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/authn"
 	"github.com/nirproxy/nirproxy/policy/authz"
+	"github.com/nirproxy/nirproxy/policy/mtls"
 	"github.com/nirproxy/nirproxy/policy/ratelimit"
 )
 
@@ -20,11 +22,13 @@ import (
 // the limits' never mix. Like the cache's, it holds no identifier.
 const rateLimitKeyPrefix = "nirproxy:rl:v1:"
 
-// access is the governance serve wires into every data route: who is calling (authn), whether
-// the data sharing agreement lets it do what it asks (authz, over the onboarding registry
-// file), and within what limits (ratelimit).
+// access is the governance serve wires into every data route: who is calling (authn: a bearer
+// token, or a system's client certificate), whether the data sharing agreement lets it do what
+// it asks (authz, over the onboarding registry file), and within what limits (ratelimit).
 type access struct {
-	authn *authn.Authenticator
+	authn policy.Authenticator
+	// tokens is authn's bearer-token half, whose key refreshes close stops.
+	tokens *authn.Authenticator
 	// authz is the rules, then the limits: a caller the rules refuse spends nothing of its
 	// limits.
 	authz    policy.Authorizer
@@ -57,7 +61,12 @@ func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, lo
 	if err != nil {
 		return nil, err
 	}
-	an, err := authn.New(ctx, cfg.Authn(now, nil))
+	systems, err := mtls.New(registry)
+	if err != nil {
+		closeLimits()
+		return nil, fmt.Errorf("open access control: %w", err)
+	}
+	tokens, err := authn.New(ctx, cfg.Authn(now, nil))
 	if err != nil {
 		closeLimits()
 		return nil, fmt.Errorf("open access control: %w", err)
@@ -65,7 +74,8 @@ func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, lo
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	go registry.Watch(watchCtx, cfg.Onboarding.ReloadEvery.Std())
 	return &access{
-		authn:    an,
+		authn:    callers{tokens: tokens, systems: systems},
+		tokens:   tokens,
 		authz:    policy.Authorizers{decide, ratelimit.NewGuard(limits, log)},
 		registry: registry,
 		stop: func() {
@@ -77,10 +87,28 @@ func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, lo
 
 // close stops the background work of a: key refreshes, the registry's watch, the Redis client.
 func (a *access) close(ctx context.Context, log *slog.Logger) {
-	if err := a.authn.Close(ctx); err != nil {
+	if err := a.tokens.Close(ctx); err != nil {
 		log.Warn("stop refreshing token issuers' keys", "err", err)
 	}
 	a.stop()
+}
+
+// callers authenticates every data request: by its bearer token when it has an Authorization
+// header, as before; else, when the listener verified a client certificate, as the system the
+// certificate is registered to (a certificate registered to none is refused); else it is
+// refused for want of a token. A token always wins over a certificate: a viewer's user is
+// never taken for the system whose certificate the connection carries.
+type callers struct {
+	tokens  policy.Authenticator
+	systems policy.Authenticator
+}
+
+// Authenticate implements policy.Authenticator.
+func (c callers) Authenticate(r *http.Request) (policy.Principal, error) {
+	if len(r.Header.Values("Authorization")) == 0 && mtls.Verified(r) {
+		return c.systems.Authenticate(r)
+	}
+	return c.tokens.Authenticate(r)
 }
 
 // openRateLimit builds the limiter: counting in the cache's Redis when one is configured, so

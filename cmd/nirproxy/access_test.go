@@ -181,9 +181,9 @@ func minted(mint func(*devissuer.Issuer, devissuer.Claims) (string, error), c de
 // sound mints a valid token.
 func sound(iss *devissuer.Issuer, c devissuer.Claims) (string, error) { return iss.Mint(c) }
 
-// callers is the principals table: roles, organisation states and purposes of use, and bad
+// accessCallers is the principals table: roles, organisation states and purposes of use, and bad
 // tokens.
-func callers() []caller {
+func accessCallers() []caller {
 	ok := func(name string, c devissuer.Claims, headers map[string]string) caller {
 		return caller{name: name, token: minted(sound, c), headers: headers, status: http.StatusOK}
 	}
@@ -275,7 +275,7 @@ func accessRoutes() []accessRoute {
 func TestAccessTable(t *testing.T) {
 	r := newAccessRig(t)
 	client := r.proxy.Client()
-	for _, c := range callers() {
+	for _, c := range accessCallers() {
 		t.Run(c.name, func(t *testing.T) {
 			var auth string
 			iss := r.iss

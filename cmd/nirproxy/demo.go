@@ -74,27 +74,36 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 	if err != nil {
 		return fmt.Errorf("listen on %s (use --addr to choose another): %w", cfg.Listen, err)
 	}
+	// The operations endpoints are on a free loopback port of their own, as serve's are on
+	// adminListen.
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("listen for the demo's admin endpoints: %w", err)
+	}
+	closeAll := func() { ln.Close(); adminLn.Close() }
+	cfg.AdminListen = adminLn.Addr().String()
 	// The demo derives its public URL on any address, so links name where it listens.
 	cfg.PublicURL = publicURL(cfg, ln.Addr())
 	if problems := cfg.Validate(); len(problems) > 0 {
-		ln.Close()
+		closeAll()
 		return fmt.Errorf("demo configuration is invalid: %v", problems)
 	}
-	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	base, admin := strings.TrimSuffix(cfg.PublicURL, "/"), "http://"+cfg.AdminListen
 	tokens, err := printDemoTokens(stdout, acc, *tokenLife)
 	if err != nil {
-		ln.Close()
+		closeAll()
 		return err
 	}
-	printDemoHelp(stdout, base, cfg)
+	printDemoHelp(stdout, base, admin, cfg)
 	printDemoAccess(stdout, base, *origin, tokens)
 	if *faults {
-		printDemoFaults(stdout, base)
+		printDemoFaults(stdout, base, admin)
 	}
 	if *copies {
 		printDemoCopies(stdout, base)
 	}
-	return serve(ctx, cfg, ln, newLogger(cfg.Logging, stderr))
+	return serve(ctx, cfg, ln, adminLn, newLogger(cfg.Logging, stderr))
 }
 
 // startDemoAccess starts the demo's development token issuer on loopback, with an onboarding
@@ -184,7 +193,11 @@ func startDemoTrust(t *pacssim.Trust, priority int, faults bool) (config.Source,
 	return src, hs.Close, nil
 }
 
-func printDemoHelp(w io.Writer, base string, cfg config.Config) {
+// printDemoHelp prints where the demo serves clients (base) and operators (admin), its trusts,
+// and what to try.
+func printDemoHelp(w io.Writer, base, admin string, cfg config.Config) {
+	// The operators' line comes first: whoever reads the client's line (tests do) finds both.
+	fmt.Fprintf(w, "Operations, on the admin listener (loopback only, no token): %[1]s/status and %[1]s/metrics\n", admin)
 	fmt.Fprintf(w, "nirproxy demo: DICOMweb at %s/dicom-web over %d sample trusts:\n", base, len(cfg.Sources))
 	for _, s := range cfg.Sources {
 		fmt.Fprintf(w, "  %s  %-40s %s\n", s.ID, s.Name, s.URL)
@@ -194,7 +207,7 @@ Try, as the clinician (after the export lines above):
   AUTH="Authorization: Bearer $NIR_TOKEN"
   # Every study of patient 9434765919, merged across the three trusts (one is held at two)
   curl -s -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765919' | jq .
-  # Repeated within 30 s it is answered from the in-process cache (see /metrics, nirproxy_cache_)
+  # Repeated within 30 s it is answered from the in-process cache (see %[6]s/metrics, nirproxy_cache_)
   # The same, paged
   curl -si -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765919&limit=2&offset=0'
   # The series of the study held at two trusts (each copy contributes)
@@ -212,7 +225,7 @@ Try, as the clinician (after the export lines above):
   # What the service supports
   curl -s -X OPTIONS '%[1]s/dicom-web'
 
-`, base, pacssim.DemoSharedStudyUID, pacssim.DemoUltrasoundStudyUID, pacssim.DemoMultiFrameSeriesUID, pacssim.DemoMultiFrameInstanceUID)
+`, base, pacssim.DemoSharedStudyUID, pacssim.DemoUltrasoundStudyUID, pacssim.DemoMultiFrameSeriesUID, pacssim.DemoMultiFrameInstanceUID, admin)
 }
 
 // The faults of `nirproxy demo --faults`.
@@ -241,7 +254,9 @@ func injectDemoFaults(t *pacssim.Trust, src *config.Source) {
 	src.Breaker.OpenFor = config.Duration(demoBreakerPause)
 }
 
-func printDemoFaults(w io.Writer, base string) {
+// printDemoFaults describes the faults of --faults and how to watch them, at base and at the
+// admin listener admin.
+func printDemoFaults(w io.Writer, base, admin string) {
 	fmt.Fprintf(w, `Faults (--faults), to watch degraded mode happen:
   %[2]s  answers every request after %[3]s, but the proxy waits only %[4]s for it: it times out.
   %[5]s  flaps: HTTP 500 to every request for %[6]s, then healthy for %[6]s, and so on, from now.
@@ -254,13 +269,13 @@ Watch:
   # has answered, its cached copy stands in while it fails: Warning 110 "Response is Stale" and
   # a 299 saying how old the copy is
   curl -s -D - -o /dev/null -H "$AUTH" '%[1]s/dicom-web/studies?PatientID=9434765919' | grep -i '^warning'
-  # Each trust's breaker state, recent error rate and latency
-  curl -s %[1]s/status | jq .
+  # Each trust's breaker state, recent error rate and latency (the admin listener)
+  curl -s %[10]s/status | jq .
   # XC3's ultrasound cannot be had while XC3 is slow: 503 naming XC3, never a study that looks complete
   curl -si -H "$AUTH" '%[1]s/dicom-web/studies/%[9]s/metadata' | head -n 20
 
 `, base, pacssim.DemoTrustC, demoSlowLatency, demoSlowTimeout, pacssim.DemoTrustB, demoFlapPhase,
-		demoFailures, demoBreakerPause, pacssim.DemoUltrasoundStudyUID)
+		demoFailures, demoBreakerPause, pacssim.DemoUltrasoundStudyUID, admin)
 }
 
 // demoSearchCap is how many results XE5 answers a search with, under --copies: more than

@@ -150,7 +150,8 @@ func TestDemoServesMergedSearch(t *testing.T) {
 	if !bytes.Equal(again, body) {
 		t.Errorf("the repeated search answered differently:\n%s\nthen\n%s", body, again)
 	}
-	resp, err = http.Get(base + "/metrics")
+	admin := demoAdmin(t, out)
+	resp, err = http.Get(admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestDemoServesMergedSearch(t *testing.T) {
 	if !regexp.MustCompile(`nirproxy_cache_lookups_total\{kind="search",result="hit"\} [1-9]`).Match(metrics) {
 		t.Errorf("no search cache hits in /metrics after a repeated search")
 	}
-	resp, err = http.Get(base + "/status")
+	resp, err = http.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +191,7 @@ func TestDemoWithFaults(t *testing.T) {
 		t.Errorf("the demo does not describe its faults; stdout %q", out.String())
 	}
 	client := demoClient(t, out)
+	admin := demoAdmin(t, out)
 
 	// search runs the printed search and checks that it answers 200 with studies held at XA1
 	// only, and that its Warnings name XB2 and XC3 (and nothing else) for the reasons given.
@@ -245,7 +247,7 @@ func TestDemoWithFaults(t *testing.T) {
 	}
 	status := func() map[string]source {
 		t.Helper()
-		resp, err := http.Get(base + "/status")
+		resp, err := http.Get(admin + "/status")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,6 +331,17 @@ func startDemo(t *testing.T, args ...string) (base string, out, errOut *syncBuff
 	}
 	t.Fatalf("demo printed no address; stdout %q stderr %q", out.String(), errOut.String())
 	return "", nil, nil
+}
+
+// demoAdmin is the base URL of the admin listener the demo printed, where /status and
+// /metrics are.
+func demoAdmin(t *testing.T, out *syncBuffer) string {
+	t.Helper()
+	m := regexp.MustCompile(`admin listener \(loopback only, no token\): (http://127\.0\.0\.1:[0-9]+)/status`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("the demo printed no admin listener; stdout %q", out.String())
+	}
+	return m[1]
 }
 
 // demoToken is the token the demo printed for export as name (NIR_TOKEN is the clinician's).

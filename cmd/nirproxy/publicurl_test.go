@@ -13,20 +13,27 @@ import (
 )
 
 // TestPublicURL: links come from the configured publicURL, else from the address listened on
-// (localhost for an unspecified address), never from anything a request carries.
+// (localhost for an unspecified address; https when the proxy terminates TLS), never from
+// anything a request carries.
 func TestPublicURL(t *testing.T) {
 	tests := []struct {
 		name, configured, addr, want string
+		tls                          bool
 	}{
 		{name: "configured wins", configured: "https://imaging.example.nhs.uk", addr: "127.0.0.1:8080", want: "https://imaging.example.nhs.uk"},
 		{name: "loopback", addr: "127.0.0.1:8080", want: "http://127.0.0.1:8080"},
 		{name: "IPv6 loopback", addr: "[::1]:9000", want: "http://[::1]:9000"},
 		{name: "every interface (the demo only)", addr: "0.0.0.0:8080", want: "http://localhost:8080"},
+		{name: "loopback with TLS", addr: "127.0.0.1:8443", tls: true, want: "https://127.0.0.1:8443"},
+		{name: "configured wins with TLS", configured: "https://imaging.example.nhs.uk", addr: "127.0.0.1:8443", tls: true, want: "https://imaging.example.nhs.uk"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.PublicURL = tc.configured
+			if tc.tls {
+				cfg.TLS.CertFile, cfg.TLS.KeyFile = "tls.crt", "tls.key"
+			}
 			addr, err := net.ResolveTCPAddr("tcp", tc.addr)
 			if err != nil {
 				t.Fatal(err)

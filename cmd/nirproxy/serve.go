@@ -51,7 +51,14 @@ func serveCommand(ctx context.Context, args, environ []string, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	return serve(ctx, cfg, ln, log)
+	var adminLn net.Listener
+	if cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s (adminListen): %w", cfg.AdminListen, err)
+		}
+	}
+	return serve(ctx, cfg, ln, adminLn, log)
 }
 
 // loadConfig is config.LoadValid for serve and cache purge: a file it cannot read is an error
@@ -82,9 +89,12 @@ func newLogger(l config.Logging, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// app is the wired proxy: its handler, its sources, and what must be stopped with it.
+// app is the wired proxy: its handlers, its sources, and what must be stopped with it.
 type app struct {
+	// handler serves clients: DICOMweb, /healthz and /readyz.
 	handler *echo.Echo
+	// admin serves operators: /status and /metrics, and nothing else.
+	admin   *echo.Echo
 	sources []*upstream.Source
 	webhook *upstream.Webhook
 	access  *access
@@ -173,42 +183,84 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 	})
 	e := echo.New()
 	srv.Register(e)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	a.handler, a.sources = e, sources
+	admin := echo.New()
+	admin.GET("/status", srv.Status)
+	admin.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	a.handler, a.admin, a.sources = e, admin, sources
 	return a, nil
 }
 
-// serve runs the proxy on ln until ctx is cancelled, then drains in-flight requests.
-func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Logger) error {
+// serve runs the proxy until ctx is cancelled, then drains in-flight requests: clients on ln
+// (with TLS when cfg.TLS is on), operators on adminLn (/status and /metrics, plain HTTP), or
+// nowhere when adminLn is nil. It closes both listeners.
+func serve(ctx context.Context, cfg config.Config, ln, adminLn net.Listener, log *slog.Logger) error {
+	listeners := []net.Listener{ln}
+	if adminLn != nil {
+		listeners = append(listeners, adminLn)
+	}
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	tlsConfig, err := cfg.TLS.ServerConfig()
+	if err != nil {
+		closeAll()
+		return err
+	}
 	cfg.PublicURL = publicURL(cfg, ln.Addr())
 	a, err := buildHandler(ctx, cfg, log)
 	if err != nil {
+		closeAll()
 		return err
 	}
-	e, sources := a.handler, a.sources
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "key", w.Path, "warning", w.Message)
 	}
 	log.Warn("the patient audit is not built in this version: accesses are checked but not recorded")
-	ids := make([]string, len(sources))
-	for i, s := range sources {
+	ids := make([]string, len(a.sources))
+	for i, s := range a.sources {
 		ids[i] = s.ID
 	}
-	hs := newHTTPServer(e, log)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("nirproxy listening", "addr", ln.Addr().String(), "sources", strings.Join(ids, ","), "cache", cfg.Cache.Describe(), "version", version)
+	hs := newHTTPServer(a.handler, log)
+	hs.TLSConfig = tlsConfig
+	servers := []*http.Server{hs}
+	errc := make(chan error, len(listeners))
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	admin := "off"
+	if adminLn != nil {
+		as := newHTTPServer(a.admin, log)
+		servers = append(servers, as)
+		go func() { errc <- as.Serve(adminLn) }()
+		admin = adminLn.Addr().String()
+	}
+	log.Info("nirproxy listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "admin", admin,
+		"sources", strings.Join(ids, ","), "cache", cfg.Cache.Describe(), "version", version)
+	var served error
 	select {
-	case err := <-errc:
-		return err
+	case served = <-errc:
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	log.Info("shutting down")
-	err = hs.Shutdown(shutdownCtx)
+	var shutdown []error
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil {
+			shutdown = append(shutdown, err)
+		}
+	}
 	a.close(shutdownCtx, log)
-	if err != nil {
+	if served != nil {
+		return fmt.Errorf("serve: %w", served)
+	}
+	if err := errors.Join(shutdown...); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
 	return nil
@@ -216,19 +268,24 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, log *slog.Lo
 
 // publicURL is the URL clients reach the proxy at: the configured one, or, when none is
 // configured (Validate allows that only on a loopback address, and the demo on any), http://
-// and the address the proxy listens on, with localhost for an unspecified address.
+// (https:// when the proxy terminates TLS) and the address the proxy listens on, with
+// localhost for an unspecified address.
 func publicURL(cfg config.Config, addr net.Addr) string {
 	if cfg.PublicURL != "" {
 		return cfg.PublicURL
 	}
+	scheme := "http://"
+	if cfg.TLS.Enabled() {
+		scheme = "https://"
+	}
 	host, port, err := net.SplitHostPort(addr.String())
 	if err != nil {
-		return "http://" + addr.String()
+		return scheme + addr.String()
 	}
 	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + net.JoinHostPort(host, port)
 }
 
 func checkConfigCommand(args, environ []string, stdout, stderr io.Writer) int {

@@ -19,9 +19,14 @@
 //	systems:
 //	  - id: leeds-viewer             # a system caller's name (policy.Principal.System)
 //	    clientId: 0a1b2c             # its OAuth client id (a token's azp), and/or
-//	    certificateSHA256: 3f...e9   # its client certificate's fingerprint
+//	    certificateSHA256: 3f...e9   # its client certificate's fingerprint (SHA-256 of the DER)
 //	    organisation: RR8
+//	    role: R8000                  # the job role it acts in with its certificate (required with one)
 //	    purpose: TREAT               # purpose of use it was onboarded for
+//
+// A system with a certificate calls on its own behalf (mutual TLS): it is the caller, acting
+// for its organisation in its role and for its purpose. A system with a client id only is the
+// viewer its users' tokens come through; their tokens carry their roles, so it has no role.
 //
 // [RegistryFile] reloads it when it changes; a file that is not valid is logged and leaves the
 // last good registry in force.

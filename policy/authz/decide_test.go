@@ -29,9 +29,9 @@ systems:
   - {id: viewer, clientId: viewer-client, organisation: RR8, purpose: TREAT}
   - {id: plain-viewer, clientId: plain-client, organisation: RR8}
   - {id: research-viewer, clientId: research-client, organisation: RR8, purpose: HRESCH}
-  - {id: pacs-feed, certificateSHA256: "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99", organisation: RR8, purpose: TREAT}
-  - {id: lapsed-feed, certificateSHA256: 1111111111111111111111111111111111111111111111111111111111111111, organisation: LAPSED, purpose: TREAT}
-  - {id: plain-feed, certificateSHA256: 2222222222222222222222222222222222222222222222222222222222222222, organisation: RR8}
+  - {id: pacs-feed, certificateSHA256: "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99", organisation: RR8, role: R8000, purpose: TREAT}
+  - {id: lapsed-feed, certificateSHA256: 1111111111111111111111111111111111111111111111111111111111111111, organisation: LAPSED, role: R8000, purpose: TREAT}
+  - {id: plain-feed, certificateSHA256: 2222222222222222222222222222222222222222222222222222222222222222, organisation: RR8, role: R8000}
 `
 
 // testNow is when the tests' decisions are made.

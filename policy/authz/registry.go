@@ -47,7 +47,7 @@ type Organisation struct {
 
 // System is a client system as the onboarding registry records it: a viewer or service that
 // calls nirproxy with users' tokens (known by its ClientID) or on its own behalf with a client
-// certificate (known by its ID, or its CertificateSHA256).
+// certificate (known by its ID, or its CertificateSHA256), acting in its Role.
 type System struct {
 	// ID names it: a system caller's policy.Principal.System is its ID.
 	ID string
@@ -58,6 +58,10 @@ type System struct {
 	CertificateSHA256 string
 	// Organisation is the ODS code of the organisation it acts for; the registry has it.
 	Organisation string
+	// Role is the national RBAC job role (R8000, ...) it acts in when it calls with its client
+	// certificate; a system with a certificate has one, a system without has none (its users'
+	// tokens carry their roles).
+	Role string
 	// Purpose is the purpose of use it was onboarded for (TREAT, ...), used when the caller's
 	// token states none; "" when it declared none.
 	Purpose string
@@ -164,6 +168,7 @@ type systemEntry struct {
 	ClientID          string `yaml:"clientId"`
 	CertificateSHA256 string `yaml:"certificateSHA256"`
 	Organisation      string `yaml:"organisation"`
+	Role              string `yaml:"role"`
 	Purpose           string `yaml:"purpose"`
 }
 
@@ -171,7 +176,7 @@ type systemEntry struct {
 var yamlTypes = strings.NewReplacer(
 	"in type authz.registryFile", "at the top level (organisations, systems)",
 	"in type authz.organisationEntry", "in an organisation (ods, name, dsaSigned, dsptStatus, dsptYear, dpia, suspended)",
-	"in type authz.systemEntry", "in a system (id, clientId, certificateSHA256, organisation, purpose)",
+	"in type authz.systemEntry", "in a system (id, clientId, certificateSHA256, organisation, role, purpose)",
 	"field ", "key ",
 )
 
@@ -351,6 +356,7 @@ func (v *validation) system(at string, e systemEntry, r *Registry) System {
 		ClientID:          e.ClientID,
 		CertificateSHA256: normalizeFingerprint(e.CertificateSHA256),
 		Organisation:      strings.ToUpper(e.Organisation),
+		Role:              e.Role,
 		Purpose:           e.Purpose,
 	}
 	if strings.TrimSpace(e.ID) != e.ID || e.ID == "" {
@@ -365,6 +371,15 @@ func (v *validation) system(at string, e systemEntry, r *Registry) System {
 	}
 	if _, ok := r.organisations[s.Organisation]; !ok {
 		v.add(at+".organisation", "%q is not an organisation of this registry", e.Organisation)
+	}
+	switch {
+	case e.Role != "" && !jobRole.MatchString(e.Role):
+		v.add(at+".role", "%q is not a national RBAC job role code; write R and four digits, like R8000", e.Role)
+	case e.Role != "" && e.CertificateSHA256 == "":
+		v.add(at+".role", "is the role a system acts in when it calls with its client certificate, and this system has no certificateSHA256; "+
+			"remove it (its users' tokens carry their roles), or add the certificate")
+	case e.Role == "" && e.CertificateSHA256 != "":
+		v.add(at+".role", "is missing; a system calling with its client certificate acts in a national RBAC job role: give it one, like R8000")
 	}
 	if e.Purpose != "" && !policy.IsPurposeCode(e.Purpose) {
 		v.add(at+".purpose", "%q is not a purpose of use code like TREAT", e.Purpose)

@@ -25,8 +25,8 @@ func TestParseRegistry(t *testing.T) {
 		t.Errorf("SystemByClientID(\"\") = %+v, want none", s)
 	}
 	fp := "aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899"
-	if s, ok := r.SystemByCertificate(strings.ToUpper(fp)); !ok || s.ID != "pacs-feed" || s.CertificateSHA256 != fp {
-		t.Errorf("SystemByCertificate = %+v, %v; want pacs-feed with %s", s, ok, fp)
+	if s, ok := r.SystemByCertificate(strings.ToUpper(fp)); !ok || s.ID != "pacs-feed" || s.CertificateSHA256 != fp || s.Role != "R8000" {
+		t.Errorf("SystemByCertificate = %+v, %v; want pacs-feed with %s, acting as R8000", s, ok, fp)
 	}
 	if s, ok := r.SystemByCertificate("not a fingerprint"); ok {
 		t.Errorf("SystemByCertificate(junk) = %+v, want none", s)
@@ -50,8 +50,8 @@ func TestParseRegistryProblems(t *testing.T) {
 			[]string{"line 1: key organisation not found at the top level (organisations, systems)"}},
 		{"unknown organisation key", "organisations:\n  - {ods: RR8, dspt: x}\n",
 			[]string{"line 2: key dspt not found in an organisation (ods, name, dsaSigned, dsptStatus, dsptYear, dpia, suspended)"}},
-		{"unknown system key", "organisations:\n" + org + "systems:\n  - {id: a, clientId: b, organisation: RR8, role: R8000}\n",
-			[]string{"line 4: key role not found in a system (id, clientId, certificateSHA256, organisation, purpose)"}},
+		{"unknown system key", "organisations:\n" + org + "systems:\n  - {id: a, clientId: b, organisation: RR8, roles: [R8000]}\n",
+			[]string{"line 4: key roles not found in a system (id, clientId, certificateSHA256, organisation, role, purpose)"}},
 		{"suspended is not a boolean", "organisations:\n  - {ods: RR8, suspended: maybe}\n",
 			[]string{"cannot unmarshal !!str `maybe` into bool"}},
 		{"bad ODS code", "organisations:\n  - {ods: R-8}\n  - {}\n", []string{
@@ -76,7 +76,7 @@ func TestParseRegistryProblems(t *testing.T) {
 			"  - {clientId: a, organisation: RR8}\n" +
 			"  - {id: ' b', clientId: b, organisation: RR8}\n" +
 			"  - {id: c, organisation: RR8}\n" +
-			"  - {id: d, certificateSHA256: 'ab:cd', organisation: RR8}\n" +
+			"  - {id: d, certificateSHA256: 'ab:cd', organisation: RR8, role: R8000}\n" +
 			"  - {id: e, clientId: e, organisation: X26}\n" +
 			"  - {id: f, clientId: f, organisation: RR8, purpose: treat}\n", []string{
 			`systems[0].id: "" is not a name`,
@@ -86,11 +86,19 @@ func TestParseRegistryProblems(t *testing.T) {
 			`systems[4] (e).organisation: "X26" is not an organisation of this registry`,
 			`systems[5] (f).purpose: "treat" is not a purpose of use code like TREAT`,
 		}},
+		{"system roles", "organisations:\n" + org + "systems:\n" +
+			"  - {id: a, certificateSHA256: '" + strings.Repeat("ab", 32) + "', organisation: RR8, role: r8000}\n" +
+			"  - {id: b, clientId: b, organisation: RR8, role: R8000}\n" +
+			"  - {id: c, certificateSHA256: '" + strings.Repeat("cd", 32) + "', organisation: RR8, purpose: TREAT}\n", []string{
+			`systems[0] (a).role: "r8000" is not a national RBAC job role code; write R and four digits, like R8000`,
+			"systems[1] (b).role: is the role a system acts in when it calls with its client certificate, and this system has no certificateSHA256",
+			"systems[2] (c).role: is missing; a system calling with its client certificate acts in a national RBAC job role",
+		}},
 		{"systems sharing an id, client id or certificate", "organisations:\n" + org + "systems:\n" +
-			"  - {id: a, clientId: x, certificateSHA256: '" + strings.Repeat("ab", 32) + "', organisation: RR8}\n" +
+			"  - {id: a, clientId: x, certificateSHA256: '" + strings.Repeat("ab", 32) + "', organisation: RR8, role: R8000}\n" +
 			"  - {id: a, clientId: y, organisation: RR8}\n" +
 			"  - {id: b, clientId: x, organisation: RR8}\n" +
-			"  - {id: c, certificateSHA256: '" + strings.Repeat("AB", 32) + "', organisation: RR8}\n", []string{
+			"  - {id: c, certificateSHA256: '" + strings.Repeat("AB", 32) + "', organisation: RR8, role: R8000}\n", []string{
 			`systems[1] (a).id: "a" is also systems[0] (a)'s; each system has its own`,
 			`systems[2] (b).clientId: "x" is also systems[0] (a)'s`,
 			`systems[3] (c).certificateSHA256: "` + strings.Repeat("ab", 32) + `" is also systems[0] (a)'s`,

@@ -177,9 +177,12 @@ type answer struct {
 
 // get sends GET path (from the proxy's root) and reads the whole answer. Failures are
 // recorded in the answer, not fatal, so it may be called from any goroutine.
-func (r *rig) get(path string) answer {
+func (r *rig) get(path string) answer { return r.getAt(r.proxy.URL, path) }
+
+// getAt is get from the root base: the proxy's, or its admin listener's.
+func (r *rig) getAt(base, path string) answer {
 	a := answer{what: "GET " + path, header: http.Header{}}
-	req, err := http.NewRequest(http.MethodGet, r.proxy.URL+path, nil)
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
 	if err != nil {
 		a.err = err
 		return a
@@ -363,10 +366,10 @@ func (r *rig) wantStale(a answer, prefix string, minAge, maxAge time.Duration) {
 
 // metric returns the value of the sample named series (name and labels exactly as the
 // Prometheus text format writes them, e.g. `x_total{kind="search",result="hit"}`) on
-// /metrics, or 0 when it is not there yet.
+// /metrics (on the admin listener), or 0 when it is not there yet.
 func (r *rig) metric(series string) float64 {
 	r.t.Helper()
-	a := r.get("/metrics")
+	a := r.getAt(r.proxy.AdminURL, "/metrics")
 	wantOK(r.t, a)
 	sc := bufio.NewScanner(bytes.NewReader(a.body))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)

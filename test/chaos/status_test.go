@@ -18,12 +18,12 @@ type sourceStatus struct {
 	ErrorRate float64 `json:"recentErrorRate"`
 }
 
-// breakerStates asks the proxy's GET /status for each source's breaker state (closed, open or
-// half-open), by source id.
+// breakerStates asks the proxy's GET /status (on its admin listener) for each source's breaker
+// state (closed, open or half-open), by source id.
 func (c *chaos) breakerStates(ctx context.Context) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.proxy.URL+"/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.proxy.AdminURL+"/status", nil)
 	if err != nil {
 		return nil, fmt.Errorf("build GET /status: %w", err)
 	}

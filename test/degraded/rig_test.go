@@ -193,6 +193,8 @@ func newRig(t *testing.T, trusts []*pacssim.Trust, edit func(*rigOptions)) *rig 
 	})
 	e := echo.New()
 	srv.Register(e)
+	// nirproxy serves /status on its admin listener; the rig reads it from the same server.
+	e.GET("/status", srv.Status)
 	r.proxy = httptest.NewServer(e)
 	transport := &http.Transport{Proxy: nil, DisableCompression: true}
 	r.client = &http.Client{Transport: transport, Timeout: 60 * time.Second}

@@ -57,12 +57,25 @@ func waitHTTP(ctx context.Context, p *childproc.Process, url string, timeout tim
 // FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment ago. Another
 // process may take it before the caller binds it; callers retry on a failed start.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// freePorts finds n distinct free TCP ports on 127.0.0.1, holding each until all are found.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 // loopbackURL is the base URL of a server listening on port on 127.0.0.1.

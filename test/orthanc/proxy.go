@@ -49,7 +49,8 @@ type ProxyOptions struct {
 	// Sources become the configuration's sources, in order.
 	Sources []ProxySource
 	// Extra is a YAML mapping merged over the generated configuration's top level (for
-	// example cache or CORS settings); nil for none.
+	// example cache or CORS settings); nil for none. An adminListen it sets is the one
+	// AdminURL names.
 	Extra map[string]any
 	// Dir holds the configuration and log; default a new temporary directory, removed by Stop.
 	Dir string
@@ -70,6 +71,9 @@ type Proxy struct {
 	Addr string
 	// URL is "http://127.0.0.1:PORT".
 	URL string
+	// AdminURL is the admin listener's "http://127.0.0.1:PORT", where /status and /metrics
+	// are; "" when the configuration turns it off.
+	AdminURL string
 	// ConfigPath is the generated YAML configuration.
 	ConfigPath string
 
@@ -123,8 +127,9 @@ func BuildProxy(ctx context.Context, outDir string) (string, error) {
 	return bin, nil
 }
 
-// StartProxy writes a configuration listening on a free loopback port with opts.Sources,
-// starts `nirproxy serve --config FILE` and waits until GET /healthz answers 200.
+// StartProxy writes a configuration listening on a free loopback port with opts.Sources, and
+// its admin listener (adminListen) on another, starts `nirproxy serve --config FILE` and waits
+// until GET /healthz answers 200.
 func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 	if opts.Binary == "" || len(opts.Sources) == 0 {
 		return nil, errors.New("start nirproxy: Binary and Sources are required")
@@ -153,14 +158,14 @@ func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := FreePort()
+		ports, err := freePorts(2)
 		if err != nil {
 			p.cleanup()
 			return nil, err
 		}
-		p.Addr = "127.0.0.1:" + strconv.Itoa(port)
+		p.Addr = "127.0.0.1:" + strconv.Itoa(ports[0])
 		p.URL = "http://" + p.Addr
-		if err := p.writeConfig(opts); err != nil {
+		if err := p.writeConfig(opts, "127.0.0.1:"+strconv.Itoa(ports[1])); err != nil {
 			p.cleanup()
 			return nil, err
 		}
@@ -191,9 +196,10 @@ func StartProxy(ctx context.Context, opts ProxyOptions) (*Proxy, error) {
 	return nil, lastErr
 }
 
-// writeConfig writes the YAML configuration.
-func (p *Proxy) writeConfig(opts ProxyOptions) error {
-	cfg := map[string]any{"listen": p.Addr, "sources": opts.Sources}
+// writeConfig writes the YAML configuration, with the admin listener on adminAddr unless
+// opts.Extra says otherwise, and sets AdminURL.
+func (p *Proxy) writeConfig(opts ProxyOptions, adminAddr string) error {
+	cfg := map[string]any{"listen": p.Addr, "adminListen": adminAddr, "sources": opts.Sources}
 	for k, v := range p.access.Config() {
 		cfg[k] = v
 	}
@@ -206,6 +212,10 @@ func (p *Proxy) writeConfig(opts ProxyOptions) error {
 	}
 	for k, v := range opts.Extra {
 		cfg[k] = v
+	}
+	p.AdminURL = ""
+	if a, _ := cfg["adminListen"].(string); a != "" {
+		p.AdminURL = "http://" + a
 	}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {

@@ -20,7 +20,7 @@ func TestProxyConfigIsValid(t *testing.T) {
 	err = p.writeConfig(ProxyOptions{Sources: []ProxySource{
 		{ID: "ORA", Name: "Orthanc A", URL: "http://127.0.0.1:8042/dicom-web"},
 		{ID: "ORB", Name: "Orthanc B", URL: "https://127.0.0.1:8043/dicom-web"},
-	}})
+	}}, "127.0.0.1:9091")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,10 @@ import (
 // CheckFile is the check-config sub-command: it loads the file at path with the overrides of
 // environ and validates it (LoadValid), and reads and checks the onboarding registry file it
 // names, if any. It writes every problem to w, one per line as "path: message", or else a line
-// that sums the valid configuration up, a line saying where the cache is, a line for the
-// registry and one for the token issuers where they are set, and each warning; it reports
-// whether there was no problem.
+// that sums the valid configuration up, a line for the listener's TLS when it is on and one
+// when the admin listener is off, a line saying where the cache is, a line for the registry and
+// one for the token issuers where they are set, and each warning; it reports whether there was
+// no problem.
 func CheckFile(path string, environ []string, w io.Writer) (ok bool) {
 	cfg, err := LoadValid(path, environ)
 	var fe *FileError
@@ -38,6 +39,12 @@ func CheckFile(path string, environ []string, w io.Writer) (ok bool) {
 	}
 	fmt.Fprintf(w, "%s is valid: %d %s (%s), listening on %s\n",
 		path, len(cfg.Sources), noun, strings.Join(cfg.SourceIDs(), ", "), cfg.Listen)
+	if cfg.TLS.Enabled() {
+		fmt.Fprintf(w, "tls: %s\n", cfg.TLS.Describe())
+	}
+	if cfg.AdminListen == "" {
+		fmt.Fprintln(w, "admin listener: off (adminListen is empty): /status and /metrics are served nowhere")
+	}
 	fmt.Fprintf(w, "cache: %s\n", cfg.Cache.Describe())
 	if registry != nil {
 		orgs, systems := registry.Len()

@@ -5,8 +5,9 @@
 // # Life of a configuration
 //
 // [Load] (or [Parse]) starts from [Default], lays the YAML file over it, then the environment
-// overrides, then reads the secrets named by the *File keys. It reports what it could not read
-// (syntax, unknown keys, values of the wrong type, unknown overrides, unreadable secret files) as
+// overrides, then reads the secrets named by the *File keys and the listener's TLS files. It
+// reports what it could not read (syntax, unknown keys, values of the wrong type, unknown
+// overrides, unreadable secret files, a certificate, key or CA bundle it cannot use) as
 // [Problems], and does not judge the values: [Config.Validate] does that. [LoadValid] runs both,
 // and is how serve, cache purge and check-config ([CheckFile]) read their file.
 //
@@ -83,8 +84,14 @@ type Config struct {
 	// PublicURL is the absolute http(s) URL every URL handed to clients starts with
 	// (RetrieveURL, BulkDataURI): the only source of links, which the Host and X-Forwarded-*
 	// headers never shape. Required unless Listen is a loopback address, where empty means
-	// http:// and the address listened on.
+	// http:// (https:// with TLS) and the address listened on. With TLS it must be https.
 	PublicURL string `yaml:"publicURL"`
+	// TLS, when its certFile and keyFile are set, makes the proxy terminate TLS itself on
+	// Listen, and say whether clients present certificates. Default off.
+	TLS ListenTLS `yaml:"tls"`
+	// AdminListen is the host:port of the admin listener, which alone serves /status and
+	// /metrics, in plain HTTP without authentication; "" turns it off. Default 127.0.0.1:9090.
+	AdminListen string `yaml:"adminListen"`
 	// CORS says which browser origins may call the proxy.
 	CORS CORS `yaml:"cors"`
 	// SigningKey is the secret that signs bulkdata links, at least 32 bytes. Empty means a random
@@ -529,6 +536,8 @@ type PatientID struct {
 func Default() Config {
 	return Config{
 		Listen:                  "127.0.0.1:8080",
+		TLS:                     ListenTLS{ClientAuth: ClientAuthNone},
+		AdminListen:             DefaultAdminListen,
 		CORS:                    CORS{MaxAge: Duration(10 * time.Minute)},
 		BulkdataLinkTTL:         Duration(time.Hour),
 		PatientIdentifierIssuer: "2.16.840.1.113883.2.1.4.1",

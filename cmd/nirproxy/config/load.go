@@ -89,10 +89,11 @@ func LoadValid(path string, environ []string) (Config, error) {
 // Load reads the YAML file at path and returns the configuration it describes: the defaults, then
 // the file, then the environment overrides in environ (as os.Environ returns them), then the
 // secrets named by the *File keys (relative paths are taken from the file's directory, as are
-// onboarding.registryFile's and those of the sources' tls sections, which Load leaves resolved
-// for Validate to read). It does not validate: call Validate, or use LoadValid. Everything it
-// could not read is reported at once as [Problems]; the Config returned with them holds what
-// could be read.
+// onboarding.registryFile's and those of the tls sections, the listener's and the sources',
+// which Load leaves resolved). It reads the listener's tls files too, to report a certificate,
+// key or CA bundle it cannot use (Validate reads the sources'). It does not validate: call
+// Validate, or use LoadValid. Everything it could not read is reported at once as [Problems];
+// the Config returned with them holds what could be read.
 func Load(path string, environ []string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -102,7 +103,7 @@ func Load(path string, environ []string) (Config, error) {
 }
 
 // Parse is Load for a file's contents; relative *File paths (onboarding.registryFile and the
-// sources' tls files too) are taken from the current directory.
+// tls sections' too) are taken from the current directory.
 func Parse(data []byte, environ []string) (Config, error) {
 	return parse(data, environ, "")
 }
@@ -124,6 +125,9 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 		t := &cfg.Sources[i].TLS
 		t.CAFile, t.CertFile, t.KeyFile = fromDir(baseDir, t.CAFile), fromDir(baseDir, t.CertFile), fromDir(baseDir, t.KeyFile)
 	}
+	cfg.TLS.resolve(baseDir)
+	_, unreadable := cfg.TLS.read()
+	ps = append(ps, unreadable...)
 	return cfg, ps.errOrNil()
 }
 

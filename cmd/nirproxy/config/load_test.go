@@ -454,7 +454,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown key in a source", "sources:\n  - id: RXA\n  - id: RXB\n    auth:\n      tokn: x\n",
 			[]Problem{{"sources[1].auth.tokn", "did you mean token? The keys here are"}}},
 		{"unknown key far from any", "frobnicate: 1\n",
-			[]Problem{{"frobnicate", "the keys here are auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen,"}}},
+			[]Problem{{"frobnicate", "the keys here are adminListen, auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen,"}}},
 		{"every unknown key at once", "a: 1\nb: 2\n",
 			[]Problem{{"a", "unknown key"}, {"b", "unknown key"}}},
 		{"key given twice", "listen: :1\nlisten: :2\n",

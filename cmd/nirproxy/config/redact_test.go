@@ -233,7 +233,7 @@ func TestCheckFile(t *testing.T) {
 			yaml:    "listen: 8080\nsorces: []\nsources:\n  - id: rxa\n    url: localhost:8042\n    auth: {type: basic, username: u, password: hunter2-secret}\n",
 			environ: []string{"NIRPROXY_SOURCES_RXQ_URL=x"},
 			want: []string{
-				"sorces: unknown key (line 2); did you mean sources? The keys here are auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, maxFrames, onboarding, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, rateLimit, requestTimeout, retryAfter, search, signingKey, signingKeyFile, sources, thumbnailViewport",
+				"sorces: unknown key (line 2); did you mean sources? The keys here are adminListen, auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, maxFrames, onboarding, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, rateLimit, requestTimeout, retryAfter, search, signingKey, signingKeyFile, sources, thumbnailViewport, tls",
 				"NIRPROXY_SOURCES_RXQ_URL: no entry of sources has the id RXQ; the ids are rxa",
 				`listen: "8080" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)`,
 				`sources[0].id: "rxa" is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA; here write RXA`,

@@ -85,15 +85,16 @@ func (c Config) Validate() []Problem {
 	return ps
 }
 
-// checkFront checks what clients see of the proxy: where it listens, the URL its links start
-// with, CORS, and its bulkdata links.
+// checkFront checks what clients see of the proxy: where it listens and with what TLS, the URL
+// its links start with, the admin listener, CORS, and its bulkdata links.
 func (c Config) checkFront(ps *Problems) {
-	checkListen(ps, c.Listen)
+	checkAddress(ps, "listen", c.Listen, "127.0.0.1:8080 (or :8080 for every interface)")
 	if c.PublicURL != "" {
 		checkHTTPURL(ps, "publicURL", c.PublicURL, "https://imaging.example.nhs.uk")
 	} else if host, _, err := net.SplitHostPort(c.Listen); err == nil && !isLoopback(host) {
 		ps.add("publicURL", "is required when listen (%q) is not a loopback address: links in answers are built only from it, never from a request's Host; set it to the URL clients reach the proxy at, like https://imaging.example.nhs.uk, or listen on 127.0.0.1", c.Listen)
 	}
+	c.checkListeners(ps)
 	for i, o := range c.CORS.AllowedOrigins {
 		checkOrigin(ps, fmt.Sprintf("cors.allowedOrigins[%d]", i), o)
 	}
@@ -132,6 +133,7 @@ func (c Config) Warnings() []Problem {
 	if c.SigningKey == "" {
 		ps.add("signingKey", "empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another")
 	}
+	c.listenerWarnings(&ps)
 	cacheWarnings(&ps, c.Cache)
 	sourceWarnings(&ps, c.Sources)
 	issuerWarnings(&ps, c.Authentication)
@@ -311,13 +313,13 @@ func isLoopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// checkListen checks a host:port to listen on.
-func checkListen(ps *Problems, listen string) {
-	host, port, err := net.SplitHostPort(listen)
+// checkAddress checks the host:port a listener at path listens on; like is an example.
+func checkAddress(ps *Problems, path, addr, like string) {
+	host, port, err := net.SplitHostPort(addr)
 	if err == nil && validPort(port) && !strings.ContainsAny(host, " /") {
 		return
 	}
-	ps.add("listen", "%q is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)", listen)
+	ps.add(path, "%q is not host:port; write it like %s", addr, like)
 }
 
 // validPort reports whether port is a number from 0 to 65535.

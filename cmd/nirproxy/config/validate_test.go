@@ -83,6 +83,45 @@ func TestValidate(t *testing.T) {
 		{"publicURL with fragment", func(c *Config) { c.PublicURL = "https://example.com/#x" },
 			[]Problem{{"publicURL", "must have no query (?...) or fragment"}}},
 
+		// tls (Validate judges the keys; Load reads the files)
+		{"tls with client certificates required, on every interface", func(c *Config) {
+			c.Listen, c.PublicURL = ":8443", "https://imaging.example.nhs.uk"
+			c.TLS = ListenTLS{CertFile: "/etc/nirproxy/tls.crt", KeyFile: "/etc/nirproxy/tls.key", ClientCAFile: "/etc/nirproxy/clients.pem", ClientAuth: ClientAuthRequire}
+		}, nil},
+		{"tls on loopback without a public URL", func(c *Config) {
+			c.TLS = ListenTLS{CertFile: "tls.crt", KeyFile: "tls.key", ClientCAFile: "clients.pem", ClientAuth: ClientAuthRequest}
+		}, nil},
+		{"tls with an http public URL", func(c *Config) {
+			c.PublicURL, c.TLS = "http://imaging.example.nhs.uk", ListenTLS{CertFile: "tls.crt", KeyFile: "tls.key", ClientAuth: ClientAuthNone}
+		}, []Problem{{"publicURL", `"http://imaging.example.nhs.uk" is http, but the proxy terminates TLS (tls.certFile): clients reach it at https://`}}},
+		{"tls certificate without its key", func(c *Config) { c.TLS.CertFile = "tls.crt" },
+			[]Problem{{"tls.keyFile", "is missing; tls.certFile needs the file of its private key"}}},
+		{"tls key without its certificate", func(c *Config) { c.TLS.KeyFile = "tls.key" },
+			[]Problem{{"tls.certFile", "is missing; tls.keyFile needs the file of its certificate"}}},
+		{"tls client auth unknown", func(c *Config) { c.TLS = ListenTLS{CertFile: "tls.crt", KeyFile: "tls.key", ClientAuth: "optional"} },
+			[]Problem{{"tls.clientAuth", `"optional" is not known; write none, request (ask clients for a certificate) or require (refuse clients without one)`}}},
+		{"tls client auth required without a CA bundle", func(c *Config) {
+			c.TLS = ListenTLS{CertFile: "tls.crt", KeyFile: "tls.key", ClientAuth: ClientAuthRequire}
+		}, []Problem{{"tls.clientCAFile", "is missing; tls.clientAuth require verifies client certificates against it"}}},
+		{"tls client auth requested without a CA bundle", func(c *Config) {
+			c.TLS = ListenTLS{CertFile: "tls.crt", KeyFile: "tls.key", ClientAuth: ClientAuthRequest}
+		}, []Problem{{"tls.clientCAFile", "is missing; tls.clientAuth request verifies"}}},
+		{"tls client certificates without tls", func(c *Config) { c.TLS.ClientCAFile, c.TLS.ClientAuth = "clients.pem", ClientAuthRequire },
+			[]Problem{{"tls", "client certificates need the proxy to terminate TLS: set tls.certFile and tls.keyFile, or remove tls.clientCAFile and tls.clientAuth"}}},
+		{"tls client auth required without tls or a CA bundle", func(c *Config) { c.TLS.ClientAuth = ClientAuthRequire }, []Problem{
+			{"tls", "client certificates need the proxy to terminate TLS"},
+			{"tls.clientCAFile", "is missing"},
+		}},
+
+		// adminListen
+		{"no admin listener", func(c *Config) { c.AdminListen = "" }, nil},
+		{"admin listener on IPv6 loopback", func(c *Config) { c.AdminListen = "[::1]:9090" }, nil},
+		{"admin listener on every interface", func(c *Config) { c.AdminListen = ":9090" }, nil},
+		{"admin listener without host", func(c *Config) { c.AdminListen = "9090" },
+			[]Problem{{"adminListen", `"9090" is not host:port; write it like 127.0.0.1:9090 (or "" for no admin listener)`}}},
+		{"admin listener on listen's address", func(c *Config) { c.AdminListen = c.Listen },
+			[]Problem{{"adminListen", `"127.0.0.1:8080" is also listen's address; give the admin listener its own port, like 127.0.0.1:9090`}}},
+
 		// degraded modes
 		{"partialRetrieve warn", func(c *Config) { c.PartialRetrieve = "warn" }, nil},
 		{"partialRetrieve 206", func(c *Config) { c.PartialRetrieve = "206" }, nil},
@@ -558,6 +597,14 @@ func TestWarnings(t *testing.T) {
 	c.CORS.AllowedOrigins = nil
 	c.SigningKey = Secret(strings.Repeat("x", 32))
 	matchProblems(t, c.Warnings(), nil)
+	for _, loopback := range []string{"", "127.0.0.1:9090", "[::1]:9090", "localhost:9090"} {
+		c.AdminListen = loopback
+		matchProblems(t, c.Warnings(), nil)
+	}
+	for _, open := range []string{":9090", "0.0.0.0:9090", "192.0.2.7:9090"} {
+		c.AdminListen = open
+		matchProblems(t, c.Warnings(), []Problem{{"adminListen", "is not a loopback address: /status and /metrics are served there in plain HTTP, with no authentication"}})
+	}
 }
 
 func TestProblemString(t *testing.T) {
