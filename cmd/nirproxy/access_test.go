@@ -64,26 +64,11 @@ func newAccessRig(t *testing.T) *accessRig { return newAccessRigAt(t, time.Now) 
 // valid for a day of it.
 func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
 	t.Helper()
-	trusts, err := pacssim.DemoTrusts()
-	if err != nil {
-		t.Fatal(err)
-	}
+	trusts, sources := startDemoTrusts(t, nil)
 	r := &accessRig{trusts: trusts, logs: &syncBuffer{}}
 	cfg := config.Default()
 	cfg.PublicURL = "http://nirproxy.test"
-	for i, tr := range trusts {
-		root, stop, err := tr.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		src := config.DefaultSource()
-		src.ID, src.Name, src.URL, src.Priority, src.Insecure = tr.ID, tr.Name, root+"/dicom-web", i+1, true
-		if tr.ID == pacssim.DemoTrustC {
-			src.PatientID = config.PatientID{Attribute: config.AttributeOtherPatientIDsSequence, Issuer: "NHS"}
-		}
-		cfg.Sources = append(cfg.Sources, src)
-	}
+	cfg.Sources = sources
 	acc, err := startDemoAccess(&cfg, t.TempDir(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -115,15 +100,6 @@ func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
 		app.close(context.Background(), slog.New(slog.DiscardHandler))
 	})
 	return r
-}
-
-// upstreamRequests is how many requests the trusts have had.
-func (r *accessRig) upstreamRequests() int64 {
-	var n int64
-	for _, tr := range r.trusts {
-		n += tr.Requests()
-	}
-	return n
 }
 
 // caller is one row of the principals table: how its token is made, the headers it sends and
@@ -307,7 +283,7 @@ func TestAccessTable(t *testing.T) {
 				for k, v := range c.headers {
 					req.Header.Set(k, v)
 				}
-				before := r.upstreamRequests()
+				before := requestsOf(r.trusts)
 				resp, err := client.Do(req)
 				if err != nil {
 					t.Fatalf("%s: %v", rt.name, err)
@@ -318,7 +294,7 @@ func TestAccessTable(t *testing.T) {
 					t.Errorf("%s: %d %.300s; want %d saying %q", rt.name, resp.StatusCode, body, status, text)
 				}
 				if status != http.StatusOK {
-					if n := r.upstreamRequests() - before; n != 0 {
+					if n := requestsOf(r.trusts) - before; n != 0 {
 						t.Errorf("%s: the trusts heard %d requests of a refused one; want none", rt.name, n)
 					}
 					if status == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
@@ -351,14 +327,14 @@ func TestIssuerKeysOutage(t *testing.T) {
 		}
 		req, _ := http.NewRequest(http.MethodGet, r.proxy.URL+search, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
-		before := r.upstreamRequests()
+		before := requestsOf(r.trusts)
 		resp, err := r.proxy.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK && r.upstreamRequests() != before {
+		if resp.StatusCode != http.StatusOK && requestsOf(r.trusts) != before {
 			t.Errorf("a refused request reached the trusts")
 		}
 		return resp.StatusCode, resp.Header.Get("Retry-After"), string(body)

@@ -238,10 +238,10 @@ func (r *tlsRig) clientWith(tc *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, DisableKeepAlives: true}, Timeout: 30 * time.Second}
 }
 
-// trustRequests is how many requests the trusts have had in all.
-func (r *tlsRig) trustRequests() int64 {
+// requestsOf is how many requests trusts have had in all.
+func requestsOf(trusts []*pacssim.Trust) int64 {
 	var n int64
-	for _, tr := range r.trusts {
+	for _, tr := range trusts {
 		n += tr.Requests()
 	}
 	return n
@@ -272,9 +272,9 @@ func (r *tlsRig) search(t *testing.T, cert *tls.Certificate, persona *devaccess.
 
 // do does req with c, and reports how many requests reached the trusts.
 func (r *tlsRig) do(c *http.Client, req *http.Request) (answer, int64) {
-	before := r.trustRequests()
+	before := requestsOf(r.trusts)
 	a := get(c, req)
-	return a, r.trustRequests() - before
+	return a, requestsOf(r.trusts) - before
 }
 
 // get does req and reads the answer whole.
