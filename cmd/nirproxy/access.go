@@ -94,7 +94,7 @@ func (a *access) close(ctx context.Context, log *slog.Logger) {
 }
 
 // callers authenticates every data request: by its bearer token when it has an Authorization
-// header, as before; else, when the listener verified a client certificate, as the system the
+// header; else, when the listener verified a client certificate, as the system the
 // certificate is registered to (a certificate registered to none is refused); else it is
 // refused for want of a token. A token always wins over a certificate: a viewer's user is
 // never taken for the system whose certificate the connection carries.
