@@ -11,7 +11,11 @@
 //
 // It starts every server itself (three Orthancs, nirproxy, nginx, redis-server) on loopback
 // ports and stops them before it exits, also on SIGINT or SIGTERM; each is a direct child that
-// the kernel signals should this process die.
+// the kernel signals should this process die. Every nirproxy trusts a development token issuer
+// (test/devaccess) that the run starts in process, and every request to a proxy's data routes
+// carries the clinician persona's bearer token, as serve requires; requests to Orthanc and nginx
+// carry none. Item 8 of issue 11 (authentication on versus off) comes from the Go benchmark
+// output -gobench names (see auth.go).
 package main
 
 import (
