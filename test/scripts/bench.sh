@@ -12,7 +12,11 @@
 #      naming it, the median once its circuit breaker is open); and issue 4's phase: a repeated
 #      search answered from the cache in Redis and in process, against Orthanc direct and nginx
 #      serving the same answer as a static file, all loaded with wrk (checked first to be cache
-#      hits that never reach Orthanc).
+#      hits that never reach Orthanc); and issue 11's item 8, the cached search with
+#      authentication on versus off, from the Go benchmark BenchmarkCachedSearchAuth run in
+#      rounds (BENCH_AUTH_ROUNDS, default 5).
+# Every proxy loadbench starts trusts a development token issuer (test/devaccess), and every
+# request to its data routes carries the clinician persona's token.
 # Every server (Orthanc, nirproxy, nginx, redis-server) is started by loadbench and stopped
 # before it exits, also on Ctrl-C.
 # It takes about 7 minutes on 2 cores. `make bench` runs `make deps` first; run
@@ -23,7 +27,7 @@
 #        test/scripts/bench.sh -out /tmp/perf.md                            (leave the doc alone)
 #        BENCH_GO=0 test/scripts/bench.sh -phases sources -out /tmp/perf.md (issue 3's phase alone, ~1 min)
 #        BENCH_GO=0 test/scripts/bench.sh -phases cache -out /tmp/perf.md   (issue 4's phase alone, ~1.5 min)
-# BENCH_GO=0 skips the Go benchmarks.
+# BENCH_GO=0 skips the Go benchmarks (and so item 8's figures).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -60,6 +64,20 @@ if [[ "${BENCH_GO:-1}" != "0" ]]; then
 			exit 1
 		fi
 		grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$out" >>"$gobench"
+	done
+	# Issue 11, item 8: the cached search with authentication off, on, on with a token not yet
+	# verified, and off and on side by side (whose on/off ratio loadbench judges), in rounds
+	# whose median loadbench takes.
+	auth_rounds="${BENCH_AUTH_ROUNDS:-5}"
+	echo "bench: cached search with authentication on versus off ($auth_rounds rounds)"
+	for ((i = 1; i <= auth_rounds; i++)); do
+		out="$work/one.txt"
+		go test -run '^$' -bench '^BenchmarkCachedSearchAuth$' -benchmem -benchtime 1s -count 1 ./dicomweb/ | tee "$out"
+		if ! grep -q '^BenchmarkCachedSearchAuth/auth=off+on.*on/off' "$out"; then
+			echo "bench: BenchmarkCachedSearchAuth gave no on/off ratio" >&2
+			exit 1
+		fi
+		grep -E '^Benchmark' "$out" >>"$gobench"
 	done
 fi
 

@@ -215,7 +215,7 @@ func measureCache(ctx context.Context, r *rig, o options, clientQuery string, lo
 	client := bench.NewClient(1)
 	var targets []bench.Target
 	for _, c := range cached {
-		t := bench.Target{Name: c.name, URL: c.p.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()}
+		t := bench.Target{Name: c.name, URL: c.p.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())}
 		if n, err := countResults(ctx, client, t); err != nil || n != o.searchStudies {
 			return nil, nil, fmt.Errorf("check %s: the search found %d studies, want %d (%v)", c.name, n, o.searchStudies, err)
 		}
@@ -528,7 +528,7 @@ func profileCached(ctx context.Context, r *rig, o options, w *bench.Wrk, clientQ
 	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create profile directory: %w", err)
 	}
-	t := bench.Target{Name: what, URL: p.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()}
+	t := bench.Target{Name: what, URL: p.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())}
 	if n, err := countResults(ctx, bench.NewClient(1), t); err != nil || n != o.searchStudies {
 		return nil, fmt.Errorf("check the profiled proxy: the search found %d studies, want %d (%v)", n, o.searchStudies, err)
 	}

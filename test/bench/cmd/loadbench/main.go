@@ -11,7 +11,11 @@
 //
 // It starts every server itself (three Orthancs, nirproxy, nginx, redis-server) on loopback
 // ports and stops them before it exits, also on SIGINT or SIGTERM; each is a direct child that
-// the kernel signals should this process die.
+// the kernel signals should this process die. Every nirproxy trusts a development token issuer
+// (test/devaccess) that the run starts in process, and every request to a proxy's data routes
+// carries the clinician persona's bearer token, as serve requires; requests to Orthanc and nginx
+// carry none. Item 8 of issue 11 (authentication on versus off) comes from the Go benchmark
+// output -gobench names (see auth.go).
 package main
 
 import (
@@ -32,6 +36,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/test/bench"
+	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/orthanc"
 	"github.com/nirproxy/nirproxy/test/pacssim"
 	"github.com/nirproxy/nirproxy/test/redisserver"
@@ -163,6 +168,52 @@ type rig struct {
 	proxies  []*orthanc.Proxy
 	nginx    *bench.Nginx
 	log      io.Writer
+	// access is the development token issuer every proxy trusts, with the onboarding
+	// registry it reads; token is the clinician's bearer token every request to a proxy's
+	// data routes sends.
+	access *devaccess.Access
+	token  string
+}
+
+// benchUserRate is rateLimit.user and rateLimit.organisation of every proxy: far above what
+// any phase sends (one user of one organisation, thousands of requests a second), so that the
+// limits are counted on every request but never refuse one.
+const benchUserRate = 60_000_000
+
+// startAccess starts the development issuer and writes the registry into r.work: serve answers
+// no data route without them. The clinician's token outlives the run.
+func (r *rig) startAccess(o options) error {
+	acc, err := devaccess.Start(devaccess.Options{Dir: r.work, Lifetime: o.timeout + time.Hour})
+	if err != nil {
+		return err
+	}
+	r.access = acc
+	r.token, err = acc.Token(devaccess.Clinician)
+	return err
+}
+
+// asClinician is h with the clinician's bearer token: the headers of a request to a proxy's
+// data routes. Requests to Orthanc and nginx go without it.
+func (r *rig) asClinician(h http.Header) http.Header {
+	h = h.Clone()
+	h.Set("Authorization", "Bearer "+r.token)
+	return h
+}
+
+// proxyConfig is the configuration of every proxy the rig starts, with the top-level keys of
+// extra laid over it: warnings only, no search answer or metadata cached, the development
+// issuer and registry, and limits that never refuse.
+func (r *rig) proxyConfig(extra map[string]any) map[string]any {
+	rate := map[string]any{"requests": benchUserRate, "period": "1m", "burst": benchUserRate / 60}
+	cfg := map[string]any{"logging": map[string]any{"level": "warn"}, "cache": uncached(),
+		"rateLimit": map[string]any{"user": rate, "organisation": rate}}
+	for k, v := range r.access.Config() {
+		cfg[k] = v
+	}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	return cfg
 }
 
 // stop ends every process the rig started and removes its files.
@@ -186,6 +237,9 @@ func (r *rig) stop() {
 		go func() { defer wg.Done(); _ = s.Stop() }()
 	}
 	wg.Wait()
+	if r.access != nil {
+		_ = r.access.Close()
+	}
 	if r.work != "" {
 		os.RemoveAll(r.work)
 	}
@@ -213,20 +267,16 @@ func (r *rig) startProxyOver(ctx context.Context, bin string, srcs []orthanc.Pro
 }
 
 // startProxyExtra is startProxyOver with the top-level configuration keys of extra (a cache
-// section, say) added.
+// section, say) laid over proxyConfig's.
 func (r *rig) startProxyExtra(ctx context.Context, bin string, srcs []orthanc.ProxySource, env []string, extra map[string]any) (*orthanc.Proxy, error) {
 	var environ []string
 	if env != nil {
 		environ = append(os.Environ(), env...)
 	}
-	cfg := map[string]any{"logging": map[string]any{"level": "warn"}, "cache": uncached()}
-	for k, v := range extra {
-		cfg[k] = v
-	}
 	p, err := orthanc.StartProxy(ctx, orthanc.ProxyOptions{
 		Binary:  bin,
 		Sources: srcs,
-		Extra:   cfg,
+		Extra:   r.proxyConfig(extra),
 		Env:     environ,
 	})
 	if err != nil {
@@ -278,6 +328,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return fmt.Errorf("create work directory: %w", err)
 	}
 	r.work = work
+	if err := r.startAccess(o); err != nil {
+		return err
+	}
 
 	// Build the proxy while the Orthancs start and are loaded.
 	var buildErr, profBuildErr error
@@ -337,8 +390,8 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	searches := []bench.Target{
 		{Name: nameDirect, URL: a.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()},
 		{Name: nameDirectAsProxy, URL: a.DICOMwebURL() + "/studies?" + rep.UpstreamQuery, Header: acceptJSON()},
-		{Name: nameProxy1, URL: proxy1.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()},
-		{Name: nameProxy3, URL: proxy3.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()},
+		{Name: nameProxy1, URL: proxy1.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())},
+		{Name: nameProxy3, URL: proxy3.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())},
 	}
 	var each []bench.Target
 	for _, s := range r.orthancs {
@@ -347,7 +400,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	searches = append(searches, bench.Parallel(nameDirect3, each...))
 	retrieves := []bench.Target{
 		{Name: nameDirect, URL: a.DICOMwebURL() + "/studies/" + rep.CopiesUID, Header: acceptMultipart()},
-		{Name: nameProxy1, URL: proxy1.DICOMwebURL() + "/studies/" + rep.CopiesUID, Header: acceptMultipart()},
+		{Name: nameProxy1, URL: proxy1.DICOMwebURL() + "/studies/" + rep.CopiesUID, Header: r.asClinician(acceptMultipart())},
 		{Name: nameNginxStream, URL: r.nginx.StreamingURL + "/dicom-web/studies/" + rep.CopiesUID, Header: acceptMultipart()},
 		{Name: nameNginxBuffer, URL: r.nginx.BufferingURL + "/dicom-web/studies/" + rep.CopiesUID, Header: acceptMultipart()},
 	}
@@ -387,7 +440,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	}
 	metadata := []bench.Target{
 		{Name: nameDirect, URL: a.DICOMwebURL() + "/studies/" + rep.CopiesUID + "/metadata", Header: acceptJSON()},
-		{Name: nameProxy1, URL: proxy1.DICOMwebURL() + "/studies/" + rep.CopiesUID + "/metadata", Header: acceptJSON()},
+		{Name: nameProxy1, URL: proxy1.DICOMwebURL() + "/studies/" + rep.CopiesUID + "/metadata", Header: r.asClinician(acceptJSON())},
 	}
 	for _, t := range metadata {
 		if n, err := countResults(ctx, bench.NewClient(1), t); err != nil || n != o.copies {
@@ -445,6 +498,9 @@ func runSingle(ctx context.Context, o options, stdout io.Writer) error {
 		return fmt.Errorf("create work directory: %w", err)
 	}
 	r.work = work
+	if err := r.startAccess(o); err != nil {
+		return err
+	}
 	var buildErr error
 	built := make(chan struct{})
 	go func() {
@@ -596,7 +652,7 @@ func captureUpstreamQuery(ctx context.Context, r *rig) (string, error) {
 		return "", err
 	}
 	defer r.stopProxy(p)
-	t := bench.Target{Name: "capture", URL: p.DICOMwebURL() + "/studies?PatientID=" + bench.SearchPatient, Header: acceptJSON()}
+	t := bench.Target{Name: "capture", URL: p.DICOMwebURL() + "/studies?PatientID=" + bench.SearchPatient, Header: r.asClinician(acceptJSON())}
 	if _, err := bench.Fetch(ctx, bench.NewClient(1), t); err != nil {
 		return "", fmt.Errorf("capture the proxy's upstream query: %w", err)
 	}
@@ -718,7 +774,7 @@ func measureMemory(ctx context.Context, r *rig, rep *report) (*memoryResult, err
 	defer r.stopProxy(p)
 	client := bench.NewClient(1)
 	m := &memoryResult{Repeats: 3}
-	search := bench.Target{Name: "memory search", URL: p.DICOMwebURL() + "/studies?PatientID=" + bench.RetrievePatient, Header: acceptJSON()}
+	search := bench.Target{Name: "memory search", URL: p.DICOMwebURL() + "/studies?PatientID=" + bench.RetrievePatient, Header: r.asClinician(acceptJSON())}
 	if _, err := bench.Fetch(ctx, client, search); err != nil {
 		return nil, err
 	}
@@ -726,7 +782,7 @@ func measureMemory(ctx context.Context, r *rig, rep *report) (*memoryResult, err
 		return nil, err
 	}
 	retrieve := func(uid string) (int64, time.Duration, error) {
-		t := bench.Target{Name: "memory retrieve", URL: p.DICOMwebURL() + "/studies/" + uid, Header: acceptMultipart()}
+		t := bench.Target{Name: "memory retrieve", URL: p.DICOMwebURL() + "/studies/" + uid, Header: r.asClinician(acceptMultipart())}
 		var n int64
 		start := time.Now()
 		for i := 0; i < m.Repeats; i++ {
@@ -786,9 +842,9 @@ func profile(ctx context.Context, r *rig, o options, clientQuery, retrieveUID st
 		t          bench.Target
 	}{
 		{"QIDO study search, 1 upstream", "search.pprof", 16,
-			bench.Target{Name: "search", URL: p.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()}},
+			bench.Target{Name: "search", URL: p.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())}},
 		{"whole-study retrieve, 1 upstream", "retrieve.pprof", 4,
-			bench.Target{Name: "retrieve", URL: p.DICOMwebURL() + "/studies/" + retrieveUID, Header: acceptMultipart()}},
+			bench.Target{Name: "retrieve", URL: p.DICOMwebURL() + "/studies/" + retrieveUID, Header: r.asClinician(acceptMultipart())}},
 	}
 	var out []*profileResult
 	for _, l := range loads {
@@ -843,8 +899,8 @@ func measureFanOut(ctx context.Context, r *rig, o options, upstreamQuery, client
 	}
 	defer r.stopProxy(p3)
 	targets := []bench.Target{
-		{Name: nameDelayed1, URL: p1.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()},
-		{Name: nameDelayed3, URL: p3.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()},
+		{Name: nameDelayed1, URL: p1.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())},
+		{Name: nameDelayed3, URL: p3.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())},
 	}
 	client := bench.NewClient(1)
 	for i, t := range targets {

@@ -190,6 +190,9 @@ func (r *report) verdicts() []verdict {
 	if c := r.Cache; c != nil {
 		out = append(out, c.verdicts()...)
 	}
+	if a := parseAuthBench(r.GoBench); a != nil {
+		out = append(out, a.verdicts()...)
+	}
 	return out
 }
 
@@ -340,8 +343,11 @@ func (r *report) markdown() string {
 		fmt.Fprintf(b, "| load, point 7 | closed loop, %s (%d threads) in the same machine; each target %s at %d connections, in %d interleaved rounds after %s of warm-up; Redis %s, single node |\n",
 			c.WrkVersion, c.Threads, c.Time, c.Conns, c.Rounds, c.Warm, c.RedisVersion)
 	}
+	fmt.Fprintf(b, "| access | every nirproxy trusts a development token issuer on loopback (`test/devaccess`, ES256) and reads its onboarding registry; "+
+		"every request to a proxy's data routes carries the clinician persona's bearer token (verified once, then taken from the verified-token cache); "+
+		"`rateLimit.user` and `rateLimit.organisation` %d a minute, so that the limits are counted but never refuse; requests to Orthanc and nginx carry no token |\n", benchUserRate)
 	b.WriteString("\n### Targets\n\n")
-	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8), 7 those of issue 4 (point 7).\n\n")
+	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8), 7 those of issue 4 (point 7), 8 that of issue 11 (item 8).\n\n")
 	b.WriteString(r.targetsTable())
 	if len(r.Search) > 0 {
 		r.searchMarkdown(b)
@@ -355,6 +361,9 @@ func (r *report) markdown() string {
 	}
 	if r.Cache != nil {
 		r.Cache.markdown(b)
+	}
+	if a := parseAuthBench(r.GoBench); a != nil {
+		a.markdown(b)
 	}
 	r.profileMarkdown(b)
 	return b.String()

@@ -100,21 +100,7 @@ func (r *rig) startProxyWith(ctx context.Context, srcs []orthanc.ProxySource, s 
 			Timeout: s.Timeout.String(), IdleTimeout: s.IdleTimeout.String(), Retries: s.Retries, MaxConcurrent: s.MaxConcurrent,
 			Breaker: breakerConfig{MinRequests: s.BreakerMinRequests, FailureRatio: 0.5, OpenFor: s.BreakerOpenFor.String()}}
 	}
-	p, err := orthanc.StartProxy(ctx, orthanc.ProxyOptions{
-		Binary:  r.bin,
-		Sources: srcs,
-		Extra: map[string]any{
-			"logging":        map[string]any{"level": "warn"},
-			"cache":          uncached(),
-			"requestTimeout": s.RequestTimeout.String(),
-			"sources":        cfgs,
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start nirproxy over %d sources: %w", len(srcs), err)
-	}
-	r.proxies = append(r.proxies, p)
-	return p, nil
+	return r.startProxyExtra(ctx, r.bin, srcs, nil, map[string]any{"requestTimeout": s.RequestTimeout.String(), "sources": cfgs})
 }
 
 // deadlineRun is what one proxy with a hanging source answered while every answer waited for
@@ -248,7 +234,7 @@ func measureSources(ctx context.Context, r *rig, o options, upstreamQuery, clien
 			return err
 		}
 		cleanups = append(cleanups, func() { r.stopProxy(p) })
-		t := bench.Target{Name: name, URL: p.DICOMwebURL() + "/studies?" + clientQuery, Header: acceptJSON()}
+		t := bench.Target{Name: name, URL: p.DICOMwebURL() + "/studies?" + clientQuery, Header: r.asClinician(acceptJSON())}
 		got, err := countResults(ctx, client, t)
 		if err != nil {
 			return err
@@ -290,7 +276,7 @@ func measureSources(ctx context.Context, r *rig, o options, upstreamQuery, clien
 	// (a) With the breaker closed every answer waits for the hanging source until the header
 	// timeout; load until /status says the breaker is open.
 	recHang := bench.NewRecorder(bench.WarnsAbout(hangID))
-	hangTarget := recHang.Target(nameHangOpen, pHang.DICOMwebURL()+"/studies?"+clientQuery, acceptJSON())
+	hangTarget := recHang.Target(nameHangOpen, pHang.DICOMwebURL()+"/studies?"+clientQuery, r.asClinician(acceptJSON()))
 	res.Header = &deadlineRun{Settings: res.Settings, Conns: o.hangConns}
 	start := time.Now()
 	loadClient := bench.NewClient(o.hangConns)
@@ -317,7 +303,7 @@ func measureSources(ctx context.Context, r *rig, o options, upstreamQuery, clien
 	// The same with the request deadline binding first.
 	recRq := bench.NewRecorder(bench.WarnsAbout(hangRequestID))
 	res.Request = &deadlineRun{Settings: reqSettings, Conns: o.hangConns}
-	rqTarget := recRq.Target("request deadline", pHangRq.DICOMwebURL()+"/studies?"+clientQuery, acceptJSON())
+	rqTarget := recRq.Target("request deadline", pHangRq.DICOMwebURL()+"/studies?"+clientQuery, r.asClinician(acceptJSON()))
 	start = time.Now()
 	loadClient = bench.NewClient(o.hangConns)
 	bench.Run(ctx, loadClient, rqTarget, o.hangConns, o.hangTime)
