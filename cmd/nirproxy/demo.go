@@ -122,15 +122,6 @@ func startDemoAccess(cfg *config.Config, dir string, lifetime time.Duration) (*d
 	return acc, nil
 }
 
-// demoTokenVars names the shell variable each persona's token is exported as.
-var demoTokenVars = map[string]string{
-	devaccess.Clinician.Name:       "NIR_TOKEN",
-	devaccess.PrivacyOfficer.Name:  "NIR_TOKEN_PRIVACY",
-	devaccess.Researcher.Name:      "NIR_TOKEN_RESEARCH",
-	devaccess.LapsedClinician.Name: "NIR_TOKEN_LAPSED",
-	devaccess.BreakGlass.Name:      "NIR_TOKEN_BTG",
-}
-
 // printDemoTokens prints an export line for each persona's token, and returns the tokens by
 // persona name.
 func printDemoTokens(w io.Writer, acc *devaccess.Access, lifetime time.Duration) (map[string]string, error) {
@@ -142,7 +133,7 @@ func printDemoTokens(w io.Writer, acc *devaccess.Access, lifetime time.Duration)
 			return nil, err
 		}
 		tokens[p.Name] = t
-		fmt.Fprintf(w, "  # %s\n  export %s='%s'\n", p.Describe, demoTokenVars[p.Name], t)
+		fmt.Fprintf(w, "  # %s\n  export %s='%s'\n", p.Describe, p.Var, t)
 	}
 	fmt.Fprintln(w)
 	return tokens, nil
@@ -161,7 +152,7 @@ func printDemoAccess(w io.Writer, base, origin string, tokens map[string]string)
 			extra += fmt.Sprintf(" -H '%s: %s'", k, v)
 		}
 		fmt.Fprintf(w, "  # %s -> %s\n  curl -si -H \"Authorization: Bearer $%s\"%s '%s/dicom-web/studies?PatientID=9434765919' | sed -n '1p;$p'\n",
-			p.Name, outcome, demoTokenVars[p.Name], extra, base)
+			p.Name, outcome, p.Var, extra, base)
 	}
 	fmt.Fprintf(w, "  # no-token -> 401: a token is required\n  curl -si '%s/dicom-web/studies?PatientID=9434765919' | sed -n '1p;$p'\n\n", base)
 	if origin != "" {

@@ -124,10 +124,10 @@ type cachedProxy struct {
 // cacheCounts reads the proxy's search-cache counters and the front's request count.
 func cacheCounts(ctx context.Context, client *http.Client, p *orthanc.Proxy, front *bench.CountingFront) (hits, all float64, upstream int64, err error) {
 	const metric = "nirproxy_cache_lookups_total"
-	if hits, err = bench.MetricValue(ctx, client, p.URL, metric, map[string]string{"kind": "search", "result": "hit"}); err != nil {
+	if hits, err = bench.MetricValue(ctx, client, p.AdminURL, metric, map[string]string{"kind": "search", "result": "hit"}); err != nil {
 		return 0, 0, 0, err
 	}
-	if all, err = bench.MetricValue(ctx, client, p.URL, metric, map[string]string{"kind": "search"}); err != nil {
+	if all, err = bench.MetricValue(ctx, client, p.AdminURL, metric, map[string]string{"kind": "search"}); err != nil {
 		return 0, 0, 0, err
 	}
 	return hits, all, front.Requests(), nil

@@ -201,15 +201,12 @@ func (r *rig) asClinician(h http.Header) http.Header {
 }
 
 // proxyConfig is the configuration of every proxy the rig starts, with the top-level keys of
-// extra laid over it: warnings only, no search answer or metadata cached, the development
-// issuer and registry, and limits that never refuse.
+// extra laid over it: warnings only, no search answer or metadata cached, and limits that never
+// refuse (StartProxy adds the rig's development issuer and registry).
 func (r *rig) proxyConfig(extra map[string]any) map[string]any {
 	rate := map[string]any{"requests": benchUserRate, "period": "1m", "burst": benchUserRate / 60}
 	cfg := map[string]any{"logging": map[string]any{"level": "warn"}, "cache": uncached(),
 		"rateLimit": map[string]any{"user": rate, "organisation": rate}}
-	for k, v := range r.access.Config() {
-		cfg[k] = v
-	}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -278,6 +275,7 @@ func (r *rig) startProxyExtra(ctx context.Context, bin string, srcs []orthanc.Pr
 		Sources: srcs,
 		Extra:   r.proxyConfig(extra),
 		Env:     environ,
+		Access:  r.access,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start nirproxy: %w", err)

@@ -282,7 +282,7 @@ func measureSources(ctx context.Context, r *rig, o options, upstreamQuery, clien
 	loadClient := bench.NewClient(o.hangConns)
 	for time.Since(start) < o.hangOpenWithin && ctx.Err() == nil {
 		bench.Run(ctx, loadClient, hangTarget, o.hangConns, time.Second)
-		state, err := bench.BreakerState(ctx, client, pHang.URL, hangID)
+		state, err := bench.BreakerState(ctx, client, pHang.AdminURL, hangID)
 		if err != nil {
 			return nil, err
 		}

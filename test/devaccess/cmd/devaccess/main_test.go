@@ -45,8 +45,8 @@ func TestRun(t *testing.T) {
 		}
 	}
 	for _, p := range devaccess.Personas() {
-		if !exports[devaccess.TokenVar(p)] {
-			t.Errorf("no export line of %s's token (%s)", p.Name, devaccess.TokenVar(p))
+		if !exports[p.Var] {
+			t.Errorf("no export line of %s's token (%s)", p.Name, p.Var)
 		}
 	}
 	if !strings.HasPrefix(issuer, "http://127.0.0.1:") {
