@@ -36,16 +36,9 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	trusts, err := pacssim.DemoTrusts()
+	trusts, err := demoTrusts(*copies)
 	if err != nil {
-		return fmt.Errorf("make demo trusts: %w", err)
-	}
-	if *copies {
-		a, b, err := pacssim.CopiesTrusts(pacssim.CopiesOptions{SearchCap: demoSearchCap})
-		if err != nil {
-			return fmt.Errorf("make demo trusts with differing copies: %w", err)
-		}
-		trusts = append(trusts, a, b)
+		return err
 	}
 	cfg.Listen, cfg.PublicURL = *addr, *public
 	cfg.Logging.Format = "text"
@@ -70,19 +63,11 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		defer stop()
 		cfg.Sources = append(cfg.Sources, src)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, adminLn, err := demoListeners(&cfg)
 	if err != nil {
-		return fmt.Errorf("listen on %s (use --addr to choose another): %w", cfg.Listen, err)
-	}
-	// The operations endpoints are on a free loopback port of their own, as serve's are on
-	// adminListen.
-	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("listen for the demo's admin endpoints: %w", err)
+		return err
 	}
 	closeAll := func() { ln.Close(); adminLn.Close() }
-	cfg.AdminListen = adminLn.Addr().String()
 	// The demo derives its public URL on any address, so links name where it listens.
 	cfg.PublicURL = publicURL(cfg, ln.Addr())
 	if problems := cfg.Validate(); len(problems) > 0 {
@@ -104,6 +89,39 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		printDemoCopies(stdout, base)
 	}
 	return serve(ctx, cfg, ln, adminLn, newLogger(cfg.Logging, stderr))
+}
+
+// demoTrusts are the demo's sample trusts, with the two holding differing copies of one study
+// when copies is set.
+func demoTrusts(copies bool) ([]*pacssim.Trust, error) {
+	trusts, err := pacssim.DemoTrusts()
+	if err != nil {
+		return nil, fmt.Errorf("make demo trusts: %w", err)
+	}
+	if copies {
+		a, b, err := pacssim.CopiesTrusts(pacssim.CopiesOptions{SearchCap: demoSearchCap})
+		if err != nil {
+			return nil, fmt.Errorf("make demo trusts with differing copies: %w", err)
+		}
+		trusts = append(trusts, a, b)
+	}
+	return trusts, nil
+}
+
+// demoListeners listens on cfg.Listen for clients, and on a free loopback port for the
+// operations endpoints (as serve's are on adminListen), which cfg.AdminListen then names.
+func demoListeners(cfg *config.Config) (ln, adminLn net.Listener, err error) {
+	ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s (use --addr to choose another): %w", cfg.Listen, err)
+	}
+	adminLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("listen for the demo's admin endpoints: %w", err)
+	}
+	cfg.AdminListen = adminLn.Addr().String()
+	return ln, adminLn, nil
 }
 
 // startDemoAccess starts the demo's development token issuer on loopback, with an onboarding

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -222,22 +223,9 @@ func serve(ctx context.Context, cfg config.Config, ln, adminLn net.Listener, log
 	for i, s := range a.sources {
 		ids[i] = s.ID
 	}
-	hs := newHTTPServer(a.handler, log)
-	hs.TLSConfig = tlsConfig
-	servers := []*http.Server{hs}
-	errc := make(chan error, len(listeners))
-	go func() {
-		if tlsConfig != nil {
-			errc <- hs.ServeTLS(ln, "", "") // the certificate is in TLSConfig
-			return
-		}
-		errc <- hs.Serve(ln)
-	}()
+	servers, errc := startServers(a, ln, adminLn, tlsConfig, log)
 	admin := "off"
 	if adminLn != nil {
-		as := newHTTPServer(a.admin, log)
-		servers = append(servers, as)
-		go func() { errc <- as.Serve(adminLn) }()
 		admin = adminLn.Addr().String()
 	}
 	log.Info("nirproxy listening", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "admin", admin,
@@ -247,23 +235,53 @@ func serve(ctx context.Context, cfg config.Config, ln, adminLn net.Listener, log
 	case served = <-errc:
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	log.Info("shutting down")
-	var shutdown []error
-	for _, s := range servers {
-		if err := s.Shutdown(shutdownCtx); err != nil {
-			shutdown = append(shutdown, err)
-		}
-	}
-	a.close(shutdownCtx, log)
+	shutdown := stopServers(servers, a, log)
 	if served != nil {
 		return fmt.Errorf("serve: %w", served)
 	}
-	if err := errors.Join(shutdown...); err != nil {
-		return fmt.Errorf("shut down: %w", err)
+	if shutdown != nil {
+		return fmt.Errorf("shut down: %w", shutdown)
 	}
 	return nil
+}
+
+// startServers serves a's handler on ln (with TLS when tlsConfig is not nil) and its admin
+// handler on adminLn (when not nil), and returns the servers and where their first failure
+// is sent.
+func startServers(a *app, ln, adminLn net.Listener, tlsConfig *tls.Config, log *slog.Logger) ([]*http.Server, <-chan error) {
+	hs := newHTTPServer(a.handler, log)
+	hs.TLSConfig = tlsConfig
+	servers := []*http.Server{hs}
+	errc := make(chan error, 2)
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	if adminLn != nil {
+		as := newHTTPServer(a.admin, log)
+		servers = append(servers, as)
+		go func() { errc <- as.Serve(adminLn) }()
+	}
+	return servers, errc
+}
+
+// stopServers drains the servers' in-flight requests (for at most 20 s), then stops what a
+// started.
+func stopServers(servers []*http.Server, a *app, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	log.Info("shutting down")
+	var errs []error
+	for _, s := range servers {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.close(ctx, log)
+	return errors.Join(errs...)
 }
 
 // publicURL is the URL clients reach the proxy at: the configured one, or, when none is
