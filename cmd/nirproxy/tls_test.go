@@ -2,20 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,100 +19,8 @@ import (
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/pacssim"
+	"github.com/nirproxy/nirproxy/test/testpki"
 )
-
-// testCA is a certificate authority made for a test, issuing certificates valid for an hour.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-// newTestCA makes a CA named name.
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issued is a certificate a testCA issued, with its key.
-type issued struct {
-	pair            tls.Certificate
-	certPEM, keyPEM []byte
-	// fingerprint is the SHA-256 of the certificate's DER, as the registry writes it.
-	fingerprint string
-}
-
-// issue makes a certificate for cn: a server's for 127.0.0.1, or a client's.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) issued {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"Example Hospitals NHS Trust"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := issued{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-	if is.pair, err = tls.X509KeyPair(is.certPEM, is.keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(der)
-	is.fingerprint = hex.EncodeToString(sum[:])
-	return is
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func serial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
 
 // tlsRig is `nirproxy serve` (serve, in process) terminating TLS over the demo's trusts, with
 // client certificates as clientAuth says, and the certificates its clients present.
@@ -151,12 +51,11 @@ func startTLSRig(t *testing.T, sources []config.Source, trusts []*pacssim.Trust,
 		}
 		return p
 	}
-	serverCA, clientCA, otherCA := newTestCA(t, "Test Server CA"), newTestCA(t, "Test Client CA"), newTestCA(t, "Someone Else's CA")
-	server := serverCA.issue(t, "nirproxy.test", true)
-	system := clientCA.issue(t, "results-feed.example.nhs.uk", false)
-	r := &tlsRig{trusts: trusts, logs: &syncBuffer{}, roots: x509.NewCertPool(), system: system.pair,
-		stranger: clientCA.issue(t, "Dr Jane Example", false).pair, foreign: otherCA.issue(t, "results-feed.example.nhs.uk", false).pair}
-	r.roots.AddCert(serverCA.cert)
+	serverCA, clientCA, otherCA := testpki.NewCA(t, "Test Server CA"), testpki.NewCA(t, "Test Client CA"), testpki.NewCA(t, "Someone Else's CA")
+	server := serverCA.Server(t, "127.0.0.1")
+	system := clientCA.Client(t, "results-feed.example.nhs.uk")
+	r := &tlsRig{trusts: trusts, logs: &syncBuffer{}, roots: serverCA.Pool(), system: system.Pair(),
+		stranger: clientCA.Client(t, "Dr Jane Example").Pair(), foreign: otherCA.Client(t, "results-feed.example.nhs.uk").Pair()}
 
 	cfg := config.Default()
 	cfg.Cache.Enabled = false // every allowed request reaches the trusts, so counts tell
@@ -172,14 +71,10 @@ func startTLSRig(t *testing.T, sources []config.Source, trusts []*pacssim.Trust,
     organisation: %s
     role: R8000
     purpose: TREAT
-`, system.fingerprint, devaccess.Onboarded)
+`, system.Fingerprint(), devaccess.Onboarded)
 	cfg.Onboarding.RegistryFile = write("registry.yaml", registry)
-	cfg.TLS = config.ListenTLS{
-		CertFile:     write("server.crt", server.certPEM),
-		KeyFile:      write("server.key", server.keyPEM),
-		ClientCAFile: write("clients.pem", clientCA.pem),
-		ClientAuth:   clientAuth,
-	}
+	cfg.TLS = config.ListenTLS{ClientCAFile: write("clients.pem", clientCA.CertPEM), ClientAuth: clientAuth}
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = server.WriteFiles(t, dir, "server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

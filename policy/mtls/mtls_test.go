@@ -1,16 +1,9 @@
 package mtls
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"errors"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,6 +13,7 @@ import (
 
 	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/policy/authz"
+	"github.com/nirproxy/nirproxy/test/testpki"
 )
 
 // registry is a RegistrySource whose registry the test replaces, as a reload does.
@@ -45,37 +39,17 @@ func withSystem(t *testing.T, fingerprint string) *authz.Registry {
 	return reg
 }
 
-// certificate is a self-signed client certificate whose subject names a person, valid until
-// notAfter.
-func certificate(t *testing.T, notAfter time.Time) *x509.Certificate {
+// certificate is a client certificate whose subject names a person, valid until notAfter,
+// from a CA of its own.
+func certificate(t *testing.T, notAfter time.Time) *testpki.Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7),
-		Subject:      pkix.Name{CommonName: "Dr Jane Example"},
-		NotBefore:    notAfter.Add(-48 * time.Hour),
-		NotAfter:     notAfter,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return testpki.NewCA(t, "Test Client CA").Client(t, "Dr Jane Example", testpki.ValidUntil(notAfter))
 }
 
 // fingerprint is the certificate's SHA-256, as the registry writes it (with colons, in upper
 // case, to show that either form matches).
-func fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+func fingerprint(c *testpki.Cert) string {
+	h := strings.ToUpper(c.Fingerprint())
 	var parts []string
 	for i := 0; i < len(h); i += 2 {
 		parts = append(parts, h[i:i+2])
@@ -112,10 +86,10 @@ func TestAuthenticate(t *testing.T) {
 		want    policy.Principal
 		refusal string // the refusal's message, when refused
 	}{
-		{name: "registered and verified", r: request(registered, true), want: policy.Principal{
+		{name: "registered and verified", r: request(registered.Leaf, true), want: policy.Principal{
 			Subject: "results-feed", System: "results-feed", Organisation: "RR8", Role: "R8000", Purpose: "TREAT", Expires: expires}},
-		{name: "verified but not registered", r: request(other, true), refusal: "the client certificate is not registered to any system"},
-		{name: "registered but not verified by the listener", r: request(registered, false), refusal: "a verified client certificate is required"},
+		{name: "verified but not registered", r: request(other.Leaf, true), refusal: "the client certificate is not registered to any system"},
+		{name: "registered but not verified by the listener", r: request(registered.Leaf, false), refusal: "a verified client certificate is required"},
 		{name: "TLS without a certificate", r: request(nil, false), refusal: "a verified client certificate is required"},
 		{name: "plain HTTP", r: plain, refusal: "a verified client certificate is required"},
 	}
@@ -136,7 +110,7 @@ func TestAuthenticate(t *testing.T) {
 				!errors.Is(err, policy.ErrUnauthenticated) || p != (policy.Principal{}) {
 				t.Fatalf("Authenticate = %+v, %v; want a 401 refusal saying %q", p, err, tc.refusal)
 			}
-			fp := strings.ToLower(strings.ReplaceAll(fingerprint(other), ":", ""))
+			fp := other.Fingerprint()
 			if strings.Contains(err.Error(), "Jane") || strings.Contains(strings.ToLower(err.Error()), fp[:16]) {
 				t.Errorf("the refusal %q names the certificate", err)
 			}
@@ -154,15 +128,15 @@ func TestAuthenticateFollowsReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Authenticate(request(cert, true)); err == nil {
+	if _, err := a.Authenticate(request(cert.Leaf, true)); err == nil {
 		t.Fatal("a certificate registered to no system was let in")
 	}
 	src.current.Store(withSystem(t, fingerprint(cert)))
-	if p, err := a.Authenticate(request(cert, true)); err != nil || p.System != "results-feed" {
+	if p, err := a.Authenticate(request(cert.Leaf, true)); err != nil || p.System != "results-feed" {
 		t.Fatalf("after the system was registered: %+v, %v", p, err)
 	}
 	src.current.Store(withSystem(t, ""))
-	if _, err := a.Authenticate(request(cert, true)); err == nil {
+	if _, err := a.Authenticate(request(cert.Leaf, true)); err == nil {
 		t.Fatal("a system removed from the registry was still let in")
 	}
 }

@@ -2,61 +2,26 @@ package config
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/nirproxy/nirproxy/test/testpki"
 )
 
-// selfSigned is a self-signed certificate and its private key, in PEM.
-func selfSigned(t *testing.T, name string) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		DNSNames:              []string{name},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-}
-
 // writeTLSFiles writes a server's certificate and key (tls.crt, tls.key) and a client CA bundle
-// (clients.pem, whose key is other.key) with write, and returns the server's key.
+// (clients.pem, whose key is other.key) with write, and returns the server's key. Both
+// certificates are self-signed.
 func writeTLSFiles(t *testing.T, write func(name, content string) string) (key string) {
 	t.Helper()
-	cert, key := selfSigned(t, "imaging.example.nhs.uk")
-	ca, caKey := selfSigned(t, "clients.example.nhs.uk")
-	write("tls.crt", cert)
-	write("tls.key", key)
-	write("clients.pem", ca)
-	write("other.key", caKey)
-	return key
+	server, clients := testpki.NewCA(t, "imaging.example.nhs.uk"), testpki.NewCA(t, "clients.example.nhs.uk")
+	write("tls.crt", string(server.CertPEM))
+	write("tls.key", string(server.KeyPEM))
+	write("clients.pem", string(clients.CertPEM))
+	write("other.key", string(clients.KeyPEM))
+	return string(server.KeyPEM)
 }
 
 // TestListenTLSFiles: Load takes the tls section's paths from the file's directory and reads
@@ -138,9 +103,9 @@ func TestListenTLSFiles(t *testing.T) {
 // Load is refused with an error naming it.
 func TestServerConfigRereadsFiles(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := selfSigned(t, "imaging.example.nhs.uk")
+	server := testpki.NewCA(t, "imaging.example.nhs.uk")
 	write := fileWriter(t, dir)
-	tl := ListenTLS{CertFile: write("tls.crt", cert), KeyFile: write("tls.key", key), ClientAuth: ClientAuthNone}
+	tl := ListenTLS{CertFile: write("tls.crt", string(server.CertPEM)), KeyFile: write("tls.key", string(server.KeyPEM)), ClientAuth: ClientAuthNone}
 	if _, err := tl.ServerConfig(); err != nil {
 		t.Fatal(err)
 	}
