@@ -79,7 +79,7 @@ func (s *Server) streamComposite(r *retrieval, inv *inventory, accept string) er
 func (s *Server) sendComposite(r *retrieval, inv *inventory, steps []step, first *trustAnswer, accept string) error {
 	st := s.openStream(r.c)
 	mw := media.NewWriter(st.out)
-	ev := audit.Event{Action: "retrieve", StudyUIDs: []string{r.t.study}, Sources: stepSources(steps)}
+	ev := audit.Event{StudyUIDs: []string{r.t.study}, Sources: stepSources(steps)}
 	if err := s.startAnswer(r.c, r.verdict, ev, mw.ContentType("application/dicom"), -1); err != nil {
 		first.resp.Body.Close()
 		st.out.Discard()

@@ -60,6 +60,12 @@ type errorBody struct {
 // governance step that cannot decide now answers 503 with retryAfter. Unknown errors are 500s whose detail goes to the log, not
 // the client.
 func ErrorHandler(log *slog.Logger, retryAfter time.Duration) echo.HTTPErrorHandler {
+	return errorHandler(log, retryAfter, nil)
+}
+
+// errorHandler is ErrorHandler telling audited (when not nil) of every error it answers, before
+// the answer is written.
+func errorHandler(log *slog.Logger, retryAfter time.Duration, audited func(c *echo.Context, de *Error, err error)) echo.HTTPErrorHandler {
 	return func(c *echo.Context, err error) {
 		if r, uErr := echo.UnwrapResponse(c.Response()); uErr == nil && r.Committed {
 			return
@@ -88,6 +94,9 @@ func ErrorHandler(log *slog.Logger, retryAfter time.Duration) echo.HTTPErrorHand
 		}
 		if de.Status >= 500 {
 			log.Error("request failed", "request_id", requestID(c), "route", c.Path(), "status", de.Status, "err", de.Err)
+		}
+		if audited != nil {
+			audited(c, de, err)
 		}
 		writeError(c, de)
 	}

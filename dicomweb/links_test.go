@@ -210,11 +210,11 @@ type recordingAuthz struct {
 	studies []string
 }
 
-func (a *recordingAuthz) Authorize(_ context.Context, _ policy.Principal, act policy.Action) error {
+func (a *recordingAuthz) Authorize(_ context.Context, _ policy.Principal, act policy.Action) (policy.Grant, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.studies = append(a.studies, act.StudyUID)
-	return nil
+	return policy.Grant{}, nil
 }
 
 func (a *recordingAuthz) AuthorizePatient(context.Context, policy.Principal, policy.Action) error {

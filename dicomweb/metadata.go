@@ -130,7 +130,7 @@ func (s *Server) writeMetadata(r *retrieval, streams []*metadataStream) error {
 	for i, ms := range streams {
 		ids[i] = ms.src.ID
 	}
-	out, err := s.startDatasets(r.c, r.rep, r.verdict, audit.Event{Action: "retrieve", StudyUIDs: []string{r.t.study}, Sources: ids})
+	out, err := s.startDatasets(r.c, r.rep, r.verdict, audit.Event{StudyUIDs: []string{r.t.study}, Sources: ids})
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,9 @@ type patientAuthz struct {
 	patients []string
 }
 
-func (a *patientAuthz) Authorize(context.Context, policy.Principal, policy.Action) error { return nil }
+func (a *patientAuthz) Authorize(context.Context, policy.Principal, policy.Action) (policy.Grant, error) {
+	return policy.Grant{}, nil
+}
 
 func (a *patientAuthz) AuthorizePatient(_ context.Context, _ policy.Principal, act policy.Action) error {
 	a.mu.Lock()

@@ -1,7 +1,10 @@
 package dicomweb
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,9 +37,12 @@ import (
 //     locator names its patient; finding it may have asked every trust where the study is,
 //     but nothing of the study is fetched before this step), and by searchHandler once the
 //     trusts' answers are merged, before their counts are listed. An answer that concerns no
-//     patient (an empty search) skips it;
+//     patient (an empty search by study) skips it;
 //  8. record: Server.startAnswer records the access (audit) before the status line is sent, the
-//     one place every data route records;
+//     one place an answer is recorded; a request answered with an error (refused by access
+//     control, or failed) is recorded by the error handler (Server.recordRefusal). The event's
+//     who comes from the principal and what authorize granted (the Echo context's grant), its
+//     patient from authorizePatient;
 //  9. respond: the writers of writer.go and stream.go.
 
 // The headers in which a request states its own purpose of use (HL7 v3 PurposeOfUse: TREAT,
@@ -65,7 +71,12 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 	if len(a.PurposeReason) > maxPurposeReason || strings.ContainsFunc(a.PurposeReason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return badRequest("%s must be printable text of at most %d bytes", headerPurposeReason, maxPurposeReason)
 	}
-	return s.authz.Authorize(c.Request().Context(), principal(c), a)
+	g, err := s.authz.Authorize(c.Request().Context(), principal(c), a)
+	if err != nil {
+		return err
+	}
+	c.Set(ctxGrant, g)
+	return nil
 }
 
 // authorizePatient is step 7: may this principal see this patient's imaging? patient is the
@@ -77,7 +88,11 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 func (s *Server) authorizePatient(c *echo.Context, a policy.Action, patient string) error {
 	a = requestAction(c, a)
 	a.PatientID = patient
-	return s.authz.AuthorizePatient(c.Request().Context(), principal(c), a)
+	if err := s.authz.AuthorizePatient(c.Request().Context(), principal(c), a); err != nil {
+		return err
+	}
+	c.Set(ctxPatient, patient)
+	return nil
 }
 
 // requestAction is a completed with what the request says of itself: its route, and the
@@ -99,7 +114,7 @@ func (s *Server) startAnswer(c *echo.Context, v fallback.Decision, e audit.Event
 		status = http.StatusOK
 	}
 	e.Status = status
-	if err := s.record(c, e); err != nil {
+	if err := s.record(c, e, v); err != nil {
 		return err
 	}
 	h := c.Response().Header()
@@ -116,16 +131,98 @@ func (s *Server) startAnswer(c *echo.Context, v fallback.Decision, e audit.Event
 }
 
 // record audits the access before any of the body is sent; it is called only by startAnswer.
-func (s *Server) record(c *echo.Context, e audit.Event) error {
-	p := principal(c)
-	e.Time = s.now()
-	e.RequestID = requestID(c)
-	e.Subject, e.Role, e.Org, e.Purpose = p.Subject, p.Role, p.Organisation, p.Purpose
-	e.Resource = c.Path()
-	if err := s.audit.Record(c.Request().Context(), e); err != nil {
-		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: s.cfg.Fallback.RetryAfter, Err: err}
+// The event is completed from the request: who (its principal and what authorize granted),
+// which patient (authorizePatient), the route and its UIDs, and the verdict's missing and
+// stale trusts.
+func (s *Server) record(c *echo.Context, e audit.Event, v fallback.Decision) error {
+	e.Outcome = audit.OutcomeSuccess
+	for _, m := range v.Missing {
+		e.Missing = append(e.Missing, m.ID)
+	}
+	for _, st := range v.Stale {
+		e.Stale = append(e.Stale, st.ID)
+	}
+	if len(e.Missing) > 0 || len(e.Stale) > 0 {
+		e.Outcome = audit.OutcomePartial
+	}
+	if err := s.audit.Record(c.Request().Context(), s.completeEvent(c, e)); err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Message: "The access could not be audited, so it is refused.", RetryAfter: s.cfg.Fallback.RetryAfter, Err: errors.Join(errNotAudited, err)}
 	}
 	return nil
+}
+
+// errNotAudited marks the refusal of a request whose audit record could not be written, so
+// that the refusal is not recorded again (recordRefusal).
+var errNotAudited = errors.New("audit record not written")
+
+// recordRefusal audits a data request answered with an error: refused by access control (the
+// rule named) or failed. No data was sent, so a failure to record it is logged, and the answer
+// stays what it was.
+func (s *Server) recordRefusal(c *echo.Context, de *Error, err error) {
+	if errors.Is(err, errNotAudited) {
+		return
+	}
+	e := audit.Event{Status: de.Status, Outcome: audit.OutcomeFailed}
+	var refusal *policy.Refusal
+	switch {
+	case errors.As(err, &refusal):
+		e.Outcome, e.Rule = audit.OutcomeRefused, refusal.Rule
+	case errors.Is(err, policy.ErrUnauthenticated), errors.Is(err, policy.ErrForbidden), errors.Is(err, policy.ErrLimited), errors.Is(err, policy.ErrUnavailable):
+		e.Outcome = audit.OutcomeRefused
+	}
+	if rerr := s.audit.Record(c.Request().Context(), s.completeEvent(c, e)); rerr != nil {
+		s.log.Error("a refused request could not be audited", "request_id", requestID(c), "route", c.Path(), "status", de.Status, "err", rerr)
+	}
+}
+
+// completeEvent fills in what every event of the request c shares.
+func (s *Server) completeEvent(c *echo.Context, e audit.Event) audit.Event {
+	p := principal(c)
+	g, _ := c.Get(ctxGrant).(policy.Grant)
+	e.Time, e.RequestID = s.now(), requestID(c)
+	e.User, e.Issuer, e.TokenID, e.Role = p.Subject, p.Issuer, p.TokenID, p.Role
+	e.Organisation, e.System = cmp.Or(g.Organisation, p.Organisation), cmp.Or(g.System, p.System)
+	e.Purpose, e.PurposeSource, e.Reason = g.Purpose, g.PurposeSource, g.Reason
+	e.BreakGlass, e.Emergency = g.BreakGlass, g.Emergency
+	e.ClientAddress = clientAddress(c.Request())
+	e.Resource = c.Path()
+	e.Action = actionOf(e.Resource)
+	if e.Action == audit.ActionSearch {
+		e.Query = c.QueryString()
+	}
+	if patient, ok := c.Get(ctxPatient).(string); ok && e.PatientID == "" {
+		e.PatientID = patient
+	}
+	if study := c.Param("study"); study != "" && len(e.StudyUIDs) == 0 {
+		e.StudyUIDs = []string{study}
+	}
+	e.SeriesUID, e.InstanceUID = c.Param("series"), c.Param("instance")
+	return e
+}
+
+// actionOf is the audit action of a data route, by its template.
+func actionOf(route string) string {
+	switch {
+	case strings.HasSuffix(route, "/metadata"):
+		return audit.ActionMetadata
+	case strings.HasSuffix(route, "/rendered"), strings.HasSuffix(route, "/thumbnail"):
+		return audit.ActionRendered
+	case strings.Contains(route, "/bulkdata/"):
+		return audit.ActionBulkData
+	case strings.HasSuffix(route, "/studies"), strings.HasSuffix(route, "/series"), strings.HasSuffix(route, "/instances"):
+		return audit.ActionSearch
+	}
+	return audit.ActionRetrieve
+}
+
+// clientAddress is the host of the connection's peer: never a forwarding header, which the
+// client writes.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // judge merges a fallback decision about a request into its verdict so far, logging and

@@ -286,7 +286,7 @@ func (s *Server) pagingNotes(q *searchRequest, remaining int) []string {
 // access before the status line).
 func (s *Server) answerSearch(c *echo.Context, q *searchRequest, v fallback.Decision, ans *searchAnswer) error {
 	v.Warnings = append(append([]string(nil), v.Warnings...), ans.warnings...)
-	ev := audit.Event{Action: "search", PatientID: q.search.PatientID, StudyUIDs: studyUIDs(ans.results), Sources: ans.disclosed}
+	ev := audit.Event{PatientID: q.search.PatientID, StudyUIDs: studyUIDs(ans.results), Sources: ans.disclosed}
 	w, err := s.startDatasets(c, q.rep, v, ev)
 	if err != nil {
 		return err

@@ -132,6 +132,12 @@ func New(cfg Config, d Deps) *Server {
 const (
 	ctxRequestID = "nirproxy.request_id"
 	ctxPrincipal = "nirproxy.principal"
+	// ctxGrant is what authorize granted (policy.Grant), and ctxPatient the NHS number
+	// authorizePatient allowed: the audit record's who and whom.
+	ctxGrant   = "nirproxy.grant"
+	ctxPatient = "nirproxy.patient"
+	// ctxDataRoute marks a request of a data route, whose refusals are audited.
+	ctxDataRoute = "nirproxy.data_route"
 )
 
 // Register mounts the service on e: health endpoints, CORS, request ids, logging and the
@@ -141,7 +147,11 @@ func (s *Server) Register(e *echo.Echo) {
 	if s.auth == nil || s.authz == nil || s.audit == nil || s.locator == nil || s.signer == nil {
 		panic("dicomweb: Server needs Locator, Signer, Auth, Authz and Audit")
 	}
-	e.HTTPErrorHandler = ErrorHandler(s.log, s.cfg.Fallback.RetryAfter)
+	e.HTTPErrorHandler = errorHandler(s.log, s.cfg.Fallback.RetryAfter, func(c *echo.Context, de *Error, err error) {
+		if dataRoute, _ := c.Get(ctxDataRoute).(bool); dataRoute {
+			s.recordRefusal(c, de, err)
+		}
+	})
 	e.Use(s.requestID, s.accessLog, s.writeDeadline, securityHeaders, s.cors)
 	e.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.ready)
@@ -348,6 +358,7 @@ func (s *Server) originAllowed(origin string) bool {
 // authenticate is step 1 of the request path: every data route runs behind it.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
+		c.Set(ctxDataRoute, true)
 		p, err := s.auth.Authenticate(c.Request())
 		if err != nil {
 			return err

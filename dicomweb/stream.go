@@ -67,7 +67,7 @@ func (s *Server) noCopy(r *retrieval, what string, tried []upstream.Outcome) err
 // aborted, so no client can take a truncated study for a complete one.
 func (s *Server) passThrough(r *retrieval, ans *trustAnswer) error {
 	defer ans.resp.Body.Close()
-	ev := audit.Event{Action: "retrieve", StudyUIDs: []string{r.t.study}, Sources: []string{ans.src.ID}}
+	ev := audit.Event{StudyUIDs: []string{r.t.study}, Sources: []string{ans.src.ID}}
 	if !ans.asked.multipart() {
 		if err := s.startAnswer(r.c, r.verdict, ev, ans.asked.contentType(""), ans.resp.ContentLength); err != nil || headOnly(r.c) {
 			return err

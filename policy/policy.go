@@ -116,12 +116,32 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (Principal, error)
 }
 
+// Grant is what an authorizer allowed an action on, for the audit record: the purpose of use it
+// judged, where that came from, the reason given for emergency access, and the organisation and
+// registered system the caller acts for as the rules saw them. The zero Grant says nothing.
+type Grant struct {
+	// Purpose is the purpose of use judged (TREAT, ETREAT, BTG).
+	Purpose string
+	// PurposeSource is where it came from: "token", "registration" or "request".
+	PurposeSource string
+	// Reason is the reason given for emergency or break-glass access.
+	Reason string
+	// Emergency and BreakGlass say the access was ETREAT or BTG.
+	Emergency, BreakGlass bool
+	// Organisation is the ODS code the caller acts for: its token's, or a system's
+	// registration's.
+	Organisation string
+	// System is the registered system the caller is or calls through; "" when none.
+	System string
+}
+
 // Authorizer decides whether a principal may perform an action.
 type Authorizer interface {
 	// Authorize is called once per request, before any trust is asked anything. a.PatientID is
 	// the patient the request itself names; "" when it names none (a retrieve by UID, a search
-	// by accession number), and AuthorizePatient then sees the patient later.
-	Authorize(ctx context.Context, p Principal, a Action) error
+	// by accession number), and AuthorizePatient then sees the patient later. It returns what
+	// it allowed, for the audit.
+	Authorize(ctx context.Context, p Principal, a Action) (Grant, error)
 	// AuthorizePatient is called once the patient the answer concerns is known and before any
 	// of it is sent, with a.PatientID that patient: from the request, the locator or the
 	// answer itself. A search naming a patient concerns that patient even when nothing is
@@ -135,14 +155,20 @@ type Authorizer interface {
 // spends nothing of its limits.
 type Authorizers []Authorizer
 
-// Authorize implements Authorizer.
-func (as Authorizers) Authorize(ctx context.Context, p Principal, a Action) error {
+// Authorize implements Authorizer. Its Grant is the first one an Authorizer gave that says
+// something.
+func (as Authorizers) Authorize(ctx context.Context, p Principal, a Action) (Grant, error) {
+	var granted Grant
 	for _, z := range as {
-		if err := z.Authorize(ctx, p, a); err != nil {
-			return err
+		g, err := z.Authorize(ctx, p, a)
+		if err != nil {
+			return Grant{}, err
+		}
+		if granted == (Grant{}) {
+			granted = g
 		}
 	}
-	return nil
+	return granted, nil
 }
 
 // AuthorizePatient implements Authorizer.
@@ -165,8 +191,10 @@ func (AllowAll) Authenticate(*http.Request) (Principal, error) {
 	return Principal{Subject: "anonymous", Role: "development", Purpose: "direct-care"}, nil
 }
 
-// Authorize implements Authorizer.
-func (AllowAll) Authorize(context.Context, Principal, Action) error { return nil }
+// Authorize implements Authorizer: it grants the principal's own purpose.
+func (AllowAll) Authorize(_ context.Context, p Principal, _ Action) (Grant, error) {
+	return Grant{Purpose: p.Purpose, PurposeSource: "token", Organisation: p.Organisation, System: p.System}, nil
+}
 
 // AuthorizePatient implements Authorizer.
 func (AllowAll) AuthorizePatient(context.Context, Principal, Action) error { return nil }

@@ -88,7 +88,7 @@ func (z *Authorizer) Decide(p policy.Principal, a policy.Action) Decision {
 // wrapping policy.ErrUnauthenticated or policy.ErrForbidden. Emergency and break-glass
 // requests are logged as security events, allowed or not; the reason given is not logged (it
 // is free text a clinician wrote, which may name the patient): the audit record keeps it.
-func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy.Action) error {
+func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy.Action) (policy.Grant, error) {
 	d := z.Decide(p, a)
 	if d.SecurityEvent {
 		z.log.WarnContext(ctx, "security event: emergency or break-glass access",
@@ -96,7 +96,10 @@ func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy
 			"organisation", d.Organisation, "system", d.System, "purpose", d.Purpose,
 			"reasonGiven", d.Reason != "", "action", a.Kind, "resource", a.Resource)
 	}
-	return d.Err()
+	if err := d.Err(); err != nil {
+		return policy.Grant{}, err
+	}
+	return d.Grant(), nil
 }
 
 // AuthorizePatient implements policy.Authorizer. The registry's rules concern the caller and

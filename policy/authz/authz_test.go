@@ -33,12 +33,18 @@ func TestAuthorize(t *testing.T) {
 		{"student", with(clinician(), func(p *policy.Principal) { p.Role = "R8004" }), policy.ErrForbidden, RuleRoleActions, http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := z.Authorize(t.Context(), tc.p, search)
+			grant, err := z.Authorize(t.Context(), tc.p, search)
 			if tc.sentinel == nil {
 				if err != nil {
 					t.Fatalf("Authorize = %v, want allowed", err)
 				}
+				if want := (policy.Grant{Purpose: tc.p.Purpose, PurposeSource: "token", Organisation: tc.p.Organisation}); grant != want {
+					t.Errorf("grant %+v, want %+v", grant, want)
+				}
 				return
+			}
+			if grant != (policy.Grant{}) {
+				t.Errorf("a refusal granted %+v", grant)
 			}
 			var r *Refusal
 			if !errors.Is(err, tc.sentinel) || !errors.As(err, &r) || r.Rule != tc.rule || r.Status != tc.status || r.Message == "" {
@@ -68,10 +74,14 @@ func TestAuthorizeLogsSecurityEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	btg := with(clinician(), func(p *policy.Principal) { p.Purpose, p.PurposeReason = "BTG", "stroke call" })
-	if err := z.Authorize(t.Context(), btg, retrieve); err != nil {
+	grant, err := z.Authorize(t.Context(), btg, retrieve)
+	if err != nil {
 		t.Fatalf("Authorize(break glass) = %v, want allowed", err)
 	}
-	if err := z.Authorize(t.Context(), with(btg, func(p *policy.Principal) { p.PurposeReason = "" }), retrieve); err == nil {
+	if !grant.BreakGlass || grant.Purpose != "BTG" || grant.Reason != "stroke call" {
+		t.Errorf("break glass granted %+v; want BTG flagged with its reason, for the audit", grant)
+	}
+	if _, err := z.Authorize(t.Context(), with(btg, func(p *policy.Principal) { p.PurposeReason = "" }), retrieve); err == nil {
 		t.Fatal("Authorize(break glass without a reason) allowed")
 	}
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")

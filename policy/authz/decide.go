@@ -88,6 +88,12 @@ func (d Decision) Err() error {
 	return &Refusal{Rule: d.Rule, Status: d.Status, Message: d.Message}
 }
 
+// Grant is what an allowed decision grants, for the audit.
+func (d Decision) Grant() policy.Grant {
+	return policy.Grant{Purpose: d.Purpose, PurposeSource: string(d.PurposeSource), Reason: d.Reason,
+		Emergency: d.Emergency, BreakGlass: d.BreakGlass, Organisation: d.Organisation, System: d.System}
+}
+
 // Refusal is a refused decision as an error: policy.Refusal, whose Unwrap gives
 // policy.ErrUnauthenticated for a 401, else policy.ErrForbidden.
 type Refusal = policy.Refusal

@@ -157,7 +157,7 @@ func TestRegistryFileWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := z.Authorize(t.Context(), clinician(), search); err != nil {
+	if _, err := z.Authorize(t.Context(), clinician(), search); err != nil {
 		t.Fatalf("Authorize before the change = %v, want allowed", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -175,7 +175,7 @@ func TestRegistryFileWatch(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	var r *Refusal
-	if err := z.Authorize(t.Context(), clinician(), search); !errors.As(err, &r) || r.Rule != RuleOnboarded {
+	if _, err := z.Authorize(t.Context(), clinician(), search); !errors.As(err, &r) || r.Rule != RuleOnboarded {
 		t.Errorf("Authorize after suspension = %v, want refused as not onboarded", err)
 	}
 	cancel()

@@ -36,10 +36,10 @@ func NewGuard(l *Limiter, log *slog.Logger) *Guard {
 
 var _ policy.Authorizer = (*Guard)(nil)
 
-// Authorize implements policy.Authorizer: the request rates.
-func (g *Guard) Authorize(ctx context.Context, p policy.Principal, _ policy.Action) error {
+// Authorize implements policy.Authorizer: the request rates. Its Grant says nothing.
+func (g *Guard) Authorize(ctx context.Context, p policy.Principal, _ policy.Action) (policy.Grant, error) {
 	r, err := g.limiter.AllowRequest(ctx, CallerOf(p))
-	return g.verdict(ctx, p, r, err)
+	return policy.Grant{}, g.verdict(ctx, p, r, err)
 }
 
 // AuthorizePatient implements policy.Authorizer: the distinct-patient limit.

@@ -27,11 +27,11 @@ func TestGuard(t *testing.T) {
 
 	t.Run("the user's rate refuses with 429 and when to retry", func(t *testing.T) {
 		for i := range 3 {
-			if err := g.Authorize(ctx, p, search); err != nil {
+			if _, err := g.Authorize(ctx, p, search); err != nil {
 				t.Fatalf("request %d: %v", i+1, err)
 			}
 		}
-		err := g.Authorize(ctx, p, search)
+		_, err := g.Authorize(ctx, p, search)
 		var r *policy.Refusal
 		if !errors.As(err, &r) || r.Status != http.StatusTooManyRequests || r.Rule != RuleUserRate || r.RetryAfter <= 0 || r.RetryAfter > 20*time.Second {
 			t.Fatalf("fourth request: %#v, want a 429 of %s retrying within 20s", err, RuleUserRate)
@@ -73,7 +73,7 @@ func TestGuard(t *testing.T) {
 	})
 
 	t.Run("a caller naming no organisation is refused", func(t *testing.T) {
-		err := g.Authorize(ctx, policy.Principal{Issuer: issuer, Subject: carol}, search)
+		_, err := g.Authorize(ctx, policy.Principal{Issuer: issuer, Subject: carol}, search)
 		var r *policy.Refusal
 		if !errors.As(err, &r) || r.Status != http.StatusForbidden || r.Rule != RuleIdentifiedCaller {
 			t.Fatalf("got %#v, want a 403 of %s", err, RuleIdentifiedCaller)

@@ -14,6 +14,7 @@ import (
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/dicomweb/dcmjson"
 	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/test/pacssim"
 )
 
@@ -125,8 +126,8 @@ func TestPatientRefusalSendsNothing(t *testing.T) {
 			if len(actions) != 1 || len(patientActions) != 1 || patientActions[0].PatientID != pacssim.HostilePatientNHSNumber {
 				t.Errorf("authorization asked %+v, the patient step %+v; want each once, the patient step for %s", actions, patientActions, pacssim.HostilePatientNHSNumber)
 			}
-			if len(events) != 0 {
-				t.Errorf("a refused request recorded %+v; want nothing", events)
+			if len(events) != 1 || events[0].Outcome != audit.OutcomeRefused || events[0].Status != http.StatusTooManyRequests || events[0].Rule != refusal.Rule {
+				t.Errorf("a refused request recorded %+v; want one refusal of rule %s, with no data sent", events, refusal.Rule)
 			}
 			if data := seen.beyondLocating(); len(data) != 0 {
 				t.Errorf("after the patient was refused the trusts were asked %q; want nothing of the study", data)
@@ -198,8 +199,11 @@ func TestStudyPatientMustBeOne(t *testing.T) {
 							t.Errorf("the refusal names %s: %s", id, a.body)
 						}
 					}
-					if len(patientActions) != 0 || len(events) != 0 {
-						t.Errorf("the patient step was asked %+v and %d events recorded; want neither", patientActions, len(events))
+					if len(patientActions) != 0 {
+						t.Errorf("the patient step was asked %+v; want not, with no patient established", patientActions)
+					}
+					if len(events) != 1 || events[0].Outcome != audit.OutcomeFailed || events[0].Status != tc.status || events[0].PatientID != "" {
+						t.Errorf("recorded %+v; want one failed request of status %d naming no patient", events, tc.status)
 					}
 					if data := seen.beyondLocating(); len(data) != 0 {
 						t.Errorf("the trusts were asked %q; want nothing of the study", data)

@@ -1,6 +1,7 @@
 package hostile_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,11 +41,14 @@ func (g *governance) Authenticate(*http.Request) (policy.Principal, error) {
 	return policy.Principal{Subject: "555254242105", Role: "R8000", Organisation: "RXA", Purpose: "TREAT"}, nil
 }
 
-func (g *governance) Authorize(_ context.Context, _ policy.Principal, a policy.Action) error {
+func (g *governance) Authorize(_ context.Context, p policy.Principal, a policy.Action) (policy.Grant, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.actions = append(g.actions, a)
-	return g.authzErr
+	if g.authzErr != nil {
+		return policy.Grant{}, g.authzErr
+	}
+	return policy.Grant{Purpose: p.Purpose, PurposeSource: "token", Organisation: p.Organisation}, nil
 }
 
 func (g *governance) AuthorizePatient(_ context.Context, _ policy.Principal, a policy.Action) error {
@@ -156,11 +160,21 @@ func TestEveryRouteAuthorizesAndRecordsOnce(t *testing.T) {
 				t.Fatalf("%d audit events; want exactly 1: %+v", len(events), events)
 			}
 			e := events[0]
-			if e.Action != wantKind || e.Status != http.StatusOK || !slices.Contains(e.StudyUIDs, pacssim.HostileStudyUID) || len(e.Sources) == 0 || e.Resource != actions[0].Resource {
-				t.Errorf("audit event %+v; want a %s of study %s, status 200, naming its trusts and route", e, wantKind, pacssim.HostileStudyUID)
+			if e.Action != auditActions[rt.kind] || e.Status != http.StatusOK || e.Outcome != audit.OutcomeSuccess || !slices.Contains(e.StudyUIDs, pacssim.HostileStudyUID) || len(e.Sources) == 0 || e.Resource != actions[0].Resource {
+				t.Errorf("audit event %+v; want a successful %s of study %s, status 200, naming its trusts and route", e, auditActions[rt.kind], pacssim.HostileStudyUID)
+			}
+			if e.PatientID != pacssim.HostilePatientNHSNumber || e.User != "555254242105" || e.Role != "R8000" || e.Organisation != "RXA" || e.Purpose != "TREAT" || e.RequestID == "" || e.ClientAddress == "" {
+				t.Errorf("audit event %+v; want the patient, the user, role, organisation, purpose, request id and client address", e)
 			}
 		})
 	}
+}
+
+// auditActions is the audit action of each kind of route.
+var auditActions = map[pacssim.RequestKind]string{
+	pacssim.KindSearch: audit.ActionSearch, pacssim.KindRetrieve: audit.ActionRetrieve, pacssim.KindFrames: audit.ActionRetrieve,
+	pacssim.KindMetadata: audit.ActionMetadata, pacssim.KindBulk: audit.ActionBulkData,
+	pacssim.KindRendered: audit.ActionRendered, pacssim.KindThumbnail: audit.ActionRendered,
 }
 
 // TestAuditFailureRefusesEveryRoute: when the access cannot be recorded, every data route
@@ -222,6 +236,7 @@ func TestRefusedRequestsReachNoTrust(t *testing.T) {
 					path = p.bulkLink(t)
 				}
 				g.refuse(rf.authn, rf.authz, nil)
+				g.take()
 				before := hostile.Requests() + honest.Requests()
 				a := p.get(t, path, rt.accept)
 				if a.status != rf.status || !strings.Contains(string(a.body), rf.message) {
@@ -229,6 +244,16 @@ func TestRefusedRequestsReachNoTrust(t *testing.T) {
 				}
 				if n := hostile.Requests() + honest.Requests() - before; n != 0 {
 					t.Fatalf("the trusts heard %d requests of a refused one; want none", n)
+				}
+				// The refusal is audited: one event, refused, with its status and rule.
+				_, _, events := g.take()
+				var r *policy.Refusal
+				wantRule := ""
+				if errors.As(cmp.Or(rf.authn, rf.authz), &r) {
+					wantRule = r.Rule
+				}
+				if len(events) != 1 || events[0].Outcome != audit.OutcomeRefused || events[0].Status != rf.status || events[0].Rule != wantRule || events[0].RequestID == "" {
+					t.Errorf("recorded %+v; want one refusal, status %d, rule %q", events, rf.status, wantRule)
 				}
 				switch rf.status {
 				case http.StatusUnauthorized:

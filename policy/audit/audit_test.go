@@ -1,0 +1,47 @@
+package audit
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestEncode: an event is one line of JSON under stable field names, with its version, and
+// reads back the same; another version is refused rather than misread.
+func TestEncode(t *testing.T) {
+	e := Event{
+		Time: time.Date(2026, 12, 3, 9, 30, 0, 0, time.UTC), RequestID: "r1",
+		User: "910000000001", Issuer: "https://idp", TokenID: "j1", Role: "R8000", Organisation: "RR8", System: "viewer",
+		Purpose: "BTG", PurposeSource: "token", Reason: "stroke call", BreakGlass: true, ClientAddress: "10.0.0.7",
+		Action: ActionMetadata, Resource: "/dicom-web/studies/:study/metadata", PatientID: "9434765919",
+		StudyUIDs: []string{"1.2.3"}, Outcome: OutcomePartial, Status: 200, Sources: []string{"RXA"}, Missing: []string{"RXB"},
+	}
+	b, err := Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "\n") {
+		t.Errorf("an encoded event spans lines: %s", b)
+	}
+	for _, field := range []string{`"v":1`, `"requestId":"r1"`, `"user":"910000000001"`, `"tokenId":"j1"`, `"organisation":"RR8"`,
+		`"purpose":"BTG"`, `"reason":"stroke call"`, `"breakGlass":true`, `"action":"metadata"`, `"patient":"9434765919"`,
+		`"studies":["1.2.3"]`, `"outcome":"partial"`, `"missing":["RXB"]`} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("encoded event lacks %s: %s", field, b)
+		}
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Version = EventVersion
+	if got.PatientID != e.PatientID || got.Reason != e.Reason || !got.Time.Equal(e.Time) || got.Missing[0] != "RXB" || got.Version != EventVersion {
+		t.Errorf("Decode = %+v, want %+v", got, e)
+	}
+	if _, err := Decode([]byte(strings.Replace(string(b), `"v":1`, `"v":2`, 1))); err == nil {
+		t.Error("an event of another version was read")
+	}
+	if _, err := Decode([]byte(`{"v":1,`)); err == nil {
+		t.Error("a torn event was read")
+	}
+}
