@@ -20,9 +20,14 @@ func (s *Server) health() fallback.Health {
 	return fallback.Assess(states)
 }
 
-// ready answers GET /readyz: ready unless fallback judges that no data request could be
-// answered (every source's breaker open).
+// ready answers GET /readyz: ready unless no data request could be answered: the audit record
+// cannot be written (every answer would be refused, hazard H15), or fallback judges every
+// source's breaker open.
 func (s *Server) ready(c *echo.Context) error {
+	if err := s.audit.Healthy(); err != nil {
+		s.log.Warn("not ready: the audit record cannot be written", "err", err)
+		return &Error{Status: http.StatusServiceUnavailable, Message: "the audit record cannot be written"}
+	}
 	if !s.health().Ready {
 		return &Error{Status: http.StatusServiceUnavailable, Message: "every source's circuit breaker is open"}
 	}

@@ -127,9 +127,11 @@ func Decode(b []byte) (Event, error) {
 }
 
 // Recorder stores audit events durably. Record returns only once e is stored as durably as the
-// Recorder can (on disk, for the spool), and returns an error rather than lose it.
+// Recorder can (on disk, for the spool), and returns an error rather than lose it. Healthy is
+// nil when a Record could succeed now; /readyz says not ready otherwise.
 type Recorder interface {
 	Record(ctx context.Context, e Event) error
+	Healthy() error
 }
 
 // Discard drops events. It is for tests of the request path that are not about the audit.
@@ -137,3 +139,6 @@ type Discard struct{}
 
 // Record implements Recorder.
 func (Discard) Record(context.Context, Event) error { return nil }
+
+// Healthy implements Recorder.
+func (Discard) Healthy() error { return nil }

@@ -75,6 +75,12 @@ func (g *governance) refuse(authn, authz, audit error) {
 	g.authnErr, g.authzErr, g.auditErr = authn, authz, audit
 }
 
+func (g *governance) Healthy() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.auditErr
+}
+
 func (g *governance) Record(_ context.Context, e audit.Event) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -199,6 +205,24 @@ func TestAuditFailureRefusesEveryRoute(t *testing.T) {
 				t.Fatalf("Content-Type %q, body %.300s; want an error body and none of the study", ct, a.body)
 			}
 		})
+	}
+	// While the record cannot be written the proxy is not ready: a load balancer sends its
+	// clients elsewhere. Once it can, it is ready again.
+	ready := func() (int, string) {
+		resp, err := p.client.Get(p.srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if status, body := ready(); status != http.StatusServiceUnavailable || !strings.Contains(body, "audit record cannot be written") {
+		t.Errorf("/readyz with the audit failing: %d %s; want 503 saying why", status, body)
+	}
+	g.refuse(nil, nil, nil)
+	if status, body := ready(); status != http.StatusOK {
+		t.Errorf("/readyz with the audit working: %d %s; want 200", status, body)
 	}
 }
 
