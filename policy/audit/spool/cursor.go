@@ -1,0 +1,215 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Cursor reads a spool's records in order for one sink, and remembers durably (in the file
+// cursor-NAME) which the sink has acknowledged. Delivery is at least once: after a crash, or
+// a new Cursor of the same name, the records after the last acknowledged one are delivered
+// again. A Cursor is for one goroutine; its Spool must stay open while it is used.
+type Cursor struct {
+	s     *Spool
+	name  string
+	next  uint64 // the sequence number Next returns next
+	f     file   // the segment being read, or nil
+	first uint64 // that segment's first sequence number
+	off   int64  // where the next record starts in it
+}
+
+// Cursor returns a reader for the sink name (1 to 64 of a-z, 0-9, '-' and '_') that starts
+// after the last record acknowledged under that name, or at the first record.
+func (s *Spool) Cursor(name string) (*Cursor, error) {
+	if !validCursorName(name) {
+		return nil, fmt.Errorf("open audit cursor %q: a name is 1 to 64 of a-z, 0-9, '-' and '_'", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("open audit cursor %s: %w", name, ErrClosed)
+	}
+	return &Cursor{s: s, name: name, next: s.acked[name] + 1}, nil
+}
+
+// validCursorName reports whether name can name a cursor file.
+func validCursorName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// Next returns the next record once it is on disk, waiting (woken by Append, without
+// polling) until there is one or ctx ends. It returns ErrClosed when the Spool closes.
+func (c *Cursor) Next(ctx context.Context) (Record, error) {
+	if err := c.s.waitDurable(ctx, c.next); err != nil {
+		return Record{}, fmt.Errorf("read audit record %d for %s: %w", c.next, c.name, err)
+	}
+	rec, err := c.read()
+	if err != nil {
+		return Record{}, fmt.Errorf("read audit record %d for %s: %w", c.next, c.name, err)
+	}
+	c.next = rec.Seq + 1
+	return rec, nil
+}
+
+// waitDurable waits until the record seq is on disk.
+func (s *Spool) waitDurable(ctx context.Context, seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.durable < seq {
+		if s.closed {
+			return ErrClosed
+		}
+		if s.waitHook != nil {
+			s.waitHook()
+		}
+		if err := s.waitLocked(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// read reads records from the cursor's place up to the record c.next, which is on disk,
+// moving to the segment that holds it when the current one ends.
+func (c *Cursor) read() (Record, error) {
+	if c.f == nil {
+		if err := c.open(); err != nil {
+			return Record{}, err
+		}
+	}
+	for {
+		fr, err := readFrame(io.NewSectionReader(c.f, c.off, headerSize+maxBody), headerSize+maxBody)
+		if errors.Is(err, io.EOF) {
+			if err := c.open(); err != nil {
+				return Record{}, err
+			}
+			continue
+		}
+		if err == nil && (!fr.hashOK || fr.kind != kindEvent) {
+			err = errors.New("the record does not match its hash")
+		}
+		if err != nil {
+			return Record{}, fmt.Errorf("segment %s offset %d: %w", segmentName(c.first), c.off, err)
+		}
+		c.off += fr.size
+		if fr.rec.Seq == c.next {
+			return fr.rec, nil
+		}
+	}
+}
+
+// open opens the segment that holds the record c.next, from its start.
+func (c *Cursor) open() error {
+	first := c.s.segmentOf(c.next)
+	if c.f != nil && first == c.first {
+		return fmt.Errorf("record not found in segment %s", segmentName(first))
+	}
+	f, err := c.s.fsys.OpenFile(filepath.Join(c.s.opts.Dir, segmentName(first)), os.O_RDONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open segment: %w", err)
+	}
+	c.Close()
+	c.f, c.first, c.off = f, first, 0
+	return nil
+}
+
+// segmentOf is the first sequence number of the segment that holds the record seq.
+func (s *Spool) segmentOf(seq uint64) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := s.segs[0]
+	for _, f := range s.segs {
+		if f <= seq {
+			first = f
+		}
+	}
+	return first
+}
+
+// Close releases the segment the cursor reads; the next Next opens it again.
+func (c *Cursor) Close() {
+	if c.f != nil {
+		c.f.Close()
+		c.f = nil
+	}
+}
+
+// Ack records durably that the sink has every record up to seq, which Next must have
+// returned. Acknowledging less than before changes nothing.
+func (c *Cursor) Ack(seq uint64) error {
+	if seq >= c.next {
+		return fmt.Errorf("acknowledge audit record %d for %s: only records up to %d were delivered",
+			seq, c.name, c.next-1)
+	}
+	return c.s.ack(c.name, seq)
+}
+
+// ack writes the cursor file of name, unless it already holds seq or more.
+func (s *Spool) ack(name string, seq uint64) error {
+	s.ackMu.Lock()
+	defer s.ackMu.Unlock()
+	s.mu.Lock()
+	done := s.acked[name]
+	s.mu.Unlock()
+	if seq <= done {
+		return nil
+	}
+	data := []byte(strconv.FormatUint(seq, 10) + "\n")
+	if err := writeFileAtomic(s.fsys, s.opts.Dir, cursorPrefix+name, data); err != nil {
+		return fmt.Errorf("acknowledge audit record %d for %s: %w", seq, name, err)
+	}
+	s.mu.Lock()
+	s.acked[name] = seq
+	s.mu.Unlock()
+	return nil
+}
+
+// Lag is how many records on disk the sink name has not acknowledged.
+func (s *Spool) Lag(name string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.durable - min(s.acked[name], s.durable)
+}
+
+// loadCursors reads every cursor file. A cursor that acknowledged a record the spool does not
+// hold means records were lost or removed: Open refuses to go on.
+func (s *Spool) loadCursors() error {
+	entries, err := s.fsys.ReadDir(s.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("list cursors: %w", err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), cursorPrefix)
+		if !ok || !validCursorName(name) {
+			continue
+		}
+		data, err := readFile(s.fsys, filepath.Join(s.opts.Dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("read cursor %s: %w", name, err)
+		}
+		seq, err := strconv.ParseUint(strings.TrimSuffix(string(data), "\n"), 10, 64)
+		if err != nil {
+			return fmt.Errorf("read cursor %s: %q is not a sequence number", name, data)
+		}
+		if seq > s.durable {
+			return fmt.Errorf("cursor %s acknowledged record %d, but the spool ends at record %d "+
+				"(records lost or removed)", name, seq, s.durable)
+		}
+		s.acked[name] = seq
+	}
+	return nil
+}

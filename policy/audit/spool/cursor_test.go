@@ -1,0 +1,160 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// nextAsync calls Next in a goroutine once the cursor's spool reports it is waiting; it
+// returns the channel the result arrives on and one closed when Next starts to wait.
+func nextAsync(ctx context.Context, s *Spool, c *Cursor) (<-chan Record, <-chan error, <-chan struct{}) {
+	waiting := make(chan struct{})
+	once := false
+	s.mu.Lock()
+	s.waitHook = func() {
+		if !once {
+			once = true
+			close(waiting)
+		}
+	}
+	s.mu.Unlock()
+	recs, errs := make(chan Record, 1), make(chan error, 1)
+	go func() {
+		rec, err := c.Next(ctx)
+		if err != nil {
+			errs <- err
+			return
+		}
+		recs <- rec
+	}()
+	return recs, errs, waiting
+}
+
+func TestCursorWaitsForAppend(t *testing.T) {
+	s := mustOpen(t, testOptions(t, newClock()), nil)
+	defer s.Close()
+	c, err := s.Cursor("pars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, errs, waiting := nextAsync(context.Background(), s, c)
+	<-waiting
+	appendN(t, s, 0, 1)
+	select {
+	case rec := <-recs:
+		if rec.Seq != 1 || string(rec.Payload) != string(payload(0)) {
+			t.Errorf("Next() = record %d %q", rec.Seq, rec.Payload)
+		}
+	case err := <-errs:
+		t.Fatalf("Next() = %v", err)
+	}
+}
+
+func TestCursorStopsWhenContextEnds(t *testing.T) {
+	s := mustOpen(t, testOptions(t, newClock()), nil)
+	defer s.Close()
+	c, _ := s.Cursor("pars")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, errs, waiting := nextAsync(ctx, s, c)
+	<-waiting
+	cancel()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Errorf("Next() after cancel = %v; want context.Canceled", err)
+	}
+}
+
+func TestCursorStopsWhenSpoolCloses(t *testing.T) {
+	s := mustOpen(t, testOptions(t, newClock()), nil)
+	c, _ := s.Cursor("pars")
+	_, errs, waiting := nextAsync(context.Background(), s, c)
+	<-waiting
+	s.Close()
+	if err := <-errs; !errors.Is(err, ErrClosed) {
+		t.Errorf("Next() after Close = %v; want ErrClosed", err)
+	}
+	if _, err := s.Cursor("pars"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Cursor() after Close = %v; want ErrClosed", err)
+	}
+}
+
+// next reads n records from c and returns their sequence numbers.
+func next(t *testing.T, c *Cursor, n int) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for range n {
+		rec, err := c.Next(context.Background())
+		if err != nil {
+			t.Fatalf("next: %v", err)
+		}
+		seqs = append(seqs, rec.Seq)
+	}
+	return seqs
+}
+
+func TestCursorAckAndRedelivery(t *testing.T) {
+	opts := testOptions(t, newClock())
+	opts.SegmentBytes = 2 * recordSize
+	s := mustOpen(t, opts, nil)
+	appendN(t, s, 0, 5)
+	pars, _ := s.Cursor("pars")
+	atna, _ := s.Cursor("atna")
+	if got := next(t, pars, 4); got[3] != 4 {
+		t.Fatalf("pars read %v", got)
+	}
+	if err := pars.Ack(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := pars.Ack(5); err == nil {
+		t.Error("Ack of a record not yet delivered succeeded")
+	}
+	if err := pars.Ack(1); err != nil {
+		t.Errorf("Ack of less than before = %v; want no change", err)
+	}
+	if s.Lag("pars") != 3 || s.Lag("atna") != 5 || s.Lag("never-opened") != 5 {
+		t.Errorf("lags = %d, %d, %d; want 3, 5, 5", s.Lag("pars"), s.Lag("atna"), s.Lag("never-opened"))
+	}
+	next(t, atna, 5)
+	atna.Ack(5)
+	s.Close() // a crash, as far as the cursors know: records 3 and 4 were read, not acknowledged
+
+	s = mustOpen(t, opts, nil)
+	defer s.Close()
+	pars, _ = s.Cursor("pars")
+	if got := next(t, pars, 3); got[0] != 3 || got[2] != 5 {
+		t.Errorf("pars after reopening read %v; want 3, 4 and 5 again", got)
+	}
+	if s.Lag("pars") != 3 || s.Lag("atna") != 0 {
+		t.Errorf("lags after reopening = %d, %d; want 3, 0", s.Lag("pars"), s.Lag("atna"))
+	}
+}
+
+func TestCursorAheadOfSpool(t *testing.T) {
+	opts := testOptions(t, newClock())
+	s := mustOpen(t, opts, nil)
+	appendN(t, s, 0, 2)
+	s.Close()
+	if err := os.WriteFile(filepath.Join(opts.Dir, "cursor-pars"), []byte("7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(opts, nil)
+	if err == nil || !strings.Contains(err.Error(), "cursor pars acknowledged record 7, but the spool ends at record 2") {
+		t.Errorf("Open() = %v; want a refusal naming the cursor", err)
+	}
+}
+
+func TestCursorNames(t *testing.T) {
+	s := mustOpen(t, testOptions(t, newClock()), nil)
+	defer s.Close()
+	for _, name := range []string{"", "PARS", "../x", "a.tmp", strings.Repeat("a", 65)} {
+		if _, err := s.Cursor(name); err == nil {
+			t.Errorf("Cursor(%q) succeeded", name)
+		}
+	}
+	if _, err := s.Cursor("fhir_pars-1"); err != nil {
+		t.Errorf("Cursor(fhir_pars-1) = %v", err)
+	}
+}

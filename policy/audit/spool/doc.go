@@ -1,0 +1,89 @@
+// Package spool is the audit record's durable, tamper-evident spool: an append-only log of
+// opaque payloads (the encoded audit events) in segment files on a local disk, each record
+// hash-chained to the one before it. [Spool.Append] returns only once its record is on disk,
+// so the request path can refuse to answer when it cannot record (hazard H15). Sinks read the
+// spool through named [Cursor]s that remember what they have forwarded, and [Verify] checks a
+// spool directory without opening it for writing.
+//
+// The package knows nothing of DICOM or of the events' encoding.
+//
+// # Directory
+//
+// A spool is one directory (mode 0700) holding:
+//
+//   - seg-NNNNNNNNNNNNNNNNNNNN.log (mode 0600): a segment, named by the sequence number of its
+//     first record in 20 decimal digits. Segments are read in the order of their names.
+//   - cursor-NAME (mode 0600): the last sequence number the sink NAME acknowledged, in decimal
+//     followed by a newline; replaced atomically (cursor-NAME.tmp written, synced, renamed,
+//     the directory synced).
+//   - .healthy-probe: created and removed by [Spool.Healthy] to test that the directory is
+//     writable.
+//
+// Only one Spool may have a directory open at a time; nothing locks it.
+//
+// # Record format
+//
+// A segment is a sequence of records with no file header. All integers are big-endian. A
+// record is a 16-byte header followed by a body of n bytes:
+//
+//	offset  size  field
+//	0       4     magic "NPA1"
+//	4       4     n, the length of the body (uint32, 81 <= n <= 1 GiB)
+//	8       4     CRC-32C (Castagnoli) of bytes 0-7 (magic and n)
+//	12      4     CRC-32C of the n bytes of the body
+//	16      1     kind: 1 an event, 2 a checkpoint
+//	17      8     sequence number (uint64): 1 for the first record, one more for each after,
+//	              across segments
+//	25      8     time, milliseconds since 1970-01-01T00:00:00Z (int64), from Options.Clock
+//	33      32    prev: the SHA-256 hash of the previous record (its field at offset 65);
+//	              32 zero bytes for record 1
+//	65      32    hash: SHA-256 of the 49 bytes at offsets 16-64 (kind, sequence number, time,
+//	              prev) followed by the payload
+//	97      n-81  payload, as given to Append
+//
+// A record therefore takes 97 bytes more than its payload. The checksums find torn and
+// damaged records; the hashes make the chain: a record edited, deleted, inserted or moved
+// breaks the hash or sequence number of itself or of the record after it. (Whoever can
+// rewrite the last record and its checksums consistently cannot be detected by the chain
+// alone; the copies the sinks hold are the check on that.)
+//
+// A checkpoint record (kind 2) has the same layout and is reserved for retention, which
+// deletes old segments: the first segment left then starts with a checkpoint whose sequence
+// number and prev are those of the last deleted record and whose payload is a signed statement
+// of the deleted range; the record after it continues the chain from that prev and sequence
+// number. This version writes no checkpoints, and Open and Verify treat one as a break.
+//
+// # Durability
+//
+// Append writes its record under a mutex, in sequence order, then waits until a sync covers
+// it. Syncs are shared (group commit): one appender at a time, the leader, syncs the segment
+// up to its current end while the others wait, and every Append whose record that sync covers
+// returns. Nothing waits on a timer, so a lone Append costs one write and one fsync. Creating
+// a segment syncs the new file and the directory; rotating to a new one first syncs the old.
+//
+// When a write or an fsync fails, the spool is broken: Append and Healthy return
+// [ErrUnwritable] with the cause, and no Append waiting for that sync, or written after it,
+// returns success, since after a failed fsync the kernel may have dropped the unwritten data
+// while a later fsync succeeds (fsyncgate). At most once a second (by Options.Clock) the next
+// Append or Healthy call probes: it cuts the segment back to the end of the last record known
+// to be on disk, syncs it, and starts a new segment (synced, with the directory). If the probe
+// succeeds the spool goes on from that record; the sequence numbers of the records that were
+// cut away are used again. If it fails the spool stays broken until the next probe or until
+// the process opens the directory again.
+//
+// # Recovery
+//
+// Open reads every segment and checks the whole chain as Verify does. The final record of the
+// last segment may be torn (a write cut short by a crash or power loss): when no valid record
+// follows a bad one in the last segment, the bad bytes are cut away and logged. Any other
+// break (a bad checksum followed by valid records, a chain that does not link, a missing
+// segment) makes Open fail with a [*Break] naming the segment and offset: that is corruption
+// or tampering, for Verify and a person to look at, and the spool is never extended over it.
+// Open also fails when a cursor has acknowledged a record the spool no longer holds.
+//
+// # Size
+//
+// Options.MaxBytes bounds the bytes of all segments together. Append refuses a record that
+// would pass it with [ErrFull] rather than drop anything; until retention deletes segments
+// (not in this version) a full spool stays full.
+package spool

@@ -1,0 +1,315 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Spool is an open spool directory. Its methods are safe for concurrent use.
+type Spool struct {
+	opts Options
+	fsys fileSystem
+	log  *slog.Logger
+
+	mu          sync.Mutex
+	wake        chan struct{} // closed and replaced whenever the state below changes
+	seg         file          // the segment being written; nil after a failed probe
+	segs        []uint64      // the first sequence number of each segment, oldest first
+	off         int64         // the current segment's length
+	size        int64         // the length of all segments
+	written     uint64        // the last sequence number written
+	lastHash    [32]byte      // its hash
+	durable     uint64        // the last sequence number known to be on disk
+	durableOff  int64         // the current segment's length up to that record
+	durableHash [32]byte      // its hash
+	syncing     bool          // a leader is syncing the current segment, without mu
+	epoch       uint64        // advanced by each repair; earlier unsynced records are lost
+	broken      error         // why the spool cannot be written, wrapping ErrUnwritable
+	lastProbe   time.Time     // when the spool broke or was last probed
+	full        bool          // the last Append was refused with ErrFull
+	closed      bool
+	acked       map[string]uint64 // each cursor's last acknowledged sequence number
+	waitHook    func()            // tests: called when a cursor is about to wait
+
+	ackMu    sync.Mutex // serialises the writing of cursor files
+	healthMu sync.Mutex // serialises directory probes
+}
+
+// Open opens the spool in opts.Dir, creating the directory and a first segment when there
+// are none. It checks every record's chain, cuts away a torn final record (and logs it), and
+// fails with a *Break (wrapped) at any other damage. Open reads every segment, so it takes
+// about as long as Verify.
+func Open(opts Options, log *slog.Logger) (*Spool, error) {
+	return open(opts, log, osFS{})
+}
+
+// open is Open through a given file layer.
+func open(opts Options, log *slog.Logger, fsys fileSystem) (*Spool, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("open audit spool: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Spool{opts: opts, fsys: fsys, log: log, wake: make(chan struct{}), acked: map[string]uint64{}}
+	if err := s.load(); err != nil {
+		return nil, fmt.Errorf("open audit spool %s: %w", opts.Dir, err)
+	}
+	return s, nil
+}
+
+// load creates the directory if need be, recovers the segments and reads the cursors.
+func (s *Spool) load() error {
+	if err := makeDir(s.fsys, s.opts.Dir); err != nil {
+		return err
+	}
+	c, err := scanDir(s.fsys, s.opts.Dir)
+	if err != nil {
+		return err
+	}
+	if c.report.Break != nil {
+		return c.report.Break
+	}
+	if err := s.recoverSegments(c); err != nil {
+		return err
+	}
+	return s.loadCursors()
+}
+
+// recoverSegments cuts a torn tail away, opens (or creates) the last segment for appending,
+// and sets the state from the chain's end.
+func (s *Spool) recoverSegments(c *chain) error {
+	if len(c.segs) == 0 {
+		f, err := createSegment(s.fsys, s.opts.Dir, 1)
+		if err != nil {
+			return err
+		}
+		s.seg, s.segs = f, []uint64{1}
+		return nil
+	}
+	last := c.segs[len(c.segs)-1]
+	if c.report.Torn > 0 {
+		if err := truncateSegment(s.fsys, s.opts.Dir, last.name, c.end); err != nil {
+			return err
+		}
+		s.log.Warn("audit spool: cut away a torn record at the end of the last segment (a write cut short by a crash)",
+			"segment", last.name, "offset", c.end, "bytes", c.report.Torn)
+	}
+	f, err := s.fsys.OpenFile(filepath.Join(s.opts.Dir, last.name), os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open segment for appending: %w", err)
+	}
+	if err := f.Sync(); err != nil { // what a crashed process left may be in memory only
+		f.Close()
+		return fmt.Errorf("fsync segment %s: %w", last.name, err)
+	}
+	s.seg, s.off, s.size = f, c.end, c.report.Bytes-c.report.Torn
+	for _, seg := range c.segs {
+		s.segs = append(s.segs, seg.first)
+	}
+	s.written, s.durable, s.durableOff = c.next-1, c.next-1, c.end
+	s.lastHash, s.durableHash = c.prev, c.prev
+	return nil
+}
+
+// Append adds a record holding payload and returns it once it is on disk: written and its
+// segment synced (with the directory, when the record starts a segment). Concurrent Appends
+// share syncs. It returns ErrFull, ErrTooLarge, ErrClosed, or an error wrapping ErrUnwritable
+// (see the package doc), and never returns a nil error for a record that is not on disk.
+//
+// ctx is checked before the record is written and while waiting for another Append's sync;
+// an Append that gives up waiting returns ctx's error, though its record may yet reach disk.
+func (s *Spool) Append(ctx context.Context, payload []byte) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, fmt.Errorf("append audit record: %w", err)
+	}
+	rec, epoch, err := s.write(ctx, payload)
+	if err != nil {
+		return Record{}, fmt.Errorf("append audit record: %w", err)
+	}
+	if err := s.commit(ctx, rec.Seq, epoch); err != nil {
+		return Record{}, fmt.Errorf("append audit record %d: %w", rec.Seq, err)
+	}
+	return rec, nil
+}
+
+// write writes payload's record, rotating first when it would not fit the current segment;
+// it returns the record and the epoch it was written in.
+func (s *Spool) write(ctx context.Context, payload []byte) (Record, uint64, error) {
+	need := int64(overhead + len(payload))
+	if need > s.opts.SegmentBytes {
+		return Record{}, 0, fmt.Errorf("%w: %d bytes with framing, and segments hold %d",
+			ErrTooLarge, need, s.opts.SegmentBytes)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.makeRoom(ctx, need); err != nil {
+		return Record{}, 0, err
+	}
+	seq, now := s.written+1, time.UnixMilli(s.opts.Clock().UnixMilli()).UTC()
+	buf, sum := encode(kindEvent, seq, now, s.lastHash, payload)
+	n, err := s.seg.Write(buf)
+	s.off += int64(n)
+	s.size += int64(n)
+	if err != nil {
+		return Record{}, 0, s.fail(fmt.Errorf("write segment %s: %w", s.segName(), err))
+	}
+	rec := Record{Seq: seq, Time: now, Prev: s.lastHash, Hash: sum, Payload: payload}
+	s.written, s.lastHash, s.full = seq, sum, false
+	return rec, s.epoch, nil
+}
+
+// makeRoom makes sure, with mu held, that a record of need bytes can be written now: the
+// spool usable and not full, and the current segment with room (after rotating if need be).
+func (s *Spool) makeRoom(ctx context.Context, need int64) error {
+	for {
+		if err := s.usable(); err != nil {
+			return err
+		}
+		if s.size+need > s.opts.MaxBytes {
+			s.full = true
+			return fmt.Errorf("%w: %d of %d bytes used, and the record needs %d",
+				ErrFull, s.size, s.opts.MaxBytes, need)
+		}
+		if s.off == 0 || s.off+need <= s.opts.SegmentBytes {
+			return nil
+		}
+		if !s.syncing { // a leader may be syncing the segment about to be closed
+			return s.rotate()
+		}
+		if err := s.waitLocked(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// rotate syncs and closes the current segment and starts the next, with mu held and no
+// leader syncing.
+func (s *Spool) rotate() error {
+	if err := s.seg.Sync(); err != nil {
+		return s.fail(fmt.Errorf("fsync segment %s: %w", s.segName(), err))
+	}
+	s.markDurable(s.written, s.off, s.lastHash)
+	first := s.written + 1
+	f, err := createSegment(s.fsys, s.opts.Dir, first)
+	if err != nil {
+		return s.fail(err)
+	}
+	if err := s.seg.Close(); err != nil { // synced already: nothing is lost
+		s.log.Warn("audit spool: close segment", "segment", s.segName(), "err", err)
+	}
+	s.seg, s.segs, s.off, s.durableOff = f, append(s.segs, first), 0, 0
+	return nil
+}
+
+// commit waits until the record seq, written in epoch, is on disk, syncing as the leader when
+// no other Append is.
+func (s *Spool) commit(ctx context.Context, seq, epoch uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		switch {
+		case s.epoch == epoch && s.durable >= seq:
+			return nil
+		case s.broken != nil:
+			return s.broken
+		case s.epoch != epoch:
+			return fmt.Errorf("%w: the record was cut away after a failed write", ErrUnwritable)
+		case s.closed:
+			return ErrClosed
+		case !s.syncing:
+			s.sync()
+		default:
+			if err := s.waitLocked(ctx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sync is the leader's part: with mu held on entry and exit, but not during the fsync, it
+// syncs the current segment up to its current end.
+func (s *Spool) sync() {
+	s.syncing = true
+	f, target, off, sum := s.seg, s.written, s.off, s.lastHash
+	s.mu.Unlock()
+	err := f.Sync()
+	s.mu.Lock()
+	s.syncing = false
+	if err != nil {
+		s.fail(fmt.Errorf("fsync segment %s: %w", s.segName(), err))
+		return
+	}
+	if target > s.durable {
+		s.markDurable(target, off, sum)
+	}
+	s.notify()
+}
+
+// markDurable records that the records up to seq, ending at off in the current segment, are
+// on disk.
+func (s *Spool) markDurable(seq uint64, off int64, sum [32]byte) {
+	s.durable, s.durableOff, s.durableHash = seq, off, sum
+	s.notify()
+}
+
+// notify wakes everyone waiting for a change, with mu held.
+func (s *Spool) notify() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// waitLocked waits, with mu held on entry and exit, for the next change or for ctx to end.
+func (s *Spool) waitLocked(ctx context.Context) error {
+	wake := s.wake
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	select {
+	case <-wake:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// segName is the current segment's file name.
+func (s *Spool) segName() string { return segmentName(s.segs[len(s.segs)-1]) }
+
+// Size is the bytes of all segments, which Options.MaxBytes bounds.
+func (s *Spool) Size() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
+}
+
+// Close syncs what has been written (so Appends waiting for it return), closes the current
+// segment and wakes waiting cursors with ErrClosed. Appends after Close return ErrClosed.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.syncing {
+		_ = s.waitLocked(context.Background())
+	}
+	if s.closed {
+		return nil
+	}
+	if s.broken == nil && s.written > s.durable {
+		s.sync()
+	}
+	s.closed = true
+	s.notify()
+	if s.seg == nil {
+		return nil
+	}
+	err := s.seg.Close()
+	s.seg = nil
+	if err != nil {
+		return fmt.Errorf("close audit spool %s: %w", s.opts.Dir, err)
+	}
+	return nil
+}

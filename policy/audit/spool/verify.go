@@ -1,0 +1,65 @@
+package spool
+
+import (
+	"fmt"
+	"time"
+)
+
+// Report is what Verify found in a spool directory.
+type Report struct {
+	// Segments is how many segments were read (up to and including the one with the break).
+	Segments int
+	// Records is how many records were checked and found sound, before any break.
+	Records uint64
+	// FirstSeq and LastSeq are the sequence numbers of the first and last sound records;
+	// FirstTime and LastTime their times. All are zero when there is none.
+	FirstSeq, LastSeq   uint64
+	FirstTime, LastTime time.Time
+	// Bytes is the size of the segments read.
+	Bytes int64
+	// Torn is how many bytes at the end of the last segment do not form a record: a write cut
+	// short by a crash, which Open cuts away. It is not a break.
+	Torn int64
+	// Break is the first place where the chain does not hold; nil when it holds throughout.
+	Break *Break
+}
+
+// Break is the first place where a spool's chain does not hold.
+type Break struct {
+	// Segment is the segment's file name.
+	Segment string
+	// Offset is the byte offset in the segment of the record (or the place) at fault.
+	Offset int64
+	// Seq is the sequence number the chain expected at that place.
+	Seq uint64
+	// Problem says what is wrong there, and what it suggests: a record edited, deleted,
+	// reordered, or a segment truncated in the middle.
+	Problem string
+}
+
+// Error describes the break with its place.
+func (b *Break) Error() string {
+	return fmt.Sprintf("audit chain broken in segment %s at offset %d (record %d): %s",
+		b.Segment, b.Offset, b.Seq, b.Problem)
+}
+
+// Verify reads every segment of the spool in dir, without opening it for writing, and checks
+// the chain: checksums, each record's hash, sequence numbers continuous from 1 across
+// segments, and each record naming the hash of the one before. It stops at the first break,
+// which it returns both as the error (a *Break) and in Report.Break, with the counts of what
+// came before. Any other error means the directory could not be read. Verify takes the
+// directory as it finds it: run it on a copy, or on a read-only mount, when a Spool may be
+// writing.
+func Verify(dir string) (Report, error) {
+	c, err := scanDir(osFS{}, dir)
+	if err != nil {
+		return Report{}, fmt.Errorf("verify audit spool %s: %w", dir, err)
+	}
+	if len(c.segs) == 0 {
+		return Report{}, fmt.Errorf("verify audit spool %s: no segments (seg-*.log) in the directory", dir)
+	}
+	if c.report.Break != nil {
+		return c.report, c.report.Break
+	}
+	return c.report, nil
+}
