@@ -11,6 +11,8 @@ import (
 
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/policy"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/policy/audit/spool"
 	"github.com/nirproxy/nirproxy/policy/authn"
 	"github.com/nirproxy/nirproxy/policy/authz"
 	"github.com/nirproxy/nirproxy/policy/mtls"
@@ -24,27 +26,40 @@ const rateLimitKeyPrefix = "nirproxy:rl:v1:"
 
 // access is the governance serve wires into every data route: who is calling (authn: a bearer
 // token, or a system's client certificate), whether the data sharing agreement lets it do what
-// it asks (authz, over the onboarding registry file), and within what limits (ratelimit).
+// it asks (authz, over the onboarding registry file), within what limits (ratelimit), and the
+// record of it (audit, in the spool).
 type access struct {
 	authn policy.Authenticator
 	// tokens is authn's bearer-token half, whose key refreshes close stops.
 	tokens *authn.Authenticator
 	// authz is the rules, then the limits: a caller the rules refuse spends nothing of its
 	// limits.
-	authz    policy.Authorizer
+	authz policy.Authorizer
+	// audit records every access in spool, which close closes.
+	audit    audit.Recorder
+	spool    *spool.Spool
 	registry *authz.RegistryFile
 	// stop ends the registry's watch and releases the rate limits' Redis client.
 	stop func()
 }
 
-// openAccess builds the access control cfg describes, telling the time by now (time.Now but in
-// tests). It contacts no issuer (keys are fetched when the first token needs them) but reads
-// the registry file, and fails without one: nirproxy does not run without authentication and
-// onboarding.
-func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, log *slog.Logger) (*access, error) {
-	if len(cfg.Authentication.Issuers) == 0 || cfg.Onboarding.RegistryFile == "" {
-		return nil, errors.New("open access control: auth.issuers and onboarding.registryFile are required")
+// openAccess builds the access control cfg describes, and the audit spool, telling the time by
+// now (time.Now but in tests). It contacts no issuer (keys are fetched when the first token
+// needs them) but reads the registry file and opens the spool (recovering it after a crash),
+// and fails without either: nirproxy does not run without authentication, onboarding and the
+// audit.
+func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, log *slog.Logger) (_ *access, err error) {
+	if len(cfg.Authentication.Issuers) == 0 || cfg.Onboarding.RegistryFile == "" || cfg.Audit.SpoolDir == "" {
+		return nil, errors.New("open access control: auth.issuers, onboarding.registryFile and audit.spoolDir are required")
 	}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	registry, err := authz.OpenRegistryFile(cfg.Onboarding.RegistryFile, log)
 	if err != nil {
 		return nil, fmt.Errorf("open access control: %w", err)
@@ -57,18 +72,22 @@ func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, lo
 	if err != nil {
 		return nil, fmt.Errorf("open access control: %w", err)
 	}
+	sp, err := spool.Open(cfg.Audit.SpoolOptions(now), log)
+	if err != nil {
+		return nil, fmt.Errorf("open the audit spool: %w", err)
+	}
+	undo = append(undo, func() { sp.Close() })
 	limits, closeLimits, err := openRateLimit(cfg, now, log)
 	if err != nil {
 		return nil, err
 	}
+	undo = append(undo, closeLimits)
 	systems, err := mtls.New(registry)
 	if err != nil {
-		closeLimits()
 		return nil, fmt.Errorf("open access control: %w", err)
 	}
 	tokens, err := authn.New(ctx, cfg.Authn(now, nil))
 	if err != nil {
-		closeLimits()
 		return nil, fmt.Errorf("open access control: %w", err)
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -77,6 +96,8 @@ func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, lo
 		authn:    callers{tokens: tokens, systems: systems},
 		tokens:   tokens,
 		authz:    policy.Authorizers{decide, ratelimit.NewGuard(limits, log)},
+		audit:    audit.NewSpooled(sp),
+		spool:    sp,
 		registry: registry,
 		stop: func() {
 			stopWatch()
@@ -85,12 +106,16 @@ func openAccess(ctx context.Context, cfg config.Config, now func() time.Time, lo
 	}, nil
 }
 
-// close stops the background work of a: key refreshes, the registry's watch, the Redis client.
+// close stops the background work of a (key refreshes, the registry's watch, the Redis client)
+// and closes the audit spool; no request may be in flight.
 func (a *access) close(ctx context.Context, log *slog.Logger) {
 	if err := a.tokens.Close(ctx); err != nil {
 		log.Warn("stop refreshing token issuers' keys", "err", err)
 	}
 	a.stop()
+	if err := a.spool.Close(); err != nil {
+		log.Error("close the audit spool", "err", err)
+	}
 }
 
 // callers authenticates every data request: by its bearer token when it has an Authorization

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,11 +10,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
+	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/policy/audit/spool"
 	"github.com/nirproxy/nirproxy/policy/authz"
 	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/devissuer"
@@ -30,6 +34,38 @@ type accessRig struct {
 	iss, cis2 *devissuer.Issuer
 	trusts    []*pacssim.Trust
 	logs      *syncBuffer
+	// spool is the proxy's audit spool, in spoolDir.
+	spool    *spool.Spool
+	spoolDir string
+}
+
+// audited reads every event the proxy has recorded so far, by request id.
+func (r *accessRig) audited(t *testing.T) map[string]audit.Event {
+	t.Helper()
+	cur, err := r.spool.Cursor("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	events := map[string]audit.Event{}
+	for r.spool.Lag("test") > 0 {
+		rec, err := cur.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := audit.Decode(rec.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := events[e.RequestID]; dup {
+			t.Errorf("request %s recorded twice", e.RequestID)
+		}
+		events[e.RequestID] = e
+		if err := cur.Ack(rec.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return events
 }
 
 // The registry's organisations, one for each state an organisation can be in.
@@ -94,7 +130,7 @@ func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
 	if err != nil {
 		t.Fatalf("build handler: %v", err)
 	}
-	r.proxy = httptest.NewServer(app.handler)
+	r.proxy, r.spool, r.spoolDir = httptest.NewServer(app.handler), app.access.spool, cfg.Audit.SpoolDir
 	t.Cleanup(func() {
 		r.proxy.Close()
 		app.close(context.Background(), slog.New(slog.DiscardHandler))
@@ -251,6 +287,9 @@ func accessRoutes() []accessRoute {
 func TestAccessTable(t *testing.T) {
 	r := newAccessRig(t)
 	client := r.proxy.Client()
+	// sent is each request's id, with who sent it and what it was answered.
+	var sentMu sync.Mutex
+	sent := map[string]sentRequest{}
 	for _, c := range accessCallers() {
 		t.Run(c.name, func(t *testing.T) {
 			var auth string
@@ -290,6 +329,9 @@ func TestAccessTable(t *testing.T) {
 				}
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				sentMu.Lock()
+				sent[resp.Header.Get("X-Request-Id")] = sentRequest{caller: c, status: resp.StatusCode}
+				sentMu.Unlock()
 				if resp.StatusCode != status || !strings.Contains(string(body), text) {
 					t.Errorf("%s: %d %.300s; want %d saying %q", rt.name, resp.StatusCode, body, status, text)
 				}
@@ -310,6 +352,54 @@ func TestAccessTable(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), "9434765919") || strings.Contains(r.logs.String(), "Unconscious") {
 		t.Error("the proxy's log names the patient or repeats a break-glass reason")
+	}
+	checkAudited(t, r, sent)
+}
+
+// sentRequest is a request of the table: who sent it and what it was answered.
+type sentRequest struct {
+	caller caller
+	status int
+}
+
+// checkAudited checks that every request sent was recorded once in the audit spool, with its
+// status and an outcome that agrees with it: answered (success), refused by access control
+// (with the rule), or failed (a search naming no patient); that the records of authenticated
+// callers name them, and answers the patient; and that `nirproxy audit verify` finds the chain
+// whole.
+func checkAudited(t *testing.T, r *accessRig, sent map[string]sentRequest) {
+	t.Helper()
+	events := r.audited(t)
+	if len(events) != len(sent) {
+		t.Errorf("%d requests, %d audit records", len(sent), len(events))
+	}
+	for id, req := range sent {
+		e, ok := events[id]
+		if !ok {
+			t.Errorf("request %s (%s, %d) was not recorded", id, req.caller.name, req.status)
+			continue
+		}
+		want := audit.OutcomeSuccess
+		switch req.status {
+		case http.StatusOK:
+		case http.StatusBadRequest:
+			want = audit.OutcomeFailed
+		default:
+			want = audit.OutcomeRefused
+		}
+		if e.Status != req.status || e.Outcome != want || want == audit.OutcomeRefused && e.Rule == "" && req.status != http.StatusUnauthorized {
+			t.Errorf("%s's request %s recorded %+v; want status %d, outcome %s, and the rule of a refusal", req.caller.name, id, e, req.status, want)
+		}
+		if req.status != http.StatusUnauthorized && (e.User == "" || e.Role == "" && req.caller.name != "no role" || e.ClientAddress == "") {
+			t.Errorf("%s's request %s recorded %+v; want the user, role and client address", req.caller.name, id, e)
+		}
+		if req.status == http.StatusOK && (e.PatientID != pacssim.DemoPatientNHSNumber || e.Purpose == "" || len(e.Sources) == 0) {
+			t.Errorf("%s's answer %s recorded %+v; want the patient, the purpose and the trusts", req.caller.name, id, e)
+		}
+	}
+	var out bytes.Buffer
+	if err := auditCommand([]string{"verify", r.spoolDir}, &out); err != nil || !strings.Contains(out.String(), fmt.Sprintf("the chain holds: %d records", len(sent))) {
+		t.Errorf("nirproxy audit verify: %v: %s", err, out.String())
 	}
 }
 

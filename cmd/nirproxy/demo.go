@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -125,7 +126,8 @@ func demoListeners(cfg *config.Config) (ln, adminLn net.Listener, err error) {
 }
 
 // startDemoAccess starts the demo's development token issuer on loopback, with an onboarding
-// registry in dir, and points cfg's authentication and onboarding at them. This is the only way
+// registry in dir, and points cfg's authentication and onboarding at them, and its audit spool
+// at dir/audit. This is the only way
 // nirproxy runs with an issuer that mints tokens on request: serve never does.
 func startDemoAccess(cfg *config.Config, dir string, lifetime time.Duration) (*devaccess.Access, error) {
 	acc, err := devaccess.Start(devaccess.Options{Dir: dir, Lifetime: lifetime})
@@ -137,6 +139,7 @@ func startDemoAccess(cfg *config.Config, dir string, lifetime time.Duration) (*d
 	iss.Audiences, iss.Algorithms = []string{devissuer.DefaultAudience}, []string{acc.Issuer().Algorithm()}
 	cfg.Authentication.Issuers = []config.TokenIssuer{iss}
 	cfg.Onboarding.RegistryFile = acc.RegistryPath()
+	cfg.Audit.SpoolDir = filepath.Join(dir, "audit")
 	return acc, nil
 }
 

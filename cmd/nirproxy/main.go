@@ -5,6 +5,7 @@
 //	nirproxy demo [--addr HOST:PORT]
 //	nirproxy check-config FILE
 //	nirproxy cache purge --config FILE --patient NHSNUMBER
+//	nirproxy audit verify DIR
 //	nirproxy version
 package main
 
@@ -39,6 +40,7 @@ Usage:
   nirproxy demo [--addr HOST:PORT]                  run a demo with three built-in sample trusts
   nirproxy check-config FILE                        check a configuration file and print every problem
   nirproxy cache purge --config FILE --patient N    remove every cached entry about a patient from Redis
+  nirproxy audit verify DIR                         check the audit spool's hash chain, naming the first break
   nirproxy version                                  print the version
 `
 
@@ -56,6 +58,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		err = demoCommand(ctx, args[1:], environ, stdout, stderr)
 	case "cache":
 		err = cacheCommand(ctx, args[1:], environ, stdout, stderr)
+	case "audit":
+		err = auditCommand(args[1:], stdout)
 	case "check-config":
 		return checkConfigCommand(args[1:], environ, stdout, stderr)
 	case "version":

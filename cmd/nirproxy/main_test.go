@@ -59,6 +59,8 @@ func accessConfig(t *testing.T, dir string) string {
       profile: iua
 onboarding:
   registryFile: registry.yaml
+audit:
+  spoolDir: audit
 `
 }
 

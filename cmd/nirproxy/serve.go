@@ -24,7 +24,6 @@ import (
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/fallback"
-	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -178,9 +177,8 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 		Signer:  dicomweb.NewSigner(key, cfg.BulkdataLinkTTL.Std(), nil),
 		Auth:    acc.authn,
 		Authz:   acc.authz,
-		// The patient audit (a durable spool forwarded to PARS and ATNA) is issue 12's.
-		Audit: audit.Discard{},
-		Log:   log,
+		Audit:   acc.audit,
+		Log:     log,
 	})
 	e := echo.New()
 	srv.Register(e)
@@ -218,7 +216,7 @@ func serve(ctx context.Context, cfg config.Config, ln, adminLn net.Listener, log
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "key", w.Path, "warning", w.Message)
 	}
-	log.Warn("the patient audit is not built in this version: accesses are checked but not recorded")
+	log.Warn("audit records are kept in the spool but not yet forwarded to PARS or ATNA", "spool", cfg.Audit.SpoolDir)
 	ids := make([]string, len(a.sources))
 	for i, s := range a.sources {
 		ids[i] = s.ID

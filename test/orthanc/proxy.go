@@ -203,6 +203,7 @@ func (p *Proxy) writeConfig(opts ProxyOptions, adminAddr string) error {
 	for k, v := range p.access.Config() {
 		cfg[k] = v
 	}
+	cfg["audit"] = map[string]any{"spoolDir": p.AuditDir()}
 	// The tests load one clinician's requests far past what one person makes, to test the
 	// proxy, not the limits: a test of the limits sets its own rateLimit in Extra.
 	cfg["rateLimit"] = map[string]any{
@@ -227,6 +228,9 @@ func (p *Proxy) writeConfig(opts ProxyOptions, adminAddr string) error {
 	}
 	return nil
 }
+
+// AuditDir is the proxy's audit spool.
+func (p *Proxy) AuditDir() string { return filepath.Join(p.dir, "audit") }
 
 // Access is the token issuer and registry the proxy trusts.
 func (p *Proxy) Access() *devaccess.Access { return p.access }

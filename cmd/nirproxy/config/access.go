@@ -280,6 +280,7 @@ func (c Config) checkAccess(ps *Problems) {
 	checkPositive(ps, "onboarding.reloadEvery", c.Onboarding.ReloadEvery, "30s")
 	checkAuthorization(ps, c.Authorization)
 	checkRateLimit(ps, c.RateLimit)
+	checkAudit(ps, c.Audit)
 }
 
 // checkAuthorization checks the roles map, each role and permission on its own so that every

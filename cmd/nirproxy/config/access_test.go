@@ -184,6 +184,12 @@ func TestValidateAccess(t *testing.T) {
 		{"valid issuers", withIssuers, nil},
 		{"no issuers: no caller could be authenticated", func(c *Config) { c.Authentication.Issuers = nil },
 			[]Problem{{"auth.issuers", "is empty; nirproxy answers only callers with a bearer token from a trusted issuer: add the issuer (for NHS CIS2, see config.example.yaml)"}}},
+		{"no audit spool: nothing could be recorded", func(c *Config) { c.Audit.SpoolDir = "" },
+			[]Problem{{"audit.spoolDir", "is empty; nirproxy records every access before it answers: name a directory for the audit spool, like /var/lib/nirproxy/audit"}}},
+		{"audit segments too small, and a spool smaller than a segment", func(c *Config) { c.Audit.SegmentBytes = 1000 },
+			[]Problem{{"audit.segmentBytes", "is 1000; use 1048576 (1 MiB) to 1073741824 (1 GiB), like 67108864 (64 MiB)"}}},
+		{"a spool smaller than a segment", func(c *Config) { c.Audit.MaxBytes = 1 << 20 },
+			[]Problem{{"audit.maxBytes", "is 1048576, less than audit.segmentBytes (67108864); give room for many segments, like 10737418240 (10 GiB)"}}},
 		{"no registry: no organisation could be onboarded", func(c *Config) { c.Onboarding.RegistryFile = "" },
 			[]Problem{{"onboarding.registryFile", "is empty; nirproxy answers only organisations onboarded to the registry: name the registry file (its form is in registry.example.yaml)"}}},
 
@@ -441,7 +447,7 @@ func TestCheckFileAccess(t *testing.T) {
 		"systems:\n  - {id: viewer, clientId: viewer-client, organisation: RR8, purpose: TREAT}\n")
 	empty := write("empty.yaml", "")
 	bad := write("bad-onboarding.yaml", "organisations:\n  - {ods: R-8}\n  - {ods: RR8, dpia: 15/03/2024}\n")
-	const signed = "signingKey: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\n"
+	const signed = "signingKey: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\naudit:\n  spoolDir: audit\n"
 	issuers := "auth:\n  issuers:\n    - {issuer: '" + cis2Issuer + "', discovery: true, audiences: [nirproxy], profile: cis2, cis2: {userinfoURL: '" + cis2Issuer + "/userinfo'}}\n" +
 		"    - {issuer: 'https://iua.example.nhs.uk', jwksURL: 'https://iua.example.nhs.uk/keys', audiences: [nirproxy], profile: iua}\n"
 	tests := []struct {
@@ -456,6 +462,7 @@ func TestCheckFileAccess(t *testing.T) {
 			wantOK: true,
 			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB",
 				"onboarding registry: DIR/onboarding.yaml (organisations: 2, systems: 1)",
+				"audit spool: DIR/audit",
 				"token issuers: " + cis2Issuer + " (cis2), https://iua.example.nhs.uk (iua)"},
 		},
 		{

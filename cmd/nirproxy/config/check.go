@@ -50,6 +50,7 @@ func CheckFile(path string, environ []string, w io.Writer) (ok bool) {
 		orgs, systems := registry.Len()
 		fmt.Fprintf(w, "onboarding registry: %s (organisations: %d, systems: %d)\n", cfg.Onboarding.RegistryFile, orgs, systems)
 	}
+	fmt.Fprintf(w, "audit spool: %s\n", cfg.Audit.SpoolDir)
 	if issuers := cfg.Authentication.Issuers; len(issuers) > 0 {
 		names := make([]string, len(issuers))
 		for i, iss := range issuers {

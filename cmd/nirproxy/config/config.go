@@ -154,6 +154,9 @@ type Config struct {
 	Authorization Authorization `yaml:"authorization"`
 	// RateLimit limits each caller's requests and distinct patients.
 	RateLimit RateLimit `yaml:"rateLimit"`
+	// Audit says where the patient audit record is kept. serve needs it: nothing is answered
+	// that cannot be recorded.
+	Audit Audit `yaml:"audit"`
 }
 
 // Incidents configures escalation of incidents (a trust's circuit breaker opening or closing).
@@ -559,6 +562,7 @@ func Default() Config {
 			HTTPTimeout: Duration(5 * time.Second),
 		},
 		Onboarding: Onboarding{ReloadEvery: Duration(30 * time.Second)},
+		Audit:      Audit{SegmentBytes: 64 << 20, MaxBytes: 10 << 30},
 		RateLimit: RateLimit{
 			User:         Rate{Requests: 600, Period: Duration(time.Minute), Burst: 300},
 			Organisation: Rate{Requests: 6000, Period: Duration(time.Minute), Burst: 1000},

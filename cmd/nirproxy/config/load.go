@@ -121,6 +121,7 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 	applyEnv(&cfg, environ, &ps)
 	resolveSecretFiles(&cfg, baseDir, &ps)
 	cfg.Onboarding.RegistryFile = fromDir(baseDir, cfg.Onboarding.RegistryFile)
+	cfg.Audit.SpoolDir = fromDir(baseDir, cfg.Audit.SpoolDir)
 	for i := range cfg.Sources {
 		t := &cfg.Sources[i].TLS
 		t.CAFile, t.CertFile, t.KeyFile = fromDir(baseDir, t.CAFile), fromDir(baseDir, t.CertFile), fromDir(baseDir, t.KeyFile)

@@ -24,8 +24,9 @@ sources:
     url: https://127.0.0.1:8042/dicom-web
 `
 
-// minimalAccessYAML is what a configuration needs beside its sources: a token issuer and the
-// onboarding registry (registry.yaml beside the file; see writeMinimalRegistry).
+// minimalAccessYAML is what a configuration needs beside its sources: a token issuer, the
+// onboarding registry (registry.yaml beside the file; see writeMinimalRegistry) and the audit
+// spool.
 const minimalAccessYAML = `auth:
   issuers:
     - issuer: https://idp.example.nhs.uk
@@ -34,6 +35,8 @@ const minimalAccessYAML = `auth:
       profile: iua
 onboarding:
   registryFile: registry.yaml
+audit:
+  spoolDir: audit
 `
 
 // writeMinimalRegistry writes the registry minimalAccessYAML names into dir: two
@@ -59,6 +62,7 @@ func TestParseMinimal(t *testing.T) {
 	idp.Issuer, idp.JWKSURL, idp.Audiences, idp.Profile = "https://idp.example.nhs.uk", "https://idp.example.nhs.uk/jwks", []string{"nirproxy"}, "iua"
 	want.Authentication.Issuers = []TokenIssuer{idp}
 	want.Onboarding.RegistryFile = "registry.yaml"
+	want.Audit.SpoolDir = "audit"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
 	}
@@ -454,7 +458,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown key in a source", "sources:\n  - id: RXA\n  - id: RXB\n    auth:\n      tokn: x\n",
 			[]Problem{{"sources[1].auth.tokn", "did you mean token? The keys here are"}}},
 		{"unknown key far from any", "frobnicate: 1\n",
-			[]Problem{{"frobnicate", "the keys here are adminListen, auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen,"}}},
+			[]Problem{{"frobnicate", "the keys here are adminListen, audit, auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen,"}}},
 		{"every unknown key at once", "a: 1\nb: 2\n",
 			[]Problem{{"a", "unknown key"}, {"b", "unknown key"}}},
 		{"key given twice", "listen: :1\nlisten: :2\n",

@@ -196,7 +196,7 @@ func TestSlogLevel(t *testing.T) {
 func TestCheckFile(t *testing.T) {
 	dir := t.TempDir()
 	writeMinimalRegistry(t, dir)
-	access := []string{"onboarding registry: DIR/registry.yaml (organisations: 2, systems: 1)", "token issuers: https://idp.example.nhs.uk (iua)"}
+	access := []string{"onboarding registry: DIR/registry.yaml (organisations: 2, systems: 1)", "audit spool: DIR/audit", "token issuers: https://idp.example.nhs.uk (iua)"}
 	tests := []struct {
 		name    string
 		yaml    string // empty: no file
@@ -208,7 +208,7 @@ func TestCheckFile(t *testing.T) {
 			name:   "minimal",
 			yaml:   minimalYAML + minimalAccessYAML,
 			wantOK: true,
-			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB", access[0], access[1],
+			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB", access[0], access[1], access[2],
 				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
 		},
 		{
@@ -216,7 +216,7 @@ func TestCheckFile(t *testing.T) {
 			yaml:    twoSourcesYAML + minimalAccessYAML,
 			environ: []string{"NIRPROXY_LISTEN=:9000", "NIRPROXY_PUBLIC_URL=https://imaging.example.nhs.uk"},
 			wantOK:  true,
-			want: []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000", "cache: in process, 64 MiB", access[0], access[1],
+			want: []string{"PATH is valid: 2 sources (RXA, RXB), listening on :9000", "cache: in process, 64 MiB", access[0], access[1], access[2],
 				"warning: signingKey: empty, so a random key is made for this process; several replicas behind one load balancer must share one key, or bulkdata links from one fail at another"},
 		},
 		{
@@ -224,7 +224,7 @@ func TestCheckFile(t *testing.T) {
 			yaml: minimalYAML + minimalAccessYAML + "signingKey: " + strings.Repeat("k", 32) + "\ncache:\n  keySecret: " + strings.Repeat("s", 40) +
 				"\n  encryptionKeys: [" + string(encryptionKey(4)) + "]\n  redis: {addrs: [10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379]}\n",
 			wantOK: true,
-			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: Redis Cluster at 10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379", access[0], access[1],
+			want: []string{"PATH is valid: 1 source (RXA), listening on 127.0.0.1:8080", "cache: Redis Cluster at 10.0.0.5:6379, 10.0.0.6:6379, 10.0.0.7:6379", access[0], access[1], access[2],
 				"warning: cache.redis.tls: is false and cache.redis.addrs[0] (10.0.0.5:6379) is not a loopback address: values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear; set tls: true if the Redis accepts TLS",
 				"warning: rateLimit.keySecret: empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one, or each counts its callers apart and a caller gets each replica's limits"},
 		},
@@ -233,7 +233,7 @@ func TestCheckFile(t *testing.T) {
 			yaml:    "listen: 8080\nsorces: []\nsources:\n  - id: rxa\n    url: localhost:8042\n    auth: {type: basic, username: u, password: hunter2-secret}\n",
 			environ: []string{"NIRPROXY_SOURCES_RXQ_URL=x"},
 			want: []string{
-				"sorces: unknown key (line 2); did you mean sources? The keys here are adminListen, auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, maxFrames, onboarding, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, rateLimit, requestTimeout, retryAfter, search, signingKey, signingKeyFile, sources, thumbnailViewport, tls",
+				"sorces: unknown key (line 2); did you mean sources? The keys here are adminListen, audit, auth, authorization, bulkdataLinkTTL, cache, clientWriteTimeout, cors, incidents, listen, locator, logging, maxFrames, onboarding, partialRetrieve, partialSearch, patientIdentifierIssuer, publicURL, rateLimit, requestTimeout, retryAfter, search, signingKey, signingKeyFile, sources, thumbnailViewport, tls",
 				"NIRPROXY_SOURCES_RXQ_URL: no entry of sources has the id RXQ; the ids are rxa",
 				`listen: "8080" is not host:port; write it like 127.0.0.1:8080 (or :8080 for every interface)`,
 				`sources[0].id: "rxa" is not an ODS code; use 3 to 10 upper-case letters or digits, like RXA; here write RXA`,
@@ -241,13 +241,14 @@ func TestCheckFile(t *testing.T) {
 				`sources[0].url: "localhost:8042" is not an absolute http(s) URL; write it like http://127.0.0.1:8042/dicom-web`,
 				"auth.issuers: is empty; nirproxy answers only callers with a bearer token from a trusted issuer: add the issuer (for NHS CIS2, see config.example.yaml)",
 				"onboarding.registryFile: is empty; nirproxy answers only organisations onboarded to the registry: name the registry file (its form is in registry.example.yaml)",
+				"audit.spoolDir: is empty; nirproxy records every access before it answers: name a directory for the audit spool, like /var/lib/nirproxy/audit",
 			},
 		},
 		{
 			name:   "a test PACS on plain http",
 			yaml:   "signingKey: " + strings.Repeat("k", 32) + "\nsources:\n  - {id: ORA, name: Orthanc A, url: 'http://127.0.0.1:8042/dicom-web', insecure: true}\n" + minimalAccessYAML,
 			wantOK: true,
-			want: []string{"PATH is valid: 1 source (ORA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB", access[0], access[1],
+			want: []string{"PATH is valid: 1 source (ORA), listening on 127.0.0.1:8080", "cache: in process, 64 MiB", access[0], access[1], access[2],
 				"warning: sources[0].insecure: is true: ORA is reached over plain HTTP, which sends patients' data unencrypted; for a demo or test only: use an https url and remove insecure"},
 		},
 		{

@@ -23,13 +23,14 @@ func validConfig() Config {
 	return c
 }
 
-// withAccess gives c what serve cannot run without: a token issuer (never asked) and an
-// onboarding registry file (Validate does not read it).
+// withAccess gives c what serve cannot run without: a token issuer (never asked), an
+// onboarding registry file (Validate does not read it) and an audit spool (nor that).
 func withAccess(c *Config) {
 	iss := DefaultTokenIssuer()
 	iss.Issuer, iss.JWKSURL, iss.Audiences, iss.Profile = "https://idp.example.nhs.uk", "https://idp.example.nhs.uk/jwks", []string{"nirproxy"}, "iua"
 	c.Authentication.Issuers = []TokenIssuer{iss}
 	c.Onboarding.RegistryFile = "/etc/nirproxy/registry.yaml"
+	c.Audit.SpoolDir = "/var/lib/nirproxy/audit"
 }
 
 // encryptionKey is the base64 of 32 bytes of b, a valid cache encryption key.
