@@ -203,6 +203,8 @@ func (s *Server) completeEvent(c *echo.Context, e audit.Event) audit.Event {
 // actionOf is the audit action of a data route, by its template.
 func actionOf(route string) string {
 	switch {
+	case strings.HasPrefix(route, AuditRoot+"/"):
+		return audit.ActionAuditRead
 	case strings.HasSuffix(route, "/metadata"):
 		return audit.ActionMetadata
 	case strings.HasSuffix(route, "/rendered"), strings.HasSuffix(route, "/thumbnail"):

@@ -88,8 +88,10 @@ type Deps struct {
 	Auth    policy.Authenticator
 	Authz   policy.Authorizer
 	Audit   audit.Recorder
-	Log     *slog.Logger
-	Now     func() time.Time
+	// AuditLog, when set, answers the patient access report (GET /audit/patients/{nhs}).
+	AuditLog audit.Log
+	Log      *slog.Logger
+	Now      func() time.Time
 	// Metrics receives the front's instruments; nil records none.
 	Metrics *Metrics
 	// Cache is the sources' cache, shown by Status; nil when there is none.
@@ -98,17 +100,18 @@ type Deps struct {
 
 // Server serves DICOMweb over the configured sources.
 type Server struct {
-	cfg     Config
-	locator *upstream.Locator
-	signer  *Signer
-	auth    policy.Authenticator
-	authz   policy.Authorizer
-	audit   audit.Recorder
-	log     *slog.Logger
-	now     func() time.Time
-	thumbs  noThumbnails
-	metrics *Metrics
-	cache   *cache.Store
+	cfg      Config
+	locator  *upstream.Locator
+	signer   *Signer
+	auth     policy.Authenticator
+	authz    policy.Authorizer
+	audit    audit.Recorder
+	auditLog audit.Log
+	log      *slog.Logger
+	now      func() time.Time
+	thumbs   noThumbnails
+	metrics  *Metrics
+	cache    *cache.Store
 }
 
 // New returns a Server. An incomplete Config is refused by a panic naming the setting; nil
@@ -125,7 +128,7 @@ func New(cfg Config, d Deps) *Server {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, log: d.Log, now: d.Now, metrics: d.Metrics, cache: d.Cache}
+	return &Server{cfg: cfg, locator: d.Locator, signer: d.Signer, auth: d.Auth, authz: d.Authz, audit: d.Audit, auditLog: d.AuditLog, log: d.Log, now: d.Now, metrics: d.Metrics, cache: d.Cache}
 }
 
 // Keys of what the middleware keeps on a request: its id and its caller, never a decision.
@@ -160,6 +163,9 @@ func (s *Server) Register(e *echo.Echo) {
 	e.OPTIONS(Root+"/", s.capabilities)
 	e.GET(Root, s.capabilities)
 	s.dataRoutes(e.Group(Root, s.authenticate, s.checkQuery))
+	if s.auditLog != nil {
+		s.auditRoutes(e.Group(AuditRoot, s.authenticate, s.checkQuery))
+	}
 	refuseWrites(e)
 	e.RouteNotFound(Root+"/*", func(c *echo.Context) error {
 		return notFound("No such DICOMweb resource; see OPTIONS %s for what is supported.", Root)

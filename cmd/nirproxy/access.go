@@ -36,7 +36,7 @@ type access struct {
 	// limits.
 	authz policy.Authorizer
 	// audit records every access in spool, which close closes.
-	audit    audit.Recorder
+	audit    *audit.Spooled
 	spool    *spool.Spool
 	registry *authz.RegistryFile
 	// stop ends the registry's watch and releases the rate limits' Redis client.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -459,4 +460,80 @@ func TestIssuerKeysOutage(t *testing.T) {
 		status, retry, body := ask(t, r)
 		refused(t, status, retry, body)
 	})
+}
+
+// TestPatientAccessReport: after a clinician's and a break-glass access to a patient's imaging,
+// and a refused researcher's, the privacy officer's GET /audit/patients/{nhs} lists the two
+// accesses (who, role, organisation, purpose, break glass), as JSON and as an HTML page; a
+// clinician may not read it (403); the reads are themselves recorded, and are not listed.
+func TestPatientAccessReport(t *testing.T) {
+	r := newAccessRig(t)
+	get := func(p devaccess.Persona, path, accept string) (int, string) {
+		t.Helper()
+		token, err := r.iss.Mint(p.Claims())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, r.proxy.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Accept", accept)
+		for k, v := range p.Headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := r.proxy.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	search := "/dicom-web/studies?PatientID=" + pacssim.DemoPatientNHSNumber
+	for _, p := range []devaccess.Persona{devaccess.Clinician, devaccess.BreakGlass, devaccess.Researcher} {
+		if status, body := get(p, search, "application/dicom+json"); status != p.Status {
+			t.Fatalf("%s: %d %.200s", p.Name, status, body)
+		}
+	}
+	report := "/audit/patients/" + pacssim.DemoPatientNHSNumber
+	status, body := get(devaccess.PrivacyOfficer, report, "application/json")
+	if status != http.StatusOK {
+		t.Fatalf("the privacy officer's report: %d %s", status, body)
+	}
+	var got struct {
+		Patient  string `json:"patient"`
+		Accesses []struct {
+			User, Role, Organisation, Purpose, Action string
+			BreakGlass                                bool
+		} `json:"accesses"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Patient != pacssim.DemoPatientNHSNumber || len(got.Accesses) != 2 {
+		t.Fatalf("report %+v; want the clinician's and the break-glass access, and nothing else", got)
+	}
+	c, b := got.Accesses[0], got.Accesses[1]
+	if c.User != devaccess.Clinician.Subject || c.Role != "R8000" || c.Organisation != devaccess.Onboarded || c.Purpose != "TREAT" || c.Action != "search" ||
+		b.User != devaccess.BreakGlass.Subject || !b.BreakGlass || b.Purpose != "BTG" {
+		t.Errorf("report lines %+v, %+v; want who, role, organisation and purpose of each", c, b)
+	}
+	status, page := get(devaccess.PrivacyOfficer, report, "text/html")
+	if status != http.StatusOK || !strings.Contains(page, "<table>") || !strings.Contains(page, devaccess.Clinician.Subject) || !strings.Contains(page, "break glass") {
+		t.Errorf("the report page: %d %.400s", status, page)
+	}
+	if status, body := get(devaccess.Clinician, report, "application/json"); status != http.StatusForbidden {
+		t.Errorf("a clinician's read of the report: %d %s; want 403", status, body)
+	}
+	if status, _ := get(devaccess.PrivacyOfficer, "/audit/patients/9434765918", "application/json"); status != http.StatusBadRequest {
+		t.Errorf("a report of no valid NHS number: %d; want 400", status)
+	}
+	reads := 0
+	for _, e := range r.audited(t) {
+		if e.Action == audit.ActionAuditRead && e.PatientID == pacssim.DemoPatientNHSNumber && e.Outcome == audit.OutcomeSuccess && e.User == devaccess.PrivacyOfficer.Subject {
+			reads++
+		}
+	}
+	if reads != 2 {
+		t.Errorf("%d reads of the report recorded; want the privacy officer's 2", reads)
+	}
 }

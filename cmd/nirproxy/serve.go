@@ -171,14 +171,15 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 	}
 	locator := upstream.NewLocator(sources, store, cfg.Locator.TTL.Std(), log)
 	srv := dicomweb.New(cfg.DICOMweb(), dicomweb.Deps{
-		Metrics: dicomweb.NewMetrics(reg),
-		Locator: locator,
-		Cache:   store,
-		Signer:  dicomweb.NewSigner(key, cfg.BulkdataLinkTTL.Std(), nil),
-		Auth:    acc.authn,
-		Authz:   acc.authz,
-		Audit:   acc.audit,
-		Log:     log,
+		Metrics:  dicomweb.NewMetrics(reg),
+		Locator:  locator,
+		Cache:    store,
+		Signer:   dicomweb.NewSigner(key, cfg.BulkdataLinkTTL.Std(), nil),
+		Auth:     acc.authn,
+		Authz:    acc.authz,
+		Audit:    acc.audit,
+		AuditLog: acc.audit,
+		Log:      log,
 	})
 	e := echo.New()
 	srv.Register(e)

@@ -134,6 +134,13 @@ type Recorder interface {
 	Healthy() error
 }
 
+// Log answers the patient's question of the record: who accessed my imaging?
+type Log interface {
+	// Accesses is every access to the imaging of the patient with NHS number nhs that was
+	// answered (success or partial), oldest first; reads of the audit itself are left out.
+	Accesses(ctx context.Context, nhs string) ([]Event, error)
+}
+
 // Discard drops events. It is for tests of the request path that are not about the audit.
 type Discard struct{}
 

@@ -36,3 +36,27 @@ func (r *Spooled) Record(ctx context.Context, e Event) error {
 
 // Healthy implements Recorder: the spool's health.
 func (r *Spooled) Healthy() error { return r.spool.Healthy() }
+
+// Accesses implements Log: it reads the whole spool, oldest first.
+func (r *Spooled) Accesses(ctx context.Context, nhs string) ([]Event, error) {
+	var out []Event
+	var bad error
+	err := r.spool.Scan(ctx, 1, func(rec spool.Record) bool {
+		e, err := Decode(rec.Payload)
+		if err != nil {
+			bad = fmt.Errorf("record %d: %w", rec.Seq, err)
+			return false
+		}
+		if e.PatientID == nhs && e.Action != ActionAuditRead && (e.Outcome == OutcomeSuccess || e.Outcome == OutcomePartial) {
+			out = append(out, e)
+		}
+		return true
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the patient's accesses: %w", err)
+	}
+	return out, nil
+}

@@ -213,3 +213,31 @@ func (s *Spool) loadCursors() error {
 	}
 	return nil
 }
+
+// Scan calls fn with each record on disk from the sequence number from (1 for the first) to the
+// last durable when Scan began, in order, until fn returns false. It remembers nothing: no
+// cursor file is written. It is for reports over the record, not for delivery.
+func (s *Spool) Scan(ctx context.Context, from uint64, fn func(Record) bool) error {
+	s.mu.Lock()
+	end, closed := s.durable, s.closed
+	s.mu.Unlock()
+	if closed {
+		return fmt.Errorf("scan audit records: %w", ErrClosed)
+	}
+	c := &Cursor{s: s, name: "scan", next: max(from, 1)}
+	defer c.Close()
+	for c.next <= end {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("scan audit records: %w", err)
+		}
+		rec, err := c.read()
+		if err != nil {
+			return fmt.Errorf("scan audit record %d: %w", c.next, err)
+		}
+		c.next = rec.Seq + 1
+		if !fn(rec) {
+			return nil
+		}
+	}
+	return nil
+}

@@ -158,3 +158,32 @@ func TestCursorNames(t *testing.T) {
 		t.Errorf("Cursor(fhir_pars-1) = %v", err)
 	}
 }
+
+// TestScan: Scan reads the durable records in order from where it is asked, stops when told,
+// and leaves no cursor behind.
+func TestScan(t *testing.T) {
+	opts := testOptions(t, newClock())
+	dir := opts.Dir
+	s := mustOpen(t, opts, nil)
+	for i := range 5 {
+		if _, err := s.Append(t.Context(), []byte{byte('a' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []byte
+	if err := s.Scan(t.Context(), 2, func(r Record) bool { got = append(got, r.Payload...); return r.Seq < 4 }); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "bcd" {
+		t.Errorf("Scan from 2, stopping after 4, read %q; want bcd", got)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "cursor-") {
+			t.Errorf("Scan left %s behind", e.Name())
+		}
+	}
+}
