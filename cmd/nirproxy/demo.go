@@ -82,7 +82,7 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		return err
 	}
 	printDemoHelp(stdout, base, admin, cfg)
-	printDemoAccess(stdout, base, *origin, tokens)
+	printDemoAccess(stdout, base, *origin, cfg.Audit.SpoolDir, tokens)
 	if *faults {
 		printDemoFaults(stdout, base, admin)
 	}
@@ -160,8 +160,9 @@ func printDemoTokens(w io.Writer, acc *devaccess.Access, lifetime time.Duration)
 	return tokens, nil
 }
 
-// printDemoAccess prints a curl line for each persona showing its outcome, and the OHIF URL.
-func printDemoAccess(w io.Writer, base, origin string, tokens map[string]string) {
+// printDemoAccess prints a curl line for each persona showing its outcome, how to read the
+// audit record, and the OHIF URL.
+func printDemoAccess(w io.Writer, base, origin, spoolDir string, tokens map[string]string) {
 	fmt.Fprintf(w, "Access control: each token's search shows its outcome (the first line is the status).\n")
 	for _, p := range devaccess.Personas() {
 		outcome := "200: allowed"
@@ -176,6 +177,13 @@ func printDemoAccess(w io.Writer, base, origin string, tokens map[string]string)
 			p.Name, outcome, p.Var, extra, base)
 	}
 	fmt.Fprintf(w, "  # no-token -> 401: a token is required\n  curl -si '%s/dicom-web/studies?PatientID=9434765919' | sed -n '1p;$p'\n\n", base)
+	fmt.Fprintf(w, `The audit record: every access above, and every refusal, was recorded in %[3]s before it was answered.
+  # Who has accessed patient 9434765919's imaging (the privacy officer may read it; as a page with -H 'Accept: text/html')
+  curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/audit/patients/9434765919'
+  # The record's hash chain
+  go run ./cmd/nirproxy audit verify %[3]s
+
+`, base, devaccess.PrivacyOfficer.Var, spoolDir)
 	if origin != "" {
 		fmt.Fprintf(w, "OHIF (served at %s with its data source at %s/dicom-web) opens the shared study as the clinician:\n  %s/viewer?StudyInstanceUIDs=%s&token=%s\n\n",
 			origin, base, origin, pacssim.DemoSharedStudyUID, tokens[devaccess.Clinician.Name])
