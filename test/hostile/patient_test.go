@@ -126,8 +126,8 @@ func TestPatientRefusalSendsNothing(t *testing.T) {
 			if len(actions) != 1 || len(patientActions) != 1 || patientActions[0].PatientID != pacssim.HostilePatientNHSNumber {
 				t.Errorf("authorization asked %+v, the patient step %+v; want each once, the patient step for %s", actions, patientActions, pacssim.HostilePatientNHSNumber)
 			}
-			if len(events) != 1 || events[0].Outcome != audit.OutcomeRefused || events[0].Status != http.StatusTooManyRequests || events[0].Rule != refusal.Rule {
-				t.Errorf("a refused request recorded %+v; want one refusal of rule %s, with no data sent", events, refusal.Rule)
+			if len(events) != 1 || events[0].Outcome != audit.OutcomeRefused || events[0].Status != http.StatusTooManyRequests || events[0].Rule != refusal.Rule || events[0].PatientID != pacssim.HostilePatientNHSNumber {
+				t.Errorf("a refused request recorded %+v; want one refusal of rule %s, under the patient refused", events, refusal.Rule)
 			}
 			if data := seen.beyondLocating(); len(data) != 0 {
 				t.Errorf("after the patient was refused the trusts were asked %q; want nothing of the study", data)

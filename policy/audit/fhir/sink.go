@@ -15,16 +15,18 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/policy/audit"
+	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/policy/audit/spool"
 )
 
 // The classes of a failed Send. ErrRetry is a failure that may pass (no answer, a 5xx, 408,
 // 429, no token): send the record again later. ErrRejected is the receiver refusing this
 // record (any other 4xx) or an event PARS cannot take (ErrIncomplete): sending it again will
-// not help, so the forwarder should alert rather than retry for ever.
+// not help, so the forwarder stops the sink at it and alerts rather than retry for ever; it is
+// forward.ErrRejected, which the forwarder looks for.
 var (
 	ErrRetry    = errors.New("audit sink unavailable")
-	ErrRejected = errors.New("audit sink rejected the record")
+	ErrRejected = forward.ErrRejected
 )
 
 // MediaType is the FHIR JSON media type the sink sends and accepts.
