@@ -95,11 +95,17 @@ func accessRegistry(now time.Time) string {
 		"systems:\n  - {id: dev-viewer, clientId: " + devaccess.ViewerClientID + ", organisation: " + orgOnboarded + ", purpose: TREAT}\n"
 }
 
-func newAccessRig(t *testing.T) *accessRig { return newAccessRigAt(t, time.Now) }
+func newAccessRig(t *testing.T) *accessRig { return newAccessRigWith(t, time.Now, nil) }
 
 // newAccessRigAt is newAccessRig with access control telling the time by now; its tokens are
 // valid for a day of it.
 func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
+	return newAccessRigWith(t, now, nil)
+}
+
+// newAccessRigWith is newAccessRigAt with edit (when not nil) applied to the configuration
+// last.
+func newAccessRigWith(t *testing.T, now func() time.Time, edit func(*config.Config)) *accessRig {
 	t.Helper()
 	trusts, sources := startDemoTrusts(t, nil)
 	r := &accessRig{trusts: trusts, logs: &syncBuffer{}}
@@ -124,6 +130,9 @@ func newAccessRigAt(t *testing.T, now func() time.Time) *accessRig {
 	cis2.Audiences, cis2.Algorithms = []string{devissuer.DefaultAudience}, []string{r.cis2.Algorithm()}
 	cis2.CIS2.UserinfoURL = r.cis2.UserinfoURL()
 	cfg.Authentication.Issuers = append(cfg.Authentication.Issuers, cis2)
+	if edit != nil {
+		edit(&cfg)
+	}
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("configuration: %v", problems)
 	}

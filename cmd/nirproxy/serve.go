@@ -24,6 +24,7 @@ import (
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/fallback"
+	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -98,6 +99,8 @@ type app struct {
 	sources []*upstream.Source
 	webhook *upstream.Webhook
 	access  *access
+	// forwarder sends the audit record to its sinks; nil without any.
+	forwarder *forward.Forwarder
 	// closeCache releases the cache's connections.
 	closeCache func() error
 }
@@ -105,12 +108,20 @@ type app struct {
 // close stops what a started: the access control's background work, the incident webhook's
 // deliveries (until ctx ends) and the cache's connections.
 func (a *app) close(ctx context.Context, log *slog.Logger) {
+	a.stopForwarder()
 	a.access.close(ctx, log)
 	if a.webhook != nil {
 		a.webhook.Close(ctx)
 	}
 	if err := a.closeCache(); err != nil {
 		log.Warn("close cache", "err", err)
+	}
+}
+
+// stopForwarder stops the audit record's delivery, if it runs; the spool stays open.
+func (a *app) stopForwarder() {
+	if a.forwarder != nil {
+		_ = a.forwarder.Close()
 	}
 }
 
@@ -142,13 +153,18 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	upMetrics := upstream.NewMetrics(reg)
 	a := &app{access: acc}
+	var err error
 	var incidents upstream.Notifier
 	if cfg.Incidents.WebhookURL != "" {
 		a.webhook = upstream.NewWebhook(cfg.Incidents.WebhookURL, cfg.Incidents.WebhookTimeout.Std(), cfg.Incidents.WebhookRetries, fallback.Reason, log)
 		incidents = a.webhook
 	}
+	if a.forwarder, err = startForwarder(cfg, acc.spool, reg, a.webhook, log); err != nil {
+		return nil, err
+	}
 	store, closeCache, err := openCache(cfg.Cache, reg, log)
 	if err != nil {
+		a.stopForwarder()
 		return nil, err
 	}
 	a.closeCache = closeCache
@@ -157,6 +173,7 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 		src, err := sc.UpstreamSource()
 		if err != nil {
 			closeCache()
+			a.stopForwarder()
 			return nil, err
 		}
 		opts := sc.UpstreamOptions()
@@ -185,6 +202,7 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 	srv.Register(e)
 	admin := echo.New()
 	admin.GET("/status", srv.Status)
+	admin.GET("/status/audit", forwardStatus(a.forwarder))
 	admin.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	a.handler, a.admin, a.sources = e, admin, sources
 	return a, nil

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"context"
+	"net/http"
 	"time"
 
+	"github.com/nirproxy/nirproxy/policy/audit/fhir"
+	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/policy/audit/spool"
 )
 
@@ -20,6 +24,54 @@ type Audit struct {
 	// (503) rather than a record dropped, until forwarded records are removed. At least
 	// SegmentBytes. Default 10 GiB.
 	MaxBytes int `yaml:"maxBytes"`
+	// Forward tunes the delivery of records to the sinks (PARS).
+	Forward AuditForward `yaml:"forward"`
+	// PARS is the national Patient Audit Record Service (a FHIR R4 server) the records are sent
+	// to as AuditEvents. Without a url, records are kept in the spool only.
+	PARS PARS `yaml:"pars"`
+}
+
+// AuditForward tunes how records are delivered to each sink: at least once, in order, from
+// the spool, never holding up a request.
+type AuditForward struct {
+	// MinBackoff and MaxBackoff bound the wait between attempts at a record a sink failed to
+	// take: it doubles from MinBackoff up to MaxBackoff. Default 1s and 1m.
+	MinBackoff Duration `yaml:"minBackoff"`
+	MaxBackoff Duration `yaml:"maxBackoff"`
+	// SendTimeout bounds one delivery. Default 30s.
+	SendTimeout Duration `yaml:"sendTimeout"`
+	// RejectAttempts is how many times a record the sink refuses outright (a 4xx) is offered
+	// before the sink stops at it and an incident is raised: the record stays in the spool for
+	// an operator. Default 3.
+	RejectAttempts int `yaml:"rejectAttempts"`
+	// MaxLag and MaxLagAge raise an incident (log, metric, webhook) when a sink is this many
+	// records, or this long, behind. Default 10000 and 15m.
+	MaxLag    int      `yaml:"maxLag"`
+	MaxLagAge Duration `yaml:"maxLagAge"`
+}
+
+// PARS configures the FHIR AuditEvent sink.
+type PARS struct {
+	// URL is the FHIR base URL: AuditEvents are POSTed to URL/AuditEvent. Default none (no
+	// forwarding).
+	URL string `yaml:"url"`
+	// Token is the bearer token sent; TokenFile names a file holding it.
+	Token     Secret `yaml:"token"`
+	TokenFile string `yaml:"tokenFile"`
+	// TLS verifies the server (caFile) and presents a client certificate (certFile, keyFile)
+	// for mutual TLS, as a source's tls does.
+	TLS SourceTLS `yaml:"tls"`
+	// Put sends each AuditEvent by PUT to URL/AuditEvent/{id}, which de-duplicates a re-sent
+	// record on any server that accepts client ids. Default false: POST, as PARS specifies.
+	Put bool `yaml:"put"`
+	// ObserverSystem and Observer identify this nirproxy as the source of the records
+	// (source.observer), such as https://fhir.nhs.uk/Id/accredited-system and its ASID.
+	// Observer is required with a url.
+	ObserverSystem string `yaml:"observerSystem"`
+	Observer       string `yaml:"observer"`
+	// SystemIDSystem is the identifier system of calling systems' ids. Default
+	// https://fhir.nhs.uk/Id/product-id.
+	SystemIDSystem string `yaml:"systemIdSystem"`
 }
 
 // The bounds of audit.segmentBytes.
@@ -30,6 +82,27 @@ const (
 
 // checkAudit checks the audit section.
 func checkAudit(ps *Problems, a Audit) {
+	f := a.Forward
+	checkPositive(ps, "audit.forward.minBackoff", f.MinBackoff, "1s")
+	checkPositive(ps, "audit.forward.sendTimeout", f.SendTimeout, "30s")
+	checkPositive(ps, "audit.forward.maxLagAge", f.MaxLagAge, "15m")
+	if f.MaxBackoff < f.MinBackoff {
+		ps.add("audit.forward.maxBackoff", "is %s, less than minBackoff (%s); use something like 1m", f.MaxBackoff, f.MinBackoff)
+	}
+	if f.RejectAttempts < 1 {
+		ps.add("audit.forward.rejectAttempts", "is %d; it must be at least 1, like 3", f.RejectAttempts)
+	}
+	if f.MaxLag < 1 {
+		ps.add("audit.forward.maxLag", "is %d; it must be at least 1, like 10000", f.MaxLag)
+	}
+	if a.PARS.URL != "" {
+		checkHTTPURL(ps, "audit.pars.url", a.PARS.URL, "https://pars.example.nhs.uk/FHIR/R4")
+		_, tlsProblems := a.PARS.TLS.clientTLS("audit.pars.tls")
+		*ps = append(*ps, tlsProblems...)
+		if a.PARS.Observer == "" || a.PARS.ObserverSystem == "" {
+			ps.add("audit.pars.observer", "is empty; name this nirproxy as PARS knows it (its ASID under observerSystem)")
+		}
+	}
 	if a.SpoolDir == "" {
 		ps.add("audit.spoolDir", "is empty; nirproxy records every access before it answers: name a directory for the audit spool, like /var/lib/nirproxy/audit")
 	}
@@ -43,4 +116,37 @@ func checkAudit(ps *Problems, a Audit) {
 // SpoolOptions is the audit section as package spool takes it, with clock.
 func (a Audit) SpoolOptions(clock func() time.Time) spool.Options {
 	return spool.Options{Dir: a.SpoolDir, SegmentBytes: int64(a.SegmentBytes), MaxBytes: int64(a.MaxBytes), Clock: clock}
+}
+
+// ForwardOptions is audit.forward as package forward takes it, with clock.
+func (a Audit) ForwardOptions(clock func() time.Time) forward.Options {
+	f := a.Forward
+	return forward.Options{MinBackoff: f.MinBackoff.Std(), MaxBackoff: f.MaxBackoff.Std(), SendTimeout: f.SendTimeout.Std(),
+		RejectAttempts: f.RejectAttempts, MaxLag: uint64(f.MaxLag), MaxLagAge: f.MaxLagAge.Std(), Clock: clock}
+}
+
+// PARSSink is audit.pars as package fhir takes it: its HTTP client (the tls section's, with
+// sendTimeout), its token, and what names this proxy and its callers. cis2Issuers are the
+// issuers of profile cis2, whose users PARS knows by SDS user id; publicURL is the server's
+// address.
+func (c Config) PARSSink(cis2Issuers []string) (fhir.SinkOptions, error) {
+	p := c.Audit.PARS
+	tc, problems := p.TLS.clientTLS("audit.pars.tls")
+	if len(problems) > 0 {
+		return fhir.SinkOptions{}, problems
+	}
+	token := string(p.Token)
+	return fhir.SinkOptions{
+		Name:    "pars",
+		BaseURL: p.URL,
+		Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}, Timeout: c.Audit.Forward.SendTimeout.Std()},
+		Token:   func(context.Context) (string, error) { return token, nil },
+		Put:     p.Put,
+		Event: fhir.Options{
+			Observer:       fhir.Identifier{System: p.ObserverSystem, Value: p.Observer},
+			ServerAddress:  c.PublicURL,
+			SystemIDSystem: p.SystemIDSystem,
+			UserIDSystem:   fhir.SDSUserIDs(cis2Issuers...),
+		},
+	}, nil
 }

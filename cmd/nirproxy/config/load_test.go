@@ -37,6 +37,7 @@ onboarding:
   registryFile: registry.yaml
 audit:
   spoolDir: audit
+  pars: {url: "https://pars.example.nhs.uk/FHIR/R4", observer: "200000001234"}
 `
 
 // writeMinimalRegistry writes the registry minimalAccessYAML names into dir: two
@@ -63,6 +64,7 @@ func TestParseMinimal(t *testing.T) {
 	want.Authentication.Issuers = []TokenIssuer{idp}
 	want.Onboarding.RegistryFile = "registry.yaml"
 	want.Audit.SpoolDir = "audit"
+	want.Audit.PARS.URL, want.Audit.PARS.Observer = "https://pars.example.nhs.uk/FHIR/R4", "200000001234"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
 	}

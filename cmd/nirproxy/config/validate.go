@@ -137,6 +137,9 @@ func (c Config) Warnings() []Problem {
 	cacheWarnings(&ps, c.Cache)
 	sourceWarnings(&ps, c.Sources)
 	issuerWarnings(&ps, c.Authentication)
+	if c.Audit.PARS.URL == "" {
+		ps.add("audit.pars.url", "is empty: audit records are kept in the spool only, not sent to the Patient Audit Record Service")
+	}
 	if c.Cache.RedisEnabled() && c.RateLimit.KeySecret == "" {
 		ps.add("rateLimit.keySecret", "empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one, or each counts its callers apart and a caller gets each replica's limits")
 	}

@@ -31,6 +31,7 @@ func withAccess(c *Config) {
 	c.Authentication.Issuers = []TokenIssuer{iss}
 	c.Onboarding.RegistryFile = "/etc/nirproxy/registry.yaml"
 	c.Audit.SpoolDir = "/var/lib/nirproxy/audit"
+	c.Audit.PARS.URL, c.Audit.PARS.Observer = "https://pars.example.nhs.uk/FHIR/R4", "200000001234"
 }
 
 // encryptionKey is the base64 of 32 bytes of b, a valid cache encryption key.
@@ -512,6 +513,8 @@ func TestCacheWarnings(t *testing.T) {
 			c.Cache.Redis.Addrs = []string{"127.0.0.1:6379", "10.0.0.5:6379", "10.0.0.6:6379"}
 		}, []Problem{{"cache.redis.tls", "is false and cache.redis.addrs[1] (10.0.0.5:6379) is not a loopback address: " +
 			"values are encrypted, but the Redis password and the HMAC'd keys cross the network in clear"}}},
+		{"audit records not sent to PARS", func(c *Config) { c.Audit.PARS.URL = "" },
+			[]Problem{{"audit.pars.url", "is empty: audit records are kept in the spool only, not sent to the Patient Audit Record Service"}}},
 		{"redis shared without a rate limit secret", func(c *Config) { withRedis(c); c.RateLimit.KeySecret = "" },
 			[]Problem{{"rateLimit.keySecret", "empty, so a random secret is made for this process; replicas sharing the cache's Redis must share one"}}},
 		{"cache off", func(c *Config) { c.Cache.Enabled = false; c.Cache.MaxRetention = Duration(time.Minute) },
