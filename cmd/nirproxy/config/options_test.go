@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/policy/audit/fhir"
+	"github.com/nirproxy/nirproxy/policy/audit/forward"
+	"github.com/nirproxy/nirproxy/policy/audit/spool"
 	"github.com/nirproxy/nirproxy/policy/ratelimit"
 	"github.com/nirproxy/nirproxy/upstream"
 )
@@ -58,6 +61,24 @@ func TestDefaultsAreComplete(t *testing.T) {
 	cfg.RateLimit.KeySecret = ""
 	if _, err := ratelimit.New(cfg.RateLimiter("np:rl:", make([]byte, ratelimit.MinKeySecret), time.Now), nil, log); err != nil {
 		t.Fatalf("ratelimit.New refused the defaults with a secret made for the process: %v", err)
+	}
+	cfg.Audit.SpoolDir = t.TempDir()
+	sp, err := spool.Open(cfg.Audit.SpoolOptions(time.Now), log)
+	if err != nil {
+		t.Fatalf("spool.Open refused the defaults: %v", err)
+	}
+	defer sp.Close()
+	fw, err := forward.New(sp, nil, cfg.Audit.ForwardOptions(time.Now), log)
+	if err != nil {
+		t.Fatalf("forward.New refused the defaults: %v", err)
+	}
+	fw.Close()
+	so, err := cfg.PARSSink(nil)
+	if err != nil {
+		t.Fatalf("PARSSink: %v", err)
+	}
+	if _, err := fhir.NewSink(so, log); err != nil {
+		t.Fatalf("fhir.NewSink refused the defaults: %v", err)
 	}
 }
 

@@ -51,7 +51,6 @@
 package forward
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,22 +112,23 @@ type Incident struct {
 	Time time.Time `json:"time"`
 }
 
-// Options configures a Forwarder. A zero field takes the default its comment gives.
+// Options configures a Forwarder. Every field but Notify, Metrics and Sleep is required: the
+// package has no defaults of its own (the configuration holds them), and New refuses a zero
+// field, naming it.
 type Options struct {
 	// MinBackoff is the wait after a first failed attempt; it doubles with each failure after
-	// that, up to MaxBackoff, less a random part of up to half. Default 1s.
+	// that, up to MaxBackoff, less a random part of up to half.
 	MinBackoff time.Duration
-	// MaxBackoff bounds the wait between attempts; at least MinBackoff. Default 1m.
+	// MaxBackoff bounds the wait between attempts; at least MinBackoff.
 	MaxBackoff time.Duration
-	// SendTimeout bounds one call of Sink.Send. Default 30s.
+	// SendTimeout bounds one call of Sink.Send.
 	SendTimeout time.Duration
 	// RejectAttempts is how many times a record is offered to a sink that rejects it
-	// (ErrRejected) before the sink stops at it. Default 3.
+	// (ErrRejected) before the sink stops at it.
 	RejectAttempts int
-	// MaxLag is how many unacknowledged records make a sink lagging. Default 10000.
+	// MaxLag is how many unacknowledged records make a sink lagging.
 	MaxLag uint64
 	// MaxLagAge is how old a sink's oldest unacknowledged record may be before it is lagging.
-	// Default 15m.
 	MaxLagAge time.Duration
 	// Notify, when set, is told of each Incident. It runs on the sink's goroutine and holds up
 	// only that sink, so it should hand the incident on (to the incident webhook's queue)
@@ -136,43 +136,33 @@ type Options struct {
 	Notify func(ctx context.Context, in Incident)
 	// Metrics, when set, counts deliveries and failures and exports lag.
 	Metrics *Metrics
-	// Clock tells the time of deliveries and the age of records. Default time.Now.
+	// Clock tells the time of deliveries and the age of records.
 	Clock func() time.Time
-	// Sleep waits d or until ctx ends, returning ctx's error then; tests replace it. Default
-	// a timer.
+	// Sleep waits d or until ctx ends, returning ctx's error then; nil waits on a timer. Tests
+	// replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// withDefaults is o with every zero field set to its default, or an error naming the first
-// field that is wrong.
-func (o Options) withDefaults() (Options, error) {
+// check is o with Sleep set, or an error naming the first field that is missing or wrong.
+func (o Options) check() (Options, error) {
 	switch {
-	case o.MinBackoff < 0:
-		return o, fmt.Errorf("Options.MinBackoff is %v; it must not be negative", o.MinBackoff)
-	case o.MaxBackoff < 0:
-		return o, fmt.Errorf("Options.MaxBackoff is %v; it must not be negative", o.MaxBackoff)
-	case o.SendTimeout < 0:
-		return o, fmt.Errorf("Options.SendTimeout is %v; it must not be negative", o.SendTimeout)
-	case o.RejectAttempts < 0:
-		return o, fmt.Errorf("Options.RejectAttempts is %d; it must not be negative", o.RejectAttempts)
-	case o.MaxLagAge < 0:
-		return o, fmt.Errorf("Options.MaxLagAge is %v; it must not be negative", o.MaxLagAge)
-	}
-	o.MinBackoff = cmp.Or(o.MinBackoff, time.Second)
-	o.MaxBackoff = cmp.Or(o.MaxBackoff, time.Minute)
-	o.SendTimeout = cmp.Or(o.SendTimeout, 30*time.Second)
-	o.RejectAttempts = cmp.Or(o.RejectAttempts, 3)
-	o.MaxLag = cmp.Or(o.MaxLag, 10000)
-	o.MaxLagAge = cmp.Or(o.MaxLagAge, 15*time.Minute)
-	if o.Clock == nil {
-		o.Clock = time.Now
+	case o.MinBackoff <= 0:
+		return o, fmt.Errorf("Options.MinBackoff is %v; it must be positive", o.MinBackoff)
+	case o.MaxBackoff < o.MinBackoff:
+		return o, fmt.Errorf("Options.MaxBackoff is %v; it must be at least Options.MinBackoff (%v)", o.MaxBackoff, o.MinBackoff)
+	case o.SendTimeout <= 0:
+		return o, fmt.Errorf("Options.SendTimeout is %v; it must be positive", o.SendTimeout)
+	case o.RejectAttempts < 1:
+		return o, fmt.Errorf("Options.RejectAttempts is %d; it must be at least 1", o.RejectAttempts)
+	case o.MaxLag < 1:
+		return o, fmt.Errorf("Options.MaxLag is %d; it must be at least 1", o.MaxLag)
+	case o.MaxLagAge <= 0:
+		return o, fmt.Errorf("Options.MaxLagAge is %v; it must be positive", o.MaxLagAge)
+	case o.Clock == nil:
+		return o, errors.New("Options.Clock is not set")
 	}
 	if o.Sleep == nil {
 		o.Sleep = sleep
-	}
-	if o.MaxBackoff < o.MinBackoff {
-		return o, fmt.Errorf("Options.MaxBackoff is %v; it must be at least Options.MinBackoff (%v)",
-			o.MaxBackoff, o.MinBackoff)
 	}
 	return o, nil
 }
@@ -215,7 +205,7 @@ type Forwarder struct {
 // Run is called. It fails when the options are wrong, two sinks share a name, or a cursor
 // cannot be opened. sp must stay open until the Forwarder is closed; log may be nil.
 func New(sp *spool.Spool, sinks []Sink, opts Options, log *slog.Logger) (*Forwarder, error) {
-	opts, err := opts.withDefaults()
+	opts, err := opts.check()
 	if err != nil {
 		return nil, fmt.Errorf("start audit forwarding: %w", err)
 	}

@@ -98,7 +98,7 @@ func TestSinkDownThenBackGetsEveryRecordAcrossARestart(t *testing.T) {
 }
 
 func TestBackoffGrowsAndIsBounded(t *testing.T) {
-	opts, err := Options{MinBackoff: time.Second, MaxBackoff: 10 * time.Second}.withDefaults()
+	opts, err := complete(Options{MinBackoff: time.Second, MaxBackoff: 10 * time.Second}).check()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestBackoffGrowsAndIsBounded(t *testing.T) {
 		s := newSink("pars")
 		s.before = func(context.Context, audit.Event) error { return errors.New("answered 503") }
 		sleeper := newStepSleeper()
-		opts := Options{MinBackoff: time.Second, MaxBackoff: 10 * time.Second, Sleep: sleeper.Sleep}
+		opts := complete(Options{MinBackoff: time.Second, MaxBackoff: 10 * time.Second, Sleep: sleeper.Sleep})
 		_, stop := start(t, sp, []Sink{s}, opts)
 		for n := 1; n <= len(bases)+2; n++ {
 			if d := receive(t, sleeper.slept, "a sleep"); !inBounds(n, d) {
@@ -340,7 +340,7 @@ func TestCloseStopsEverySinkWithoutLeaks(t *testing.T) {
 			return ctx.Err()
 		}
 		failing.before = func(context.Context, audit.Event) error { return errors.New("answered 503") }
-		fw, err := New(sp, []Sink{idle, hanging, failing}, Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, SendTimeout: 2 * time.Hour}, nil)
+		fw, err := New(sp, []Sink{idle, hanging, failing}, complete(Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, SendTimeout: 2 * time.Hour}), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +370,7 @@ func TestCloseStopsEverySinkWithoutLeaks(t *testing.T) {
 
 func TestRunEndsWhenTheSpoolCloses(t *testing.T) {
 	sp := openSpool(t, time.Now)
-	fw, err := New(sp, []Sink{newSink("pars")}, Options{}, nil)
+	fw, err := New(sp, []Sink{newSink("pars")}, complete(Options{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,11 +390,13 @@ func TestNewRefuses(t *testing.T) {
 		opts  Options
 		want  string
 	}{
-		{"two sinks of one name", []Sink{newSink("pars"), newSink("pars")}, Options{}, `two sinks are named "pars"`},
-		{"a name no cursor may have", []Sink{newSink("PARS")}, Options{}, "a name is 1 to 64"},
-		{"max backoff below min", nil, Options{MinBackoff: time.Minute, MaxBackoff: time.Second}, "Options.MaxBackoff"},
-		{"negative timeout", nil, Options{SendTimeout: -time.Second}, "Options.SendTimeout"},
-		{"negative attempts", nil, Options{RejectAttempts: -1}, "Options.RejectAttempts"},
+		{"two sinks of one name", []Sink{newSink("pars"), newSink("pars")}, complete(Options{}), `two sinks are named "pars"`},
+		{"a name no cursor may have", []Sink{newSink("PARS")}, complete(Options{}), "a name is 1 to 64"},
+		{"no options: the package has no defaults", nil, Options{}, "Options.MinBackoff"},
+		{"max backoff below min", nil, complete(Options{MinBackoff: time.Minute, MaxBackoff: time.Second}), "Options.MaxBackoff"},
+		{"negative timeout", nil, complete(Options{SendTimeout: -time.Second}), "Options.SendTimeout"},
+		{"negative attempts", nil, complete(Options{RejectAttempts: -1}), "Options.RejectAttempts"},
+		{"no clock", nil, func() Options { o := complete(Options{}); o.Clock = nil; return o }(), "Options.Clock"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

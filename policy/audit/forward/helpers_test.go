@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -170,7 +171,7 @@ func collect(incidents chan<- Incident) func(context.Context, Incident) {
 // stop closes it and checks Run's result.
 func start(t *testing.T, sp *spool.Spool, sinks []Sink, opts Options) (fw *Forwarder, stop func()) {
 	t.Helper()
-	fw, err := New(sp, sinks, opts, nil)
+	fw, err := New(sp, sinks, complete(opts), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,4 +228,19 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels ...strin
 		}
 	}
 	return -1
+}
+
+// complete is o with each required field it leaves zero set as nirproxy's configuration sets it
+// by default, for tests about something else.
+func complete(o Options) Options {
+	o.MinBackoff = cmp.Or(o.MinBackoff, time.Second)
+	o.MaxBackoff = cmp.Or(o.MaxBackoff, time.Minute)
+	o.SendTimeout = cmp.Or(o.SendTimeout, 30*time.Second)
+	o.RejectAttempts = cmp.Or(o.RejectAttempts, 3)
+	o.MaxLag = cmp.Or(o.MaxLag, 10000)
+	o.MaxLagAge = cmp.Or(o.MaxLagAge, 15*time.Minute)
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return o
 }
