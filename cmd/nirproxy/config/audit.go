@@ -142,6 +142,7 @@ func (c Config) PARSSink(cis2Issuers []string) (fhir.SinkOptions, error) {
 		Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}, Timeout: c.Audit.Forward.SendTimeout.Std()},
 		Token:   func(context.Context) (string, error) { return token, nil },
 		Put:     p.Put,
+		Timeout: c.Audit.Forward.SendTimeout.Std(),
 		Event: fhir.Options{
 			Observer:       fhir.Identifier{System: p.ObserverSystem, Value: p.Observer},
 			ServerAddress:  c.PublicURL,

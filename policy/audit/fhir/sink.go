@@ -32,9 +32,6 @@ var (
 // MediaType is the FHIR JSON media type the sink sends and accepts.
 const MediaType = "application/fhir+json"
 
-// DefaultTimeout bounds one Send when SinkOptions.Timeout is zero.
-const DefaultTimeout = 30 * time.Second
-
 // SinkOptions configure a Sink.
 type SinkOptions struct {
 	// Name is the sink's name: its spool cursor's, and in its errors. "" is "pars".
@@ -51,7 +48,7 @@ type SinkOptions struct {
 	// [base]/AuditEvent, so that a server that allows client ids holds one resource per
 	// record whatever is re-sent. PARS's interaction is POST, the default.
 	Put bool
-	// Timeout bounds one Send; 0 is DefaultTimeout.
+	// Timeout bounds one Send. Required: the package has no defaults of its own.
 	Timeout time.Duration
 	// Event is how events are mapped.
 	Event Options
@@ -88,6 +85,9 @@ func NewSink(opts SinkOptions, log *slog.Logger) (*Sink, error) {
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") || base.Host == "" {
 		return nil, fmt.Errorf("fhir sink: BaseURL %q is not an http(s) URL: set the FHIR server's base, e.g. https://host/FHIR/R4", opts.BaseURL)
 	}
+	if opts.Timeout <= 0 {
+		return nil, fmt.Errorf("fhir sink: Timeout is %v; set how long one Send may take", opts.Timeout)
+	}
 	s := &Sink{
 		name:     opts.Name,
 		endpoint: strings.TrimSuffix(base.String(), "/") + "/AuditEvent",
@@ -103,9 +103,6 @@ func NewSink(opts SinkOptions, log *slog.Logger) (*Sink, error) {
 	}
 	if s.client == nil {
 		s.client = &http.Client{}
-	}
-	if s.timeout <= 0 {
-		s.timeout = DefaultTimeout
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

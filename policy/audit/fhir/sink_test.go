@@ -306,12 +306,13 @@ func TestNewSink(t *testing.T) {
 		{"no base", SinkOptions{Event: testOptions()}, "BaseURL"},
 		{"not http", SinkOptions{BaseURL: "ftp://pars/", Event: testOptions()}, "BaseURL"},
 		{"no observer", SinkOptions{BaseURL: "https://pars/FHIR/R4"}, "Observer"},
+		{"no timeout: the package has no defaults", SinkOptions{BaseURL: "https://pars/FHIR/R4", Event: testOptions()}, "Timeout"},
 	} {
 		if _, err := NewSink(tc.opts, nil); err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("%s: %v, want an error naming %s", tc.name, err, tc.says)
 		}
 	}
-	s, err := NewSink(SinkOptions{Name: "pars-test", BaseURL: "https://pars/FHIR/R4/", Event: testOptions()}, nil)
+	s, err := NewSink(SinkOptions{Name: "pars-test", BaseURL: "https://pars/FHIR/R4/", Timeout: time.Second, Event: testOptions()}, nil)
 	if err != nil || s.Name() != "pars-test" || s.endpoint != "https://pars/FHIR/R4/AuditEvent" {
 		t.Errorf("NewSink = %+v, %v", s, err)
 	}
