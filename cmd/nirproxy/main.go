@@ -6,6 +6,7 @@
 //	nirproxy check-config FILE
 //	nirproxy cache purge --config FILE --patient NHSNUMBER
 //	nirproxy audit verify DIR
+//	nirproxy audit export --config FILE --patient NHSNUMBER [--from WHEN] [--to WHEN]
 //	nirproxy version
 package main
 
@@ -41,6 +42,8 @@ Usage:
   nirproxy check-config FILE                        check a configuration file and print every problem
   nirproxy cache purge --config FILE --patient N    remove every cached entry about a patient from Redis
   nirproxy audit verify DIR                         check the audit spool's hash chain, naming the first break
+  nirproxy audit export --config FILE --patient N [--from WHEN] [--to WHEN]
+                                                    print a FHIR Bundle of the patient's access events (AuditEvents)
   nirproxy version                                  print the version
 `
 
@@ -59,7 +62,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	case "cache":
 		err = cacheCommand(ctx, args[1:], environ, stdout, stderr)
 	case "audit":
-		err = auditCommand(args[1:], stdout)
+		if len(args) > 1 && args[1] == "export" {
+			err = auditExportCommand(ctx, args[2:], environ, stdout, stderr)
+		} else {
+			err = auditCommand(args[1:], stdout)
+		}
 	case "check-config":
 		return checkConfigCommand(args[1:], environ, stdout, stderr)
 	case "version":

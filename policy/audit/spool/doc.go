@@ -2,8 +2,9 @@
 // opaque payloads (the encoded audit events) in segment files on a local disk, each record
 // hash-chained to the one before it. [Spool.Append] returns only once its record is on disk,
 // so the request path can refuse to answer when it cannot record (hazard H15). Sinks read the
-// spool through named [Cursor]s that remember what they have forwarded, and [Verify] checks a
-// spool directory without opening it for writing.
+// spool through named [Cursor]s that remember what they have forwarded. [Verify] checks a
+// spool directory, and [ReadDir] reads its records, without opening it for writing, so that
+// another process may use them on the directory of a running Spool.
 //
 // The package knows nothing of DICOM or of the events' encoding.
 //

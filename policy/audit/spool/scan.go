@@ -18,22 +18,26 @@ type chain struct {
 	prev   [32]byte // the hash the next record must name as its prev
 	end    int64    // the length of the last segment's sound records
 	report Report
+
+	visit   func(Record) bool // called with each sound record, in order; nil for none
+	stopped bool              // visit returned false
 }
 
-// scanDir checks every segment of dir. A break in the chain is in report.Break; the error is
-// for a directory or file that cannot be read.
-func scanDir(fsys fileSystem, dir string) (*chain, error) {
+// scanDir checks every segment of dir, calling visit (when not nil) with each sound record
+// until it returns false. A break in the chain is in report.Break; the error is for a
+// directory or file that cannot be read.
+func scanDir(fsys fileSystem, dir string, visit func(Record) bool) (*chain, error) {
 	segs, err := listSegments(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
-	c := &chain{fsys: fsys, dir: dir, segs: segs, next: 1}
+	c := &chain{fsys: fsys, dir: dir, segs: segs, next: 1, visit: visit}
 	for i := range segs {
 		c.report.Segments++
 		if err := c.segment(i); err != nil {
 			return nil, err
 		}
-		if c.report.Break != nil {
+		if c.report.Break != nil || c.stopped {
 			break
 		}
 	}
@@ -57,7 +61,9 @@ func (c *chain) segment(i int) error {
 	if !c.startsAt(seg, size, last) {
 		return nil
 	}
-	r := bufio.NewReaderSize(f, 1<<16)
+	// The segment is read as it stood at Stat: one a Spool is appending to may grow meanwhile,
+	// and bytes past size would read as a record the segment's end cuts short.
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, size), 1<<16)
 	for off := int64(0); ; {
 		fr, err := readFrame(r, size-off)
 		var bad *frameError
@@ -116,7 +122,7 @@ func (c *chain) badFrame(f file, seg segment, off, size int64, last bool, bad *f
 }
 
 // link checks that a record follows on from the one before; it records the record, or a
-// break, and reports whether the chain holds.
+// break, and reports whether to read on: the chain holds and visit did not stop.
 func (c *chain) link(seg segment, off int64, fr frame) bool {
 	rec := fr.rec
 	switch {
@@ -135,7 +141,8 @@ func (c *chain) link(seg segment, off int64, fr frame) bool {
 			"its previous (record %d edited, or this one replaced)", c.next-1, c.next-1))
 	default:
 		c.accept(rec)
-		return true
+		c.stopped = c.visit != nil && !c.visit(rec)
+		return !c.stopped
 	}
 	return false
 }

@@ -68,7 +68,7 @@ func (s *Spool) load() error {
 	if err := makeDir(s.fsys, s.opts.Dir); err != nil {
 		return err
 	}
-	c, err := scanDir(s.fsys, s.opts.Dir)
+	c, err := scanDir(s.fsys, s.opts.Dir, nil)
 	if err != nil {
 		return err
 	}

@@ -83,6 +83,7 @@ func tamperCases(t *testing.T) []tamperCase {
 	}
 }
 
+// TestTamperDetection: Verify, Open and ReadDir find each change at the same place.
 func TestTamperDetection(t *testing.T) {
 	built := buildSpool(t, 9)
 	for _, tt := range tamperCases(t) {
@@ -96,6 +97,27 @@ func TestTamperDetection(t *testing.T) {
 			}
 			_, err = reopen(t, dir)
 			isBreak(t, err, tt.segment, tt.off, tt.seq, tt.want)
+			readBreak(t, dir, tt)
 		})
+	}
+}
+
+// readBreak checks that ReadDir reports the break Verify does, having handed over the records
+// before it and no other, though the last of them may be the edited one: a record rewritten
+// with its own hash shows only at the next.
+func readBreak(t *testing.T, dir string, tt tamperCase) {
+	t.Helper()
+	var seqs []uint64
+	rep, err := ReadDir(dir, func(r Record) bool {
+		seqs = append(seqs, r.Seq)
+		return true
+	})
+	isBreak(t, err, tt.segment, tt.off, tt.seq, tt.want)
+	want := make([]uint64, tt.seq-1)
+	for i := range want {
+		want[i] = uint64(i) + 1
+	}
+	if !slices.Equal(seqs, want) || rep.Break == nil || rep.Records != tt.seq-1 {
+		t.Errorf("ReadDir handed over records %v, report %+v; want the %d before the break", seqs, rep, tt.seq-1)
 	}
 }

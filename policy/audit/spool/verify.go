@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Report is what Verify found in a spool directory.
+// Report is what Verify or ReadDir found in a spool directory.
 type Report struct {
 	// Segments is how many segments were read (up to and including the one with the break).
 	Segments int
@@ -48,18 +48,8 @@ func (b *Break) Error() string {
 // segments, and each record naming the hash of the one before. It stops at the first break,
 // which it returns both as the error (a *Break) and in Report.Break, with the counts of what
 // came before. Any other error means the directory could not be read. Verify takes the
-// directory as it finds it: run it on a copy, or on a read-only mount, when a Spool may be
-// writing.
+// directory as it finds it, and may run while a Spool appends to it, as ReadDir says; for a
+// report on a fixed state, run it on a copy or a read-only snapshot.
 func Verify(dir string) (Report, error) {
-	c, err := scanDir(osFS{}, dir)
-	if err != nil {
-		return Report{}, fmt.Errorf("verify audit spool %s: %w", dir, err)
-	}
-	if len(c.segs) == 0 {
-		return Report{}, fmt.Errorf("verify audit spool %s: no segments (seg-*.log) in the directory", dir)
-	}
-	if c.report.Break != nil {
-		return c.report, c.report.Break
-	}
-	return c.report, nil
+	return readDir(dir, "verify", nil)
 }
