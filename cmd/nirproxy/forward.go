@@ -14,7 +14,6 @@ import (
 	"github.com/nirproxy/nirproxy/policy/audit/fhir"
 	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/policy/audit/spool"
-	"github.com/nirproxy/nirproxy/policy/authn"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -25,13 +24,7 @@ func startForwarder(cfg config.Config, sp *spool.Spool, reg prometheus.Registere
 	if cfg.Audit.PARS.URL == "" {
 		return nil, nil
 	}
-	var cis2 []string
-	for _, iss := range cfg.Authentication.Issuers {
-		if iss.Profile == authn.ProfileCIS2 {
-			cis2 = append(cis2, iss.Issuer)
-		}
-	}
-	so, err := cfg.PARSSink(cis2)
+	so, err := cfg.PARSSink(cis2Issuers(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("configure the PARS sink: %w", err)
 	}
