@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	yaml "go.yaml.in/yaml/v3"
+
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/devissuer"
@@ -82,7 +84,12 @@ func demoCommand(ctx context.Context, args, environ []string, stdout, stderr io.
 		return err
 	}
 	printDemoHelp(stdout, base, admin, cfg)
-	printDemoAccess(stdout, base, *origin, cfg.Audit.SpoolDir, tokens)
+	auditConfig, err := writeDemoAuditConfig(dir, cfg)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	printDemoAccess(stdout, base, *origin, cfg.Audit.SpoolDir, auditConfig, tokens)
 	if *faults {
 		printDemoFaults(stdout, base, admin)
 	}
@@ -140,6 +147,8 @@ func startDemoAccess(cfg *config.Config, dir string, lifetime time.Duration) (*d
 	cfg.Authentication.Issuers = []config.TokenIssuer{iss}
 	cfg.Onboarding.RegistryFile = acc.RegistryPath()
 	cfg.Audit.SpoolDir = filepath.Join(dir, "audit")
+	// Not sent anywhere (no url): the observer names the demo in what audit export prints.
+	cfg.Audit.PARS.Observer = "nirproxy-demo"
 	return acc, nil
 }
 
@@ -162,7 +171,7 @@ func printDemoTokens(w io.Writer, acc *devaccess.Access, lifetime time.Duration)
 
 // printDemoAccess prints a curl line for each persona showing its outcome, how to read the
 // audit record, and the OHIF URL.
-func printDemoAccess(w io.Writer, base, origin, spoolDir string, tokens map[string]string) {
+func printDemoAccess(w io.Writer, base, origin, spoolDir, auditConfig string, tokens map[string]string) {
 	fmt.Fprintf(w, "Access control: each token's search shows its outcome (the first line is the status).\n")
 	for _, p := range devaccess.Personas() {
 		outcome := "200: allowed"
@@ -182,12 +191,40 @@ func printDemoAccess(w io.Writer, base, origin, spoolDir string, tokens map[stri
   curl -s -H "Authorization: Bearer $%[2]s" '%[1]s/audit/patients/9434765919'
   # The record's hash chain
   go run ./cmd/nirproxy audit verify %[3]s
+  # The patient's accesses as a FHIR R4 Bundle of AuditEvents, as PARS would receive them
+  go run ./cmd/nirproxy audit export --config %[4]s --patient 9434765919
 
-`, base, devaccess.PrivacyOfficer.Var, spoolDir)
+`, base, devaccess.PrivacyOfficer.Var, spoolDir, auditConfig)
 	if origin != "" {
 		fmt.Fprintf(w, "OHIF (served at %s with its data source at %s/dicom-web) opens the shared study as the clinician:\n  %s/viewer?StudyInstanceUIDs=%s&token=%s\n\n",
 			origin, base, origin, pacssim.DemoSharedStudyUID, tokens[devaccess.Clinician.Name])
 	}
+}
+
+// writeDemoAuditConfig writes, in dir, a configuration file of the demo for the audit commands
+// (audit export reads the spool and the observer from one), and returns its path. It holds no
+// secret.
+func writeDemoAuditConfig(dir string, cfg config.Config) (string, error) {
+	sources := make([]map[string]any, len(cfg.Sources))
+	for i, s := range cfg.Sources {
+		sources[i] = map[string]any{"id": s.ID, "name": s.Name, "url": s.URL, "insecure": s.Insecure}
+	}
+	iss := cfg.Authentication.Issuers[0]
+	doc := map[string]any{
+		"sources":    sources,
+		"auth":       map[string]any{"issuers": []map[string]any{{"issuer": iss.Issuer, "discovery": true, "audiences": iss.Audiences, "algorithms": iss.Algorithms, "profile": iss.Profile}}},
+		"onboarding": map[string]any{"registryFile": cfg.Onboarding.RegistryFile},
+		"audit":      map[string]any{"spoolDir": cfg.Audit.SpoolDir, "pars": map[string]any{"observer": cfg.Audit.PARS.Observer}},
+	}
+	data, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", fmt.Errorf("write the demo's audit configuration: %w", err)
+	}
+	path := filepath.Join(dir, "nirproxy-audit.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write the demo's audit configuration: %w", err)
+	}
+	return path, nil
 }
 
 // startDemoTrust serves a demo trust's PACS on a loopback port and returns its configuration

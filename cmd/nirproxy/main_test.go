@@ -460,3 +460,29 @@ func TestDemoWithCopies(t *testing.T) {
 		t.Fatalf("%d instances; want the 12 the two copies of the series hold together", len(seen))
 	}
 }
+
+// TestDemoAuditCommands runs, after a clinician's search, the audit commands the demo prints:
+// verify finds the chain whole, and export prints a FHIR Bundle with the search's AuditEvent.
+func TestDemoAuditCommands(t *testing.T) {
+	base, out, _ := startDemo(t, "demo", "--addr", "127.0.0.1:0")
+	resp, err := demoClient(t, out).Get(base + "/dicom-web/studies?PatientID=9434765919")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, c := range regexp.MustCompile(`(?m)^  go run \./cmd/nirproxy (audit .*)$`).FindAllStringSubmatch(out.String(), -1) {
+		var stdout, stderr bytes.Buffer
+		if code := run(t.Context(), strings.Fields(c[1]), nil, &stdout, &stderr); code != 0 {
+			t.Errorf("nirproxy %s: exit %d: %s", c[1], code, stderr.String())
+		}
+		switch {
+		case strings.HasPrefix(c[1], "audit verify") && !strings.Contains(stdout.String(), "the chain holds: 1 records"):
+			t.Errorf("nirproxy %s printed %q; want one record, the chain whole", c[1], stdout.String())
+		case strings.HasPrefix(c[1], "audit export") && (!strings.Contains(stdout.String(), `"resourceType": "Bundle"`) || strings.Count(stdout.String(), `"resourceType": "AuditEvent"`) != 1):
+			t.Errorf("nirproxy %s printed %.400s; want a Bundle of one AuditEvent", c[1], stdout.String())
+		}
+	}
+	if n := strings.Count(out.String(), "go run ./cmd/nirproxy audit "); n != 2 {
+		t.Errorf("the demo printed %d audit commands; want verify and export", n)
+	}
+}
