@@ -78,18 +78,21 @@
 // # What a nil from Send promises
 //
 // Syslog over TLS has no acknowledgement from the receiving application: a write that
-// succeeds puts the bytes in this machine's socket buffer, nothing more. Send keeps one
-// connection and learns at once when the repository closes it (a goroutine reads the
-// connection, on which a syslog receiver sends nothing), so a record is not written to a
-// connection the repository has already closed, such as one left from before a restart; a
-// write that fails or passes [SinkOptions.WriteTimeout] closes the connection, and the
-// forwarder sends the record again on a new one. What remains is a window of loss: a
-// message written just before the repository dies or the network fails, which its kernel
-// never received or it never read, is lost though Send returned nil, and the forwarder has
-// moved past it. The window is the time the bytes take to reach the repository and be read,
-// on a healthy network milliseconds. Closing it takes an acknowledgement that RFC 5425 does
-// not have (RELP, or the repository's query interface, could give one); until then the spool
-// keeps every record for the retention period, so an audit can be re-sent from it
-// (`nirproxy audit export`), and the FHIR sink, whose deliveries are acknowledged, holds the
-// same events.
+// succeeds puts the bytes in this machine's socket buffer, nothing more. The sink narrows
+// what that leaves open. It keeps one connection and, before each write on it, makes sure
+// the repository has not closed it: a goroutine reads the connection (on which a syslog
+// receiver sends nothing but TLS's own records) and sees its end, and the kernel is asked
+// too (a non-blocking peek, on Linux), so a record is never written to a connection whose
+// end has reached this machine, such as one left from before the repository restarted or
+// crashed. A write that fails or passes [SinkOptions.WriteTimeout] closes the connection,
+// and the forwarder sends the record again on a new one.
+//
+// What remains is a window of loss: a message written just before the repository dies or
+// the network fails, which its kernel never received or it never read, is lost though Send
+// returned nil, and the forwarder has moved past it. The window is the time the bytes take
+// to reach the repository and be read, milliseconds on a healthy network. Closing it takes
+// an acknowledgement that RFC 5425 does not have (RELP, or asking the repository what it
+// holds, would give one). Until then, the spool keeps every record until retention, against
+// which what the repository holds can be checked by request id, and the FHIR sink, whose
+// deliveries are acknowledged, receives the same events.
 package dicomaudit

@@ -1,6 +1,7 @@
 package dicomaudit
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -97,6 +98,47 @@ type connection struct {
 	gone chan struct{} // closed once the connection cannot be read from any more
 }
 
+// The results of peek.
+type peekResult int
+
+const (
+	peekEmpty peekResult = iota
+	peekPending
+	peekClosed
+)
+
+// pendingWait bounds how long closedByPeer lets the background reader consume bytes the
+// repository sent (TLS session tickets after the handshake, or the close_notify alert before
+// it closes).
+const pendingWait = 100 * time.Millisecond
+
+// closedByPeer reports whether the repository has closed the connection, as far as this
+// machine's kernel knows. The background reader learns of it as soon as it is scheduled; the
+// kernel is asked too (peek), so that an end that arrived just before a write is not missed
+// for want of the reader having run. Bytes the reader has not consumed (a syslog receiver
+// sends none but TLS's own) are given pendingWait to be consumed; should they not be, the
+// connection counts as closed, which costs a new connection and never a record.
+func (c *connection) closedByPeer() bool {
+	deadline := time.Now().Add(pendingWait)
+	for {
+		select {
+		case <-c.gone:
+			return true
+		default:
+		}
+		switch peek(c.tls.NetConn()) {
+		case peekEmpty:
+			return false
+		case peekClosed:
+			return true
+		}
+		if time.Now().After(deadline) {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // NewSink checks opts, loads the certificates they name, and makes a Sink; log gets a debug
 // line per record (its sequence number, never a patient's identifier) and may be nil. It does
 // not connect.
@@ -141,28 +183,17 @@ func NewSink(opts SinkOptions, log *slog.Logger) (*Sink, error) {
 	if err := checkHeaderField("dicomaudit sink: Hostname", hostname, 255); err != nil {
 		return nil, err
 	}
+	if opts.DialTimeout < 0 || opts.WriteTimeout < 0 || opts.MaxMessageSize < 0 {
+		return nil, fmt.Errorf("dicomaudit sink: DialTimeout (%v), WriteTimeout (%v) and MaxMessageSize (%d) must not be negative",
+			opts.DialTimeout, opts.WriteTimeout, opts.MaxMessageSize)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &Sink{
-		name: opts.Name, address: opts.Address, tls: cfg, hostname: hostname,
-		dial: opts.DialTimeout, write: opts.WriteTimeout, maxSize: opts.MaxMessageSize,
-		message: opts.Message, log: log,
-	}
-	switch {
-	case s.maxSize < 0:
-		return nil, fmt.Errorf("dicomaudit sink: MaxMessageSize is %d; it must not be negative", s.maxSize)
-	case s.maxSize == 0:
-		s.maxSize = DefaultMaxMessageSize
-	}
-	if s.name == "" {
-		s.name = "atna"
-	}
-	if s.dial <= 0 {
-		s.dial = DefaultDialTimeout
-	}
-	if s.write <= 0 {
-		s.write = DefaultWriteTimeout
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+		name: cmp.Or(opts.Name, "atna"), address: opts.Address, tls: cfg, hostname: hostname,
+		dial: cmp.Or(opts.DialTimeout, DefaultDialTimeout), write: cmp.Or(opts.WriteTimeout, DefaultWriteTimeout),
+		maxSize: cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize), message: opts.Message, log: log,
 	}
 	return s, nil
 }
@@ -290,13 +321,11 @@ func (s *Sink) writeAll(ctx context.Context, b []byte) error {
 // repository has closed it. s.mu is held.
 func (s *Sink) connect(ctx context.Context) (*connection, error) {
 	if s.conn != nil {
-		select {
-		case <-s.conn.gone:
-			s.log.Debug("audit repository closed the connection; dialling again", "sink", s.name)
-			s.drop()
-		default:
+		if !s.conn.closedByPeer() {
 			return s.conn, nil
 		}
+		s.log.Debug("audit repository closed the connection; dialling again", "sink", s.name)
+		s.drop()
 	}
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: s.dial}, Config: s.tls}
 	ctx, cancel := context.WithTimeout(ctx, s.dial)
