@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -360,4 +362,50 @@ func TestNewSink(t *testing.T) {
 	if err != nil || s.tls.ServerName != "atna.test" || s.maxSize != DefaultMaxMessageSize || s.write != DefaultWriteTimeout {
 		t.Errorf("NewSink = %+v, %v; want the defaults and the server name from Address", s, err)
 	}
+}
+
+// TestPeek: the kernel's view of a connection: nothing to read, bytes waiting, and the end
+// the peer closed it with, which stays an end once read.
+func TestPeek(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("peek asks the kernel only on Linux")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ours, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Close()
+	theirs, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPeek := func(want peekResult) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); peek(ours) != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("peek = %v, want %v", peek(ours), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitPeek(peekEmpty)
+	if _, err := theirs.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitPeek(peekPending)
+	if _, err := io.ReadFull(ours, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitPeek(peekEmpty)
+	_ = theirs.Close()
+	waitPeek(peekClosed)
+	if _, err := ours.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the peer closed: %v, want EOF", err)
+	}
+	waitPeek(peekClosed)
 }
