@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real-server tests need, and nothing when it is all there already:
 #   Debian packages: orthanc orthanc-dicomweb orthanc-gdcm (real PACS), python3-pydicom (sample
-#   DICOM files), dcmtk (dcmodify), redis-server, nginx, wrk, curl (the demo's printed commands);
+#   DICOM files), dcmtk (dcmodify), redis-server, nginx, wrk, curl (the demo's printed commands),
+#   rsyslog and rsyslog-gnutls (the ATNA syslog receiver over TLS, test/rsyslogserver);
 #   npm packages of test/conformance (dicomweb-client, xhr2), from its package-lock.json.
 #
 # apt-get update runs only when a missing package cannot be found. If another apt or dpkg is
@@ -16,7 +17,8 @@
 set -uo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-packages=(orthanc orthanc-dicomweb orthanc-gdcm python3-pydicom dcmtk redis-server nginx wrk curl)
+packages=(orthanc orthanc-dicomweb orthanc-gdcm python3-pydicom dcmtk redis-server nginx wrk curl rsyslog
+	rsyslog-gnutls)
 lock_wait=600 # seconds to wait for another apt or dpkg to finish
 
 # strict_reason names the setting that makes a failure fatal, or prints nothing: the same rule
@@ -128,9 +130,13 @@ check_files() {
 		/usr/share/orthanc/plugins/libOrthancDicomWeb.so \
 		/usr/share/orthanc/plugins/libOrthancGdcm.so \
 		/usr/bin/dcmodify \
+		/usr/sbin/rsyslogd \
 		/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm; do
 		[[ -e "$f" ]] || fail "expected $f after installing the Debian packages"
 	done
+	# rsyslog's TLS driver lives under the architecture's library directory.
+	compgen -G '/usr/lib/*/rsyslog/lmnsd_gtls.so' >/dev/null ||
+		fail "expected rsyslog's gtls driver (lmnsd_gtls.so) after installing rsyslog-gnutls"
 }
 
 install_npm_packages() {
