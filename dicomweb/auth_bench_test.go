@@ -52,9 +52,16 @@ func authBenchOrigin(b *testing.B) *fakeOrigin {
 	return f
 }
 
-// cachedSearchHandler is the whole DICOMweb front, as serve mounts it, over origin through an
-// in-process cache that keeps searches fresh for an hour, with the given governance steps.
-func cachedSearchHandler(b *testing.B, origin *fakeOrigin, auth policy.Authenticator, authz policy.Authorizer) http.Handler {
+// benchTrust is a trust a benchmark's proxy fronts: its id and DICOMweb root URL.
+type benchTrust struct{ id, root string }
+
+// originTrust is the fake origin o as a benchmark's trust.
+func originTrust(o *fakeOrigin) benchTrust { return benchTrust{o.id, o.srv.URL + "/dicom-web"} }
+
+// cachedHandler is the whole DICOMweb front, as serve mounts it, over trusts (in priority
+// order) through an in-process cache that keeps searches and metadata fresh for an hour, with
+// the given governance steps and audit recorder.
+func cachedHandler(b *testing.B, auth policy.Authenticator, authz policy.Authorizer, rec audit.Recorder, trusts ...benchTrust) http.Handler {
 	log := slog.New(slog.DiscardHandler)
 	keyer, err := cache.NewKeyer(bytes.Repeat([]byte{1}, cache.MinKeyerSecret), "b:")
 	if err != nil {
@@ -68,17 +75,21 @@ func cachedSearchHandler(b *testing.B, origin *fakeOrigin, auth policy.Authentic
 	if err != nil {
 		b.Fatal(err)
 	}
-	u, err := url.Parse(origin.srv.URL + "/dicom-web")
-	if err != nil {
-		b.Fatal(err)
-	}
 	opts := testSourceOptions(2 * time.Second)
-	opts.Cache = upstream.CacheOptions{Store: store, Search: cache.Freshness{Fresh: time.Hour, Stale: time.Hour}}
-	src := upstream.NewSource(upstream.SourceConfig{ID: origin.id, Name: origin.id + " Trust", BaseURL: u, Priority: 1, Timeout: 2 * time.Second}, opts, log)
+	hour := cache.Freshness{Fresh: time.Hour, Stale: time.Hour}
+	opts.Cache = upstream.CacheOptions{Store: store, Search: hour, Metadata: hour}
+	var sources []*upstream.Source
+	for i, t := range trusts {
+		u, err := url.Parse(t.root)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sources = append(sources, upstream.NewSource(upstream.SourceConfig{ID: t.id, Name: t.id + " Trust", BaseURL: u, Priority: i + 1, Timeout: 2 * time.Second}, opts, log))
+	}
 	srv := New(testConfig("https://nirproxy.example"), Deps{
-		Locator: upstream.NewLocator([]*upstream.Source{src}, locatorStore, time.Minute, log),
+		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
 		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
-		Auth:    auth, Authz: authz, Audit: audit.Discard{}, Log: log,
+		Auth:    auth, Authz: authz, Audit: rec, Log: log,
 	})
 	e := echo.New()
 	srv.Register(e)
@@ -112,7 +123,10 @@ func governance(b *testing.B, acc *devaccess.Access, cacheSize int) (*authn.Auth
 	if err != nil {
 		b.Fatal(err)
 	}
-	unlimited := ratelimit.Rate{Requests: 1_000_000_000, Period: time.Second, Burst: 1_000_000}
+	// A million a second with a burst of a second's worth: at a billion a second the burst spans
+	// a millisecond, and a request that reads the clock and then waits longer than that for the
+	// limiter's lock (16 clients on 2 cores) was refused.
+	unlimited := ratelimit.Rate{Requests: 1_000_000, Period: time.Second, Burst: 1_000_000}
 	limits, err := ratelimit.New(ratelimit.Config{
 		User: unlimited, Organisation: unlimited, Patients: ratelimit.PatientLimit{Patients: 50, Window: time.Hour},
 		KeySecret: bytes.Repeat([]byte{2}, ratelimit.MinKeySecret), KeyPrefix: "b:rl:", MaxKeys: 100_000, Clock: time.Now,
@@ -126,17 +140,27 @@ func governance(b *testing.B, acc *devaccess.Access, cacheSize int) (*authn.Auth
 // searchOnce sends the benchmark's search to h with the given bearer token ("" for none) and
 // returns the answer, failing b on any status but 200.
 func searchOnce(b *testing.B, h http.Handler, token string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodGet, authBenchPath, nil)
-	req.Header.Set("Accept", "application/dicom+json")
+	rec, err := getOnce(h, authBenchPath, "application/dicom+json", token)
+	if err != nil {
+		b.Fatalf("search: %v", err)
+	}
+	return rec
+}
+
+// getOnce sends a GET of path to h accepting accept, with the given bearer token ("" for
+// none), and returns the answer, or an error for any status but 200.
+func getOnce(h http.Handler, path, accept, token string) (*httptest.ResponseRecorder, error) {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Header.Set("Accept", accept)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
-		b.Fatalf("search: status %d: %.300s", rec.Code, rec.Body.Bytes())
+		return rec, fmt.Errorf("status %d: %.300s", rec.Code, rec.Body.Bytes())
 	}
-	return rec
+	return rec, nil
 }
 
 // authBenchFront is one front of the benchmark: its handler and the bearer tokens its requests
@@ -188,11 +212,11 @@ func BenchmarkCachedSearchAuth(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	off := &authBenchFront{h: cachedSearchHandler(b, origin, policy.AllowAll{}, policy.AllowAll{})}
+	off := &authBenchFront{h: cachedHandler(b, policy.AllowAll{}, policy.AllowAll{}, audit.Discard{}, originTrust(origin))}
 	an, az := governance(b, acc, 10_000)
-	on := &authBenchFront{h: cachedSearchHandler(b, origin, an, az), tokens: []string{token}}
+	on := &authBenchFront{h: cachedHandler(b, an, az, audit.Discard{}, originTrust(origin)), tokens: []string{token}}
 	an, az = governance(b, acc, 1)
-	first := &authBenchFront{h: cachedSearchHandler(b, origin, an, az), tokens: []string{token, other}}
+	first := &authBenchFront{h: cachedHandler(b, an, az, audit.Discard{}, originTrust(origin)), tokens: []string{token, other}}
 
 	// The first requests fill each cache (and fetch the issuer's keys).
 	var want []byte

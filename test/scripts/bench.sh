@@ -14,7 +14,10 @@
 #      serving the same answer as a static file, all loaded with wrk (checked first to be cache
 #      hits that never reach Orthanc); and issue 11's item 8, the cached search with
 #      authentication on versus off, from the Go benchmark BenchmarkCachedSearchAuth run in
-#      rounds (BENCH_AUTH_ROUNDS, default 5).
+#      rounds (BENCH_AUTH_ROUNDS, default 5); and issue 12's item 7, searches and retrieves with
+#      the audit record on versus off, from the Go benchmark BenchmarkAudit run in rounds
+#      (BENCH_AUDIT_ROUNDS, default 5; its spool is on the disk of $TMPDIR, or test/.cache
+#      when that is tmpfs).
 # Every proxy loadbench starts trusts a development token issuer (test/devaccess), and every
 # request to its data routes carries the clinician persona's token.
 # Every server (Orthanc, nirproxy, nginx, redis-server) is started by loadbench and stopped
@@ -27,7 +30,9 @@
 #        test/scripts/bench.sh -out /tmp/perf.md                            (leave the doc alone)
 #        BENCH_GO=0 test/scripts/bench.sh -phases sources -out /tmp/perf.md (issue 3's phase alone, ~1 min)
 #        BENCH_GO=0 test/scripts/bench.sh -phases cache -out /tmp/perf.md   (issue 4's phase alone, ~1.5 min)
-# BENCH_GO=0 skips the Go benchmarks (and so item 8's figures).
+#        test/scripts/bench.sh -phases gobench -out /tmp/perf.md            (the Go benchmarks alone, no server, ~4 min)
+# BENCH_GO=0 skips the Go benchmarks (and so the figures of issue 11's item 8 and issue 12's
+# item 7).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -65,20 +70,30 @@ if [[ "${BENCH_GO:-1}" != "0" ]]; then
 		fi
 		grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$out" >>"$gobench"
 	done
+	# rounds N BENCHTIME BENCHMARK CHECK: runs BENCHMARK of ./dicomweb/ N times, each run's
+	# output needing a line matching CHECK, and hands its lines to loadbench, which takes the
+	# median of the rounds.
+	rounds() {
+		local n="$1" benchtime="$2" benchmark="$3" check="$4" out="$work/one.txt" i
+		for ((i = 1; i <= n; i++)); do
+			go test -run '^$' -bench "^$benchmark\$" -benchmem -benchtime "$benchtime" -count 1 ./dicomweb/ | tee "$out"
+			if ! grep -q "$check" "$out"; then
+				echo "bench: $benchmark gave no line matching $check" >&2
+				exit 1
+			fi
+			grep -E '^Benchmark' "$out" >>"$gobench"
+		done
+	}
 	# Issue 11, item 8: the cached search with authentication off, on, on with a token not yet
-	# verified, and off and on side by side (whose on/off ratio loadbench judges), in rounds
-	# whose median loadbench takes.
+	# verified, and off and on side by side (whose on/off ratio loadbench judges).
 	auth_rounds="${BENCH_AUTH_ROUNDS:-5}"
 	echo "bench: cached search with authentication on versus off ($auth_rounds rounds)"
-	for ((i = 1; i <= auth_rounds; i++)); do
-		out="$work/one.txt"
-		go test -run '^$' -bench '^BenchmarkCachedSearchAuth$' -benchmem -benchtime 1s -count 1 ./dicomweb/ | tee "$out"
-		if ! grep -q '^BenchmarkCachedSearchAuth/auth=off+on.*on/off' "$out"; then
-			echo "bench: BenchmarkCachedSearchAuth gave no on/off ratio" >&2
-			exit 1
-		fi
-		grep -E '^Benchmark' "$out" >>"$gobench"
-	done
+	rounds "$auth_rounds" 1s BenchmarkCachedSearchAuth '^BenchmarkCachedSearchAuth/auth=off+on.*on/off'
+	# Issue 12, item 7: searches and retrieves with the audit record off and on, side by side at
+	# one client and at several (the cached search's on/off ratio at 16 clients is judged).
+	audit_rounds="${BENCH_AUDIT_ROUNDS:-5}"
+	echo "bench: searches and retrieves with the audit on versus off ($audit_rounds rounds)"
+	rounds "$audit_rounds" 2s BenchmarkAudit '^BenchmarkAudit/search/clients=16.*on/off'
 fi
 
 echo "bench: load comparison against real servers (loadbench)"

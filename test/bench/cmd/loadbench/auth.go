@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -36,63 +35,17 @@ const (
 	unitOnOff  = "on/off"
 )
 
-// nsPerMicrosecond turns the benchmark's nanoseconds into the report's microseconds.
-const nsPerMicrosecond = 1e3
-
-// authCase is one case's figures by unit, one per round, in the order the rounds ran.
-type authCase map[string][]float64
-
 // authResult is the benchmark's figures, by case.
-type authResult map[string]authCase
+type authResult benchCases
 
 // parseAuthBench reads the benchmark's lines out of `go test -bench` output, or returns nil when
 // it has no on/off ratio.
 func parseAuthBench(out string) authResult {
-	res := authResult{}
-	for _, line := range strings.Split(out, "\n") {
-		// Name, iterations, then pairs of figure and unit.
-		f := strings.Fields(line)
-		if len(f) < 4 {
-			continue
-		}
-		name, ok := strings.CutPrefix(f[0], authBenchmark+"/")
-		if !ok {
-			continue
-		}
-		// The name ends in -GOMAXPROCS (none when it is 1).
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if _, err := strconv.Atoi(name[i+1:]); err == nil {
-				name = name[:i]
-			}
-		}
-		c := res[name]
-		if c == nil {
-			c = authCase{}
-			res[name] = c
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				c[f[i+1]] = append(c[f[i+1]], v)
-			}
-		}
-	}
+	res := authResult(parseGoBench(out, authBenchmark))
 	if len(res[authPaired][unitOnOff]) == 0 {
 		return nil
 	}
 	return res
-}
-
-// median is the median of vs (the mean of the middle two for an even count), 0 for none.
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return 0
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
 }
 
 // verdicts compares the figures with item 8's target.

@@ -7,15 +7,17 @@
 // Orthanc direct and nginx serving the same answer as a static file. It writes the figures into
 // docs/performance.md (between the bench markers) and prints a summary. test/scripts/bench.sh
 // runs it; `-phases sources` and `-phases cache` run the last two phases alone (or together:
-// `-phases sources,cache`), over one Orthanc.
+// `-phases sources,cache`), over one Orthanc, and `-phases gobench` starts no server and reports
+// only the Go benchmarks' figures.
 //
 // It starts every server itself (three Orthancs, nirproxy, nginx, redis-server) on loopback
 // ports and stops them before it exits, also on SIGINT or SIGTERM; each is a direct child that
 // the kernel signals should this process die. Every nirproxy trusts a development token issuer
 // (test/devaccess) that the run starts in process, and every request to a proxy's data routes
 // carries the clinician persona's bearer token, as serve requires; requests to Orthanc and nginx
-// carry none. Item 8 of issue 11 (authentication on versus off) comes from the Go benchmark
-// output -gobench names (see auth.go).
+// carry none. Item 8 of issue 11 (authentication on versus off) and item 7 of issue 12 (the
+// audit record on versus off) come from the Go benchmark output -gobench names (see auth.go and
+// audit.go).
 package main
 
 import (
@@ -59,7 +61,8 @@ type options struct {
 	timeout       time.Duration
 
 	// phases is "all", or a comma-separated list of the phases that run over one Orthanc:
-	// "sources" (issue 3's fan-out and hanging source) and "cache" (issue 4's cached search).
+	// "sources" (issue 3's fan-out and hanging source) and "cache" (issue 4's cached search),
+	// or "gobench": no server, only the figures of -gobench.
 	phases          string
 	sourcesTime     time.Duration
 	hangTimeout     time.Duration
@@ -73,21 +76,22 @@ type options struct {
 	wrkThreads int
 }
 
-// Values of -phases: all, or a list of the others.
+// Values of -phases: all, gobench, or a list of the others.
 const (
 	phasesAll     = "all"
+	phasesGoBench = "gobench"
 	phasesSources = "sources"
 	phasesCache   = "cache"
 )
 
 // checkPhases says what is wrong with a -phases value, or nil.
 func checkPhases(v string) error {
-	if v == phasesAll {
+	if v == phasesAll || v == phasesGoBench {
 		return nil
 	}
 	for _, p := range strings.Split(v, ",") {
 		if p != phasesSources && p != phasesCache {
-			return fmt.Errorf("-phases is %q; use %s, or %s, %s or both separated by a comma", v, phasesAll, phasesSources, phasesCache)
+			return fmt.Errorf("-phases is %q; use %s, %s, or %s, %s or both separated by a comma", v, phasesAll, phasesGoBench, phasesSources, phasesCache)
 		}
 	}
 	return nil
@@ -113,7 +117,7 @@ func main() {
 	flag.DurationVar(&o.profileTime, "profile-time", 6*time.Second, "CPU profile length of the proxy under each load (0 skips profiling)")
 	flag.StringVar(&o.profileDir, "profile-dir", "test/.cache/bench", "directory the CPU profiles are kept in, for `go tool pprof`")
 	flag.DurationVar(&o.timeout, "timeout", 12*time.Minute, "give up after this long")
-	flag.StringVar(&o.phases, "phases", phasesAll, "what to measure: all, or over one Orthanc sources (the fan-out over 1 to 20 trusts and the hanging trust), cache (the search answered from the cache, with wrk) or sources,cache")
+	flag.StringVar(&o.phases, "phases", phasesAll, "what to measure: all; over one Orthanc sources (the fan-out over 1 to 20 trusts and the hanging trust), cache (the search answered from the cache, with wrk) or sources,cache; or gobench (no server: only the figures of -gobench)")
 	flag.DurationVar(&o.sourcesTime, "sources-time", 6*time.Second, "measuring time of each target of the fan-out over 1 to 20 trusts")
 	flag.DurationVar(&o.hangTimeout, "hang-timeout", time.Second, "the sources' header timeout in the hanging-trust test (the request deadline is twice it); also the request deadline of its second proxy")
 	flag.IntVar(&o.hangMinRequests, "hang-min-requests", 50, "breaker.minRequests of the sources in the hanging-trust test: answers that wait for the hanging trust (whose every call fails) before its breaker opens")
@@ -304,6 +308,10 @@ func (r *rig) stopProxy(p *orthanc.Proxy) {
 }
 
 func run(ctx context.Context, o options, stdout io.Writer) error {
+	if o.phases == phasesGoBench {
+		started, rep, logf := beginRun(o, stdout)
+		return finish(o, rep, started, stdout, logf)
+	}
 	if err := orthanc.MissingError(); err != nil {
 		return err
 	}
@@ -466,6 +474,11 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		logf("CPU profiles of the proxy kept in %s", o.profileDir)
 	}
 
+	return finish(o, rep, started, stdout, logf)
+}
+
+// finish reads the Go benchmarks' output into rep, writes the report and prints its targets.
+func finish(o options, rep *report, started time.Time, stdout io.Writer, logf func(format string, args ...any)) error {
 	if o.goBench != "" {
 		data, err := os.ReadFile(o.goBench)
 		if err != nil {
@@ -474,8 +487,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		rep.GoBench = string(data)
 	}
 	rep.Elapsed = time.Since(started)
-	gen := rep.markdown()
-	if err := bench.WriteReport(o.out, []byte(reportTemplate), gen); err != nil {
+	if err := bench.WriteReport(o.out, []byte(reportTemplate), rep.markdown()); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout)
@@ -543,21 +555,7 @@ func runSingle(ctx context.Context, o options, stdout io.Writer) error {
 		}
 	}
 	rep.BackgroundCores, rep.OwnCores = bg.cores()
-	if o.goBench != "" {
-		data, err := os.ReadFile(o.goBench)
-		if err != nil {
-			return fmt.Errorf("read Go benchmark output: %w", err)
-		}
-		rep.GoBench = string(data)
-	}
-	rep.Elapsed = time.Since(started)
-	if err := bench.WriteReport(o.out, []byte(reportTemplate), rep.markdown()); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout)
-	fmt.Fprint(stdout, rep.targetsTable())
-	logf("figures written to %s", o.out)
-	return nil
+	return finish(o, rep, started, stdout, logf)
 }
 
 // Target and process names used in the report.

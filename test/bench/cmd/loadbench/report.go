@@ -193,6 +193,9 @@ func (r *report) verdicts() []verdict {
 	if a := parseAuthBench(r.GoBench); a != nil {
 		out = append(out, a.verdicts()...)
 	}
+	if a := parseAuditBench(r.GoBench); a != nil {
+		out = append(out, a.verdicts()...)
+	}
 	return out
 }
 
@@ -321,33 +324,37 @@ func (r *report) markdown() string {
 	b.WriteString("| | |\n|---|---|\n")
 	fmt.Fprintf(b, "| machine | `nproc` = %d, %s, %s RAM, %s, Linux %s |\n", r.CPUs, r.CPUModel, r.MemTotal, r.OS, r.Kernel)
 	fmt.Fprintf(b, "| Go | %s (proxy and load driver) |\n", r.GoVersion)
-	servers := "three servers on loopback"
-	if o.phases != phasesAll {
-		servers = "one server on loopback (`-phases " + o.phases + "`)"
+	if o.phases == phasesGoBench {
+		b.WriteString("| servers | none: `-phases " + phasesGoBench + "` reports the Go benchmarks alone, which test/scripts/bench.sh ran in process |\n")
+	} else {
+		servers := "three servers on loopback"
+		if o.phases != phasesAll {
+			servers = "one server on loopback (`-phases " + o.phases + "`)"
+		}
+		fmt.Fprintf(b, "| Orthanc | %s, DICOMweb plugin %s (Debian packages), %s |\n", r.OrthancVersion, r.DICOMwebVersion, servers)
+		if r.NginxVersion != "" {
+			fmt.Fprintf(b, "| nginx | %s, `worker_processes auto`, %s |\n", r.NginxVersion, bench.NginxSettings)
+		}
+		fmt.Fprintf(b, "| other load | while measuring, this run's processes kept %.2f of %d cores busy on average; other processes on the machine %.2f |\n",
+			r.OwnCores, r.CPUs, r.BackgroundCores)
+		if len(r.Search) > 0 {
+			fmt.Fprintf(b, "| load | closed loop, Go load driver in the same machine; each target %s per concurrency (searches) or %s (retrieves), in %d interleaved rounds after %s of warm-up |\n",
+				o.searchTime, o.retrieveTime, o.rounds, o.warm)
+		}
+		if r.Sources != nil {
+			fmt.Fprintf(b, "| load, points 5–6 | closed loop; the fan-out targets %s each at 1 connection, in %d interleaved rounds after %s of warm-up; the proxies with a hanging origin at %d connections while their answers wait for it |\n",
+				o.sourcesTime, o.rounds, o.warm, o.hangConns)
+		}
+		if c := r.Cache; c != nil {
+			fmt.Fprintf(b, "| load, point 7 | closed loop, %s (%d threads) in the same machine; each target %s at %d connections, in %d interleaved rounds after %s of warm-up; Redis %s, single node |\n",
+				c.WrkVersion, c.Threads, c.Time, c.Conns, c.Rounds, c.Warm, c.RedisVersion)
+		}
+		fmt.Fprintf(b, "| access | every nirproxy trusts a development token issuer on loopback (`test/devaccess`, ES256) and reads its onboarding registry; "+
+			"every request to a proxy's data routes carries the clinician persona's bearer token (verified once, then taken from the verified-token cache); "+
+			"`rateLimit.user` and `rateLimit.organisation` %d a minute, so that the limits are counted but never refuse; requests to Orthanc and nginx carry no token |\n", benchUserRate)
 	}
-	fmt.Fprintf(b, "| Orthanc | %s, DICOMweb plugin %s (Debian packages), %s |\n", r.OrthancVersion, r.DICOMwebVersion, servers)
-	if r.NginxVersion != "" {
-		fmt.Fprintf(b, "| nginx | %s, `worker_processes auto`, %s |\n", r.NginxVersion, bench.NginxSettings)
-	}
-	fmt.Fprintf(b, "| other load | while measuring, this run's processes kept %.2f of %d cores busy on average; other processes on the machine %.2f |\n",
-		r.OwnCores, r.CPUs, r.BackgroundCores)
-	if len(r.Search) > 0 {
-		fmt.Fprintf(b, "| load | closed loop, Go load driver in the same machine; each target %s per concurrency (searches) or %s (retrieves), in %d interleaved rounds after %s of warm-up |\n",
-			o.searchTime, o.retrieveTime, o.rounds, o.warm)
-	}
-	if r.Sources != nil {
-		fmt.Fprintf(b, "| load, points 5–6 | closed loop; the fan-out targets %s each at 1 connection, in %d interleaved rounds after %s of warm-up; the proxies with a hanging origin at %d connections while their answers wait for it |\n",
-			o.sourcesTime, o.rounds, o.warm, o.hangConns)
-	}
-	if c := r.Cache; c != nil {
-		fmt.Fprintf(b, "| load, point 7 | closed loop, %s (%d threads) in the same machine; each target %s at %d connections, in %d interleaved rounds after %s of warm-up; Redis %s, single node |\n",
-			c.WrkVersion, c.Threads, c.Time, c.Conns, c.Rounds, c.Warm, c.RedisVersion)
-	}
-	fmt.Fprintf(b, "| access | every nirproxy trusts a development token issuer on loopback (`test/devaccess`, ES256) and reads its onboarding registry; "+
-		"every request to a proxy's data routes carries the clinician persona's bearer token (verified once, then taken from the verified-token cache); "+
-		"`rateLimit.user` and `rateLimit.organisation` %d a minute, so that the limits are counted but never refuse; requests to Orthanc and nginx carry no token |\n", benchUserRate)
 	b.WriteString("\n### Targets\n\n")
-	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8), 7 those of issue 4 (point 7), 8 that of issue 11 (item 8).\n\n")
+	b.WriteString("Points 1–4 are the targets of issue 2 (point 11), 5–6 those of issue 3 (point 8), 7 those of issue 4 (point 7), 8 that of issue 11 (item 8), 9 that of issue 12 (item 7).\n\n")
 	b.WriteString(r.targetsTable())
 	if len(r.Search) > 0 {
 		r.searchMarkdown(b)
@@ -363,6 +370,9 @@ func (r *report) markdown() string {
 		r.Cache.markdown(b)
 	}
 	if a := parseAuthBench(r.GoBench); a != nil {
+		a.markdown(b)
+	}
+	if a := parseAuditBench(r.GoBench); a != nil {
 		a.markdown(b)
 	}
 	r.profileMarkdown(b)
