@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,8 @@ import (
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/test/devaccess"
 	"github.com/nirproxy/nirproxy/test/pacssim"
+	"github.com/nirproxy/nirproxy/test/rsyslogserver"
+	"github.com/nirproxy/nirproxy/test/testpki"
 )
 
 // fakePARS is a FHIR server's AuditEvent endpoint that can be down (503), and keeps the
@@ -135,6 +139,44 @@ func TestAuditForwardedToPARS(t *testing.T) {
 		case <-pars.changed:
 		case <-t.Context().Done():
 			t.Fatalf("PARS took %v; want the records of %v", requests, sent)
+		}
+	}
+}
+
+// TestAuditForwardedToATNA: with audit.atna set, serve sends the record of a clinician's search
+// to a real rsyslog over mutual TLS as a DICOM Query audit message (RFC 5424, MSGID
+// IHE+RFC-3881) naming the request.
+func TestAuditForwardedToATNA(t *testing.T) {
+	ca := testpki.NewCA(t, "ATNA test CA")
+	rs := rsyslogserver.StartT(t, rsyslogserver.Options{CA: ca, ClientAuth: true})
+	dir := t.TempDir()
+	caFile, _ := ca.WriteFiles(t, dir, "ca")
+	certFile, keyFile := ca.Client(t, "nirproxy.test").WriteFiles(t, dir, "client")
+	r := newAccessRigWith(t, time.Now, func(c *config.Config) {
+		c.Audit.ATNA.Address, c.Audit.ATNA.SourceID, c.Audit.ATNA.Hostname = rs.Addr(), "nirproxy@nirproxy.test", "nirproxy.test"
+		c.Audit.ATNA.TLS = config.SourceTLS{CAFile: caFile, CertFile: certFile, KeyFile: keyFile}
+	})
+	token, err := r.iss.Mint(devaccess.Clinician.Claims())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, r.proxy.URL+"/dicom-web/studies?PatientID="+pacssim.DemoPatientNHSNumber, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := r.proxy.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	msgs := rs.WaitFor(t, time.Minute, func(ms []rsyslogserver.Message) bool {
+		return slices.ContainsFunc(ms, func(m rsyslogserver.Message) bool { return bytes.Contains(m.Msg, []byte(id)) })
+	})
+	for _, m := range msgs {
+		if !bytes.Contains(m.Msg, []byte(id)) {
+			continue
+		}
+		if m.PRI != "85" || m.Version != "1" || m.MsgID != "IHE+RFC-3881" || !bytes.Contains(m.Msg, []byte(`csd-code="110112"`)) || !bytes.Contains(m.Msg, []byte(pacssim.DemoPatientNHSNumber)) {
+			t.Errorf("the search's message: PRI %s, version %s, MSGID %s, %.600s; want <85>1 IHE+RFC-3881, a Query (110112) naming the patient", m.PRI, m.Version, m.MsgID, m.Msg)
 		}
 	}
 }

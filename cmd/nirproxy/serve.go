@@ -24,7 +24,6 @@ import (
 	"github.com/nirproxy/nirproxy/cmd/nirproxy/config"
 	"github.com/nirproxy/nirproxy/dicomweb"
 	"github.com/nirproxy/nirproxy/fallback"
-	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
@@ -100,7 +99,7 @@ type app struct {
 	webhook *upstream.Webhook
 	access  *access
 	// forwarder sends the audit record to its sinks; nil without any.
-	forwarder *forward.Forwarder
+	forwarder *forwarding
 	// closeCache releases the cache's connections.
 	closeCache func() error
 }

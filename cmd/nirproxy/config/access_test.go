@@ -190,6 +190,16 @@ func TestValidateAccess(t *testing.T) {
 			[]Problem{{"audit.segmentBytes", "is 1000; use 1048576 (1 MiB) to 1073741824 (1 GiB), like 67108864 (64 MiB)"}}},
 		{"a spool smaller than a segment", func(c *Config) { c.Audit.MaxBytes = 1 << 20 },
 			[]Problem{{"audit.maxBytes", "is 1048576, less than audit.segmentBytes (67108864); give room for many segments, like 10737418240 (10 GiB)"}}},
+		{"an ATNA repository at no port, unnamed, with small messages", func(c *Config) {
+			c.Audit.ATNA.Address, c.Audit.ATNA.MaxMessageSize = "atna.example.nhs.uk", 1024
+		}, []Problem{
+			{"audit.atna.address", `"atna.example.nhs.uk" is not host:port; write it like atna.example.nhs.uk:6514`},
+			{"audit.atna.sourceId", "is empty; name this nirproxy as the audit repository knows it"},
+			{"audit.atna.maxMessageSize", "is 1024; it must be at least 8192, like 32768"},
+		}},
+		{"an ATNA repository", func(c *Config) {
+			c.Audit.ATNA.Address, c.Audit.ATNA.SourceID = "atna.example.nhs.uk:6514", "NIRPROXY-LEEDS"
+		}, nil},
 		{"no registry: no organisation could be onboarded", func(c *Config) { c.Onboarding.RegistryFile = "" },
 			[]Problem{{"onboarding.registryFile", "is empty; nirproxy answers only organisations onboarded to the registry: name the registry file (its form is in registry.example.yaml)"}}},
 

@@ -2,9 +2,12 @@ package config
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/url"
 	"time"
 
+	"github.com/nirproxy/nirproxy/policy/audit/dicomaudit"
 	"github.com/nirproxy/nirproxy/policy/audit/fhir"
 	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/policy/audit/spool"
@@ -29,6 +32,33 @@ type Audit struct {
 	// PARS is the national Patient Audit Record Service (a FHIR R4 server) the records are sent
 	// to as AuditEvents. Without a url, records are kept in the spool only.
 	PARS PARS `yaml:"pars"`
+	// ATNA is an IHE ATNA audit record repository the records are sent to as DICOM audit
+	// messages (PS3.15 A.5) over TLS syslog. Without an address, none are sent.
+	ATNA ATNA `yaml:"atna"`
+}
+
+// ATNA configures the DICOM audit message sink: RFC 5424 syslog over TLS (RFC 5425).
+type ATNA struct {
+	// Address is the repository's syslog-over-TLS listener, host:port (usually port 6514).
+	// Default none.
+	Address string `yaml:"address"`
+	// TLS verifies the repository (caFile, serverName) and presents certFile and keyFile for
+	// node authentication, as a source's tls does.
+	TLS SourceTLS `yaml:"tls"`
+	// Hostname is this machine's name in the syslog header. Default: the host's name.
+	Hostname string `yaml:"hostname"`
+	// SourceID names this nirproxy as the audit source (AuditSourceIdentification). Required
+	// with an address.
+	SourceID string `yaml:"sourceId"`
+	// SiteID is the enterprise site the source belongs to. Optional.
+	SiteID string `yaml:"siteId"`
+	// AETitle is nirproxy's DICOM AE title, when the repository knows it by one. Optional.
+	AETitle string `yaml:"aeTitle"`
+	// DialTimeout bounds connecting and the TLS handshake. Default 10s.
+	DialTimeout Duration `yaml:"dialTimeout"`
+	// MaxMessageSize is the longest message sent, in bytes; a longer one is split between
+	// messages sharing its studies. The repository must accept it. Default 32768.
+	MaxMessageSize int `yaml:"maxMessageSize"`
 }
 
 // AuditForward tunes how records are delivered to each sink: at least once, in order, from
@@ -95,6 +125,20 @@ func checkAudit(ps *Problems, a Audit) {
 	if f.MaxLag < 1 {
 		ps.add("audit.forward.maxLag", "is %d; it must be at least 1, like 10000", f.MaxLag)
 	}
+	if a.ATNA.Address != "" {
+		if _, port, err := net.SplitHostPort(a.ATNA.Address); err != nil || port == "" {
+			ps.add("audit.atna.address", "%q is not host:port; write it like atna.example.nhs.uk:6514", a.ATNA.Address)
+		}
+		if a.ATNA.SourceID == "" {
+			ps.add("audit.atna.sourceId", "is empty; name this nirproxy as the audit repository knows it")
+		}
+		if a.ATNA.MaxMessageSize < 8192 {
+			ps.add("audit.atna.maxMessageSize", "is %d; it must be at least 8192, like 32768", a.ATNA.MaxMessageSize)
+		}
+		checkPositive(ps, "audit.atna.dialTimeout", a.ATNA.DialTimeout, "10s")
+		_, tlsProblems := a.ATNA.TLS.clientTLS("audit.atna.tls")
+		*ps = append(*ps, tlsProblems...)
+	}
 	if a.PARS.URL != "" {
 		checkHTTPURL(ps, "audit.pars.url", a.PARS.URL, "https://pars.example.nhs.uk/FHIR/R4")
 		_, tlsProblems := a.PARS.TLS.clientTLS("audit.pars.tls")
@@ -150,4 +194,32 @@ func (c Config) PARSSink(cis2Issuers []string) (fhir.SinkOptions, error) {
 			UserIDSystem:   fhir.SDSUserIDs(cis2Issuers...),
 		},
 	}, nil
+}
+
+// ATNASink is audit.atna as package dicomaudit takes it; publicURL's host is nirproxy's network
+// address in the messages.
+func (c Config) ATNASink() dicomaudit.SinkOptions {
+	a := c.Audit.ATNA
+	return dicomaudit.SinkOptions{
+		Name:           "atna",
+		Address:        a.Address,
+		CAFile:         a.TLS.CAFile,
+		CertFile:       a.TLS.CertFile,
+		KeyFile:        a.TLS.KeyFile,
+		ServerName:     a.TLS.ServerName,
+		Hostname:       a.Hostname,
+		DialTimeout:    a.DialTimeout.Std(),
+		WriteTimeout:   c.Audit.Forward.SendTimeout.Std(),
+		MaxMessageSize: a.MaxMessageSize,
+		Message:        dicomaudit.Options{SourceID: a.SourceID, SiteID: a.SiteID, AETitle: a.AETitle, NetworkAddress: hostOf(c.PublicURL)},
+	}
+}
+
+// hostOf is the host of a URL, "" when it has none.
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }

@@ -565,7 +565,8 @@ func Default() Config {
 		Audit: Audit{SegmentBytes: 64 << 20, MaxBytes: 10 << 30,
 			Forward: AuditForward{MinBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute), SendTimeout: Duration(30 * time.Second),
 				RejectAttempts: 3, MaxLag: 10000, MaxLagAge: Duration(15 * time.Minute)},
-			PARS: PARS{ObserverSystem: "https://fhir.nhs.uk/Id/accredited-system", SystemIDSystem: "https://fhir.nhs.uk/Id/product-id"}},
+			PARS: PARS{ObserverSystem: "https://fhir.nhs.uk/Id/accredited-system", SystemIDSystem: "https://fhir.nhs.uk/Id/product-id"},
+			ATNA: ATNA{DialTimeout: Duration(10 * time.Second), MaxMessageSize: 32768}},
 		RateLimit: RateLimit{
 			User:         Rate{Requests: 600, Period: Duration(time.Minute), Burst: 300},
 			Organisation: Rate{Requests: 6000, Period: Duration(time.Minute), Burst: 1000},

@@ -122,8 +122,9 @@ func parse(data []byte, environ []string, baseDir string) (Config, error) {
 	resolveSecretFiles(&cfg, baseDir, &ps)
 	cfg.Onboarding.RegistryFile = fromDir(baseDir, cfg.Onboarding.RegistryFile)
 	cfg.Audit.SpoolDir = fromDir(baseDir, cfg.Audit.SpoolDir)
-	pt := &cfg.Audit.PARS.TLS
-	pt.CAFile, pt.CertFile, pt.KeyFile = fromDir(baseDir, pt.CAFile), fromDir(baseDir, pt.CertFile), fromDir(baseDir, pt.KeyFile)
+	for _, t := range []*SourceTLS{&cfg.Audit.PARS.TLS, &cfg.Audit.ATNA.TLS} {
+		t.CAFile, t.CertFile, t.KeyFile = fromDir(baseDir, t.CAFile), fromDir(baseDir, t.CertFile), fromDir(baseDir, t.KeyFile)
+	}
 	for i := range cfg.Sources {
 		t := &cfg.Sources[i].TLS
 		t.CAFile, t.CertFile, t.KeyFile = fromDir(baseDir, t.CAFile), fromDir(baseDir, t.CertFile), fromDir(baseDir, t.KeyFile)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nirproxy/nirproxy/cache"
+	"github.com/nirproxy/nirproxy/policy/audit/dicomaudit"
 	"github.com/nirproxy/nirproxy/policy/audit/fhir"
 	"github.com/nirproxy/nirproxy/policy/audit/forward"
 	"github.com/nirproxy/nirproxy/policy/audit/spool"
@@ -80,6 +81,12 @@ func TestDefaultsAreComplete(t *testing.T) {
 	if _, err := fhir.NewSink(so, log); err != nil {
 		t.Fatalf("fhir.NewSink refused the defaults: %v", err)
 	}
+	cfg.Audit.ATNA.Address, cfg.Audit.ATNA.SourceID = "atna.example.nhs.uk:6514", "NIRPROXY"
+	atna, err := dicomaudit.NewSink(cfg.ATNASink(), log)
+	if err != nil {
+		t.Fatalf("dicomaudit.NewSink refused the defaults: %v", err)
+	}
+	atna.Close()
 }
 
 // TestUpstreamSource checks that a source's keys reach upstream's description of it.
