@@ -327,7 +327,9 @@ func startDemo(t *testing.T, args ...string) (base string, out, errOut *syncBuff
 	})
 	addr := regexp.MustCompile(`DICOMweb at (http://[0-9.:]+)/dicom-web`)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := addr.FindStringSubmatch(out.String()); m != nil {
+		// The demo prints all its help before it serves, and logs "nirproxy listening" once it
+		// does: only then is every line of the help there to be read.
+		if m := addr.FindStringSubmatch(out.String()); m != nil && strings.Contains(errOut.String(), "nirproxy listening") {
 			return m[1], out, errOut
 		}
 	}
