@@ -6,8 +6,11 @@ package auditcrash
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,12 +30,65 @@ const (
 	killAfter = 300
 )
 
-// rig is the demo's trusts, a development issuer, and the directory the proxies share.
+// rig is the demo's trusts, a development issuer, a PARS the proxies forward their records to,
+// and the directory the proxies share.
 type rig struct {
 	bin     string
 	dir     string
 	access  *devaccess.Access
 	sources []orthanc.ProxySource
+	pars    *fakePARS
+	parsURL string
+}
+
+// fakePARS is a FHIR AuditEvent endpoint that keeps each AuditEvent it is sent by id, as a
+// server that honours client ids does, and the request id each names.
+type fakePARS struct {
+	mu      sync.Mutex
+	byID    map[string]string // AuditEvent id -> the request id it names
+	resent  int               // AuditEvents sent again under an id already held
+	changed chan struct{}
+}
+
+func (p *fakePARS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var ev struct {
+		ID     string `json:"id"`
+		Entity []struct {
+			What struct {
+				Identifier struct{ System, Value string } `json:"identifier"`
+			} `json:"what"`
+		} `json:"entity"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&ev); err != nil || ev.ID == "" {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	if _, held := p.byID[ev.ID]; held {
+		p.resent++
+	}
+	for _, e := range ev.Entity {
+		if e.What.Identifier.System == "https://fhir.nhs.uk/Id/transaction" {
+			p.byID[ev.ID] = e.What.Identifier.Value
+		}
+	}
+	p.mu.Unlock()
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+// requests is the request ids PARS holds, with how many AuditEvent ids name each.
+func (p *fakePARS) requests() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for _, req := range p.byID {
+		out[req]++
+	}
+	return out
 }
 
 func newRig(t *testing.T) *rig {
@@ -43,7 +99,10 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{bin: bin, dir: t.TempDir()}
+	r := &rig{bin: bin, dir: t.TempDir(), pars: &fakePARS{byID: map[string]string{}, changed: make(chan struct{}, 1)}}
+	parsServer := httptest.NewServer(r.pars)
+	t.Cleanup(parsServer.Close)
+	r.parsURL = parsServer.URL + "/fhir"
 	trusts, err := pacssim.DemoTrusts()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +129,13 @@ func newRig(t *testing.T) *rig {
 // start runs a proxy on the rig's directory (and so its audit spool).
 func (r *rig) start(t *testing.T) *orthanc.Proxy {
 	t.Helper()
-	p, err := orthanc.StartProxy(t.Context(), orthanc.ProxyOptions{Binary: r.bin, Sources: r.sources, Dir: r.dir, Access: r.access})
+	audit := map[string]any{
+		"spoolDir": filepath.Join(r.dir, "audit"),
+		"pars":     map[string]any{"url": r.parsURL, "observer": "nirproxy-crash-test"},
+		"forward":  map[string]any{"minBackoff": "10ms", "maxBackoff": "200ms"},
+	}
+	p, err := orthanc.StartProxy(t.Context(), orthanc.ProxyOptions{Binary: r.bin, Sources: r.sources, Dir: r.dir, Access: r.access,
+		Extra: map[string]any{"audit": audit}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +225,9 @@ func recorded(t *testing.T, dir string) (map[string]audit.Event, uint64) {
 
 // TestKillUnderLoad: nirproxy killed with SIGKILL while eight clients search and retrieve has
 // recorded every answer whose status line a client received; its spool's chain verifies (a
-// record torn by the kill is cut away, not counted as a break); and, restarted on the same
-// spool, it goes on recording after the last record.
+// record torn by the kill is cut away, not counted as a break); restarted on the same spool, it
+// goes on recording after the last record; and forwarding resumes, so that PARS ends up with
+// every record, each under one id.
 func TestKillUnderLoad(t *testing.T) {
 	r := newRig(t)
 	p := r.start(t)
@@ -205,14 +271,62 @@ func TestKillUnderLoad(t *testing.T) {
 	}
 	resp.Body.Close()
 	id := resp.Header.Get("X-Request-Id")
+	// Read, while the restarted proxy runs, what its spool holds, and let it forward.
+	final := map[string]audit.Event{}
+	report, err = spool.ReadDir(p2.AuditDir(), func(rec spool.Record) bool {
+		e, err := audit.Decode(rec.Payload)
+		if err != nil {
+			t.Errorf("record %d: %v", rec.Seq, err)
+		}
+		final[e.RequestID] = e
+		return true
+	})
+	if err != nil || report.LastSeq <= last {
+		t.Fatalf("after the restart the spool reads %v with last record %d; want it whole, past %d", err, report.LastSeq, last)
+	}
+	if final[id].Status != http.StatusOK {
+		t.Errorf("the restarted proxy's answer %s is not recorded", id)
+	}
+	r.checkForwarded(t, final)
 	if err := p2.Stop(); err != nil {
 		t.Errorf("stop the restarted proxy: %v", err)
 	}
-	report, err = spool.Verify(p2.AuditDir())
-	if err != nil || report.LastSeq <= last {
-		t.Fatalf("after the restart the spool verifies %v with last record %d; want it whole, past %d", err, report.LastSeq, last)
+	if _, err := spool.Verify(p2.AuditDir()); err != nil {
+		t.Errorf("after the restart the spool does not verify: %v", err)
 	}
-	if events, _ := recorded(t, p2.AuditDir()); events[id].Status != http.StatusOK {
-		t.Errorf("the restarted proxy's answer %s is not recorded", id)
+}
+
+// checkForwarded waits until PARS holds every record of the spool, forwarded across the kill
+// and the restart, and checks that each is there under one AuditEvent id: none lost, none
+// duplicated (a record re-sent after the kill, at least once, is the same id again).
+func (r *rig) checkForwarded(t *testing.T, records map[string]audit.Event) {
+	t.Helper()
+	for {
+		held := r.pars.requests()
+		missing := 0
+		for id := range records {
+			if held[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			for id, n := range held {
+				if n != 1 {
+					t.Errorf("request %s is in PARS under %d AuditEvent ids; want one", id, n)
+				}
+				if _, ok := records[id]; !ok {
+					t.Errorf("PARS holds request %s, which the spool does not", id)
+				}
+			}
+			r.pars.mu.Lock()
+			t.Logf("PARS holds all %d records; %d were sent again after the kill", len(records), r.pars.resent)
+			r.pars.mu.Unlock()
+			return
+		}
+		select {
+		case <-r.pars.changed:
+		case <-t.Context().Done():
+			t.Fatalf("PARS lacks %d of the spool's %d records", missing, len(records))
+		}
 	}
 }
