@@ -49,7 +49,8 @@ func startRepository(t *testing.T) repository {
 	caFile, _ := ca.WriteFiles(t, dir, "ca")
 	certFile, keyFile := ca.Client(t, "nirproxy.test").WriteFiles(t, dir, "client")
 	sink, err := dicomaudit.NewSink(dicomaudit.SinkOptions{
-		Address: rs.Addr(), CAFile: caFile, CertFile: certFile, KeyFile: keyFile, Hostname: "nirproxy.test",
+		Name: "atna", Address: rs.Addr(), CAFile: caFile, CertFile: certFile, KeyFile: keyFile, Hostname: "nirproxy.test",
+		DialTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, MaxMessageSize: 32768,
 		Message: dicomaudit.Options{SourceID: "nirproxy@nirproxy.test", SiteID: "RR8", AETitle: "NIRPROXY"},
 	}, slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
 	if err != nil {

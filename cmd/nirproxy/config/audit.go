@@ -132,8 +132,8 @@ func checkAudit(ps *Problems, a Audit) {
 		if a.ATNA.SourceID == "" {
 			ps.add("audit.atna.sourceId", "is empty; name this nirproxy as the audit repository knows it")
 		}
-		if a.ATNA.MaxMessageSize < 8192 {
-			ps.add("audit.atna.maxMessageSize", "is %d; it must be at least 8192, like 32768", a.ATNA.MaxMessageSize)
+		if a.ATNA.MaxMessageSize < dicomaudit.MinMessageSize {
+			ps.add("audit.atna.maxMessageSize", "is %d; it must be at least %d, like 32768", a.ATNA.MaxMessageSize, dicomaudit.MinMessageSize)
 		}
 		checkPositive(ps, "audit.atna.dialTimeout", a.ATNA.DialTimeout, "10s")
 		_, tlsProblems := a.ATNA.TLS.clientTLS("audit.atna.tls")

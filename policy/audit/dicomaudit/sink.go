@@ -1,7 +1,6 @@
 package dicomaudit
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -33,15 +32,10 @@ var (
 // further (it names one study, or none).
 var ErrTooLarge = errors.New("DICOM audit message too large")
 
-// The defaults of SinkOptions' zero fields.
-const (
-	DefaultDialTimeout  = 10 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
-)
-
-// SinkOptions configure a Sink.
+// SinkOptions configure a Sink. The package has no defaults of its own (the configuration
+// holds them): NewSink refuses a required field left zero, naming it.
 type SinkOptions struct {
-	// Name is the sink's name: its spool cursor's, and in its errors. "" is "atna".
+	// Name is the sink's name: its spool cursor's, and in its errors. Required.
 	Name string
 	// Address is the repository's syslog-over-TLS listener, host:port (RFC 5425's port is
 	// 6514). Required.
@@ -59,13 +53,16 @@ type SinkOptions struct {
 	// Hostname is the HOSTNAME of the syslog header, this machine's name as the repository
 	// should know it (a fully qualified domain name, or an IP address); "" is os.Hostname.
 	Hostname string
-	// DialTimeout bounds connecting and the TLS handshake; 0 is DefaultDialTimeout.
+	// DialTimeout bounds connecting and the TLS handshake. Required.
 	DialTimeout time.Duration
-	// WriteTimeout bounds writing one record's messages; 0 is DefaultWriteTimeout.
+	// WriteTimeout bounds writing one record's messages. Required.
 	WriteTimeout time.Duration
 	// MaxMessageSize is the longest syslog message (SYSLOG-MSG, in octets) sent; a longer one
-	// is split between messages that share its studies. 0 is DefaultMaxMessageSize. The
-	// repository must accept it (rsyslog needs maxMessageSize raised from its 8 KiB default).
+	// is split between messages that share its studies, and a record whose message for one
+	// study is longer is ErrTooLarge. Required; the configuration asks for at least
+	// MinMessageSize. DICOM (A.6) and IHE require every receiver to accept 32768, and the
+	// repository must accept the size set (rsyslog needs maxMessageSize raised from its 8 KiB
+	// default for more).
 	MaxMessageSize int
 	// Message is how events are mapped.
 	Message Options
@@ -139,6 +136,23 @@ func (c *connection) closedByPeer() bool {
 	}
 }
 
+// checkLimits reports the first of the name, timeouts and message size that is missing or
+// wrong, by its field's name.
+func (o SinkOptions) checkLimits() error {
+	switch {
+	case o.Name == "":
+		return errors.New("dicomaudit sink: Name is not set: name the sink's spool cursor, like atna")
+	case o.DialTimeout <= 0:
+		return fmt.Errorf("dicomaudit sink: DialTimeout is %v; set how long connecting may take, like 10s", o.DialTimeout)
+	case o.WriteTimeout <= 0:
+		return fmt.Errorf("dicomaudit sink: WriteTimeout is %v; set how long writing a record may take, like 10s", o.WriteTimeout)
+	case o.MaxMessageSize <= 0:
+		return fmt.Errorf("dicomaudit sink: MaxMessageSize is %d; set the longest message the repository accepts, like 32768",
+			o.MaxMessageSize)
+	}
+	return nil
+}
+
 // NewSink checks opts, loads the certificates they name, and makes a Sink; log gets a debug
 // line per record (its sequence number, never a patient's identifier) and may be nil. It does
 // not connect.
@@ -183,17 +197,16 @@ func NewSink(opts SinkOptions, log *slog.Logger) (*Sink, error) {
 	if err := checkHeaderField("dicomaudit sink: Hostname", hostname, 255); err != nil {
 		return nil, err
 	}
-	if opts.DialTimeout < 0 || opts.WriteTimeout < 0 || opts.MaxMessageSize < 0 {
-		return nil, fmt.Errorf("dicomaudit sink: DialTimeout (%v), WriteTimeout (%v) and MaxMessageSize (%d) must not be negative",
-			opts.DialTimeout, opts.WriteTimeout, opts.MaxMessageSize)
+	if err := opts.checkLimits(); err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Sink{
-		name: cmp.Or(opts.Name, "atna"), address: opts.Address, tls: cfg, hostname: hostname,
-		dial: cmp.Or(opts.DialTimeout, DefaultDialTimeout), write: cmp.Or(opts.WriteTimeout, DefaultWriteTimeout),
-		maxSize: cmp.Or(opts.MaxMessageSize, DefaultMaxMessageSize), message: opts.Message, log: log,
+		name: opts.Name, address: opts.Address, tls: cfg, hostname: hostname,
+		dial: opts.DialTimeout, write: opts.WriteTimeout,
+		maxSize: opts.MaxMessageSize, message: opts.Message, log: log,
 	}
 	return s, nil
 }

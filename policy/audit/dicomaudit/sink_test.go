@@ -29,8 +29,8 @@ func newTestSink(t *testing.T, ca *testpki.CA, address string, logs *bytes.Buffe
 	caFile, _ := ca.WriteFiles(t, dir, "ca")
 	certFile, keyFile := ca.Client(t, "nirproxy").WriteFiles(t, dir, "client")
 	opts := SinkOptions{
-		Address: address, CAFile: caFile, CertFile: certFile, KeyFile: keyFile, Hostname: "proxy.test",
-		DialTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, Message: testOptions(),
+		Name: "atna", Address: address, CAFile: caFile, CertFile: certFile, KeyFile: keyFile, Hostname: "proxy.test",
+		DialTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxMessageSize: 32768, Message: testOptions(),
 	}
 	if change != nil {
 		change(&opts)
@@ -336,7 +336,8 @@ func TestNewSink(t *testing.T) {
 	dir := t.TempDir()
 	caFile, _ := ca.WriteFiles(t, dir, "ca")
 	certFile, keyFile := ca.Client(t, "nirproxy").WriteFiles(t, dir, "client")
-	good := SinkOptions{Address: "atna.test:6514", CAFile: caFile, CertFile: certFile, KeyFile: keyFile, Hostname: "proxy.test", Message: testOptions()}
+	good := SinkOptions{Name: "atna", Address: "atna.test:6514", CAFile: caFile, CertFile: certFile, KeyFile: keyFile, Hostname: "proxy.test",
+		DialTimeout: time.Second, WriteTimeout: 2 * time.Second, MaxMessageSize: 9000, Message: testOptions()}
 	for _, tc := range []struct {
 		name   string
 		change func(*SinkOptions)
@@ -351,6 +352,10 @@ func TestNewSink(t *testing.T) {
 		{"key of another cert", func(o *SinkOptions) { _, o.KeyFile = ca.WriteFiles(t, dir, "other") }, "KeyFile"},
 		{"hostname with a space", func(o *SinkOptions) { o.Hostname = "proxy test" }, "Hostname"},
 		{"negative size", func(o *SinkOptions) { o.MaxMessageSize = -1 }, "MaxMessageSize"},
+		{"no size", func(o *SinkOptions) { o.MaxMessageSize = 0 }, "MaxMessageSize"},
+		{"no name", func(o *SinkOptions) { o.Name = "" }, "Name"},
+		{"no dial timeout", func(o *SinkOptions) { o.DialTimeout = 0 }, "DialTimeout"},
+		{"no write timeout", func(o *SinkOptions) { o.WriteTimeout = 0 }, "WriteTimeout"},
 	} {
 		opts := good
 		tc.change(&opts)
@@ -359,8 +364,8 @@ func TestNewSink(t *testing.T) {
 		}
 	}
 	s, err := NewSink(good, nil)
-	if err != nil || s.tls.ServerName != "atna.test" || s.maxSize != DefaultMaxMessageSize || s.write != DefaultWriteTimeout {
-		t.Errorf("NewSink = %+v, %v; want the defaults and the server name from Address", s, err)
+	if err != nil || s.tls.ServerName != "atna.test" || s.name != "atna" || s.maxSize != 9000 || s.dial != time.Second || s.write != 2*time.Second {
+		t.Errorf("NewSink = %+v, %v; want the options given and the server name from Address", s, err)
 	}
 }
 

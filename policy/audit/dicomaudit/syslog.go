@@ -14,10 +14,10 @@ const (
 	AppName = "nirproxy"
 	// MsgID is the MSGID IHE ATNA (ITI-20) sets for DICOM audit messages.
 	MsgID = "IHE+RFC-3881"
-	// DefaultMaxMessageSize is the size, in octets, of the longest syslog message sent when
-	// SinkOptions.MaxMessageSize is zero: what DICOM (A.6) and IHE require every receiver to
-	// accept.
-	DefaultMaxMessageSize = 32768
+	// MinMessageSize is the least SinkOptions.MaxMessageSize the configuration accepts, in
+	// octets (rsyslog's default limit), so that one study's message always fits. DICOM (A.6)
+	// and IHE require every receiver to accept 32768.
+	MinMessageSize = 8192
 )
 
 // bom is the Unicode byte order mark RFC 5424 puts before a MSG in UTF-8.
