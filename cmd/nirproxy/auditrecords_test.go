@@ -422,3 +422,54 @@ func bulkLink(t *testing.T, metadata string) string {
 	}
 	return path
 }
+
+// TestAuditRecordsDegraded: an answer without a trust is recorded as partial naming it, one
+// with a trust's stale cached copy standing in as partial naming it stale, and a request no
+// trust can answer as failed; each once, with everything else a record says.
+func TestAuditRecordsDegraded(t *testing.T) {
+	// Search answers are fresh for a moment only, then stale for a quarter of an hour.
+	r := newAccessRigWith(t, time.Now, func(c *config.Config) { c.Cache.Search.Fresh = config.Duration(time.Millisecond) })
+	clin := auditUser("u-clin", orgOnboarded, "R8000", "TREAT", nil)
+	byPatient := "PatientID=" + pacssim.DemoPatientNHSNumber
+	search := func(t *testing.T, query string, status int, outcome string, f func(*audit.Event)) {
+		t.Helper()
+		checkRecord(t, r, r.send(t, auditRequest{from: clin, path: "/dicom-web/studies?" + query, accept: acceptJSON}),
+			what(granted(r, clin, "TREAT", "token"), audit.ActionSearch, "/dicom-web/studies", query, status, outcome, f))
+	}
+	everyStudy := func(e *audit.Event) { ofAlice(aliceStudies...)(e); e.Sources = allTrusts }
+	search(t, byPatient, http.StatusOK, audit.OutcomeSuccess, everyStudy)
+	time.Sleep(20 * time.Millisecond)
+	r.trusts[0].RefuseConnections()
+
+	t.Run("stale", func(t *testing.T) {
+		search(t, byPatient, http.StatusOK, audit.OutcomePartial, func(e *audit.Event) {
+			everyStudy(e)
+			e.Stale = []string{pacssim.DemoTrustA}
+		})
+	})
+	t.Run("partial", func(t *testing.T) {
+		// A search not asked before has no cached copy to stand in.
+		search(t, byPatient+"&includefield=StudyDescription", http.StatusOK, audit.OutcomePartial, func(e *audit.Event) {
+			ofAlice(pacssim.DemoSharedStudyUID, pacssim.DemoChestCRStudyUID, pacssim.DemoUltrasoundStudyUID, pacssim.DemoHandDXStudyUID)(e)
+			e.Sources, e.Missing = []string{pacssim.DemoTrustB, pacssim.DemoTrustC}, []string{pacssim.DemoTrustA}
+		})
+	})
+	t.Run("failed once the patient is known", func(t *testing.T) {
+		// XC3 is found to hold the study, which names its patient, then fails to send it.
+		r.trusts[2].SetFaults(pacssim.Status(http.StatusInternalServerError).Only(pacssim.KindMetadata))
+		s := r.send(t, auditRequest{from: clin, path: auditUS + "/metadata", accept: acceptJSON})
+		r.trusts[2].SetFaults()
+		checkRecord(t, r, s, what(granted(r, clin, "TREAT", "token"), audit.ActionMetadata, "/dicom-web/studies/:study/metadata", "", http.StatusServiceUnavailable, audit.OutcomeFailed,
+			ofAlice(pacssim.DemoUltrasoundStudyUID)))
+	})
+	t.Run("failed", func(t *testing.T) {
+		r.trusts[1].RefuseConnections()
+		r.trusts[2].RefuseConnections()
+		search(t, byPatient+"&includefield=AccessionNumber", http.StatusServiceUnavailable, audit.OutcomeFailed, nil)
+		// A study no search has answered cannot be located, so its patient is never known.
+		bobs := pacssim.DemoSecondPatientCTStudyUID
+		checkRecord(t, r, r.send(t, auditRequest{from: clin, path: "/dicom-web/studies/" + bobs, accept: acceptDICOM}),
+			what(granted(r, clin, "TREAT", "token"), audit.ActionRetrieve, "/dicom-web/studies/:study", "", http.StatusServiceUnavailable, audit.OutcomeFailed,
+				func(e *audit.Event) { e.StudyUIDs = []string{bobs} }))
+	})
+}
