@@ -49,6 +49,8 @@ type auditCaller struct {
 	claims  *devissuer.Claims
 	cis2    bool
 	headers map[string]string
+	// expired mints the token expired.
+	expired bool
 }
 
 // auditUser is a caller acting as user, in role, for purpose ("" states none), at the onboarded
@@ -86,7 +88,11 @@ func (r *accessRig) send(t *testing.T, q auditRequest) sent {
 		if q.from.cis2 {
 			iss = r.cis2
 		}
-		token, err := iss.Mint(*q.from.claims)
+		mint := iss.Mint
+		if q.from.expired {
+			mint = iss.MintExpired
+		}
+		token, err := mint(*q.from.claims)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,6 +311,13 @@ func TestAuditRecords(t *testing.T) {
 		btg := auditUser("u-btg", orgOnboarded, "R8000", "BTG", reason)
 		etreat := auditUser("u-etreat", orgOnboarded, "R8001", "ETREAT", reason)
 		registered := auditUser("u-reg", orgOnboarded, "R8003", "", nil)
+		// A CIS2 user is its SDS user id (nhsid_useruid), in the role and organisation of the
+		// role profile selected at login (userinfo's), for the viewer's registered purpose.
+		cis2Claims := nhsCIS2("910000000001", orgOnboarded, "R8000", 3, "AAL3_ANY", true)
+		cis2Claims.TokenID = "jti-cis2"
+		cis2User := auditCaller{claims: &cis2Claims, cis2: true}
+		cis2Want := audit.Event{User: "910000000001", Issuer: r.cis2.URL(), TokenID: "jti-cis2", Role: "R8000", Organisation: orgOnboarded,
+			System: "dev-viewer", Purpose: "TREAT", PurposeSource: "registration", ClientAddress: "127.0.0.1"}
 		for _, tc := range []struct {
 			name string
 			from auditCaller
@@ -313,6 +326,7 @@ func TestAuditRecords(t *testing.T) {
 			{"break glass", btg, granted(r, btg, "BTG", "token")},
 			{"emergency", etreat, granted(r, etreat, "ETREAT", "token")},
 			{"purpose from the viewer's registration", registered, granted(r, registered, "TREAT", "registration")},
+			{"CIS2 user, roles from userinfo", cis2User, cis2Want},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				want := what(tc.want, audit.ActionMetadata, "/dicom-web/studies/:study/metadata", "", http.StatusOK, audit.OutcomeSuccess, inUS("", ""))
@@ -334,13 +348,18 @@ func TestAuditRecords(t *testing.T) {
 			return what(asked(r, c), audit.ActionSearch, "/dicom-web/studies", byPatient, status, audit.OutcomeRefused,
 				func(e *audit.Event) { e.Rule = rule })
 		}
+		unauthenticated := what(audit.Event{ClientAddress: "127.0.0.1"}, audit.ActionSearch, "/dicom-web/studies", byPatient,
+			http.StatusUnauthorized, audit.OutcomeRefused, func(e *audit.Event) { e.Rule = "authenticated" })
+		expired := auditUser("u-expired", orgOnboarded, "R8000", "TREAT", nil)
+		expired.expired = true
 		for _, tc := range []struct {
 			name string
 			from auditCaller
 			want audit.Event
 		}{
-			{"no token", auditCaller{}, what(audit.Event{ClientAddress: "127.0.0.1"}, audit.ActionSearch, "/dicom-web/studies", byPatient,
-				http.StatusUnauthorized, audit.OutcomeRefused, nil)},
+			// A token that does not verify says nothing the record may trust: no user is named.
+			{"no token", auditCaller{}, unauthenticated},
+			{"expired token", expired, unauthenticated},
 			{"privacy officer's role", auditUser("u-po", orgOnboarded, "R0001", "TREAT", nil), audit.Event{}},
 			{"research", auditUser("u-res", orgOnboarded, "R8000", "HRESCH", nil), audit.Event{}},
 			{"break glass without a reason", auditUser("u-btg0", orgOnboarded, "R8000", "BTG", nil), audit.Event{}},
@@ -349,7 +368,7 @@ func TestAuditRecords(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				want := tc.want
-				if tc.from.claims != nil {
+				if tc.from.claims != nil && !tc.from.expired {
 					rule := map[string]string{"u-po": "role-actions", "u-res": "purpose-of-use", "u-btg0": "purpose-of-use"}[tc.from.claims.Subject]
 					want = refused(tc.from, cmp.Or(rule, "onboarded"), http.StatusForbidden)
 				}
