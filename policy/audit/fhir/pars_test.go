@@ -59,13 +59,7 @@ func TestPARSSlices(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := testOptions()
-			made, err := AuditEvent(record(3, tc.name), tc.event, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ae, b := parse(t, made)
-			checkPARS(t, ae, tc.event, opts)
+			ae, b := mapped(t, 3, tc.name, tc.event, testOptions())
 			checkSlices(t, ae, tc.event)
 			checkNoEmpty(t, b)
 		})
