@@ -150,6 +150,10 @@ func (s *Server) record(c *echo.Context, e audit.Event, v fallback.Decision) err
 	return nil
 }
 
+// ruleAuthenticated is the rule a request refused by authentication (401) is recorded under,
+// as package authz names it (authz.RuleAuthenticated).
+const ruleAuthenticated = "authenticated"
+
 // errNotAudited marks the refusal of a request whose audit record could not be written, so
 // that the refusal is not recorded again (recordRefusal).
 var errNotAudited = errors.New("audit record not written")
@@ -166,7 +170,10 @@ func (s *Server) recordRefusal(c *echo.Context, de *Error, err error) {
 	switch {
 	case errors.As(err, &refusal):
 		e.Outcome, e.Rule = audit.OutcomeRefused, refusal.Rule
-	case errors.Is(err, policy.ErrUnauthenticated), errors.Is(err, policy.ErrForbidden), errors.Is(err, policy.ErrLimited), errors.Is(err, policy.ErrUnavailable):
+	case errors.Is(err, policy.ErrUnauthenticated):
+		// No token, or one that does not verify: refused by the rule every caller meets first.
+		e.Outcome, e.Rule = audit.OutcomeRefused, ruleAuthenticated
+	case errors.Is(err, policy.ErrForbidden), errors.Is(err, policy.ErrLimited), errors.Is(err, policy.ErrUnavailable):
 		e.Outcome = audit.OutcomeRefused
 	}
 	if rerr := s.audit.Record(c.Request().Context(), s.completeEvent(c, e)); rerr != nil {

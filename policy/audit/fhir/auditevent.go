@@ -302,10 +302,12 @@ func entities(e audit.Event) []r4.AuditEventEntity {
 		},
 	}
 	if e.Action == audit.ActionSearch {
+		// A search nested in a study or series may have no query string (its path says it
+		// all): its query is then left out, as FHIR has no empty values.
 		out = append(out, r4.AuditEventEntity{
 			Type:  ptr(coding(csEntityType, "2", "System Object")),
 			Role:  ptr(coding(csObjectRole, "24", "Query")),
-			Query: ptr(base64.StdEncoding.EncodeToString([]byte(e.Query))),
+			Query: optional(base64.StdEncoding.EncodeToString([]byte(e.Query))),
 		})
 	}
 	for _, uid := range e.StudyUIDs {

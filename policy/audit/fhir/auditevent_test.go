@@ -74,12 +74,7 @@ func TestAuditEvent(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := testOptions()
-			made, err := AuditEvent(record(7, tc.name), tc.event, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ae, _ := parse(t, made)
-			checkPARS(t, ae, tc.event, opts)
+			ae, _ := mapped(t, 7, tc.name, tc.event, opts)
 			w := tc.want
 
 			if got := code(ae.Subtype[0]); got != csRestful+"#"+w.subtype {

@@ -71,6 +71,19 @@ func parse(t *testing.T, ae *r4.AuditEvent) (r4.AuditEvent, []byte) {
 	return back, b
 }
 
+// mapped is the AuditEvent of e, spooled as record seq with payload name, made with opts,
+// read back by parse and checked by checkPARS; with its JSON.
+func mapped(t *testing.T, seq uint64, name string, e audit.Event, opts Options) (r4.AuditEvent, []byte) {
+	t.Helper()
+	made, err := AuditEvent(record(seq, name), e, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ae, b := parse(t, made)
+	checkPARS(t, ae, e, opts)
+	return ae, b
+}
+
 // checkR4 reads a resource in JSON with Google's FHIR library, which checks it as R4.
 func checkR4(b []byte) error {
 	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
