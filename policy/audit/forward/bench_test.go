@@ -70,7 +70,9 @@ func BenchmarkForward(b *testing.B) {
 func forwardAll(b *testing.B, sp *spool.Spool, sink *countingSink) {
 	opts := forward.Options{
 		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, SendTimeout: 10 * time.Second,
-		RejectAttempts: 1, MaxLag: 1 << 40, MaxLagAge: time.Hour, Clock: time.Now,
+		RejectAttempts: 1, MaxLag: 1 << 40, MaxLagAge: time.Hour,
+		// As nirproxy's configuration has them by default.
+		AckEvery: 1000, AckInterval: time.Second, MaxInFlight: 8, Clock: time.Now,
 	}
 	fw, err := forward.New(sp, []forward.Sink{sink}, opts, nil)
 	if err != nil {
@@ -80,7 +82,7 @@ func forwardAll(b *testing.B, sp *spool.Spool, sink *countingSink) {
 	go func() { done <- fw.Run(context.Background()) }()
 	select {
 	case <-sink.done:
-	case <-time.After(2*time.Minute):
+	case <-time.After(2 * time.Minute):
 		b.Fatalf("%s took %d of %d records in two minutes", sink.Name(), sink.n.Load(), benchRecords)
 	}
 	if err := fw.Close(); err != nil {
@@ -164,6 +166,12 @@ func (s *countingSink) Send(ctx context.Context, rec spool.Record, e audit.Event
 		close(s.done)
 	}
 	return nil
+}
+
+// Concurrent is its Sink's, so that the forwarder sends to it as to its Sink.
+func (s *countingSink) Concurrent() bool {
+	c, ok := s.Sink.(forward.ConcurrentSink)
+	return ok && c.Concurrent()
 }
 
 // instantSink takes every record at once.

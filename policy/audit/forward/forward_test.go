@@ -340,7 +340,8 @@ func TestCloseStopsEverySinkWithoutLeaks(t *testing.T) {
 			return ctx.Err()
 		}
 		failing.before = func(context.Context, audit.Event) error { return errors.New("answered 503") }
-		fw, err := New(sp, []Sink{idle, hanging, failing}, complete(Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, SendTimeout: 2 * time.Hour}), nil)
+		// AckEvery 1 persists each acknowledgement at once: the idle sink has lag 0 as it waits.
+		fw, err := New(sp, []Sink{idle, hanging, failing}, complete(Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, SendTimeout: 2 * time.Hour, AckEvery: 1}), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -239,6 +239,9 @@ func complete(o Options) Options {
 	o.RejectAttempts = cmp.Or(o.RejectAttempts, 3)
 	o.MaxLag = cmp.Or(o.MaxLag, 10000)
 	o.MaxLagAge = cmp.Or(o.MaxLagAge, 15*time.Minute)
+	o.AckEvery = cmp.Or(o.AckEvery, 1000)
+	o.AckInterval = cmp.Or(o.AckInterval, time.Second)
+	o.MaxInFlight = cmp.Or(o.MaxInFlight, 8)
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
