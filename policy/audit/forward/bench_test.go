@@ -53,10 +53,12 @@ func BenchmarkForward(b *testing.B) {
 		{"fhir", benchFHIRSink},
 		{"syslog", benchSyslogSink},
 	}
+	round := 0 // numbers the cursors, new in every round
 	for _, s := range sinks {
 		b.Run(s.name, func(b *testing.B) {
 			b.ResetTimer()
-			for round := range b.N {
+			for range b.N {
+				round++
 				name := fmt.Sprintf("%s-%d", s.name, round)
 				forwardAll(b, sp, &countingSink{Sink: s.make(b, name), want: benchRecords, done: make(chan struct{})})
 			}

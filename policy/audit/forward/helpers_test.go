@@ -34,9 +34,13 @@ func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 // openSpool opens a spool in a new directory, closed when the test ends.
 func openSpool(t *testing.T, now func() time.Time) *spool.Spool {
 	t.Helper()
-	sp, err := spool.Open(spool.Options{
-		Dir: filepath.Join(t.TempDir(), "spool"), SegmentBytes: 1 << 20, MaxBytes: 1 << 30, Clock: now,
-	}, nil)
+	return openSpoolIn(t, filepath.Join(t.TempDir(), "spool"), now)
+}
+
+// openSpoolIn opens the spool in dir, closed when the test ends.
+func openSpoolIn(t *testing.T, dir string, now func() time.Time) *spool.Spool {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 1 << 20, MaxBytes: 1 << 30, Clock: now}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +130,11 @@ func (s *fakeSink) waitStored(t *testing.T, n int) {
 		receive(t, s.stored, fmt.Sprintf("%s storing record %d", s.name, have+1))
 	}
 }
+
+// concurrentSink is a fakeSink the forwarder may send several records at once.
+type concurrentSink struct{ *fakeSink }
+
+func (concurrentSink) Concurrent() bool { return true }
 
 // received is what the sink stored, in order, and every Send's request id.
 func (s *fakeSink) received() (got, attempts []string) {
