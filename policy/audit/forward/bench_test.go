@@ -38,20 +38,23 @@ const benchRecords = 5000
 
 // BenchmarkForward measures how many records a second one sink takes from a spool on disk: a
 // sink that takes each record at once (the forwarder and the spool alone), the real FHIR sink
-// posting to an httptest server that answers 201 at once, and the real DICOM audit sink
-// writing to a TLS syslog listener that reads and drops. Each round forwards benchRecords
+// posting to an httptest server that answers 201 at once (8 records in flight, as configured
+// by default, and one), and the real DICOM audit sink writing to a TLS syslog listener that
+// reads and drops. Each round forwards benchRecords
 // records, appended beforehand, to a new cursor and ends when the forwarder is closed (which
 // persists what was acknowledged); records/s is over all rounds. The spool is on disk, not
 // tmpfs, whose fsync returns at once; measure on the disk the spool will use.
 func BenchmarkForward(b *testing.B) {
 	sp := benchSpool(b)
 	sinks := []struct {
-		name string
-		make func(b *testing.B, name string) forward.Sink
+		name     string
+		make     func(b *testing.B, name string) forward.Sink
+		inFlight int
 	}{
-		{"instant", func(_ *testing.B, name string) forward.Sink { return instantSink(name) }},
-		{"fhir", benchFHIRSink},
-		{"syslog", benchSyslogSink},
+		{"instant", func(_ *testing.B, name string) forward.Sink { return instantSink(name) }, 1},
+		{"fhir", benchFHIRSink, 8},
+		{"fhir-one-in-flight", benchFHIRSink, 1},
+		{"syslog", benchSyslogSink, 1},
 	}
 	round := 0 // numbers the cursors, new in every round
 	for _, s := range sinks {
@@ -60,7 +63,7 @@ func BenchmarkForward(b *testing.B) {
 			for range b.N {
 				round++
 				name := fmt.Sprintf("%s-%d", s.name, round)
-				forwardAll(b, sp, &countingSink{Sink: s.make(b, name), want: benchRecords, done: make(chan struct{})})
+				forwardAll(b, sp, &countingSink{Sink: s.make(b, name), want: benchRecords, done: make(chan struct{})}, s.inFlight)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*benchRecords)/b.Elapsed().Seconds(), "records/s")
@@ -68,13 +71,14 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-// forwardAll forwards the first benchRecords records of sp to sink.
-func forwardAll(b *testing.B, sp *spool.Spool, sink *countingSink) {
+// forwardAll forwards the first benchRecords records of sp to sink, with up to inFlight
+// records in flight when it is concurrent.
+func forwardAll(b *testing.B, sp *spool.Spool, sink *countingSink, inFlight int) {
 	opts := forward.Options{
 		MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, SendTimeout: 10 * time.Second,
 		RejectAttempts: 1, MaxLag: 1 << 40, MaxLagAge: time.Hour,
 		// As nirproxy's configuration has them by default.
-		AckEvery: 1000, AckInterval: time.Second, MaxInFlight: 8, Clock: time.Now,
+		AckEvery: 1000, AckInterval: time.Second, MaxInFlight: inFlight, Clock: time.Now,
 	}
 	fw, err := forward.New(sp, []forward.Sink{sink}, opts, nil)
 	if err != nil {

@@ -136,6 +136,19 @@ type concurrentSink struct{ *fakeSink }
 
 func (concurrentSink) Concurrent() bool { return true }
 
+// waitAttempted waits until the sink has been sent a record.
+func (s *fakeSink) waitAttempted(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+		if _, attempts := s.received(); len(attempts) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s to be sent a record", s.name)
+		}
+	}
+}
+
 // received is what the sink stored, in order, and every Send's request id.
 func (s *fakeSink) received() (got, attempts []string) {
 	s.mu.Lock()
