@@ -56,7 +56,8 @@
 // warning, sets the lagging gauge and raises the audit_sink_lagging incident; it has caught up
 // again (logged, gauge cleared, audit_sink_caught_up raised) once it is back within half of
 // each limit, so that a sink hovering at a limit does not raise an incident per record.
-// Lag is judged before each attempt to send a record and whenever a sink has caught up, so
+// Lag counts the records whose acknowledgement is not persisted. It is judged before each
+// attempt to send a record and whenever a persisted acknowledgement leaves a sink caught up, so
 // while a sink is down it is judged at least every Options.MaxBackoff plus Options.SendTimeout.
 // A stopped sink raises no lag incidents (its stop was the alert), but its lag gauges, read
 // when scraped, go on growing.
@@ -358,7 +359,8 @@ type Status struct {
 	Sink string `json:"sink"`
 	// State is StateDelivering, StateRetrying or StateStopped.
 	State string `json:"state"`
-	// Lag is how many records the sink has not acknowledged.
+	// Lag is how many records the sink has not acknowledged, as persisted: it may count up to
+	// Options.AckEvery records the sink has.
 	Lag uint64 `json:"lag"`
 	// Lagging is true from an IncidentLagging until its IncidentCaughtUp.
 	Lagging bool `json:"lagging"`

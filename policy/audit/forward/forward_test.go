@@ -68,7 +68,7 @@ func TestSinkDownThenBackGetsEveryRecordAcrossARestart(t *testing.T) {
 	}
 	fw, stop := start(t, sp, []Sink{flaky, healthy}, Options{Sleep: noSleep})
 	healthy.waitStored(t, 10) // one sink down holds back no other
-	flaky.waitAttempted(t) // and has failed at least once before it comes back
+	flaky.waitAttempted(t)    // and has failed at least once before it comes back
 	if got, _ := flaky.received(); len(got) != 0 {
 		t.Fatalf("the sink that is down stored %v", got)
 	}

@@ -255,7 +255,8 @@ func (p *pipeline) finish() {
 	p.wg.Wait()
 	close(p.out)
 	for o := range p.out {
-		if o.class == "" {
+		// A record after the one the sink stopped at can never be acknowledged.
+		if o.class == "" && (p.stopAt == nil || o.fl.rec.Seq < p.stopAt.fl.rec.Seq) {
 			o.fl.done = true
 			p.f.delivered()
 		}
