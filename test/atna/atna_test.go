@@ -226,7 +226,8 @@ func TestATNAFromSpool(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sp.Close() })
 	fw, err := forward.New(sp, []forward.Sink{repo.sink}, forward.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		SendTimeout: 30 * time.Second, RejectAttempts: 3, MaxLag: 10000, MaxLagAge: 15 * time.Minute, Clock: time.Now}, nil)
+		SendTimeout: 30 * time.Second, RejectAttempts: 3, MaxLag: 10000, MaxLagAge: 15 * time.Minute,
+		AckEvery: 1000, AckInterval: time.Second, MaxInFlight: 8, Clock: time.Now}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,15 @@ type AuditForward struct {
 	// records, or this long, behind. Default 10000 and 15m.
 	MaxLag    int      `yaml:"maxLag"`
 	MaxLagAge Duration `yaml:"maxLagAge"`
+	// AckEvery and AckInterval batch the writes of a sink's cursor (two fsyncs each): it is
+	// written once ackEvery delivered records wait, or ackInterval after the first of them,
+	// and at shutdown. A crash re-sends at most these records (the sinks de-duplicate them by
+	// id). Default 1000 and 1s.
+	AckEvery    int      `yaml:"ackEvery"`
+	AckInterval Duration `yaml:"ackInterval"`
+	// MaxInFlight is how many AuditEvents may be posted to PARS at once. The ATNA sink writes
+	// one connection in order and takes one at a time. Default 8.
+	MaxInFlight int `yaml:"maxInFlight"`
 }
 
 // PARS configures the FHIR AuditEvent sink.
@@ -125,6 +134,13 @@ func checkAudit(ps *Problems, a Audit) {
 	if f.MaxLag < 1 {
 		ps.add("audit.forward.maxLag", "is %d; it must be at least 1, like 10000", f.MaxLag)
 	}
+	checkPositive(ps, "audit.forward.ackInterval", f.AckInterval, "1s")
+	if f.AckEvery < 1 {
+		ps.add("audit.forward.ackEvery", "is %d; it must be at least 1, like 1000", f.AckEvery)
+	}
+	if f.MaxInFlight < 1 {
+		ps.add("audit.forward.maxInFlight", "is %d; it must be at least 1, like 8", f.MaxInFlight)
+	}
 	if a.ATNA.Address != "" {
 		if _, port, err := net.SplitHostPort(a.ATNA.Address); err != nil || port == "" {
 			ps.add("audit.atna.address", "%q is not host:port; write it like atna.example.nhs.uk:6514", a.ATNA.Address)
@@ -166,7 +182,8 @@ func (a Audit) SpoolOptions(clock func() time.Time) spool.Options {
 func (a Audit) ForwardOptions(clock func() time.Time) forward.Options {
 	f := a.Forward
 	return forward.Options{MinBackoff: f.MinBackoff.Std(), MaxBackoff: f.MaxBackoff.Std(), SendTimeout: f.SendTimeout.Std(),
-		RejectAttempts: f.RejectAttempts, MaxLag: uint64(f.MaxLag), MaxLagAge: f.MaxLagAge.Std(), Clock: clock}
+		RejectAttempts: f.RejectAttempts, MaxLag: uint64(f.MaxLag), MaxLagAge: f.MaxLagAge.Std(),
+		AckEvery: f.AckEvery, AckInterval: f.AckInterval.Std(), MaxInFlight: f.MaxInFlight, Clock: clock}
 }
 
 // PARSSink is audit.pars as package fhir takes it: its HTTP client (the tls section's, with
@@ -183,7 +200,9 @@ func (c Config) PARSSink(cis2Issuers []string) (fhir.SinkOptions, error) {
 	return fhir.SinkOptions{
 		Name:    "pars",
 		BaseURL: p.URL,
-		Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}, Timeout: c.Audit.Forward.SendTimeout.Std()},
+		// A connection kept for each AuditEvent in flight.
+		Client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: c.Audit.Forward.MaxInFlight}, Timeout: c.Audit.Forward.SendTimeout.Std()},
 		Token:   func(context.Context) (string, error) { return token, nil },
 		Put:     p.Put,
 		Timeout: c.Audit.Forward.SendTimeout.Std(),

@@ -564,7 +564,8 @@ func Default() Config {
 		Onboarding: Onboarding{ReloadEvery: Duration(30 * time.Second)},
 		Audit: Audit{SegmentBytes: 64 << 20, MaxBytes: 10 << 30,
 			Forward: AuditForward{MinBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute), SendTimeout: Duration(30 * time.Second),
-				RejectAttempts: 3, MaxLag: 10000, MaxLagAge: Duration(15 * time.Minute)},
+				RejectAttempts: 3, MaxLag: 10000, MaxLagAge: Duration(15 * time.Minute),
+				AckEvery: 1000, AckInterval: Duration(time.Second), MaxInFlight: 8},
 			PARS: PARS{ObserverSystem: "https://fhir.nhs.uk/Id/accredited-system", SystemIDSystem: "https://fhir.nhs.uk/Id/product-id"},
 			ATNA: ATNA{DialTimeout: Duration(10 * time.Second), MaxMessageSize: 32768}},
 		RateLimit: RateLimit{

@@ -113,6 +113,11 @@ func NewSink(opts SinkOptions, log *slog.Logger) (*Sink, error) {
 // Name is the sink's name.
 func (s *Sink) Name() string { return s.name }
 
+// Concurrent reports that the forwarder may have several records in flight to the sink (up
+// to forward.Options.MaxInFlight): its Send is safe for concurrent use, and each AuditEvent is
+// a resource of its own, with its own id, which the server takes in any order.
+func (s *Sink) Concurrent() bool { return true }
+
 // Send delivers the event e of the spool record rec. It returns nil once the server has the
 // record (2xx, or 409/412 for one it already had), and nil without sending for an event that
 // names no patient, which is not PARS's to record. Otherwise the error is a *DeliveryError

@@ -20,85 +20,69 @@ const (
 	classUndecodable = "undecodable"
 	classSpool       = "spool"
 	classAck         = "ack"
+	// classCancelled is a delivery ended by the forwarder (closing, or the sink stopping at an
+	// earlier record), which is no failure of the sink's.
+	classCancelled = "cancelled"
 )
 
-// feed delivers the spool's records to one sink, on one goroutine.
+// feed delivers the spool's records to one sink: one goroutine reads the spool and
+// acknowledges, and each record in flight has a goroutine of its own (see pipeline).
 type feed struct {
-	sink Sink
-	name string
-	sp   *spool.Spool
-	cur  *spool.Cursor
-	opts Options
-	log  *slog.Logger
+	sink     Sink
+	name     string
+	sp       *spool.Spool
+	cur      *spool.Cursor
+	opts     Options
+	log      *slog.Logger
+	inFlight int // how many records may be in flight at once: 1 unless the sink is concurrent
+
+	lagMu sync.Mutex // serialises judgeLag, which the records' goroutines call
 
 	mu          sync.Mutex // guards what follows, which status reads
 	state       string
 	lagging     bool
-	oldest      time.Time // when the record being sent was appended; zero when none is
+	oldest      time.Time // when the oldest record in flight was appended; zero when none is
 	stoppedAt   uint64
 	lastClass   string
 	lastErrorAt time.Time
 	lastSuccess time.Time
 }
 
-// run delivers records until ctx ends (it returns nil) or the spool closes.
+// run delivers records until ctx ends (it returns nil) or the spool closes, and persists on
+// the way out what the sink was found to have.
 func (f *feed) run(ctx context.Context) error {
-	for failures := 0; ; {
-		rec, err := f.cur.Next(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, spool.ErrClosed):
-			return err
-		case err != nil:
-			// The spool could not be read here (a file that will not open, a damaged
-			// record): try again, loudly, without acknowledging anything.
-			failures++
-			f.failed(ctx, classSpool, 0, failures, err)
-			if f.opts.Sleep(ctx, f.opts.backoff(failures)) != nil {
-				return nil
-			}
-			continue
-		}
-		failures = 0
-		if !f.deliver(ctx, rec) {
-			return nil
-		}
-	}
+	p := &pipeline{f: f, out: make(chan outcome, f.inFlight)}
+	err := p.loop(ctx)
+	p.finish()
+	return err
 }
 
-// deliver sends rec until the sink takes it, and acknowledges it. It returns false when ctx
-// ends first; a sink stopped at rec waits for that.
-func (f *feed) deliver(ctx context.Context, rec spool.Record) bool {
-	f.hold(rec.Time)
-	defer f.hold(time.Time{})
+// deliver sends rec until the sink takes it (class ""), refuses it for good (classRejected,
+// or classUndecodable for a record that does not decode; reason then says why, identifier-free)
+// or ctx ends (classCancelled). It runs on the record's own goroutine.
+func (f *feed) deliver(ctx context.Context, rec spool.Record) (class, reason string, err error) {
 	e, err := audit.Decode(rec.Payload)
 	if err != nil {
-		f.stop(ctx, rec, classUndecodable, err, fmt.Sprintf("record %d cannot be decoded", rec.Seq))
-		<-ctx.Done()
-		return false
+		return classUndecodable, fmt.Sprintf("record %d cannot be decoded", rec.Seq), err
 	}
 	rejections := 0
 	for attempt := 1; ; attempt++ {
 		f.judgeLag(ctx)
 		class, err := f.send(ctx, rec, e)
 		if err == nil {
-			f.delivered(ctx, rec)
-			return true
+			return "", "", nil
 		}
 		if ctx.Err() != nil {
-			return false
+			return classCancelled, "", err
 		}
 		if class == classRejected {
 			if rejections++; rejections >= f.opts.RejectAttempts {
-				f.stop(ctx, rec, class, err, fmt.Sprintf("record %d rejected %d times", rec.Seq, rejections))
-				<-ctx.Done()
-				return false
+				return class, fmt.Sprintf("record %d rejected %d times", rec.Seq, rejections), err
 			}
 		}
 		f.failed(ctx, class, rec.Seq, attempt, err)
 		if f.opts.Sleep(ctx, f.opts.backoff(attempt)) != nil {
-			return false
+			return classCancelled, "", ctx.Err()
 		}
 	}
 }
@@ -119,23 +103,12 @@ func (f *feed) send(ctx context.Context, rec spool.Record, e audit.Event) (strin
 	return classRetryable, err
 }
 
-// delivered acknowledges rec, which the sink has, and judges the lag once the sink has caught
-// up.
-func (f *feed) delivered(ctx context.Context, rec spool.Record) {
+// delivered notes that the sink took a record.
+func (f *feed) delivered() {
 	f.opts.Metrics.delivery(f.name)
 	f.mu.Lock()
-	f.state, f.lastSuccess, f.oldest = StateDelivering, f.opts.Clock(), time.Time{}
+	f.state, f.lastSuccess = StateDelivering, f.opts.Clock()
 	f.mu.Unlock()
-	if err := f.cur.Ack(rec.Seq); err != nil {
-		// The sink has the record: the next Ack covers it, or the next Forwarder sends it
-		// again.
-		f.noteFailure(classAck, "")
-		f.log.Error("audit sink: acknowledge a delivered record", "seq", rec.Seq, "class", classAck, "err", err)
-		return
-	}
-	if f.sp.Lag(f.name) == 0 {
-		f.judgeLag(ctx)
-	}
 }
 
 // failed records a failed attempt of the given class at the record seq (0: reading the
@@ -177,7 +150,7 @@ func (f *feed) noteFailure(class, state string) time.Time {
 	return now
 }
 
-// hold records when the record being sent was appended (zero: none is).
+// hold records when the oldest record in flight was appended (zero: none is).
 func (f *feed) hold(appended time.Time) {
 	f.mu.Lock()
 	f.oldest = appended
@@ -187,6 +160,8 @@ func (f *feed) hold(appended time.Time) {
 // judgeLag raises IncidentLagging when the sink passes a lag limit, and IncidentCaughtUp when
 // a lagging sink is back within half of both.
 func (f *feed) judgeLag(ctx context.Context) {
+	f.lagMu.Lock()
+	defer f.lagMu.Unlock()
 	st := f.status()
 	now := f.opts.Clock()
 	age := st.age(now)
@@ -235,7 +210,7 @@ func (f *feed) status() Status {
 	}
 }
 
-// age is how long ago the record being sent was appended, at now; 0 when none is.
+// age is how long ago the oldest record in flight was appended, at now; 0 when none is.
 func (s Status) age(now time.Time) time.Duration {
 	if s.Oldest.IsZero() {
 		return 0

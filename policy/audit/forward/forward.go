@@ -5,20 +5,33 @@
 //
 // # Delivery
 //
-// For each sink a goroutine takes the next record (waiting on the spool, without polling),
-// decodes it ([audit.Decode]), calls [Sink.Send] and acknowledges the record on the cursor once
-// Send returns nil. A record is acknowledged only after its Send succeeded, so a crash or a
-// Close between the two sends it again: delivery is at least once, and a sink makes it exactly
-// once by the record's identity (its sequence number, or the event's request id), as the FHIR
-// sink does with stable resource ids. A failed Send is tried again, without end, after a wait
-// that doubles from Options.MinBackoff to at most Options.MaxBackoff, less a random part of up
-// to half (jitter); records behind it wait, so each sink receives the records in spool order.
+// For each sink a goroutine takes the next record (waiting on the spool, without polling) and
+// hands it to a goroutine of its own, which decodes it ([audit.Decode]) and calls [Sink.Send]
+// until the sink takes it. A sink has one record in flight at a time, so it receives the
+// records in spool order, unless it is a [ConcurrentSink], which may have up to
+// Options.MaxInFlight. Records are acknowledged in order: the acknowledgement covers the
+// highest record that the sink has, with every record before it, so a slow early record holds
+// back the acknowledgement of the later ones it overtook.
+//
+// The acknowledgement is persisted in the cursor file (two fsyncs) in batches: once
+// Options.AckEvery records wait for it or Options.AckInterval after the first of them was
+// delivered, whichever comes first, and always when the sink stops or the Forwarder closes.
+// [spool.Spool.Lag], the status and retention see only what is persisted. A record is
+// acknowledged only after its Send succeeded, so a crash (or a Close) sends again the records
+// whose Send had not returned and, after a crash, those whose acknowledgement was not yet
+// persisted (at most AckEvery, and at most AckInterval's worth): delivery is at least once, and
+// a sink makes it exactly once by the record's identity (its sequence number, or the event's
+// request id), as the FHIR sink does with stable resource ids. A failed Send is tried again,
+// without end, after a wait that doubles from Options.MinBackoff to at most Options.MaxBackoff,
+// less a random part of up to half (jitter); records behind it wait.
 //
 // # A record a sink refuses
 //
 // A Send error that wraps [ErrRejected] says the sink will never accept this record (a FHIR
 // 400 or 422, say). After Options.RejectAttempts such answers for one record, or at once for a
-// record that does not decode, the sink stops at that record: nothing more goes to it, its
+// record that does not decode, the sink stops at that record (for a ConcurrentSink, once the
+// records before it in flight are settled; those after it are cancelled, and sent again when
+// the sink resumes): nothing more goes to it, its
 // status says stopped (with the record's sequence number), an error is logged and the
 // audit_sink_stopped incident raised. Its cursor stays before the record, so the spool keeps
 // the record and everything after it (retention deletes only what every sink acknowledged);
@@ -43,7 +56,8 @@
 // warning, sets the lagging gauge and raises the audit_sink_lagging incident; it has caught up
 // again (logged, gauge cleared, audit_sink_caught_up raised) once it is back within half of
 // each limit, so that a sink hovering at a limit does not raise an incident per record.
-// Lag is judged before each attempt to send a record and whenever a sink has caught up, so
+// Lag counts the records whose acknowledgement is not persisted. It is judged before each
+// attempt to send a record and whenever a persisted acknowledgement leaves a sink caught up, so
 // while a sink is down it is judged at least every Options.MaxBackoff plus Options.SendTimeout.
 // A stopped sink raises no lag incidents (its stop was the alert), but its lag gauges, read
 // when scraped, go on growing.
@@ -76,6 +90,16 @@ import (
 type Sink interface {
 	Name() string
 	Send(ctx context.Context, rec spool.Record, e audit.Event) error
+}
+
+// ConcurrentSink is a Sink that may be sent several records at once: its Send is safe for
+// concurrent use and it takes records in any order, each by its own identity (the FHIR sink,
+// whose AuditEvents are independent resources). When Concurrent reports true the forwarder
+// keeps up to Options.MaxInFlight of its records in flight; a Sink that is not a
+// ConcurrentSink is sent one record at a time, in spool order.
+type ConcurrentSink interface {
+	Sink
+	Concurrent() bool
 }
 
 // ErrRejected is wrapped by a Sink's error when the sink refuses a record for good (it is not
@@ -130,6 +154,16 @@ type Options struct {
 	MaxLag uint64
 	// MaxLagAge is how old a sink's oldest unacknowledged record may be before it is lagging.
 	MaxLagAge time.Duration
+	// AckEvery is how many delivered records a sink's acknowledgement may run ahead of its
+	// cursor file: the cursor is persisted once that many wait, or AckInterval after the first
+	// of them was delivered, whichever comes first, and when the sink stops or the Forwarder
+	// closes. A crash re-sends at most these records. 1 persists after every record.
+	AckEvery int
+	// AckInterval bounds how long a delivered record's acknowledgement waits to be persisted.
+	AckInterval time.Duration
+	// MaxInFlight is how many records a ConcurrentSink may have in flight at once; 1 sends
+	// one at a time. Other sinks always have one.
+	MaxInFlight int
 	// Notify, when set, is told of each Incident. It runs on the sink's goroutine and holds up
 	// only that sink, so it should hand the incident on (to the incident webhook's queue)
 	// rather than deliver it.
@@ -158,6 +192,12 @@ func (o Options) check() (Options, error) {
 		return o, fmt.Errorf("Options.MaxLag is %d; it must be at least 1", o.MaxLag)
 	case o.MaxLagAge <= 0:
 		return o, fmt.Errorf("Options.MaxLagAge is %v; it must be positive", o.MaxLagAge)
+	case o.AckEvery < 1:
+		return o, fmt.Errorf("Options.AckEvery is %d; it must be at least 1", o.AckEvery)
+	case o.AckInterval <= 0:
+		return o, fmt.Errorf("Options.AckInterval is %v; it must be positive", o.AckInterval)
+	case o.MaxInFlight < 1:
+		return o, fmt.Errorf("Options.MaxInFlight is %d; it must be at least 1", o.MaxInFlight)
 	case o.Clock == nil:
 		return o, errors.New("Options.Clock is not set")
 	}
@@ -226,8 +266,12 @@ func New(sp *spool.Spool, sinks []Sink, opts Options, log *slog.Logger) (*Forwar
 			f.closeCursors()
 			return nil, fmt.Errorf("start audit forwarding to %s: %w", name, err)
 		}
+		inFlight := 1
+		if c, ok := s.(ConcurrentSink); ok && c.Concurrent() {
+			inFlight = opts.MaxInFlight
+		}
 		f.feeds = append(f.feeds, &feed{
-			sink: s, name: name, sp: sp, cur: cur, opts: opts,
+			sink: s, name: name, sp: sp, cur: cur, opts: opts, inFlight: inFlight,
 			log: log.With("sink", name), state: StateDelivering,
 		})
 	}
@@ -315,11 +359,12 @@ type Status struct {
 	Sink string `json:"sink"`
 	// State is StateDelivering, StateRetrying or StateStopped.
 	State string `json:"state"`
-	// Lag is how many records the sink has not acknowledged.
+	// Lag is how many records the sink has not acknowledged, as persisted: it may count up to
+	// Options.AckEvery records the sink has.
 	Lag uint64 `json:"lag"`
 	// Lagging is true from an IncidentLagging until its IncidentCaughtUp.
 	Lagging bool `json:"lagging"`
-	// Oldest is when the record being sent was appended; zero when none is.
+	// Oldest is when the oldest record being sent was appended; zero when none is.
 	Oldest time.Time `json:"oldest,omitzero"`
 	// StoppedAt is the sequence number of the record a stopped sink stopped at.
 	StoppedAt uint64 `json:"stoppedAt,omitempty"`

@@ -68,6 +68,7 @@ func TestSinkDownThenBackGetsEveryRecordAcrossARestart(t *testing.T) {
 	}
 	fw, stop := start(t, sp, []Sink{flaky, healthy}, Options{Sleep: noSleep})
 	healthy.waitStored(t, 10) // one sink down holds back no other
+	flaky.waitAttempted(t)    // and has failed at least once before it comes back
 	if got, _ := flaky.received(); len(got) != 0 {
 		t.Fatalf("the sink that is down stored %v", got)
 	}
@@ -340,7 +341,8 @@ func TestCloseStopsEverySinkWithoutLeaks(t *testing.T) {
 			return ctx.Err()
 		}
 		failing.before = func(context.Context, audit.Event) error { return errors.New("answered 503") }
-		fw, err := New(sp, []Sink{idle, hanging, failing}, complete(Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, SendTimeout: 2 * time.Hour}), nil)
+		// AckEvery 1 persists each acknowledgement at once: the idle sink has lag 0 as it waits.
+		fw, err := New(sp, []Sink{idle, hanging, failing}, complete(Options{MinBackoff: time.Hour, MaxBackoff: time.Hour, SendTimeout: 2 * time.Hour, AckEvery: 1}), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,9 +34,13 @@ func (c *fakeClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 // openSpool opens a spool in a new directory, closed when the test ends.
 func openSpool(t *testing.T, now func() time.Time) *spool.Spool {
 	t.Helper()
-	sp, err := spool.Open(spool.Options{
-		Dir: filepath.Join(t.TempDir(), "spool"), SegmentBytes: 1 << 20, MaxBytes: 1 << 30, Clock: now,
-	}, nil)
+	return openSpoolIn(t, filepath.Join(t.TempDir(), "spool"), now)
+}
+
+// openSpoolIn opens the spool in dir, closed when the test ends.
+func openSpoolIn(t *testing.T, dir string, now func() time.Time) *spool.Spool {
+	t.Helper()
+	sp, err := spool.Open(spool.Options{Dir: dir, SegmentBytes: 1 << 20, MaxBytes: 1 << 30, Clock: now}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +128,24 @@ func (s *fakeSink) waitStored(t *testing.T, n int) {
 			return
 		}
 		receive(t, s.stored, fmt.Sprintf("%s storing record %d", s.name, have+1))
+	}
+}
+
+// concurrentSink is a fakeSink the forwarder may send several records at once.
+type concurrentSink struct{ *fakeSink }
+
+func (concurrentSink) Concurrent() bool { return true }
+
+// waitAttempted waits until the sink has been sent a record.
+func (s *fakeSink) waitAttempted(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(waitLimit); ; time.Sleep(time.Millisecond) {
+		if _, attempts := s.received(); len(attempts) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s to be sent a record", s.name)
+		}
 	}
 }
 
@@ -239,6 +261,9 @@ func complete(o Options) Options {
 	o.RejectAttempts = cmp.Or(o.RejectAttempts, 3)
 	o.MaxLag = cmp.Or(o.MaxLag, 10000)
 	o.MaxLagAge = cmp.Or(o.MaxLagAge, 15*time.Minute)
+	o.AckEvery = cmp.Or(o.AckEvery, 1000)
+	o.AckInterval = cmp.Or(o.AckInterval, time.Second)
+	o.MaxInFlight = cmp.Or(o.MaxInFlight, 8)
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
