@@ -164,8 +164,8 @@ func (c *chain) link(seg segment, off int64, fr frame) bool {
 	case !fr.hashOK:
 		c.fail(seg.name, off, "the record's hash does not match its content (edited)")
 	case fr.kind != kindEvent:
-		c.fail(seg.name, off, fmt.Sprintf("a record of kind %d: this version writes only events "+
-			"and cannot check a checkpoint", fr.kind))
+		c.fail(seg.name, off, fmt.Sprintf("a record of kind %d: segments hold only events "+
+			"(the checkpoint is a file of its own)", fr.kind))
 	case rec.Seq > c.next:
 		c.fail(seg.name, off, c.missing(rec.Seq))
 	case rec.Seq < c.next:
