@@ -114,7 +114,9 @@ func verifySpool(dir, keyFile string) (spool.Report, error) {
 //
 // The spool (audit.spoolDir) is read with spool.ReadDir: it is not opened for writing, so the
 // export runs beside a serving nirproxy, and its chain is checked as `audit verify` checks it.
-// A broken chain fails the export with nothing printed. The NHS number is never written to
+// A broken chain fails the export with nothing printed. Once retention has deleted old segments
+// (audit.retention), the export covers only the records kept, from the checkpoint on; earlier
+// accesses are in PARS. The NHS number is never written to
 // stderr, and the export, which only reads, is not itself recorded in the spool.
 func auditExportCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)
