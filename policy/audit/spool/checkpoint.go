@@ -170,35 +170,30 @@ func readCheckpoint(fsys fileSystem, dir string) (cp *Checkpoint, problem string
 // ParsePrivateKey reads an Ed25519 private key in PEM, PKCS#8 ("PRIVATE KEY"), as
 // `openssl genpkey -algorithm ed25519` writes it: the key that signs checkpoints.
 func ParsePrivateKey(pemData []byte) (ed25519.PrivateKey, error) {
-	block, _ := pem.Decode(pemData)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, errors.New("read the checkpoint key: not a PEM block of type PRIVATE KEY (PKCS#8)")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("read the checkpoint key: %w", err)
-	}
-	ek, ok := key.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("read the checkpoint key: a %T, not an Ed25519 key", key)
-	}
-	return ek, nil
+	return parsePEM[ed25519.PrivateKey](pemData, "PRIVATE KEY", "checkpoint key", x509.ParsePKCS8PrivateKey)
 }
 
 // ParsePublicKey reads an Ed25519 public key in PEM, PKIX ("PUBLIC KEY"), as
 // `openssl pkey -in KEY -pubout` writes it: the key that checks checkpoints.
 func ParsePublicKey(pemData []byte) (ed25519.PublicKey, error) {
+	return parsePEM[ed25519.PublicKey](pemData, "PUBLIC KEY", "checkpoint public key", x509.ParsePKIXPublicKey)
+}
+
+// parsePEM reads the first PEM block of pemData, which must be of type blockType, with parse,
+// and returns the key if it is a K; what names the key in errors.
+func parsePEM[K any](pemData []byte, blockType, what string, parse func([]byte) (any, error)) (K, error) {
+	var none K
 	block, _ := pem.Decode(pemData)
-	if block == nil || block.Type != "PUBLIC KEY" {
-		return nil, errors.New("read the checkpoint public key: not a PEM block of type PUBLIC KEY")
+	if block == nil || block.Type != blockType {
+		return none, fmt.Errorf("read the %s: not a PEM block of type %s", what, blockType)
 	}
-	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	key, err := parse(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("read the checkpoint public key: %w", err)
+		return none, fmt.Errorf("read the %s: %w", what, err)
 	}
-	ek, ok := key.(ed25519.PublicKey)
+	k, ok := key.(K)
 	if !ok {
-		return nil, fmt.Errorf("read the checkpoint public key: a %T, not an Ed25519 key", key)
+		return none, fmt.Errorf("read the %s: a %T, not an Ed25519 key", what, key)
 	}
-	return ek, nil
+	return k, nil
 }
