@@ -130,6 +130,7 @@ func newAccessRigWith(t *testing.T, now func() time.Time, edit func(*config.Conf
 	cis2.Audiences, cis2.Algorithms = []string{devissuer.DefaultAudience}, []string{r.cis2.Algorithm()}
 	cis2.CIS2.UserinfoURL = r.cis2.UserinfoURL()
 	cfg.Authentication.Issuers = append(cfg.Authentication.Issuers, cis2)
+	cfg.Audit.CheckpointKey = config.Secret(checkpointKeyPEM(t, testCheckpointKey))
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"time"
 
@@ -20,16 +21,29 @@ import (
 	"github.com/nirproxy/nirproxy/policy/authn"
 )
 
-// auditCommand runs `nirproxy audit verify DIR`: it checks the hash chain of the audit spool in
-// DIR and reports its extent, or the first break (a record edited, deleted, reordered or cut
-// short in the middle), with exit status 1. It only reads, so it may run beside a serving
-// proxy; for a report on a fixed state, run it on a copy or a read-only snapshot.
+// auditUsage is how the audit commands are called.
+const auditUsage = "usage: nirproxy audit verify [--key PUBLICKEY] DIR, or nirproxy audit export --config FILE --patient NHSNUMBER [--from WHEN] [--to WHEN]"
+
+// auditCommand runs `nirproxy audit verify [--key PUBLICKEY] DIR`: it checks the hash chain of
+// the audit spool in DIR and reports its extent, or the first break (a record edited, deleted,
+// reordered or cut short in the middle), with exit status 1. When retention has deleted
+// records, the chain starts from its checkpoint, and the command says what that covers; with
+// --key (the PEM file of the public half of audit.checkpointKey) it also checks that the
+// checkpoint was signed by that key, and without it says that it did not. It only reads, so it
+// may run beside a serving proxy; for a report on a fixed state, run it on a copy or a
+// read-only snapshot.
 func auditCommand(args []string, stdout io.Writer) error {
-	if len(args) != 2 || args[0] != "verify" {
-		return errors.New("usage: nirproxy audit verify DIR, or nirproxy audit export --config FILE --patient NHSNUMBER [--from WHEN] [--to WHEN]")
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New(auditUsage)
 	}
-	dir := args[1]
-	r, err := spool.Verify(dir)
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	keyFile := fs.String("key", "", "")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
+		return errors.New(auditUsage)
+	}
+	dir := fs.Arg(0)
+	r, err := verifySpool(dir, *keyFile)
 	var brk *spool.Break
 	switch {
 	case errors.As(err, &brk):
@@ -39,16 +53,48 @@ func auditCommand(args []string, stdout io.Writer) error {
 	case err != nil:
 		return fmt.Errorf("verify the audit record: %w", err)
 	}
-	if r.Records == 0 {
+	switch {
+	case r.Records == 0 && r.Checkpoint == nil:
 		fmt.Fprintf(stdout, "%s: no records; the chain holds\n", dir)
 		return nil
+	case r.Records == 0:
+		fmt.Fprintf(stdout, "%s: the chain holds: no records after the checkpoint, in %d segment\n", dir, r.Segments)
+	default:
+		fmt.Fprintf(stdout, "%s: the chain holds: %d records (%d to %d) in %d segments, %d bytes, from %s to %s\n",
+			dir, r.Records, r.FirstSeq, r.LastSeq, r.Segments, r.Bytes, r.FirstTime.Format(time.RFC3339), r.LastTime.Format(time.RFC3339))
 	}
-	fmt.Fprintf(stdout, "%s: the chain holds: %d records (%d to %d) in %d segments, %d bytes, from %s to %s\n",
-		dir, r.Records, r.FirstSeq, r.LastSeq, r.Segments, r.Bytes, r.FirstTime.Format(time.RFC3339), r.LastTime.Format(time.RFC3339))
+	if cp := r.Checkpoint; cp != nil {
+		fmt.Fprintf(stdout, "%s: records 1 to %d (%d segments, from %s to %s) were deleted by retention; the chain continues from their checkpoint, signed at %s by the key with SHA-256 fingerprint %s\n",
+			dir, cp.LastSeq, cp.Segments, cp.FirstTime.Format(time.RFC3339), cp.LastTime.Format(time.RFC3339), cp.Created.Format(time.RFC3339), cp.KeyFingerprint())
+		if r.KeyChecked {
+			fmt.Fprintf(stdout, "%s: the checkpoint's signature was checked with the key in %s\n", dir, *keyFile)
+		} else {
+			fmt.Fprintf(stdout, "%s: the checkpoint's signer was NOT checked: give --key with the public half of audit.checkpointKey\n", dir)
+		}
+	}
+	if r.Covered > 0 {
+		fmt.Fprintf(stdout, "%s: %d segments the checkpoint covers are still on disk (retention cut short), which the proxy deletes when it next opens the spool\n", dir, r.Covered)
+	}
 	if r.Torn > 0 {
 		fmt.Fprintf(stdout, "%s: the last %d bytes are a record cut short by a crash, which the proxy discards when it next opens the spool\n", dir, r.Torn)
 	}
 	return nil
+}
+
+// verifySpool verifies the spool in dir, with the public key in keyFile when it is not "".
+func verifySpool(dir, keyFile string) (spool.Report, error) {
+	if keyFile == "" {
+		return spool.Verify(dir)
+	}
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return spool.Report{}, fmt.Errorf("read --key: %w", err)
+	}
+	key, err := spool.ParsePublicKey(data)
+	if err != nil {
+		return spool.Report{}, fmt.Errorf("--key %s: %w", keyFile, err)
+	}
+	return spool.VerifyKey(dir, key)
 }
 
 // auditExportCommand runs `nirproxy audit export --config FILE --patient N [--from WHEN]
@@ -68,7 +114,9 @@ func auditCommand(args []string, stdout io.Writer) error {
 //
 // The spool (audit.spoolDir) is read with spool.ReadDir: it is not opened for writing, so the
 // export runs beside a serving nirproxy, and its chain is checked as `audit verify` checks it.
-// A broken chain fails the export with nothing printed. The NHS number is never written to
+// A broken chain fails the export with nothing printed. Once retention has deleted old segments
+// (audit.retention), the export covers only the records kept, from the checkpoint on; earlier
+// accesses are in PARS. The NHS number is never written to
 // stderr, and the export, which only reads, is not itself recorded in the spool.
 func auditExportCommand(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)

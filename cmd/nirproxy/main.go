@@ -5,7 +5,7 @@
 //	nirproxy demo [--addr HOST:PORT]
 //	nirproxy check-config FILE
 //	nirproxy cache purge --config FILE --patient NHSNUMBER
-//	nirproxy audit verify DIR
+//	nirproxy audit verify [--key PUBLICKEY] DIR
 //	nirproxy audit export --config FILE --patient NHSNUMBER [--from WHEN] [--to WHEN]
 //	nirproxy version
 package main
@@ -41,7 +41,7 @@ Usage:
   nirproxy demo [--addr HOST:PORT]                  run a demo with three built-in sample trusts
   nirproxy check-config FILE                        check a configuration file and print every problem
   nirproxy cache purge --config FILE --patient N    remove every cached entry about a patient from Redis
-  nirproxy audit verify DIR                         check the audit spool's hash chain, naming the first break
+  nirproxy audit verify [--key PUBLICKEY] DIR       check the audit spool's hash chain, naming the first break
   nirproxy audit export --config FILE --patient N [--from WHEN] [--to WHEN]
                                                     print a FHIR Bundle of the patient's access events (AuditEvents)
   nirproxy version                                  print the version

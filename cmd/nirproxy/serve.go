@@ -100,6 +100,8 @@ type app struct {
 	access  *access
 	// forwarder sends the audit record to its sinks; nil without any.
 	forwarder *forwarding
+	// retention deletes the spool's old segments every sink has; nil when it deletes nothing.
+	retention *retention
 	// closeCache releases the cache's connections.
 	closeCache func() error
 }
@@ -117,8 +119,10 @@ func (a *app) close(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// stopForwarder stops the audit record's delivery, if it runs; the spool stays open.
+// stopForwarder stops the audit record's delivery and retention, if they run; the spool stays
+// open.
 func (a *app) stopForwarder() {
+	a.retention.Close()
 	if a.forwarder != nil {
 		_ = a.forwarder.Close()
 	}
@@ -159,6 +163,10 @@ func wire(cfg config.Config, acc *access, log *slog.Logger) (*app, error) {
 		incidents = a.webhook
 	}
 	if a.forwarder, err = startForwarder(cfg, acc.spool, reg, a.webhook, log); err != nil {
+		return nil, err
+	}
+	if a.retention, err = startRetention(cfg, acc.spool, time.Now, reg, log); err != nil {
+		a.stopForwarder()
 		return nil, err
 	}
 	store, closeCache, err := openCache(cfg.Cache, reg, log)

@@ -37,7 +37,9 @@ func (r *Spooled) Record(ctx context.Context, e Event) error {
 // Healthy implements Recorder: the spool's health.
 func (r *Spooled) Healthy() error { return r.spool.Healthy() }
 
-// Accesses implements Log: it reads the whole spool, oldest first.
+// Accesses implements Log: it reads every record the spool keeps, oldest first; once retention
+// has deleted old segments (spool.Spool.Prune), that is the period retained, and earlier
+// accesses are only in the sinks (PARS, ATNA).
 func (r *Spooled) Accesses(ctx context.Context, nhs string) ([]Event, error) {
 	var out []Event
 	var bad error

@@ -133,6 +133,8 @@ func (r *rig) start(t *testing.T) *orthanc.Proxy {
 		"spoolDir": filepath.Join(r.dir, "audit"),
 		"pars":     map[string]any{"url": r.parsURL, "observer": "nirproxy-crash-test"},
 		"forward":  map[string]any{"minBackoff": "10ms", "maxBackoff": "200ms"},
+		// Retention (which would need audit.checkpointKey) is not what this test is about.
+		"retention": "0s",
 	}
 	p, err := orthanc.StartProxy(t.Context(), orthanc.ProxyOptions{Binary: r.bin, Sources: r.sources, Dir: r.dir, Access: r.access,
 		Extra: map[string]any{"audit": audit}})

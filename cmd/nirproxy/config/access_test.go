@@ -457,7 +457,7 @@ func TestCheckFileAccess(t *testing.T) {
 		"systems:\n  - {id: viewer, clientId: viewer-client, organisation: RR8, purpose: TREAT}\n")
 	empty := write("empty.yaml", "")
 	bad := write("bad-onboarding.yaml", "organisations:\n  - {ods: R-8}\n  - {ods: RR8, dpia: 15/03/2024}\n")
-	const signed = "signingKey: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\naudit:\n  spoolDir: audit\n  pars: {url: 'https://pars.example.nhs.uk/FHIR/R4', observer: '200000001234'}\n"
+	const signed = "signingKey: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\naudit:\n  spoolDir: audit\n  pars: {url: 'https://pars.example.nhs.uk/FHIR/R4', observer: '200000001234'}\n" + checkpointKeyYAML
 	issuers := "auth:\n  issuers:\n    - {issuer: '" + cis2Issuer + "', discovery: true, audiences: [nirproxy], profile: cis2, cis2: {userinfoURL: '" + cis2Issuer + "/userinfo'}}\n" +
 		"    - {issuer: 'https://iua.example.nhs.uk', jwksURL: 'https://iua.example.nhs.uk/keys', audiences: [nirproxy], profile: iua}\n"
 	tests := []struct {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,6 +28,23 @@ type Audit struct {
 	// (503) rather than a record dropped, until forwarded records are removed. At least
 	// SegmentBytes. Default 10 GiB.
 	MaxBytes int `yaml:"maxBytes"`
+	// Retention is how long the spool keeps a record once every sink (PARS, ATNA) has it: the
+	// spool is the local buffer, and the sinks hold the long-term record. A segment whose every
+	// record is older and acknowledged by every sink is deleted, leaving a checkpoint signed
+	// with checkpointKey so the chain still verifies; a sink that is down holds back what it
+	// lacks, however old. Without a sink nothing is deleted: the spool holds the only copy. 0
+	// keeps everything (until maxBytes turns requests away). Otherwise 24h to 87600h (ten
+	// years). Default 720h (30 days).
+	Retention Duration `yaml:"retention"`
+	// RetentionInterval is how often retention runs: at most this long after a segment may go,
+	// it goes, and a full spool takes records again. From 1m to retention. Default 1h.
+	RetentionInterval Duration `yaml:"retentionInterval"`
+	// CheckpointKey is the Ed25519 private key, in PEM (PKCS#8, as `openssl genpkey -algorithm
+	// ed25519` writes it), that signs retention's checkpoints; CheckpointKeyFile names a file
+	// holding it. `nirproxy audit verify --key` checks the checkpoint with its public half.
+	// Required when retention is on and a sink is configured. Default none.
+	CheckpointKey     Secret `yaml:"checkpointKey"`
+	CheckpointKeyFile string `yaml:"checkpointKeyFile"`
 	// Forward tunes the delivery of records to the sinks (PARS).
 	Forward AuditForward `yaml:"forward"`
 	// PARS is the national Patient Audit Record Service (a FHIR R4 server) the records are sent
@@ -113,11 +131,64 @@ type PARS struct {
 	SystemIDSystem string `yaml:"systemIdSystem"`
 }
 
-// The bounds of audit.segmentBytes.
+// The bounds of audit.segmentBytes, audit.retention and audit.retentionInterval.
 const (
-	minSegmentBytes = 1 << 20
-	maxSegmentBytes = 1 << 30
+	minSegmentBytes   = 1 << 20
+	maxSegmentBytes   = 1 << 30
+	minRetention      = 24 * time.Hour
+	maxRetention      = 87600 * time.Hour
+	minRetentionEvery = time.Minute
 )
+
+// The names of the sinks, which name their cursors in the spool.
+const (
+	parsSinkName = "pars"
+	atnaSinkName = "atna"
+)
+
+// SinkNames are the names of the sinks the audit section configures, each with its cursor in
+// the spool: retention deletes only what all of them have acknowledged.
+func (a Audit) SinkNames() []string {
+	var names []string
+	if a.PARS.URL != "" {
+		names = append(names, parsSinkName)
+	}
+	if a.ATNA.Address != "" {
+		names = append(names, atnaSinkName)
+	}
+	return names
+}
+
+// Prunes reports whether retention deletes records: it is on and there is a sink.
+func (a Audit) Prunes() bool { return a.Retention > 0 && len(a.SinkNames()) > 0 }
+
+// RetentionKey is audit.checkpointKey, parsed.
+func (a Audit) RetentionKey() (ed25519.PrivateKey, error) {
+	return spool.ParsePrivateKey([]byte(a.CheckpointKey))
+}
+
+// checkRetention checks audit.retention, retentionInterval and checkpointKey.
+func checkRetention(ps *Problems, a Audit) {
+	r := a.Retention.Std()
+	if r < 0 || r > 0 && (r < minRetention || r > maxRetention) {
+		ps.add("audit.retention", "is %s; use 0 to keep everything, or %s to %s, like 720h (30 days)", a.Retention, minRetention, maxRetention)
+		return
+	}
+	if r == 0 {
+		return
+	}
+	if every := a.RetentionInterval.Std(); every < minRetentionEvery || every > r {
+		ps.add("audit.retentionInterval", "is %s; use %s to audit.retention (%s), like 1h", a.RetentionInterval, minRetentionEvery, a.Retention)
+	}
+	switch _, err := a.RetentionKey(); {
+	case a.CheckpointKey == "" && a.Prunes():
+		ps.add("audit.checkpointKey", "is empty, yet audit.retention (%s) deletes records every sink has: name the file of an Ed25519 key in "+
+			"checkpointKeyFile (make one with `openssl genpkey -algorithm ed25519 -out checkpoint-key.pem`), "+
+			"or set audit.retention to 0 to keep everything", a.Retention)
+	case a.CheckpointKey != "" && err != nil:
+		ps.add("audit.checkpointKey", "cannot be used: %v; give an Ed25519 private key in PEM (PKCS#8), as `openssl genpkey -algorithm ed25519` writes it", err)
+	}
+}
 
 // checkAudit checks the audit section.
 func checkAudit(ps *Problems, a Audit) {
@@ -163,6 +234,7 @@ func checkAudit(ps *Problems, a Audit) {
 			ps.add("audit.pars.observer", "is empty; name this nirproxy as PARS knows it (its ASID under observerSystem)")
 		}
 	}
+	checkRetention(ps, a)
 	if a.SpoolDir == "" {
 		ps.add("audit.spoolDir", "is empty; nirproxy records every access before it answers: name a directory for the audit spool, like /var/lib/nirproxy/audit")
 	}
@@ -198,7 +270,7 @@ func (c Config) PARSSink(cis2Issuers []string) (fhir.SinkOptions, error) {
 	}
 	token := string(p.Token)
 	return fhir.SinkOptions{
-		Name:    "pars",
+		Name:    parsSinkName,
 		BaseURL: p.URL,
 		// A connection kept for each AuditEvent in flight.
 		Client: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment,
@@ -220,7 +292,7 @@ func (c Config) PARSSink(cis2Issuers []string) (fhir.SinkOptions, error) {
 func (c Config) ATNASink() dicomaudit.SinkOptions {
 	a := c.Audit.ATNA
 	return dicomaudit.SinkOptions{
-		Name:           "atna",
+		Name:           atnaSinkName,
 		Address:        a.Address,
 		CAFile:         a.TLS.CAFile,
 		CertFile:       a.TLS.CertFile,

@@ -562,7 +562,7 @@ func Default() Config {
 			HTTPTimeout: Duration(5 * time.Second),
 		},
 		Onboarding: Onboarding{ReloadEvery: Duration(30 * time.Second)},
-		Audit: Audit{SegmentBytes: 64 << 20, MaxBytes: 10 << 30,
+		Audit: Audit{SegmentBytes: 64 << 20, MaxBytes: 10 << 30, Retention: Duration(30 * 24 * time.Hour), RetentionInterval: Duration(time.Hour),
 			Forward: AuditForward{MinBackoff: Duration(time.Second), MaxBackoff: Duration(time.Minute), SendTimeout: Duration(30 * time.Second),
 				RejectAttempts: 3, MaxLag: 10000, MaxLagAge: Duration(15 * time.Minute),
 				AckEvery: 1000, AckInterval: Duration(time.Second), MaxInFlight: 8},

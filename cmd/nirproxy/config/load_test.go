@@ -38,7 +38,7 @@ onboarding:
 audit:
   spoolDir: audit
   pars: {url: "https://pars.example.nhs.uk/FHIR/R4", observer: "200000001234"}
-`
+` + checkpointKeyYAML
 
 // writeMinimalRegistry writes the registry minimalAccessYAML names into dir: two
 // organisations and a system.
@@ -65,6 +65,7 @@ func TestParseMinimal(t *testing.T) {
 	want.Onboarding.RegistryFile = "registry.yaml"
 	want.Audit.SpoolDir = "audit"
 	want.Audit.PARS.URL, want.Audit.PARS.Observer = "https://pars.example.nhs.uk/FHIR/R4", "200000001234"
+	want.Audit.CheckpointKey = testCheckpointKey
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("Parse(minimal) =\n%+v\nwant\n%+v", cfg, want)
 	}

@@ -32,6 +32,7 @@ func withAccess(c *Config) {
 	c.Onboarding.RegistryFile = "/etc/nirproxy/registry.yaml"
 	c.Audit.SpoolDir = "/var/lib/nirproxy/audit"
 	c.Audit.PARS.URL, c.Audit.PARS.Observer = "https://pars.example.nhs.uk/FHIR/R4", "200000001234"
+	c.Audit.CheckpointKey = testCheckpointKey
 }
 
 // encryptionKey is the base64 of 32 bytes of b, a valid cache encryption key.

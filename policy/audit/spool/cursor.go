@@ -25,7 +25,10 @@ type Cursor struct {
 }
 
 // Cursor returns a reader for the sink name (1 to 64 of a-z, 0-9, '-' and '_') that starts
-// after the last record acknowledged under that name, or at the first record.
+// after the last record acknowledged under that name, or, for a name that has acknowledged
+// nothing, at the first record the spool holds (after the checkpoint, when retention has
+// deleted records). A name that acknowledged less than the checkpoint covers gets ErrPruned
+// from Next: its sink lacks records that are gone.
 func (s *Spool) Cursor(name string) (*Cursor, error) {
 	if !validCursorName(name) {
 		return nil, fmt.Errorf("open audit cursor %q: a name is 1 to 64 of a-z, 0-9, '-' and '_'", name)
@@ -35,7 +38,11 @@ func (s *Spool) Cursor(name string) (*Cursor, error) {
 	if s.closed {
 		return nil, fmt.Errorf("open audit cursor %s: %w", name, ErrClosed)
 	}
-	return &Cursor{s: s, name: name, next: s.acked[name] + 1}, nil
+	next, ok := s.acked[name]
+	if !ok {
+		next = base(s.cp)
+	}
+	return &Cursor{s: s, name: name, next: next + 1}, nil
 }
 
 // validCursorName reports whether name can name a cursor file.
@@ -114,7 +121,10 @@ func (c *Cursor) read() (Record, error) {
 
 // open opens the segment that holds the record c.next, from its start.
 func (c *Cursor) open() error {
-	first := c.s.segmentOf(c.next)
+	first, kept := c.s.segmentOf(c.next)
+	if c.next < kept {
+		return fmt.Errorf("%w: the spool starts at record %d, after its checkpoint", ErrPruned, kept)
+	}
 	if c.f != nil && first == c.first {
 		return fmt.Errorf("record not found in segment %s", segmentName(first))
 	}
@@ -127,17 +137,18 @@ func (c *Cursor) open() error {
 	return nil
 }
 
-// segmentOf is the first sequence number of the segment that holds the record seq.
-func (s *Spool) segmentOf(seq uint64) uint64 {
+// segmentOf is the first sequence number of the segment that holds the record seq, and the
+// first record the spool holds.
+func (s *Spool) segmentOf(seq uint64) (first, kept uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	first := s.segs[0]
+	first = s.segs[0]
 	for _, f := range s.segs {
 		if f <= seq {
 			first = f
 		}
 	}
-	return first
+	return first, base(s.cp) + 1
 }
 
 // Close releases the segment the cursor reads; the next Next opens it again.
@@ -178,11 +189,16 @@ func (s *Spool) ack(name string, seq uint64) error {
 	return nil
 }
 
-// Lag is how many records on disk the sink name has not acknowledged.
+// Lag is how many records on disk the sink name has not acknowledged; for a name that has
+// acknowledged nothing, how many the spool holds.
 func (s *Spool) Lag(name string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.durable - min(s.acked[name], s.durable)
+	acked, ok := s.acked[name]
+	if !ok {
+		acked = base(s.cp)
+	}
+	return s.durable - min(acked, s.durable)
 }
 
 // loadCursors reads every cursor file. A cursor that acknowledged a record the spool does not
@@ -217,9 +233,16 @@ func (s *Spool) loadCursors() error {
 // Scan calls fn with each record on disk from the sequence number from (1 for the first) to the
 // last durable when Scan began, in order, until fn returns false. It remembers nothing: no
 // cursor file is written. It is for reports over the record, not for delivery.
+//
+// When retention has deleted records, a Scan from 0 or 1 starts at the first record kept, so a
+// report covers the period retained; a Scan from a later record that was deleted returns
+// ErrPruned.
 func (s *Spool) Scan(ctx context.Context, from uint64, fn func(Record) bool) error {
 	s.mu.Lock()
 	end, closed := s.durable, s.closed
+	if from <= 1 {
+		from = base(s.cp) + 1
+	}
 	s.mu.Unlock()
 	if closed {
 		return fmt.Errorf("scan audit records: %w", ErrClosed)

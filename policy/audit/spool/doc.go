@@ -17,6 +17,8 @@
 //   - cursor-NAME (mode 0600): the last sequence number the sink NAME acknowledged, in decimal
 //     followed by a newline; replaced atomically (cursor-NAME.tmp written, synced, renamed,
 //     the directory synced).
+//   - checkpoint (mode 0600): once retention has deleted segments, the signed statement of what
+//     it deleted (below); replaced atomically as the cursor files are.
 //   - .healthy-probe: created and removed by [Spool.Healthy] to test that the directory is
 //     writable.
 //
@@ -48,11 +50,41 @@
 // rewrite the last record and its checksums consistently cannot be detected by the chain
 // alone; the copies the sinks hold are the check on that.)
 //
-// A checkpoint record (kind 2) has the same layout and is reserved for retention, which
-// deletes old segments: the first segment left then starts with a checkpoint whose sequence
-// number and prev are those of the last deleted record and whose payload is a signed statement
-// of the deleted range; the record after it continues the chain from that prev and sequence
-// number. This version writes no checkpoints, and Open and Verify treat one as a break.
+// Kind 2 is reserved and never written: a segment holding one does not verify. The checkpoint
+// is a file of its own (below), so that no segment is ever rewritten.
+//
+// # Retention and the checkpoint
+//
+// [Spool.Prune] deletes the oldest closed segments whose every record is older than a cut-off
+// and acknowledged by every sink's cursor (a sink with no cursor yet holds everything back);
+// never the segment being written. Before it deletes anything it replaces the file checkpoint
+// (written, synced, renamed, the directory synced) with three lines of text:
+//
+//	nirproxy-audit-checkpoint-v1
+//	{"lastSeq":6,"lastHash":"<64 hex>","records":6,"segments":2,"firstTime":"<RFC 3339>",
+//	 "lastTime":"<RFC 3339>","created":"<RFC 3339>","publicKey":"<base64>","keySha256":"<64 hex>"}
+//	<base64 Ed25519 signature>
+//
+// The statement (one line of JSON; wrapped above) covers every record deleted so far, 1 to
+// lastSeq: lastHash is the hash of record lastSeq, records how many (always lastSeq), segments
+// how many files, firstTime and lastTime the times of the first and last of them, created when
+// it was signed. publicKey is the raw Ed25519 public key that signed it, keySha256 the SHA-256
+// of that key's PKIX DER form. The signature is over the bytes of the first two lines, each
+// with its newline.
+//
+// The chain then starts from the checkpoint: the first segment left must be named lastSeq+1,
+// and its first record must name lastHash as its prev. Open, Verify, ReadDir, Scan and cursors
+// all start there. A checkpoint whose signature does not hold for the key it names, or that no
+// segment follows, is a break; [VerifyKey] also checks that the key is the spool's, since
+// whoever can write the disk can sign with a key of their own. Deleting the checkpoint, or a
+// segment after it, breaks the chain as deleting records does.
+//
+// A crash after the checkpoint is written and before every segment it covers is deleted leaves
+// segments wholly before lastSeq+1: Verify and ReadDir pass over them (Report.Covered), and
+// Open deletes them. A Cursor of a name that has acknowledged nothing starts at the first
+// record kept; one whose name acknowledged less than the checkpoint covers gets [ErrPruned].
+// Scan from 1 starts at the first record kept; Scan from a later deleted record gets
+// ErrPruned.
 //
 // # Durability
 //
@@ -80,11 +112,12 @@
 // break (a bad checksum followed by valid records, a chain that does not link, a missing
 // segment) makes Open fail with a [*Break] naming the segment and offset: that is corruption
 // or tampering, for Verify and a person to look at, and the spool is never extended over it.
-// Open also fails when a cursor has acknowledged a record the spool no longer holds.
+// Open also fails when a cursor has acknowledged a record the spool no longer holds, and
+// finishes a prune cut short (above).
 //
 // # Size
 //
 // Options.MaxBytes bounds the bytes of all segments together. Append refuses a record that
-// would pass it with [ErrFull] rather than drop anything; until retention deletes segments
-// (not in this version) a full spool stays full.
+// would pass it with [ErrFull] rather than drop anything; a full spool stays full until
+// [Spool.Prune] deletes segments, which only those every sink has acknowledged can be.
 package spool

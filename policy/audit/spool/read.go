@@ -30,11 +30,11 @@ func readDir(dir, what string, visit func(Record) bool) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("%s audit spool %s: %w", what, dir, err)
 	}
-	if len(c.segs) == 0 {
-		return Report{}, fmt.Errorf("%s audit spool %s: no segments (seg-*.log) in the directory", what, dir)
-	}
 	if c.report.Break != nil {
 		return c.report, c.report.Break
+	}
+	if len(c.segs) == 0 {
+		return Report{}, fmt.Errorf("%s audit spool %s: no segments (seg-*.log) in the directory", what, dir)
 	}
 	return c.report, nil
 }

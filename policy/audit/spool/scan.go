@@ -11,13 +11,15 @@ import (
 
 // chain walks a spool's records in order, checking that each links to the one before.
 type chain struct {
-	fsys   fileSystem
-	dir    string
-	segs   []segment
-	next   uint64   // the sequence number expected next
-	prev   [32]byte // the hash the next record must name as its prev
-	end    int64    // the length of the last segment's sound records
-	report Report
+	fsys    fileSystem
+	dir     string
+	segs    []segment
+	cp      *Checkpoint // the checkpoint the chain starts from, or nil
+	covered []segment   // segments wholly before the checkpoint, which Open deletes
+	next    uint64      // the sequence number expected next
+	prev    [32]byte    // the hash the next record must name as its prev
+	end     int64       // the length of the last segment's sound records
+	report  Report
 
 	visit   func(Record) bool // called with each sound record, in order; nil for none
 	stopped bool              // visit returned false
@@ -32,7 +34,10 @@ func scanDir(fsys fileSystem, dir string, visit func(Record) bool) (*chain, erro
 		return nil, err
 	}
 	c := &chain{fsys: fsys, dir: dir, segs: segs, next: 1, visit: visit}
-	for i := range segs {
+	if err := c.start(); err != nil || c.report.Break != nil {
+		return c, err
+	}
+	for i := range c.segs {
 		c.report.Segments++
 		if err := c.segment(i); err != nil {
 			return nil, err
@@ -42,6 +47,33 @@ func scanDir(fsys fileSystem, dir string, visit func(Record) bool) (*chain, erro
 		}
 	}
 	return c, nil
+}
+
+// start reads the checkpoint, if there is one: the chain then starts after it, and the
+// segments wholly before it (left by a prune cut short) are set aside as covered. A checkpoint
+// that cannot be trusted, or one with no segment after it, is a break.
+func (c *chain) start() error {
+	cp, problem, err := readCheckpoint(c.fsys, c.dir)
+	switch {
+	case err != nil:
+		return err
+	case problem != "":
+		c.report.Break = &Break{Segment: checkpointFile, Seq: 1, Problem: problem}
+		return nil
+	case cp == nil:
+		return nil
+	}
+	c.cp, c.report.Checkpoint = cp, cp
+	c.next, c.prev = cp.LastSeq+1, cp.LastHash
+	for len(c.segs) > 1 && c.segs[1].first <= c.next {
+		c.covered, c.segs = append(c.covered, c.segs[0]), c.segs[1:]
+	}
+	c.report.Covered = len(c.covered)
+	if len(c.segs) == 0 {
+		c.fail(checkpointFile, 0, fmt.Sprintf("no segment follows the checkpoint, which covers records 1 to %d "+
+			"(the segments after it deleted)", cp.LastSeq))
+	}
+	return nil
 }
 
 // segment checks the records of segment i.
@@ -89,6 +121,9 @@ func (c *chain) startsAt(seg segment, size int64, last bool) bool {
 	switch {
 	case seg.first > c.next:
 		c.fail(seg.name, 0, c.missing(seg.first))
+	case seg.first < c.next && c.atCheckpoint():
+		c.fail(seg.name, 0, fmt.Sprintf("the segment starts at record %d, inside what the checkpoint "+
+			"says was deleted (records 1 to %d): the chain does not continue from the checkpoint", seg.first, c.next-1))
 	case seg.first < c.next:
 		c.fail(seg.name, 0, fmt.Sprintf("the segment's name says it starts at record %d, "+
 			"which came before (segments copied or renamed)", seg.first))
@@ -129,13 +164,16 @@ func (c *chain) link(seg segment, off int64, fr frame) bool {
 	case !fr.hashOK:
 		c.fail(seg.name, off, "the record's hash does not match its content (edited)")
 	case fr.kind != kindEvent:
-		c.fail(seg.name, off, fmt.Sprintf("a record of kind %d: this version writes only events "+
-			"and cannot check a checkpoint", fr.kind))
+		c.fail(seg.name, off, fmt.Sprintf("a record of kind %d: segments hold only events "+
+			"(the checkpoint is a file of its own)", fr.kind))
 	case rec.Seq > c.next:
 		c.fail(seg.name, off, c.missing(rec.Seq))
 	case rec.Seq < c.next:
 		c.fail(seg.name, off, fmt.Sprintf("record %d stands where record %d should "+
 			"(records reordered or copied)", rec.Seq, c.next))
+	case rec.Prev != c.prev && c.atCheckpoint():
+		c.fail(seg.name, off, fmt.Sprintf("the record does not name the hash of record %d that the "+
+			"checkpoint gives as its previous: the chain does not continue from the checkpoint", c.next-1))
 	case rec.Prev != c.prev:
 		c.fail(seg.name, off, fmt.Sprintf("the record does not name the hash of record %d as "+
 			"its previous (record %d edited, or this one replaced)", c.next-1, c.next-1))
@@ -146,6 +184,9 @@ func (c *chain) link(seg segment, off int64, fr frame) bool {
 	}
 	return false
 }
+
+// atCheckpoint reports whether the chain expects the first record after its checkpoint.
+func (c *chain) atCheckpoint() bool { return c.cp != nil && c.next == c.cp.LastSeq+1 }
 
 // accept counts a sound record and moves the chain past it.
 func (c *chain) accept(rec Record) {

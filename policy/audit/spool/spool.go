@@ -34,9 +34,11 @@ type Spool struct {
 	full        bool          // the last Append was refused with ErrFull
 	closed      bool
 	acked       map[string]uint64 // each cursor's last acknowledged sequence number
+	cp          *Checkpoint       // the records retention deleted; nil when none
 	waitHook    func()            // tests: called when a cursor is about to wait
 
 	ackMu    sync.Mutex // serialises the writing of cursor files
+	pruneMu  sync.Mutex // serialises Prune
 	healthMu sync.Mutex // serialises directory probes
 }
 
@@ -74,6 +76,9 @@ func (s *Spool) load() error {
 	}
 	if c.report.Break != nil {
 		return c.report.Break
+	}
+	if err := s.finishPrune(c); err != nil {
+		return err
 	}
 	if err := s.recoverSegments(c); err != nil {
 		return err

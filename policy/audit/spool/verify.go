@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"time"
 )
@@ -22,6 +23,15 @@ type Report struct {
 	Torn int64
 	// Break is the first place where the chain does not hold; nil when it holds throughout.
 	Break *Break
+	// Checkpoint is the signed checkpoint the chain starts from, after the records retention
+	// deleted; nil when none were deleted. Its signature holds for the key it names; whether
+	// that is the spool's key only VerifyKey checks, and says in KeyChecked.
+	Checkpoint *Checkpoint
+	// KeyChecked is true when VerifyKey found the checkpoint signed by the key it was given.
+	KeyChecked bool
+	// Covered is how many segments the checkpoint covers that are still on disk (a prune cut
+	// short by a crash); they are not read, and Open deletes them. They are not counted above.
+	Covered int
 }
 
 // Break is the first place where a spool's chain does not hold.
@@ -39,6 +49,9 @@ type Break struct {
 
 // Error describes the break with its place.
 func (b *Break) Error() string {
+	if b.Segment == checkpointFile {
+		return fmt.Sprintf("audit chain broken at its checkpoint (file %s): %s", checkpointFile, b.Problem)
+	}
 	return fmt.Sprintf("audit chain broken in segment %s at offset %d (record %d): %s",
 		b.Segment, b.Offset, b.Seq, b.Problem)
 }
@@ -50,6 +63,28 @@ func (b *Break) Error() string {
 // came before. Any other error means the directory could not be read. Verify takes the
 // directory as it finds it, and may run while a Spool appends to it, as ReadDir says; for a
 // report on a fixed state, run it on a copy or a read-only snapshot.
+//
+// When retention has deleted records, the chain starts from the checkpoint it left: the first
+// record kept must follow it. Verify checks that the checkpoint's signature holds for the key
+// the checkpoint names, which finds damage and edits by anyone without a key of their own;
+// VerifyKey also checks that the key is the spool's.
 func Verify(dir string) (Report, error) {
 	return readDir(dir, "verify", nil)
+}
+
+// VerifyKey is Verify that also checks that the checkpoint, if there is one, was signed by key
+// (Report.KeyChecked); one signed by another key is a Break at the checkpoint, as is a
+// checkpoint replaced, by whoever holds a key, with one covering more or fewer records than
+// the segments left.
+func VerifyKey(dir string, key ed25519.PublicKey) (Report, error) {
+	rep, err := Verify(dir)
+	if err != nil || rep.Checkpoint == nil {
+		return rep, err
+	}
+	if kerr := rep.Checkpoint.checkKey(key); kerr != nil {
+		rep.Break = &Break{Segment: checkpointFile, Seq: rep.Checkpoint.LastSeq + 1, Problem: kerr.Error()}
+		return rep, rep.Break
+	}
+	rep.KeyChecked = true
+	return rep, nil
 }
