@@ -88,15 +88,19 @@
 //
 // # Durability
 //
-// Append writes its record under a mutex, in sequence order, then waits until a sync covers
-// it. Syncs are shared (group commit): one appender at a time, the leader, syncs the segment
-// up to its current end while the others wait, and every Append whose record that sync covers
-// returns. Nothing waits on a timer, so a lone Append costs one write and one fsync. Creating
-// a segment syncs the new file and the directory; rotating to a new one first syncs the old.
+// Append queues its record for one goroutine of the Spool's own, the flusher, and waits for
+// its answer. The flusher takes every record queued (group commit), gives them their sequence
+// numbers and chain in queue order, writes them with one write and syncs the segment with one
+// fsync, then answers each Append alone: on disk, or why not. While it syncs, the next records
+// queue, so the busier the spool, the more records share a sync; nothing waits on a timer, so
+// a lone Append costs one write and one fsync. Appenders never wait for one another on a lock,
+// which under load would hand the lock from one descheduled goroutine to the next. Creating a
+// segment syncs the new file and the directory; rotating to a new one first writes and syncs
+// the old.
 //
 // When a write or an fsync fails, the spool is broken: Append and Healthy return
-// [ErrUnwritable] with the cause, and no Append waiting for that sync, or written after it,
-// returns success, since after a failed fsync the kernel may have dropped the unwritten data
+// [ErrUnwritable] with the cause, and no Append whose record that sync was to cover, or that
+// was written after it, returns success, since after a failed fsync the kernel may have dropped the unwritten data
 // while a later fsync succeeds (fsyncgate). At most once a second (by Options.Clock) the next
 // Append or Healthy call probes: it cuts the segment back to the end of the last record known
 // to be on disk, syncs it, and starts a new segment (synced, with the directory). If the probe

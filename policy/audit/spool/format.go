@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -70,8 +71,16 @@ func recordHash(fixed, payload []byte) [32]byte {
 
 // encode lays out a record of the given kind; it returns the bytes and the record's hash.
 func encode(kind byte, seq uint64, t time.Time, prev [32]byte, payload []byte) ([]byte, [32]byte) {
+	return appendRecord(nil, kind, seq, t, prev, payload)
+}
+
+// appendRecord appends to dst the record encode lays out, and returns the extended slice and
+// the record's hash.
+func appendRecord(dst []byte, kind byte, seq uint64, t time.Time, prev [32]byte, payload []byte) ([]byte, [32]byte) {
 	n := fixedBody + len(payload)
-	buf := make([]byte, headerSize+n)
+	start := len(dst)
+	dst = slices.Grow(dst, headerSize+n)[:start+headerSize+n]
+	buf := dst[start:]
 	body := buf[headerSize:]
 	body[0] = kind
 	binary.BigEndian.PutUint64(body[1:9], seq)
@@ -84,7 +93,7 @@ func encode(kind byte, seq uint64, t time.Time, prev [32]byte, payload []byte) (
 	binary.BigEndian.PutUint32(buf[4:8], uint32(n))
 	binary.BigEndian.PutUint32(buf[8:12], checksum(buf[0:8]))
 	binary.BigEndian.PutUint32(buf[12:16], checksum(body))
-	return buf, sum
+	return dst, sum
 }
 
 // bodyLength checks a header and returns the length of the body it declares, which must fit

@@ -65,7 +65,7 @@ func (s *Spool) fail(err error) error {
 	return err
 }
 
-// probe tries to repair a broken spool, with mu held and no leader syncing.
+// probe tries to repair a broken spool, with mu held and no sync under way.
 func (s *Spool) probe() {
 	s.lastProbe = s.opts.Clock()
 	if err := s.restart(); err != nil {
@@ -105,6 +105,6 @@ func (s *Spool) restart() error {
 	}
 	s.size -= s.off
 	s.seg, s.off, s.durableOff = f, 0, 0
-	s.written, s.lastHash = s.durable, s.durableHash
+	s.written, s.lastHash, s.pending = s.durable, s.durableHash, s.pending[:0]
 	return nil
 }

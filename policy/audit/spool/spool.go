@@ -22,12 +22,14 @@ type Spool struct {
 	segs        []uint64      // the first sequence number of each segment, oldest first
 	off         int64         // the current segment's length
 	size        int64         // the length of all segments
-	written     uint64        // the last sequence number written
+	written     uint64        // the last sequence number written (to pending or the segment)
+	pending     []byte        // records written after the segment's file ends: the next sync writes them
+	spare       []byte        // a buffer for pending, reused
 	lastHash    [32]byte      // its hash
 	durable     uint64        // the last sequence number known to be on disk
 	durableOff  int64         // the current segment's length up to that record
 	durableHash [32]byte      // its hash
-	syncing     bool          // a leader is syncing the current segment, without mu
+	syncing     bool          // a sync of the current segment is under way, without mu
 	epoch       uint64        // advanced by each repair; earlier unsynced records are lost
 	broken      error         // why the spool cannot be written, wrapping ErrUnwritable
 	lastProbe   time.Time     // when the spool broke or was last probed
@@ -36,6 +38,13 @@ type Spool struct {
 	acked       map[string]uint64 // each cursor's last acknowledged sequence number
 	cp          *Checkpoint       // the records retention deleted; nil when none
 	waitHook    func()            // tests: called when a cursor is about to wait
+	queuedHook  func()            // tests: called when an Append has queued its record
+
+	// appends queues Append's records for the flusher, which alone writes and syncs them
+	// (flush.go); quit is closed by Close, and flushed once the flusher has gone.
+	appends chan *appendRequest
+	quit    chan struct{}
+	flushed chan struct{}
 
 	ackMu    sync.Mutex // serialises the writing of cursor files
 	pruneMu  sync.Mutex // serialises Prune
@@ -58,10 +67,12 @@ func open(opts Options, log *slog.Logger, fsys fileSystem) (*Spool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Spool{opts: opts, fsys: fsys, log: log, wake: make(chan struct{}), acked: map[string]uint64{}}
+	s := &Spool{opts: opts, fsys: fsys, log: log, wake: make(chan struct{}), acked: map[string]uint64{},
+		appends: make(chan *appendRequest, maxBatch), quit: make(chan struct{}), flushed: make(chan struct{})}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("open audit spool %s: %w", opts.Dir, err)
 	}
+	go s.flush()
 	return s, nil
 }
 
@@ -124,78 +135,95 @@ func (s *Spool) recoverSegments(c *chain) error {
 
 // Append adds a record holding payload and returns it once it is on disk: written and its
 // segment synced (with the directory, when the record starts a segment). Concurrent Appends
-// share syncs. It returns ErrFull, ErrTooLarge, ErrClosed, or an error wrapping ErrUnwritable
-// (see the package doc), and never returns a nil error for a record that is not on disk.
+// share writes and syncs: one goroutine, the flusher, takes every record waiting, writes them
+// in one write and syncs them with one fsync (group commit). It returns ErrFull, ErrTooLarge,
+// ErrClosed, or an error wrapping ErrUnwritable (see the package doc), and never returns a nil
+// error for a record that is not on disk.
 //
-// ctx is checked before the record is written and while waiting for another Append's sync;
-// an Append that gives up waiting returns ctx's error, though its record may yet reach disk.
+// ctx is checked before the record is written and while waiting for its sync; an Append that
+// gives up waiting returns ctx's error, though its record may yet reach disk.
 func (s *Spool) Append(ctx context.Context, payload []byte) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, fmt.Errorf("append audit record: %w", err)
 	}
-	rec, epoch, err := s.write(ctx, payload)
-	if err != nil {
-		return Record{}, fmt.Errorf("append audit record: %w", err)
-	}
-	if err := s.commit(ctx, rec.Seq, epoch); err != nil {
-		return Record{}, fmt.Errorf("append audit record %d: %w", rec.Seq, err)
-	}
-	return rec, nil
-}
-
-// write writes payload's record, rotating first when it would not fit the current segment;
-// it returns the record and the epoch it was written in.
-func (s *Spool) write(ctx context.Context, payload []byte) (Record, uint64, error) {
-	need := int64(overhead + len(payload))
-	if need > s.opts.SegmentBytes {
-		return Record{}, 0, fmt.Errorf("%w: %d bytes with framing, and segments hold %d",
+	if need := int64(overhead + len(payload)); need > s.opts.SegmentBytes {
+		return Record{}, fmt.Errorf("append audit record: %w: %d bytes with framing, and segments hold %d",
 			ErrTooLarge, need, s.opts.SegmentBytes)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.makeRoom(ctx, need); err != nil {
+	req := &appendRequest{ctx: ctx, payload: payload, done: make(chan appendResult, 1)}
+	select {
+	case s.appends <- req:
+		if s.queuedHook != nil {
+			s.queuedHook()
+		}
+	case <-s.quit:
+		return Record{}, fmt.Errorf("append audit record: %w", ErrClosed)
+	case <-ctx.Done():
+		return Record{}, fmt.Errorf("append audit record: %w", ctx.Err())
+	}
+	var r appendResult
+	select {
+	case r = <-req.done:
+	case <-ctx.Done():
+		return Record{}, fmt.Errorf("append audit record: %w", ctx.Err())
+	case <-s.flushed: // the flusher has gone; it answered req if it took it
+		select {
+		case r = <-req.done:
+		default:
+			r.err = ErrClosed
+		}
+	}
+	if r.err != nil {
+		if r.rec.Seq != 0 {
+			return Record{}, fmt.Errorf("append audit record %d: %w", r.rec.Seq, r.err)
+		}
+		return Record{}, fmt.Errorf("append audit record: %w", r.err)
+	}
+	return r.rec, nil
+}
+
+// write adds payload's record to pending, with mu held, rotating first when it would not fit
+// the current segment; it returns the record and the epoch it was written in. The flusher's
+// next sync writes it to the segment, with every other record pending, in one write.
+func (s *Spool) write(payload []byte) (Record, uint64, error) {
+	need := int64(overhead + len(payload))
+	if err := s.makeRoom(need); err != nil {
 		return Record{}, 0, err
 	}
 	seq, now := s.written+1, time.UnixMilli(s.opts.Clock().UnixMilli()).UTC()
-	buf, sum := encode(kindEvent, seq, now, s.lastHash, payload)
-	n, err := s.seg.Write(buf)
-	s.off += int64(n)
-	s.size += int64(n)
-	if err != nil {
-		return Record{}, 0, s.fail(fmt.Errorf("write segment %s: %w", s.segName(), err))
-	}
+	var sum [32]byte
+	s.pending, sum = appendRecord(s.pending, kindEvent, seq, now, s.lastHash, payload)
+	s.off += need
+	s.size += need
 	rec := Record{Seq: seq, Time: now, Prev: s.lastHash, Hash: sum, Payload: payload}
 	s.written, s.lastHash, s.full = seq, sum, false
 	return rec, s.epoch, nil
 }
 
-// makeRoom makes sure, with mu held, that a record of need bytes can be written now: the
-// spool usable and not full, and the current segment with room (after rotating if need be).
-func (s *Spool) makeRoom(ctx context.Context, need int64) error {
-	for {
-		if err := s.usable(); err != nil {
-			return err
-		}
-		if s.size+need > s.opts.MaxBytes {
-			s.full = true
-			return fmt.Errorf("%w: %d of %d bytes used, and the record needs %d",
-				ErrFull, s.size, s.opts.MaxBytes, need)
-		}
-		if s.off == 0 || s.off+need <= s.opts.SegmentBytes {
-			return nil
-		}
-		if !s.syncing { // a leader may be syncing the segment about to be closed
-			return s.rotate()
-		}
-		if err := s.waitLocked(ctx); err != nil {
-			return err
-		}
+// makeRoom makes sure, with mu held and no sync under way, that a record of need bytes can be
+// written now: the spool usable and not full, and the current segment with room (after
+// rotating if need be).
+func (s *Spool) makeRoom(need int64) error {
+	if err := s.usable(); err != nil {
+		return err
 	}
+	if s.size+need > s.opts.MaxBytes {
+		s.full = true
+		return fmt.Errorf("%w: %d of %d bytes used, and the record needs %d",
+			ErrFull, s.size, s.opts.MaxBytes, need)
+	}
+	if s.off == 0 || s.off+need <= s.opts.SegmentBytes {
+		return nil
+	}
+	return s.rotate()
 }
 
-// rotate syncs and closes the current segment and starts the next, with mu held and no
-// leader syncing.
+// rotate writes pending, syncs and closes the current segment and starts the next, with mu
+// held and no sync under way.
 func (s *Spool) rotate() error {
+	if err := s.flushPending(s.seg); err != nil {
+		return s.fail(err)
+	}
 	if err := s.seg.Sync(); err != nil {
 		return s.fail(fmt.Errorf("fsync segment %s: %w", s.segName(), err))
 	}
@@ -212,48 +240,57 @@ func (s *Spool) rotate() error {
 	return nil
 }
 
-// commit waits until the record seq, written in epoch, is on disk, syncing as the leader when
-// no other Append is.
-func (s *Spool) commit(ctx context.Context, seq, epoch uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for {
-		switch {
-		case s.epoch == epoch && s.durable >= seq:
-			return nil
-		case s.broken != nil:
-			return s.broken
-		case s.epoch != epoch:
-			return fmt.Errorf("%w: the record was cut away after a failed write", ErrUnwritable)
-		case s.closed:
-			return ErrClosed
-		case !s.syncing:
-			s.sync()
-		default:
-			if err := s.waitLocked(ctx); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// sync is the leader's part: with mu held on entry and exit, but not during the fsync, it
-// syncs the current segment up to its current end.
+// sync writes pending to the current segment and syncs it: with mu held on entry and exit,
+// but not while it writes and syncs. The flusher calls it, and Close once the flusher has
+// gone.
 func (s *Spool) sync() {
 	s.syncing = true
-	f, target, off, sum := s.seg, s.written, s.off, s.lastHash
+	f, target, off, sum, buf := s.seg, s.written, s.off, s.lastHash, s.pending
+	s.pending, s.spare = s.spare[:0], nil
 	s.mu.Unlock()
-	err := f.Sync()
+	err := writeAll(f, buf)
+	if err == nil {
+		if err = f.Sync(); err != nil {
+			err = fmt.Errorf("fsync segment: %w", err)
+		}
+	}
 	s.mu.Lock()
 	s.syncing = false
+	if cap(buf) <= maxSpare {
+		s.spare = buf[:0]
+	}
 	if err != nil {
-		s.fail(fmt.Errorf("fsync segment %s: %w", s.segName(), err))
+		s.fail(fmt.Errorf("segment %s: %w", s.segName(), err))
 		return
 	}
 	if target > s.durable {
 		s.markDurable(target, off, sum)
 	}
 	s.notify()
+}
+
+// maxSpare bounds the buffer kept for pending between syncs.
+const maxSpare = 1 << 20
+
+// flushPending writes pending to f, with mu held and no sync under way.
+func (s *Spool) flushPending(f file) error {
+	err := writeAll(f, s.pending)
+	s.pending = s.pending[:0]
+	if err != nil {
+		return fmt.Errorf("segment %s: %w", s.segName(), err)
+	}
+	return nil
+}
+
+// writeAll writes buf to f: nothing when it is empty.
+func writeAll(f file, buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	if _, err := f.Write(buf); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
 }
 
 // markDurable records that the records up to seq, ending at off in the current segment, are
@@ -292,22 +329,26 @@ func (s *Spool) Size() int64 {
 	return s.size
 }
 
-// Close syncs what has been written (so Appends waiting for it return), closes the current
-// segment and wakes waiting cursors with ErrClosed. Appends after Close return ErrClosed.
+// Close stops taking records, lets the flusher finish the records it took (so the Appends
+// waiting for them return), answers queued Appends with ErrClosed, closes the current segment
+// and wakes waiting cursors with ErrClosed. Appends after Close return ErrClosed.
 func (s *Spool) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.syncing {
-		_ = s.waitLocked(context.Background())
-	}
 	if s.closed {
+		s.mu.Unlock()
+		<-s.flushed
 		return nil
-	}
-	if s.broken == nil && s.written > s.durable {
-		s.sync()
 	}
 	s.closed = true
 	s.notify()
+	s.mu.Unlock()
+	close(s.quit)
+	<-s.flushed
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil && s.written > s.durable {
+		s.sync()
+	}
 	if s.seg == nil {
 		return nil
 	}
