@@ -180,7 +180,8 @@ func (s *Server) recordRefusal(c *echo.Context, de *Error, err error) {
 	}
 }
 
-// completeEvent fills in what every event of the request c shares.
+// completeEvent fills in what every event of the request c shares. The study, series and
+// instance are the route's, or a bulk data link's as it was signed (ctxBulkLink).
 func (s *Server) completeEvent(c *echo.Context, e audit.Event) audit.Event {
 	p := principal(c)
 	g, _ := c.Get(ctxGrant).(policy.Grant)
@@ -198,10 +199,14 @@ func (s *Server) completeEvent(c *echo.Context, e audit.Event) audit.Event {
 	if patient, ok := c.Get(ctxPatient).(string); ok && e.PatientID == "" {
 		e.PatientID = patient
 	}
-	if study := c.Param("study"); study != "" && len(e.StudyUIDs) == 0 {
+	study, series, instance := c.Param("study"), c.Param("series"), c.Param("instance")
+	if link, ok := c.Get(ctxBulkLink).(BulkLink); ok {
+		study, series, instance = link.Study, link.Series, link.Instance
+	}
+	if study != "" && len(e.StudyUIDs) == 0 {
 		e.StudyUIDs = []string{study}
 	}
-	e.SeriesUID, e.InstanceUID = c.Param("series"), c.Param("instance")
+	e.SeriesUID, e.InstanceUID = series, instance
 	return e
 }
 

@@ -295,12 +295,21 @@ func TestAuditRecords(t *testing.T) {
 		}
 	})
 
+	// A bulk data link names the series and instance whose metadata held it: its record names
+	// them, answered or not.
 	t.Run("bulk data", func(t *testing.T) {
 		meta := r.send(t, auditRequest{from: clin, path: auditMF + "/metadata", accept: acceptJSON})
 		r.recordOf(t, meta)
 		link := bulkLink(t, meta.body)
 		checkRecord(t, r, r.send(t, auditRequest{from: clin, path: link, accept: acceptFrames}),
-			ok(audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", inUS("", "")))
+			ok(audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", inUS(series, mf)))
+		// Another user with the link is turned away before access control: what was asked for
+		// is recorded, and no patient (none is known yet).
+		other := auditUser("u-other", orgOnboarded, "R8000", "TREAT", nil)
+		checkRecord(t, r, r.send(t, auditRequest{from: other, path: link, accept: acceptFrames}),
+			what(asked(r, other), audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", http.StatusForbidden, audit.OutcomeFailed, func(e *audit.Event) {
+				e.StudyUIDs, e.SeriesUID, e.InstanceUID = []string{pacssim.DemoUltrasoundStudyUID}, series, mf
+			}))
 	})
 
 	// Who asked, as the grant judged it: the purpose, where it came from, and emergency and
