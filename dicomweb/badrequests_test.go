@@ -326,7 +326,7 @@ func hostileRequests(t *testing.T) []badRequestCase {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	const rel = "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010"
 	sign := func(sg *Signer, source string) string {
-		tok, ok := sg.Sign(source, rel, testCaller)
+		tok, ok := sg.Sign(source, rel, testCaller, BulkOwner{})
 		if !ok {
 			t.Fatalf("the signer refused %s", rel)
 		}
@@ -355,7 +355,7 @@ func hostileRequests(t *testing.T) []badRequestCase {
 	} {
 		add("bulk data link", tc.name, "/dicom-web/bulkdata/"+tc.token, http.StatusNotFound, tc.msg)
 	}
-	othersLink, _ := NewSigner(key, time.Hour, nil).Sign("TA", rel, callerOf(policy.Principal{Issuer: "https://idp.example", Subject: "another user"}))
+	othersLink, _ := NewSigner(key, time.Hour, nil).Sign("TA", rel, callerOf(policy.Principal{Issuer: "https://idp.example", Subject: "another user"}), BulkOwner{})
 	add("bulk data link", "issued to another caller", "/dicom-web/bulkdata/"+othersLink, http.StatusForbidden, "issued to another caller")
 	flip := func(s string, i int) string {
 		b := []byte(s)

@@ -10,15 +10,21 @@ import (
 	"github.com/nirproxy/nirproxy/upstream"
 )
 
+// ctxBulkLink is the verified link (BulkLink) of a bulk data request: its audit record's study,
+// series and instance (completeEvent), since its route names none.
+const ctxBulkLink = "nirproxy.bulk_link"
+
 // bulkdataHandler fetches the bulk data a signed link names (see Signer), from the source that
 // gave it, for the caller it was issued to only. The study authorised is the one the link was
 // signed for; it is located as every retrieve's study is, so that the caller is authorized for
-// its patient, but only the link's source is asked for the data.
+// its patient, but only the link's source is asked for the data. The request is recorded under
+// the link's study, series and instance, answered or refused.
 func (s *Server) bulkdataHandler(c *echo.Context) error {
 	link, err := s.signer.Verify(c.Param("token"))
 	if err != nil {
 		return bulkLinkError(err, s.signer.TTL())
 	}
+	c.Set(ctxBulkLink, link)
 	if !s.signer.IssuedTo(link, callerOf(principal(c))) {
 		return &Error{Status: http.StatusForbidden, Message: "This bulk data link was issued to another caller; ask for the metadata again to have links of your own."}
 	}

@@ -36,10 +36,12 @@ func FuzzVerifyBulkLink(f *testing.F) {
 	now := time.Unix(1_700_000_000, 0)
 	s := NewSigner([]byte(testKey), time.Hour, func() time.Time { return now })
 	for _, rel := range bulkLinkSeeds {
-		tok, _ := s.Sign("XA1", rel, testCaller)
+		tok, _ := s.Sign("XA1", rel, testCaller, BulkOwner{})
 		f.Add(tok, "XA1", rel)
 		f.Add(forgeToken(testKey, tokenVersion, now.Add(time.Minute), "XA1", "1.2", rel), "", rel)
 	}
+	owned, _ := s.Sign("XA1", bulkLinkSeeds[0], testCaller, BulkOwner{Study: "1.2", Series: "1.3", Instance: "1.4"})
+	f.Add(owned, "XA1", bulkLinkSeeds[0])
 	f.Add("AAAA.BBBB", "", "")
 	f.Add(forgeToken(testKey, 1, now.Add(time.Minute), "XA1", "", bulkLinkSeeds[0]), "XA1", "studies/1.2")
 	f.Fuzz(func(t *testing.T, token, src, rel string) {
@@ -50,7 +52,7 @@ func FuzzVerifyBulkLink(f *testing.F) {
 		if link, err := s.Verify(forgeRawToken(testKey, []byte(token))); err == nil {
 			checkAcceptedLink(t, link)
 		}
-		tok, ok := s.Sign(src, rel, testCaller)
+		tok, ok := s.Sign(src, rel, testCaller, BulkOwner{})
 		if !ok {
 			if _, good := bulkStudy(rel); good && src != "" && len(src) <= 255 {
 				t.Fatalf("Sign(%q, %q) refused a link under a study", src, rel)
@@ -87,6 +89,8 @@ func checkAcceptedLink(t *testing.T, link BulkLink) {
 		t.Fatalf("accepted %+v, which names no source", link)
 	case !validUID(link.Study):
 		t.Fatalf("accepted %+v, whose study is not a UID", link)
+	case (link.Series != "" || link.Instance != "") && (!validUID(link.Series) || !validUID(link.Instance)):
+		t.Fatalf("accepted %+v, whose series and instance are not both UIDs", link)
 	case path.Clean(p) != p || p != under && !strings.HasPrefix(p, under+"/"):
 		t.Fatalf("accepted %+v, whose path is not clean under %s", link, under)
 	case strings.ContainsAny(p, "%\\ ") || slices.Contains(strings.Split(p, "/"), ".."):

@@ -240,7 +240,8 @@ func TestBulkdataLinks(t *testing.T) {
 	var clockMu sync.Mutex
 	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
 	authz := &recordingAuthz{}
-	proxy := newLinkProxy(t, trust, NewSigner([]byte(testKey), time.Hour, clock), authz)
+	signer := NewSigner([]byte(testKey), time.Hour, clock)
+	proxy := newLinkProxy(t, trust, signer, authz)
 
 	resp, body := getWith(t, proxy.URL+"/dicom-web/studies/1.1/series/1.1.1/instances/1.1.1.1/metadata")
 	if resp.StatusCode != http.StatusOK {
@@ -254,6 +255,10 @@ func TestBulkdataLinks(t *testing.T) {
 	token, ok := strings.CutPrefix(link, "http://nirproxy.test/dicom-web/bulkdata/")
 	if !ok {
 		t.Fatalf("PixelData's BulkDataURI %q is not a proxy link", link)
+	}
+	// The link names the instance whose metadata held it, for the audit record of its use.
+	if l, err := signer.Verify(token); err != nil || l.Series != "1.1.1" || l.Instance != "1.1.1.1" {
+		t.Errorf("the PixelData link verifies as %+v, %v; want it to name series 1.1.1 and instance 1.1.1.1", l, err)
 	}
 	for _, tag := range []string{"00420011", "00431028", "00431029", "0043102A"} {
 		if el := list[0][tag]; el == nil || el.BulkDataURI != "" || el.VR != "OB" {
@@ -272,7 +277,7 @@ func TestBulkdataLinks(t *testing.T) {
 	}
 
 	later := now.Add(time.Hour)
-	other, _ := NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock).Sign("PT", "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010", testCaller)
+	other, _ := NewSigner([]byte("another key of at least 32 bytes!"), time.Hour, clock).Sign("PT", "studies/1.1/series/1.1.1/instances/1.1.1.1/bulk/7FE00010", testCaller, BulkOwner{})
 	tests := []struct {
 		name, token, want string
 		advance           time.Duration

@@ -41,8 +41,8 @@ import (
 //  8. record: Server.startAnswer records the access (audit) before the status line is sent, the
 //     one place an answer is recorded; a request answered with an error (refused by access
 //     control, or failed) is recorded by the error handler (Server.recordRefusal). The event's
-//     who comes from the principal and what authorize granted (the Echo context's grant), its
-//     patient from authorizePatient;
+//     who comes from the principal and what authorize judged, allowed or refused (the Echo
+//     context's grant), its patient from authorizePatient;
 //  9. respond: the writers of writer.go and stream.go.
 
 // The headers in which a request states its own purpose of use (HL7 v3 PurposeOfUse: TREAT,
@@ -72,11 +72,10 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 		return badRequest("%s must be printable text of at most %d bytes", headerPurposeReason, maxPurposeReason)
 	}
 	g, err := s.authz.Authorize(c.Request().Context(), principal(c), a)
-	if err != nil {
-		return err
-	}
+	// What the rules judged is the record's whether or not they allowed: a refusal's record
+	// names the registered system and the purpose asked for too (recordRefusal).
 	c.Set(ctxGrant, g)
-	return nil
+	return err
 }
 
 // authorizePatient is step 7: may this principal see this patient's imaging? patient is the
@@ -181,7 +180,8 @@ func (s *Server) recordRefusal(c *echo.Context, de *Error, err error) {
 	}
 }
 
-// completeEvent fills in what every event of the request c shares.
+// completeEvent fills in what every event of the request c shares. The study, series and
+// instance are the route's, or a bulk data link's as it was signed (ctxBulkLink).
 func (s *Server) completeEvent(c *echo.Context, e audit.Event) audit.Event {
 	p := principal(c)
 	g, _ := c.Get(ctxGrant).(policy.Grant)
@@ -199,10 +199,14 @@ func (s *Server) completeEvent(c *echo.Context, e audit.Event) audit.Event {
 	if patient, ok := c.Get(ctxPatient).(string); ok && e.PatientID == "" {
 		e.PatientID = patient
 	}
-	if study := c.Param("study"); study != "" && len(e.StudyUIDs) == 0 {
+	study, series, instance := c.Param("study"), c.Param("series"), c.Param("instance")
+	if link, ok := c.Get(ctxBulkLink).(BulkLink); ok {
+		study, series, instance = link.Study, link.Series, link.Instance
+	}
+	if study != "" && len(e.StudyUIDs) == 0 {
 		e.StudyUIDs = []string{study}
 	}
-	e.SeriesUID, e.InstanceUID = c.Param("series"), c.Param("instance")
+	e.SeriesUID, e.InstanceUID = series, instance
 	return e
 }
 

@@ -23,7 +23,8 @@ const Root = "/dicom-web"
 
 // Signer makes and checks the opaque bulkdata links the proxy hands out. A link names a source,
 // a study and a path below that source's DICOMweb root under that study, the caller it was
-// issued to, and carries an expiry and an HMAC, so no client can make the proxy fetch an address
+// issued to, the series and instance whose metadata it was found in when that is known (for
+// the audit record: see BulkOwner), and carries an expiry and an HMAC, so no client can make the proxy fetch an address
 // of its choosing, the study a link is authorised for is the one it was signed for, and a link
 // passed on to someone else does not work for them.
 type Signer struct {
@@ -45,7 +46,10 @@ func NewSigner(key []byte, ttl time.Duration, now func() time.Time) *Signer {
 }
 
 // tokenVersion is the first byte of every token. Versions 1 (no study) and 2 (no caller) are
-// refused.
+// refused. A version 3 payload is the version, the expiry, the caller's tag, the source and the
+// study (each length-prefixed), the relative path, and, when the link knows them, a zero byte
+// and the series and instance UIDs (each length-prefixed): links signed before the series and
+// instance were carried lack the tail, and stay valid until they expire.
 const tokenVersion = 3
 
 // callerTagBytes is the length of the tag that binds a link to its caller: a keyed hash of the
@@ -77,13 +81,42 @@ type BulkLink struct {
 	// Rel is the path below the source's DICOMweb root (clean, under studies/{Study}), with its
 	// query if it has one.
 	Rel string
+	// Series and Instance are the series and SOP instance UIDs whose metadata named the bulk
+	// data, when the link was signed knowing them (Sign's BulkOwner); both "" when not. They
+	// are for the audit record only: nothing is authorized or fetched by them.
+	Series, Instance string
 	// caller is the tag of the caller the link was issued to (see IssuedTo).
 	caller []byte
 }
 
+// BulkOwner is the study, series and SOP instance whose metadata (a dataset's own
+// StudyInstanceUID, SeriesInstanceUID and SOPInstanceUID) holds a BulkDataURI: in DICOM JSON a
+// BulkDataURI is the value of an attribute of the dataset it is in, so the bulk data is that
+// instance's, whatever the trust's URL looks like. The zero BulkOwner knows none.
+type BulkOwner struct {
+	Study, Series, Instance string
+}
+
+// ownerOf is the BulkOwner a top-level dataset names.
+func ownerOf(ds dcmjson.Dataset) BulkOwner {
+	return BulkOwner{Study: ds.String(dcmjson.TagStudyInstanceUID), Series: ds.String(dcmjson.TagSeriesInstanceUID),
+		Instance: ds.String(dcmjson.TagSOPInstanceUID)}
+}
+
+// in is o's series and instance when o is of study and both are valid UIDs; else both "", so
+// that a link never names an instance of another study than the one it is authorized for.
+func (o BulkOwner) in(study string) (series, instance string) {
+	if o.Study != study || !validUID(o.Series) || !validUID(o.Instance) {
+		return "", ""
+	}
+	return o.Series, o.Instance
+}
+
 // Sign returns a link token for rel (a path relative to the source's root, with its query),
 // issued to caller (callerOf), or false when rel is not one the proxy hands out: see bulkStudy.
-func (s *Signer) Sign(sourceID, rel, caller string) (string, bool) {
+// The link names of's series and instance when of is of rel's study and both are UIDs, and
+// neither otherwise (see BulkOwner.in); of never makes Sign refuse.
+func (s *Signer) Sign(sourceID, rel, caller string, of BulkOwner) (string, bool) {
 	study, ok := bulkStudy(rel)
 	if !ok || sourceID == "" || len(sourceID) > 255 {
 		return "", false
@@ -99,6 +132,14 @@ func (s *Signer) Sign(sourceID, rel, caller string) (string, bool) {
 	b.WriteByte(byte(len(study)))
 	b.WriteString(study)
 	b.WriteString(rel)
+	if series, instance := of.in(study); series != "" {
+		// The zero byte cannot be in rel (bulkStudy), so it ends rel unambiguously.
+		b.WriteByte(0)
+		b.WriteByte(byte(len(series)))
+		b.WriteString(series)
+		b.WriteByte(byte(len(instance)))
+		b.WriteString(instance)
+	}
 	payload := b.Bytes()
 	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(s.mac(payload)), true
 }
@@ -148,17 +189,27 @@ func (s *Signer) Verify(token string) (BulkLink, error) {
 	caller := payload[9 : 9+callerTagBytes]
 	rest := payload[9+callerTagBytes:]
 	src, rest, ok1 := cutField(rest)
-	study, rel, ok2 := cutField(rest)
+	study, rest, ok2 := cutField(rest)
 	if !ok1 || !ok2 || src == "" {
 		return BulkLink{}, ErrBadToken
 	}
+	rel, owner, owned := bytes.Cut(rest, []byte{0})
 	if got, ok := bulkStudy(string(rel)); !ok || got != study {
 		return BulkLink{}, ErrBadToken
+	}
+	link := BulkLink{Source: src, Study: study, Rel: string(rel), caller: caller}
+	if owned {
+		series, tail, ok1 := cutField(owner)
+		instance, tail, ok2 := cutField(tail)
+		if !ok1 || !ok2 || len(tail) != 0 || !validUID(series) || !validUID(instance) {
+			return BulkLink{}, ErrBadToken
+		}
+		link.Series, link.Instance = series, instance
 	}
 	if !s.now().Before(exp) {
 		return BulkLink{}, ErrExpiredToken
 	}
-	return BulkLink{Source: src, Study: study, Rel: string(rel), caller: caller}, nil
+	return link, nil
 }
 
 // cutField splits a length-prefixed field off b.
@@ -282,9 +333,10 @@ func relativeTo(src *upstream.Source, raw string) (string, bool) {
 }
 
 // rewriteDataset makes ds, at any depth, safe to hand to a client:
-//   - a BulkDataURI below src's root under a study becomes a signed link at the proxy; any other
-//     is removed (the element stays, with its vr only, so the client knows the attribute exists
-//     but the proxy cannot serve its value; PS3.18 F.2.2 lets an attribute have no value);
+//   - a BulkDataURI below src's root under a study becomes a signed link at the proxy, naming
+//     the series and instance ds is (BulkOwner) when ds is of that study; any other is removed
+//     (the element stays, with its vr only, so the client knows the attribute exists but the
+//     proxy cannot serve its value; PS3.18 F.2.2 lets an attribute have no value);
 //   - every value of VR UR, and of RetrieveURL and RetrieveURI whatever their VR, that names a
 //     resource of src the proxy serves becomes that resource at the proxy; any other is removed;
 //   - any other value that holds "://" or names src's host is removed;
@@ -296,13 +348,21 @@ func relativeTo(src *upstream.Source, raw string) (string, bool) {
 // to rewrite (see mayNeedRewrite) is left as it came.
 func (rw *rewriter) rewriteDataset(ds dcmjson.Dataset, src *upstream.Source) {
 	host := strings.ToLower(src.BaseURL.Hostname())
+	var owner *BulkOwner // ds's, looked up at its first BulkDataURI
+	link := func(raw string) string {
+		if owner == nil {
+			o := ownerOf(ds)
+			owner = &o
+		}
+		return rw.bulkLink(src, raw, *owner)
+	}
 	items := func(raw json.RawMessage) bool { return mayNeedRewrite(raw, host) }
 	ds.Walk(func(holder dcmjson.Dataset, tag string, el *dcmjson.Element) dcmjson.ItemFilter {
 		switch {
 		case !dcmjson.IsTag(tag) || !validVRName(el.VR):
 			delete(holder, tag)
 		case el.BulkDataURI != "":
-			el.BulkDataURI = rw.bulkLink(src, el.BulkDataURI)
+			el.BulkDataURI = link(el.BulkDataURI)
 		case el.VR == "SQ":
 			return items
 		case el.VR == "UR" || strings.EqualFold(tag, dcmjson.TagRetrieveURL) || strings.EqualFold(tag, tagRetrieveURI):
@@ -314,13 +374,14 @@ func (rw *rewriter) rewriteDataset(ds dcmjson.Dataset, src *upstream.Source) {
 	})
 }
 
-// bulkLink is the proxy's signed link for a trust's BulkDataURI, or "" when it has none.
-func (rw *rewriter) bulkLink(src *upstream.Source, raw string) string {
+// bulkLink is the proxy's signed link for a trust's BulkDataURI found in the metadata of
+// owner, or "" when it has none.
+func (rw *rewriter) bulkLink(src *upstream.Source, raw string, owner BulkOwner) string {
 	rel, ok := relativeTo(src, raw)
 	if !ok {
 		return ""
 	}
-	tok, ok := rw.signer.Sign(src.ID, rel, rw.caller)
+	tok, ok := rw.signer.Sign(src.ID, rel, rw.caller, owner)
 	if !ok {
 		return ""
 	}

@@ -54,7 +54,7 @@ func TestSigner(t *testing.T) {
 	clock := func() time.Time { return now }
 	s := NewSigner([]byte(testKey), time.Hour, clock)
 	const rel = "studies/1.2/series/1.3/instances/1.4/bulk/7FE00010?x=1"
-	tok, ok := s.Sign("XA1", rel, testCaller)
+	tok, ok := s.Sign("XA1", rel, testCaller, BulkOwner{})
 	if !ok {
 		t.Fatal("Sign refused a path under a study")
 	}
@@ -105,6 +105,52 @@ func TestSigner(t *testing.T) {
 	}
 }
 
+// TestSignerOwner: a link names the series and instance of the metadata it was found in only
+// when that metadata is of the link's study and names both by valid UIDs; a link with no
+// series and instance (as signed before they were carried) stays valid; a signed tail that is
+// not two valid UIDs is refused.
+func TestSignerOwner(t *testing.T) {
+	s := NewSigner([]byte(testKey), time.Hour, nil)
+	const rel = "studies/1.2/series/1.3/instances/1.4/bulk/7FE00010?x=1"
+	for _, tc := range []struct {
+		name             string
+		of               BulkOwner
+		series, instance string
+	}{
+		{"the link's instance", BulkOwner{"1.2", "1.3", "1.4"}, "1.3", "1.4"},
+		{"an instance whatever the path says", BulkOwner{"1.2", "1.7", "1.8"}, "1.7", "1.8"},
+		{"an instance of another study", BulkOwner{"9.9", "1.3", "1.4"}, "", ""},
+		{"no instance", BulkOwner{"1.2", "1.3", ""}, "", ""},
+		{"a series that is not a UID", BulkOwner{"1.2", "1.3/../x", "1.4"}, "", ""},
+		{"nothing known", BulkOwner{}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, ok := s.Sign("XA1", rel, testCaller, tc.of)
+			if !ok {
+				t.Fatal("Sign refused a path under a study")
+			}
+			link, err := s.Verify(tok)
+			if err != nil || link.Study != "1.2" || link.Rel != rel || link.Series != tc.series || link.Instance != tc.instance {
+				t.Errorf("Verify = %+v, %v; want study 1.2, the path, series %q and instance %q", link, err, tc.series, tc.instance)
+			}
+		})
+	}
+	later := time.Now().Add(time.Hour)
+	for _, tc := range []struct{ name, tail string }{
+		{"one UID", "\x00\x031.3"},
+		{"trailing bytes", "\x00\x031.3\x031.4x"},
+		{"an empty instance", "\x00\x031.3\x00"},
+		{"not a UID", "\x00\x031.3\x03a.b"},
+		{"a length past the end", "\x00\x091.3"},
+	} {
+		t.Run("forged tail, "+tc.name, func(t *testing.T) {
+			if link, err := s.Verify(forgeToken(testKey, tokenVersion, later, "XA1", "1.2", rel+tc.tail)); !errors.Is(err, ErrBadToken) {
+				t.Errorf("Verify = %+v, %v; want %v", link, err, ErrBadToken)
+			}
+		})
+	}
+}
+
 // forgeRawToken signs any payload with key.
 func forgeRawToken(key string, payload []byte) string {
 	m := hmac.New(sha256.New, []byte(key))
@@ -122,11 +168,11 @@ func TestSignRefuses(t *testing.T) {
 		"studies/1.2/b lk", "studies/1.2/bulk?a=b#c", "studies/1.2/bulk?a=%zz", "studies/1.2\\x", "series/1.2",
 		"studies/1.2/" + strings.Repeat("a", maxBulkRel),
 	} {
-		if tok, ok := s.Sign("XA1", rel, testCaller); ok {
+		if tok, ok := s.Sign("XA1", rel, testCaller, BulkOwner{}); ok {
 			t.Errorf("Sign(%q) = %q; want no link", rel, tok)
 		}
 	}
-	if _, ok := s.Sign("", "studies/1.2", testCaller); ok {
+	if _, ok := s.Sign("", "studies/1.2", testCaller, BulkOwner{}); ok {
 		t.Error("Sign made a link without a source")
 	}
 }

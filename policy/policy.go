@@ -116,11 +116,14 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (Principal, error)
 }
 
-// Grant is what an authorizer allowed an action on, for the audit record: the purpose of use it
-// judged, where that came from, the reason given for emergency access, and the organisation and
-// registered system the caller acts for as the rules saw them. The zero Grant says nothing.
+// Grant is what an authorizer judged of an action, for the audit record: the purpose of use,
+// where that came from, the reason given for emergency access, and the organisation and
+// registered system the caller acts for as the rules saw them. With a refusal it is what had
+// been judged when the action was refused, so that the refusal's record names who asked and for
+// what; it allows nothing. The zero Grant says nothing.
 type Grant struct {
-	// Purpose is the purpose of use judged (TREAT, ETREAT, BTG).
+	// Purpose is the purpose of use judged (TREAT, ETREAT, BTG), or, with a refusal, asked for
+	// (HRESCH, say).
 	Purpose string
 	// PurposeSource is where it came from: "token", "registration" or "request".
 	PurposeSource string
@@ -140,7 +143,9 @@ type Authorizer interface {
 	// Authorize is called once per request, before any trust is asked anything. a.PatientID is
 	// the patient the request itself names; "" when it names none (a retrieve by UID, a search
 	// by accession number), and AuthorizePatient then sees the patient later. It returns what
-	// it allowed, for the audit.
+	// it judged, for the audit, whether or not it allowed the action: with a refusal, the
+	// Grant is what the authorizer had judged when it refused (the zero Grant when nothing),
+	// and only the error says whether the action is allowed.
 	Authorize(ctx context.Context, p Principal, a Action) (Grant, error)
 	// AuthorizePatient is called once the patient the answer concerns is known and before any
 	// of it is sent, with a.PatientID that patient: from the request, the locator or the
@@ -156,16 +161,17 @@ type Authorizer interface {
 type Authorizers []Authorizer
 
 // Authorize implements Authorizer. Its Grant is the first one an Authorizer gave that says
-// something.
+// something, the refusing one's included: a caller the rules allowed and its limits refused is
+// recorded as the rules judged it.
 func (as Authorizers) Authorize(ctx context.Context, p Principal, a Action) (Grant, error) {
 	var granted Grant
 	for _, z := range as {
 		g, err := z.Authorize(ctx, p, a)
-		if err != nil {
-			return Grant{}, err
-		}
 		if granted == (Grant{}) {
 			granted = g
+		}
+		if err != nil {
+			return granted, err
 		}
 	}
 	return granted, nil

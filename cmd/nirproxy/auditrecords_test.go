@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"io"
 	"maps"
@@ -177,18 +176,18 @@ func orNone(v string) string {
 	return v
 }
 
-// granted is the record's who of a request c sent that access control allowed: the user at
-// the IUA issuer, the token's jti and role, the organisation, the viewer's registered id and
-// the purpose judged, from where.
+// granted is the record's who of a request c sent that access control judged, allowed or
+// refused by its rules: the user at the IUA issuer, the token's jti and role, the organisation,
+// the viewer's registered id and the purpose judged or asked for, from where.
 func granted(r *accessRig, c auditCaller, purpose, source string) audit.Event {
 	e := asked(r, c)
 	e.System, e.Purpose, e.PurposeSource = "dev-viewer", purpose, source
 	return e
 }
 
-// asked is the record's who of a request c sent that access control refused at its first step
-// (Authorize): what the token says, with the calling system as the token names it (no grant
-// names its registration), and no purpose judged.
+// asked is the record's who of a request c sent that never reached access control's rules
+// (it failed before): what the token says, with the calling system as the token names it (no
+// rule looked up its registration), and no purpose judged.
 func asked(r *accessRig, c auditCaller) audit.Event {
 	ext := c.claims.IUA
 	e := audit.Event{User: c.claims.Subject, Issuer: r.iss.URL(), TokenID: c.claims.TokenID,
@@ -296,12 +295,21 @@ func TestAuditRecords(t *testing.T) {
 		}
 	})
 
+	// A bulk data link names the series and instance whose metadata held it: its record names
+	// them, answered or not.
 	t.Run("bulk data", func(t *testing.T) {
 		meta := r.send(t, auditRequest{from: clin, path: auditMF + "/metadata", accept: acceptJSON})
 		r.recordOf(t, meta)
 		link := bulkLink(t, meta.body)
 		checkRecord(t, r, r.send(t, auditRequest{from: clin, path: link, accept: acceptFrames}),
-			ok(audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", inUS("", "")))
+			ok(audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", inUS(series, mf)))
+		// Another user with the link is turned away before access control: what was asked for
+		// is recorded, and no patient (none is known yet).
+		other := auditUser("u-other", orgOnboarded, "R8000", "TREAT", nil)
+		checkRecord(t, r, r.send(t, auditRequest{from: other, path: link, accept: acceptFrames}),
+			what(asked(r, other), audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", http.StatusForbidden, audit.OutcomeFailed, func(e *audit.Event) {
+				e.StudyUIDs, e.SeriesUID, e.InstanceUID = []string{pacssim.DemoUltrasoundStudyUID}, series, mf
+			}))
 	})
 
 	// Who asked, as the grant judged it: the purpose, where it came from, and emergency and
@@ -341,17 +349,28 @@ func TestAuditRecords(t *testing.T) {
 
 	// Refusals: by authentication, by the rules before any trust is asked (no patient is known
 	// yet, so none is recorded, even when the request names one), and by the distinct-patient
-	// limit once the patient is known (recorded under that patient).
+	// limit once the patient is known (recorded under that patient). A refusal by the rules
+	// names what they saw: the viewer's registered id, the purpose asked for and where it came
+	// from, and for break glass the reason given.
 	t.Run("refused", func(t *testing.T) {
 		search := "/dicom-web/studies?" + byPatient
-		refused := func(c auditCaller, rule string, status int) audit.Event {
-			return what(asked(r, c), audit.ActionSearch, "/dicom-web/studies", byPatient, status, audit.OutcomeRefused,
-				func(e *audit.Event) { e.Rule = rule })
+		refused := func(c auditCaller, rule, purpose string) audit.Event {
+			return what(granted(r, c, purpose, "token"), audit.ActionSearch, "/dicom-web/studies", byPatient, http.StatusForbidden, audit.OutcomeRefused,
+				func(e *audit.Event) { e.Rule, e.BreakGlass = rule, purpose == "BTG" })
 		}
 		unauthenticated := what(audit.Event{ClientAddress: "127.0.0.1"}, audit.ActionSearch, "/dicom-web/studies", byPatient,
 			http.StatusUnauthorized, audit.OutcomeRefused, func(e *audit.Event) { e.Rule = "authenticated" })
 		expired := auditUser("u-expired", orgOnboarded, "R8000", "TREAT", nil)
 		expired.expired = true
+		po := auditUser("u-po", orgOnboarded, "R0001", "TREAT", nil)
+		research := auditUser("u-res", orgOnboarded, "R8000", "HRESCH", nil)
+		btgNoReason := auditUser("u-btg0", orgOnboarded, "R8000", "BTG", nil)
+		reason := "Unconscious patient in ED"
+		btgLapsed := auditUser("u-btg-lapsed", orgLapsed, "R8000", "BTG", map[string]string{"X-Purpose-Of-Use-Reason": reason})
+		btgLapsedWant := refused(btgLapsed, "onboarded", "BTG")
+		btgLapsedWant.Reason = reason
+		unknown := auditUser("u-unk", orgUnknown, "R8000", "TREAT", nil)
+		lapsed := auditUser("u-lapsed", orgLapsed, "R8000", "TREAT", nil)
 		for _, tc := range []struct {
 			name string
 			from auditCaller
@@ -360,19 +379,15 @@ func TestAuditRecords(t *testing.T) {
 			// A token that does not verify says nothing the record may trust: no user is named.
 			{"no token", auditCaller{}, unauthenticated},
 			{"expired token", expired, unauthenticated},
-			{"privacy officer's role", auditUser("u-po", orgOnboarded, "R0001", "TREAT", nil), audit.Event{}},
-			{"research", auditUser("u-res", orgOnboarded, "R8000", "HRESCH", nil), audit.Event{}},
-			{"break glass without a reason", auditUser("u-btg0", orgOnboarded, "R8000", "BTG", nil), audit.Event{}},
-			{"unknown organisation", auditUser("u-unk", orgUnknown, "R8000", "TREAT", nil), audit.Event{}},
-			{"DSPT lapsed", auditUser("u-lapsed", orgLapsed, "R8000", "TREAT", nil), audit.Event{}},
+			{"privacy officer's role", po, refused(po, "role-actions", "TREAT")},
+			{"research", research, refused(research, "purpose-of-use", "HRESCH")},
+			{"break glass without a reason", btgNoReason, refused(btgNoReason, "purpose-of-use", "BTG")},
+			{"break glass with a reason, DSPT lapsed", btgLapsed, btgLapsedWant},
+			{"unknown organisation", unknown, refused(unknown, "onboarded", "TREAT")},
+			{"DSPT lapsed", lapsed, refused(lapsed, "onboarded", "TREAT")},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				want := tc.want
-				if tc.from.claims != nil && !tc.from.expired {
-					rule := map[string]string{"u-po": "role-actions", "u-res": "purpose-of-use", "u-btg0": "purpose-of-use"}[tc.from.claims.Subject]
-					want = refused(tc.from, cmp.Or(rule, "onboarded"), http.StatusForbidden)
-				}
-				checkRecord(t, r, r.send(t, auditRequest{from: tc.from, path: search, accept: acceptJSON}), want)
+				checkRecord(t, r, r.send(t, auditRequest{from: tc.from, path: search, accept: acceptJSON}), tc.want)
 			})
 		}
 		t.Run("distinct-patient limit", func(t *testing.T) {
@@ -422,8 +437,9 @@ func TestAuditRecords(t *testing.T) {
 		checkRecord(t, r, r.send(t, auditRequest{from: po, path: report, accept: "application/json"}),
 			what(granted(r, po, "", ""), audit.ActionAuditRead, "/audit/patients/:nhs", "", http.StatusOK, audit.OutcomeSuccess,
 				func(e *audit.Event) { e.PatientID = pacssim.DemoPatientNHSNumber }))
+		// Reading the audit is not reading patient data: no purpose of use is asked for.
 		checkRecord(t, r, r.send(t, auditRequest{from: clin, path: report, accept: "application/json"}),
-			what(asked(r, clin), audit.ActionAuditRead, "/audit/patients/:nhs", "", http.StatusForbidden, audit.OutcomeRefused,
+			what(granted(r, clin, "", ""), audit.ActionAuditRead, "/audit/patients/:nhs", "", http.StatusForbidden, audit.OutcomeRefused,
 				func(e *audit.Event) { e.Rule = "role-actions" }))
 		checkRecord(t, r, r.send(t, auditRequest{from: po, path: "/audit/patients/9434765918", accept: "application/json"}),
 			what(asked(r, po), audit.ActionAuditRead, "/audit/patients/:nhs", "", http.StatusBadRequest, audit.OutcomeFailed, nil))

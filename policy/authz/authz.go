@@ -85,9 +85,10 @@ func (z *Authorizer) Decide(p policy.Principal, a policy.Action) Decision {
 }
 
 // Authorize implements policy.Authorizer: nil when the action is allowed, else a *Refusal
-// wrapping policy.ErrUnauthenticated or policy.ErrForbidden. Emergency and break-glass
-// requests are logged as security events, allowed or not; the reason given is not logged (it
-// is free text a clinician wrote, which may name the patient): the audit record keeps it.
+// wrapping policy.ErrUnauthenticated or policy.ErrForbidden. The Grant is the decision's, refused
+// or not (Decision.Grant), for the audit record. Emergency and break-glass requests are logged as
+// security events, allowed or not; the reason given is not logged (it is free text a clinician
+// wrote, which may name the patient): the audit record keeps it.
 func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy.Action) (policy.Grant, error) {
 	d := z.Decide(p, a)
 	if d.SecurityEvent {
@@ -96,10 +97,7 @@ func (z *Authorizer) Authorize(ctx context.Context, p policy.Principal, a policy
 			"organisation", d.Organisation, "system", d.System, "purpose", d.Purpose,
 			"reasonGiven", d.Reason != "", "action", a.Kind, "resource", a.Resource)
 	}
-	if err := d.Err(); err != nil {
-		return policy.Grant{}, err
-	}
-	return d.Grant(), nil
+	return d.Grant(), d.Err()
 }
 
 // AuthorizePatient implements policy.Authorizer. The registry's rules concern the caller and

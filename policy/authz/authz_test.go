@@ -19,32 +19,36 @@ func TestAuthorize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A refusal's Grant is what the rules had judged when they refused, for its audit record:
+	// the organisation, and the purpose asked for once the caller is known.
+	treat := func(org string) policy.Grant {
+		return policy.Grant{Purpose: "TREAT", PurposeSource: "token", Organisation: org}
+	}
 	for _, tc := range []struct {
 		name     string
 		p        policy.Principal
 		sentinel error // nil when allowed
 		rule     string
 		status   int
+		grant    policy.Grant
 	}{
-		{"allowed", clinician(), nil, "", 0},
-		{"no caller", policy.Principal{}, policy.ErrUnauthenticated, RuleAuthenticated, http.StatusUnauthorized},
-		{"research", with(clinician(), func(p *policy.Principal) { p.Purpose = "HRESCH" }), policy.ErrForbidden, RulePurposeOfUse, http.StatusForbidden},
-		{"lapsed DSPT", with(clinician(), func(p *policy.Principal) { p.Organisation = "LAPSED" }), policy.ErrForbidden, RuleOnboarded, http.StatusForbidden},
-		{"student", with(clinician(), func(p *policy.Principal) { p.Role = "R8004" }), policy.ErrForbidden, RuleRoleActions, http.StatusForbidden},
+		{"allowed", clinician(), nil, "", 0, treat("RR8")},
+		{"no caller", policy.Principal{}, policy.ErrUnauthenticated, RuleAuthenticated, http.StatusUnauthorized, policy.Grant{}},
+		{"research", with(clinician(), func(p *policy.Principal) { p.Purpose = "HRESCH" }), policy.ErrForbidden, RulePurposeOfUse, http.StatusForbidden,
+			policy.Grant{Purpose: "HRESCH", PurposeSource: "token", Organisation: "RR8"}},
+		{"lapsed DSPT", with(clinician(), func(p *policy.Principal) { p.Organisation = "LAPSED" }), policy.ErrForbidden, RuleOnboarded, http.StatusForbidden, treat("LAPSED")},
+		{"student", with(clinician(), func(p *policy.Principal) { p.Role = "R8004" }), policy.ErrForbidden, RuleRoleActions, http.StatusForbidden, treat("RR8")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			grant, err := z.Authorize(t.Context(), tc.p, search)
+			if grant != tc.grant {
+				t.Errorf("grant %+v, want %+v", grant, tc.grant)
+			}
 			if tc.sentinel == nil {
 				if err != nil {
 					t.Fatalf("Authorize = %v, want allowed", err)
 				}
-				if want := (policy.Grant{Purpose: tc.p.Purpose, PurposeSource: "token", Organisation: tc.p.Organisation}); grant != want {
-					t.Errorf("grant %+v, want %+v", grant, want)
-				}
 				return
-			}
-			if grant != (policy.Grant{}) {
-				t.Errorf("a refusal granted %+v", grant)
 			}
 			var r *Refusal
 			if !errors.Is(err, tc.sentinel) || !errors.As(err, &r) || r.Rule != tc.rule || r.Status != tc.status || r.Message == "" {
@@ -64,6 +68,45 @@ func TestAuthorize(t *testing.T) {
 	}
 	if log.String() != "" {
 		t.Errorf("ordinary decisions were logged:\n%s", log.String())
+	}
+}
+
+// TestAuthorizeRefusedBreakGlass: a break-glass request refused, by its role or by its
+// organisation, returns the purpose asked for and the reason given with the refusal, for the
+// audit record, and is logged as a security event.
+func TestAuthorizeRefusedBreakGlass(t *testing.T) {
+	var log logBuffer
+	z, err := NewAuthorizer(mustRegistry(t, testRegistry), testRules(), func() time.Time { return testNow }, log.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	btg := func(role, org string) policy.Principal {
+		return with(clinician(), func(p *policy.Principal) {
+			p.Role, p.Organisation, p.Purpose, p.PurposeReason = role, org, "BTG", "stroke call"
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		p    policy.Principal
+		rule string
+	}{
+		{"by a student", btg("R8004", "RR8"), RuleRoleActions},
+		{"for a lapsed organisation", btg("R8000", "LAPSED"), RuleOnboarded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			grant, err := z.Authorize(t.Context(), tc.p, retrieve)
+			var r *Refusal
+			if !errors.As(err, &r) || r.Rule != tc.rule {
+				t.Fatalf("Authorize = %v, want refused by %s", err, tc.rule)
+			}
+			want := policy.Grant{Purpose: "BTG", PurposeSource: "token", Reason: "stroke call", BreakGlass: true, Organisation: tc.p.Organisation}
+			if grant != want {
+				t.Errorf("grant %+v, want %+v", grant, want)
+			}
+		})
+	}
+	if n := strings.Count(log.String(), "security event"); n != 2 || strings.Count(log.String(), "allowed=false") != 2 {
+		t.Errorf("logged:\n%s\nwant both refused break-glass attempts as security events", log.String())
 	}
 }
 

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"strings"
@@ -68,8 +69,11 @@ type Decision struct {
 	Organisation string
 	// System is the registered system's ID, when the caller is one or calls through one.
 	System string
-	// Purpose, PurposeSource and Reason are the purpose of use the rules judged, where it came
-	// from and the reason given for it; empty for actions that do not read patient data.
+	// Purpose, PurposeSource and Reason are the purpose of use asked for, where it came from
+	// and the reason given for emergency or break-glass access: known once the caller is
+	// identified (past the authenticated rule and a system caller's registration), whatever
+	// rule then refuses, so that a refusal's record says what was asked for. They are empty for
+	// actions that do not read patient data.
 	Purpose       string
 	PurposeSource PurposeSource
 	Reason        string
@@ -88,7 +92,9 @@ func (d Decision) Err() error {
 	return &Refusal{Rule: d.Rule, Status: d.Status, Message: d.Message}
 }
 
-// Grant is what an allowed decision grants, for the audit.
+// Grant is what the decision judged, for the audit: for a refusal, what had been judged when
+// it was refused (the zero Grant for a refusal by the authenticated rule). It allows nothing by
+// itself; Err says whether the action is allowed.
 func (d Decision) Grant() policy.Grant {
 	return policy.Grant{Purpose: d.Purpose, PurposeSource: string(d.PurposeSource), Reason: d.Reason,
 		Emergency: d.Emergency, BreakGlass: d.BreakGlass, Organisation: d.Organisation, System: d.System}
@@ -117,7 +123,10 @@ func (d Decision) refuse(rule string, status int, format string, args ...any) De
 //  4. purpose of use, for actions that read patient data: the token's (p.Purpose), else the
 //     purpose the calling system was onboarded for, else the request's (a.Purpose) where
 //     rules.AcceptRequestPurpose allows. TREAT is allowed; ETREAT and BTG need a reason (the
-//     token's, else the request's) and are flagged; anything else is refused;
+//     token's, else the request's) and are flagged; anything else is refused. The purpose asked
+//     for is found before step 3 judges the organisation, so that a refusal by either step
+//     says what was asked for (and flags an emergency or break-glass attempt); it is judged
+//     only here;
 //  5. role actions: p.Role is given the action's permission by rules.RoleActions.
 //
 // A nil reg refuses every action. Decide has no side effects.
@@ -151,13 +160,14 @@ func Decide(reg *Registry, rules Rules, p policy.Principal, a policy.Action, now
 	if registered {
 		d.System = sys.ID
 	}
+	if perm.patientData() {
+		d = askedPurpose(d, p, a, sys)
+	}
 	if missing := onboarding(reg, rules.DSPTYear, d.Organisation, now); len(missing) > 0 {
 		return d.refuse(RuleOnboarded, http.StatusForbidden, "the organisation %s is not onboarded: %s", orNone(d.Organisation), strings.Join(missing, "; "))
 	}
 	if perm.patientData() {
-		var refused string
-		d, refused = judgePurpose(d, rules, p, a, sys)
-		if refused != "" {
+		if refused := judgePurpose(d, rules); refused != "" {
 			return d.refuse(RulePurposeOfUse, http.StatusForbidden, "%s", refused)
 		}
 	}
@@ -210,37 +220,46 @@ func onboarding(reg *Registry, year DSPTYear, ods string, now time.Time) []strin
 	return missing
 }
 
-// judgePurpose finds the purpose of use and judges it; refused is the client's message when it
-// is not allowed, "" when it is.
-func judgePurpose(d Decision, rules Rules, p policy.Principal, a policy.Action, sys System) (_ Decision, refused string) {
+// askedPurpose is d with the purpose of use asked for, where it comes from (the token's, else
+// the calling system's registration's, else the request's own) and, for emergency or
+// break-glass access, the reason given (the token's, else the request's) and the flags. It
+// judges nothing: judgePurpose does.
+func askedPurpose(d Decision, p policy.Principal, a policy.Action, sys System) Decision {
 	switch {
 	case p.Purpose != "":
 		d.Purpose, d.PurposeSource = p.Purpose, PurposeFromToken
 	case sys.Purpose != "":
 		d.Purpose, d.PurposeSource = sys.Purpose, PurposeFromRegistration
-	case a.Purpose != "" && rules.AcceptRequestPurpose:
-		d.Purpose, d.PurposeSource = a.Purpose, PurposeFromRequest
 	case a.Purpose != "":
-		return d, "this deployment does not accept a purpose of use stated by the request (X-Purpose-Of-Use); " +
-			"it must come from the token or the calling system's registration: " + directCareOnly
+		d.Purpose, d.PurposeSource = a.Purpose, PurposeFromRequest
 	default:
-		return d, "no purpose of use is stated: " + directCareOnly
+		return d
 	}
-	switch d.Purpose {
-	case PurposeTreatment:
-		return d, ""
-	case PurposeEmergency, PurposeBreakGlass:
+	if d.Purpose == PurposeEmergency || d.Purpose == PurposeBreakGlass {
 		d.Emergency = d.Purpose == PurposeEmergency
 		d.BreakGlass = d.Purpose == PurposeBreakGlass
 		d.SecurityEvent = true
-		d.Reason = strings.TrimSpace(p.PurposeReason)
-		if d.Reason == "" {
-			d.Reason = strings.TrimSpace(a.PurposeReason)
-		}
-		if d.Reason == "" {
-			return d, fmt.Sprintf("the purpose of use %s needs a reason", d.Purpose)
-		}
-		return d, ""
+		d.Reason = cmp.Or(strings.TrimSpace(p.PurposeReason), strings.TrimSpace(a.PurposeReason))
 	}
-	return d, fmt.Sprintf("the purpose of use %q is not direct patient care: %s", d.Purpose, directCareOnly)
+	return d
+}
+
+// judgePurpose judges the purpose of use askedPurpose found: refused is the client's message
+// when it is not allowed, "" when it is.
+func judgePurpose(d Decision, rules Rules) (refused string) {
+	switch {
+	case d.Purpose == "":
+		return "no purpose of use is stated: " + directCareOnly
+	case d.PurposeSource == PurposeFromRequest && !rules.AcceptRequestPurpose:
+		return "this deployment does not accept a purpose of use stated by the request (X-Purpose-Of-Use); " +
+			"it must come from the token or the calling system's registration: " + directCareOnly
+	case d.Purpose == PurposeTreatment:
+		return ""
+	case d.Emergency || d.BreakGlass:
+		if d.Reason == "" {
+			return fmt.Sprintf("the purpose of use %s needs a reason", d.Purpose)
+		}
+		return ""
+	}
+	return fmt.Sprintf("the purpose of use %q is not direct patient care: %s", d.Purpose, directCareOnly)
 }

@@ -315,6 +315,9 @@ func TestDecideFlagsRefusedEmergencies(t *testing.T) {
 		{"emergency by a role that may not search", with(clinician(), func(p *policy.Principal) {
 			p.Role, p.Purpose, p.PurposeReason = "R8008", "ETREAT", "why"
 		}), true, false},
+		{"break glass for an organisation not onboarded", with(clinician(), func(p *policy.Principal) {
+			p.Organisation, p.Purpose, p.PurposeReason = "LAPSED", "BTG", "why"
+		}), false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decide(reg, testRules(), tc.p, search, testNow)
