@@ -7,8 +7,13 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/nirproxy/nirproxy/policy"
 	"github.com/nirproxy/nirproxy/upstream"
 )
+
+// ruleBulkLinkCaller is the rule a bulk data link presented by a caller it was not issued to
+// is refused (and recorded) under: a link is bound to the caller it was signed for.
+const ruleBulkLinkCaller = "bulk-link-caller"
 
 // ctxBulkLink is the verified link (BulkLink) of a bulk data request: its audit record's study,
 // series and instance (completeEvent), since its route names none.
@@ -26,7 +31,8 @@ func (s *Server) bulkdataHandler(c *echo.Context) error {
 	}
 	c.Set(ctxBulkLink, link)
 	if !s.signer.IssuedTo(link, callerOf(principal(c))) {
-		return &Error{Status: http.StatusForbidden, Message: "This bulk data link was issued to another caller; ask for the metadata again to have links of your own."}
+		return &policy.Refusal{Rule: ruleBulkLinkCaller, Status: http.StatusForbidden,
+			Message: "This bulk data link was issued to another caller; ask for the metadata again to have links of your own."}
 	}
 	src, ok := s.locator.Source(link.Source)
 	if !ok {

@@ -83,7 +83,8 @@ func (s *Server) authorize(c *echo.Context, a policy.Action) error {
 // the study located (everything that reads a study), and always before any of the answer is
 // fetched or sent. It is called from exactly two places: searchHandler and locate; at most
 // once a request, and not for an answer that concerns no patient (an empty search). Its
-// refusal is answered as authorize's is, and nothing is recorded or sent.
+// refusal is answered as authorize's is: nothing of the answer is sent, and the refusal is
+// recorded under the patient.
 func (s *Server) authorizePatient(c *echo.Context, a policy.Action, patient string) error {
 	a = requestAction(c, a)
 	a.PatientID = patient

@@ -135,8 +135,9 @@ func New(cfg Config, d Deps) *Server {
 const (
 	ctxRequestID = "nirproxy.request_id"
 	ctxPrincipal = "nirproxy.principal"
-	// ctxGrant is what authorize granted (policy.Grant), and ctxPatient the NHS number
-	// authorizePatient allowed: the audit record's who and whom.
+	// ctxGrant is what authorize judged of the caller (policy.Grant), allowed or refused, and
+	// ctxPatient the NHS number authorizePatient was asked about: the audit record's who and
+	// whom. Neither is a decision: the error of each step is.
 	ctxGrant   = "nirproxy.grant"
 	ctxPatient = "nirproxy.patient"
 	// ctxDataRoute marks a request of a data route, whose refusals are audited.

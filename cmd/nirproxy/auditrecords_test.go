@@ -303,12 +303,14 @@ func TestAuditRecords(t *testing.T) {
 		link := bulkLink(t, meta.body)
 		checkRecord(t, r, r.send(t, auditRequest{from: clin, path: link, accept: acceptFrames}),
 			ok(audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", inUS(series, mf)))
-		// Another user with the link is turned away before access control: what was asked for
-		// is recorded, and no patient (none is known yet).
+		// Another user with the link is refused before access control (a link is bound to
+		// its caller): what was asked for is recorded, under the rule, and no patient (none
+		// is known yet).
 		other := auditUser("u-other", orgOnboarded, "R8000", "TREAT", nil)
 		checkRecord(t, r, r.send(t, auditRequest{from: other, path: link, accept: acceptFrames}),
-			what(asked(r, other), audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", http.StatusForbidden, audit.OutcomeFailed, func(e *audit.Event) {
+			what(asked(r, other), audit.ActionBulkData, "/dicom-web/bulkdata/:token", "", http.StatusForbidden, audit.OutcomeRefused, func(e *audit.Event) {
 				e.StudyUIDs, e.SeriesUID, e.InstanceUID = []string{pacssim.DemoUltrasoundStudyUID}, series, mf
+				e.Rule = "bulk-link-caller"
 			}))
 	})
 
