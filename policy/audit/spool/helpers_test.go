@@ -140,6 +140,11 @@ func (fs *faultFS) OpenFile(name string, flag int, perm os.FileMode) (file, erro
 	if err != nil {
 		return nil, err
 	}
+	if flag&os.O_TRUNC != 0 {
+		fs.mu.Lock()
+		delete(fs.lost, name) // as Truncate(0): the bytes a failed fsync lost are cut away
+		fs.mu.Unlock()
+	}
 	return &faultFile{file: f, fs: fs, name: name}, nil
 }
 
