@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,9 @@ func newRetentionMetrics(reg prometheus.Registerer) retentionMetrics {
 // it before the spool.
 func startRetention(cfg config.Config, sp *spool.Spool, now func() time.Time, reg prometheus.Registerer, log *slog.Logger) (*retention, error) {
 	a := cfg.Audit
+	if err := checkSigner(a, sp); err != nil {
+		return nil, err
+	}
 	if !a.Prunes() {
 		if a.Retention > 0 {
 			log.Warn("audit retention deletes nothing: no sink (audit.pars.url, audit.atna.address) holds the records, so the spool keeps the only copy")
@@ -70,6 +74,30 @@ func startRetention(cfg config.Config, sp *spool.Spool, now func() time.Time, re
 		"sinks", r.rule.Sinks, "key", spool.Fingerprint(key.Public().(ed25519.PublicKey)))
 	go r.run(ctx)
 	return r, nil
+}
+
+// checkSigner refuses a spool whose checkpoint was signed by a key that is neither
+// audit.checkpointKey nor one of audit.trustedCheckpointKeys: someone who deleted records and
+// wrote a checkpoint of their own would otherwise have it continued, and re-signed by the
+// next retention pass. Without a checkpoint key nothing can be judged (and nothing is
+// re-signed).
+func checkSigner(a config.Audit, sp *spool.Spool) error {
+	cp := sp.Checkpoint()
+	if cp == nil || a.CheckpointKey == "" {
+		return nil
+	}
+	key, err := a.RetentionKey()
+	if err != nil {
+		return fmt.Errorf("check the audit spool's checkpoint: audit.checkpointKey: %w", err)
+	}
+	signer, ours := cp.KeyFingerprint(), spool.Fingerprint(key.Public().(ed25519.PublicKey))
+	if signer == ours || slices.Contains(a.TrustedCheckpointKeys, signer) {
+		return nil
+	}
+	return fmt.Errorf("the audit spool's checkpoint (records 1 to %d deleted) was signed by the key with fingerprint %s, "+
+		"which is neither audit.checkpointKey's (%s) nor in audit.trustedCheckpointKeys: check the spool with "+
+		"`nirproxy audit verify --key` and the public key that signed it; if the checkpoint key was changed on purpose, "+
+		"add %s to audit.trustedCheckpointKeys", cp.LastSeq, signer, ours, signer)
 }
 
 // run makes a pass at once, then one every interval, until ctx ends.

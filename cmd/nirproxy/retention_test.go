@@ -150,3 +150,31 @@ func TestRetentionDeletesNothingWithoutASink(t *testing.T) {
 		t.Error("startRetention took a checkpoint key that is not one")
 	}
 }
+
+// TestCheckpointSignedByAnotherKeyIsRefused: a spool whose checkpoint another key signed (one
+// forged to hide deleted records, say) is neither continued nor re-signed, unless that key's
+// fingerprint is among audit.trustedCheckpointKeys (a key changed on purpose).
+func TestCheckpointSignedByAnotherKeyIsRefused(t *testing.T) {
+	sp, _, now := agedSpool(t)
+	clock := func() time.Time { return *now }
+	cfg := config.Default()
+	cfg.Audit.PARS.URL = "https://pars.example.nhs.uk/FHIR/R4"
+	cfg.Audit.Retention = config.Duration(4 * 24 * time.Hour)
+	cfg.Audit.CheckpointKey = config.Secret(checkpointKeyPEM(t, otherCheckpointKey))
+	if _, err := sp.Prune(context.Background(), spool.Retention{Before: now.Add(-cfg.Audit.Retention.Std()), Sinks: []string{"pars"}, Key: otherCheckpointKey}); err != nil {
+		t.Fatal(err)
+	}
+	other := spool.Fingerprint(otherCheckpointKey.Public().(ed25519.PublicKey))
+	cfg.Audit.CheckpointKey = config.Secret(checkpointKeyPEM(t, testCheckpointKey))
+	r, err := startRetention(cfg, sp, clock, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "signed by the key with fingerprint "+other) {
+		r.Close()
+		t.Fatalf("startRetention over another key's checkpoint = %v; want it refused, naming that key", err)
+	}
+	cfg.Audit.TrustedCheckpointKeys = []string{other}
+	r, err = startRetention(cfg, sp, clock, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil || r == nil {
+		t.Fatalf("startRetention with the other key trusted = %v, %v; want it running", r, err)
+	}
+	r.Close()
+}

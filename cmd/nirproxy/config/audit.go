@@ -3,9 +3,11 @@ package config
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nirproxy/nirproxy/policy/audit/dicomaudit"
@@ -45,6 +47,12 @@ type Audit struct {
 	// Required when retention is on and a sink is configured. Default none.
 	CheckpointKey     Secret `yaml:"checkpointKey"`
 	CheckpointKeyFile string `yaml:"checkpointKeyFile"`
+	// TrustedCheckpointKeys are the fingerprints (SHA-256 of the public key's DER, in hex, as
+	// `nirproxy audit verify` prints them) of earlier checkpoint keys: serve refuses a spool
+	// whose checkpoint another key signed unless its fingerprint is here, so that a checkpoint
+	// forged to hide deleted records is not continued and re-signed. Add the old key's
+	// fingerprint when changing checkpointKey. Default none.
+	TrustedCheckpointKeys []string `yaml:"trustedCheckpointKeys"`
 	// Forward tunes the delivery of records to the sinks (PARS).
 	Forward AuditForward `yaml:"forward"`
 	// PARS is the national Patient Audit Record Service (a FHIR R4 server) the records are sent
@@ -167,8 +175,14 @@ func (a Audit) RetentionKey() (ed25519.PrivateKey, error) {
 	return spool.ParsePrivateKey([]byte(a.CheckpointKey))
 }
 
-// checkRetention checks audit.retention, retentionInterval and checkpointKey.
+// checkRetention checks audit.retention, retentionInterval, checkpointKey and
+// trustedCheckpointKeys.
 func checkRetention(ps *Problems, a Audit) {
+	for i, fp := range a.TrustedCheckpointKeys {
+		if len(fp) != 64 || strings.Trim(fp, "0123456789abcdef") != "" {
+			ps.add(fmt.Sprintf("audit.trustedCheckpointKeys[%d]", i), "is %q; write a key's fingerprint as `nirproxy audit verify` prints it: 64 lower-case hexadecimal digits", fp)
+		}
+	}
 	r := a.Retention.Std()
 	if r < 0 || r > 0 && (r < minRetention || r > maxRetention) {
 		ps.add("audit.retention", "is %s; use 0 to keep everything, or %s to %s, like 720h (30 days)", a.Retention, minRetention, maxRetention)

@@ -44,6 +44,12 @@ func TestValidateRetention(t *testing.T) {
 			[]Problem{{"audit.retentionInterval", "is 1s; use 1m0s to audit.retention (720h0m0s), like 1h"}}},
 		{"an interval longer than retention", func(c *Config) { c.Audit.RetentionInterval = Duration(1000 * time.Hour) },
 			[]Problem{{"audit.retentionInterval", "is 1000h0m0s"}}},
+		{"a trusted key's fingerprint", func(c *Config) {
+			c.Audit.TrustedCheckpointKeys = []string{strings.Repeat("0a", 32)}
+		}, nil},
+		{"a trusted key that is no fingerprint", func(c *Config) {
+			c.Audit.Retention, c.Audit.TrustedCheckpointKeys = 0, []string{strings.Repeat("0a", 32), "SHA256:0A"}
+		}, []Problem{{"audit.trustedCheckpointKeys[1]", `is "SHA256:0A"; write a key's fingerprint as`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

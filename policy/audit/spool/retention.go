@@ -229,3 +229,16 @@ func (s *Spool) finishPrune(c *chain) error {
 		"segments", len(c.covered), "checkpoint", c.cp.LastSeq)
 	return syncDir(s.fsys, s.opts.Dir)
 }
+
+// Checkpoint is a copy of the spool's checkpoint, nil when retention has deleted nothing. Its
+// signature held for the key it names when the spool was opened or pruned; whether that key
+// is the operator's is for the caller to judge (see VerifyKey).
+func (s *Spool) Checkpoint() *Checkpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cp == nil {
+		return nil
+	}
+	cp := *s.cp
+	return &cp
+}
