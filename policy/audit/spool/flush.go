@@ -28,7 +28,8 @@ type appendResult struct {
 // flush is the flusher: until Close, it takes every queued Append (at least one, at most
 // maxBatch), writes their records under mu, writes and syncs them together, and answers each.
 // Appenders never queue for mu behind one another, and each is woken alone, once its own
-// record is on disk or refused; the next sync starts as soon as the last ends.
+// record is on disk or refused; the next write and sync start once the answered Appends have
+// been given the processor.
 func (s *Spool) flush() {
 	defer close(s.flushed)
 	batch := make([]*appendRequest, 0, maxBatch)
@@ -37,6 +38,7 @@ func (s *Spool) flush() {
 		case req := <-s.appends:
 			batch = s.take(append(batch[:0], req))
 			s.commit(batch)
+			clear(batch) // hold no answered record's payload until the next batch
 			// The Appends just answered are runnable on this goroutine's processor. Yield it
 			// to them before the next write and fsync: a goroutine blocked in fsync keeps its
 			// processor, and whatever is queued on it, until the runtime notices (up to
