@@ -229,6 +229,9 @@ func patientEvents(ctx context.Context, dir, nhs string, from, to time.Time, opt
 		if bad = ctx.Err(); bad != nil {
 			return false
 		}
+		if !audit.MayConcern(rec.Payload, nhs) {
+			return true
+		}
 		e, err := audit.Decode(rec.Payload)
 		if err != nil {
 			bad = fmt.Errorf("read audit record %d: %w", rec.Seq, err)

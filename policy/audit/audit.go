@@ -8,6 +8,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -124,6 +125,14 @@ func Decode(b []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decode audit event: version %d, want %d", e.Version, EventVersion)
 	}
 	return e, nil
+}
+
+// MayConcern reports whether the encoded event b can name the patient with NHS number nhs (10
+// digits): false only when Decode(b) cannot have PatientID nhs, since Encode writes the number's
+// digits as they are. Readers looking for one patient's accesses use it to skip decoding every
+// other patient's records.
+func MayConcern(b []byte, nhs string) bool {
+	return nhs != "" && bytes.Contains(b, []byte(nhs))
 }
 
 // Recorder stores audit events durably. Record returns only once e is stored as durably as the

@@ -45,3 +45,27 @@ func TestEncode(t *testing.T) {
 		t.Error("a torn event was read")
 	}
 }
+
+// TestMayConcern: the pre-filter of readers looking for one patient never drops that patient's
+// events, and passes over events that cannot name them.
+func TestMayConcern(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		patient string
+		nhs     string
+		want    bool
+	}{
+		{"the patient's event", "9434765919", "9434765919", true},
+		{"another patient's event", "9434765870", "9434765919", false},
+		{"an event naming no patient", "", "9434765919", false},
+		{"no patient asked for", "9434765919", "", false},
+	} {
+		b, err := Encode(Event{RequestID: "r1", Action: ActionSearch, Query: "PatientID=" + tt.patient, PatientID: tt.patient, Outcome: OutcomeSuccess})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := MayConcern(b, tt.nhs); got != tt.want {
+			t.Errorf("%s: MayConcern = %v; want %v (%s)", tt.name, got, tt.want, b)
+		}
+	}
+}

@@ -44,6 +44,9 @@ func (r *Spooled) Accesses(ctx context.Context, nhs string) ([]Event, error) {
 	var out []Event
 	var bad error
 	err := r.spool.Scan(ctx, 1, func(rec spool.Record) bool {
+		if !MayConcern(rec.Payload, nhs) {
+			return true
+		}
 		e, err := Decode(rec.Payload)
 		if err != nil {
 			bad = fmt.Errorf("record %d: %w", rec.Seq, err)
