@@ -1,12 +1,14 @@
 package spool
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -239,28 +241,74 @@ func (s *Spool) loadCursors() error {
 // ErrPruned.
 func (s *Spool) Scan(ctx context.Context, from uint64, fn func(Record) bool) error {
 	s.mu.Lock()
-	end, closed := s.durable, s.closed
+	end, closed, segs := s.durable, s.closed, slices.Clone(s.segs)
+	// The current segment is read only up to its last durable record: bytes after it may be
+	// cut away and written again by a repair (see the package doc).
+	current, currentEnd := segs[len(segs)-1], s.durableOff
 	if from <= 1 {
 		from = base(s.cp) + 1
 	}
+	kept := base(s.cp) + 1
 	s.mu.Unlock()
 	if closed {
 		return fmt.Errorf("scan audit records: %w", ErrClosed)
 	}
-	c := &Cursor{s: s, name: "scan", next: max(from, 1)}
-	defer c.Close()
-	for c.next <= end {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("scan audit records: %w", err)
+	if from < kept {
+		return fmt.Errorf("scan audit records: %w: the spool starts at record %d, after its checkpoint", ErrPruned, kept)
+	}
+	for i, first := range segs {
+		if i+1 < len(segs) && segs[i+1] <= from || first > end {
+			continue // ends before from, or starts after end
 		}
-		rec, err := c.read()
-		if err != nil {
-			return fmt.Errorf("scan audit record %d: %w", c.next, err)
+		limit := int64(-1)
+		if first == current {
+			limit = currentEnd
 		}
-		c.next = rec.Seq + 1
-		if !fn(rec) {
-			return nil
+		more, err := s.scanSegment(ctx, first, limit, from, end, fn)
+		if err != nil || !more {
+			return err
 		}
 	}
 	return nil
+}
+
+// scanSegment is Scan over the segment whose first record is first, read through a buffer up
+// to limit bytes (-1: the whole file, which no longer grows). It reports whether Scan should
+// go on to the next segment.
+func (s *Spool) scanSegment(ctx context.Context, first uint64, limit int64, from, end uint64, fn func(Record) bool) (bool, error) {
+	name := segmentName(first)
+	f, err := s.fsys.OpenFile(filepath.Join(s.opts.Dir, name), os.O_RDONLY, 0)
+	if err != nil {
+		return false, fmt.Errorf("scan audit records: open segment: %w", err)
+	}
+	defer f.Close()
+	if limit < 0 {
+		info, err := f.Stat()
+		if err != nil {
+			return false, fmt.Errorf("scan audit records: segment %s: %w", name, err)
+		}
+		limit = info.Size()
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, limit), 1<<16)
+	for off := int64(0); off < limit; {
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("scan audit records: %w", err)
+		}
+		fr, err := readFrame(r, limit-off)
+		if err == nil && (!fr.hashOK || fr.kind != kindEvent) {
+			err = errors.New("the record does not match its hash")
+		}
+		if err != nil {
+			return false, fmt.Errorf("scan audit records: segment %s offset %d: %w", name, off, err)
+		}
+		off += fr.size
+		switch seq := fr.rec.Seq; {
+		case seq < from:
+		case seq > end:
+			return false, nil
+		case !fn(fr.rec):
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -185,5 +186,60 @@ func TestScan(t *testing.T) {
 		if strings.HasPrefix(e.Name(), "cursor-") {
 			t.Errorf("Scan left %s behind", e.Name())
 		}
+	}
+}
+
+// TestScanAcrossSegmentsWhileAppending: a Scan reads, in order and without a gap, every record
+// from where it is asked to the last durable when it began, across segments, while other
+// records are being appended (and segments started) beside it; it stops where told.
+func TestScanAcrossSegmentsWhileAppending(t *testing.T) {
+	opts := testOptions(t, newClock())
+	opts.SegmentBytes = 4 * recordSize
+	s := mustOpen(t, opts, nil)
+	defer s.Close()
+	appendN(t, s, 0, 30)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // appends beside the scans until told to stop
+		defer close(done)
+		for i := 30; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.Append(context.Background(), payload(i)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for _, from := range []uint64{1, 3, 5, 29} {
+		var seqs []uint64
+		if err := s.Scan(t.Context(), from, func(r Record) bool {
+			if string(r.Payload) != string(payload(int(r.Seq-1))) {
+				t.Errorf("record %d holds %q; want %q", r.Seq, r.Payload, payload(int(r.Seq-1)))
+			}
+			seqs = append(seqs, r.Seq)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(seqs) < int(31-from) {
+			t.Fatalf("Scan from %d read %d records; want at least the %d appended before it", from, len(seqs), 31-from)
+		}
+		for i, seq := range seqs {
+			if seq != from+uint64(i) {
+				t.Fatalf("Scan from %d read records %v; want consecutive records from %d", from, seqs, from)
+			}
+		}
+	}
+	var seqs []uint64
+	if err := s.Scan(t.Context(), 6, func(r Record) bool { seqs = append(seqs, r.Seq); return r.Seq < 13 }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seqs, []uint64{6, 7, 8, 9, 10, 11, 12, 13}) {
+		t.Errorf("Scan from 6, stopping after 13, read %v", seqs)
 	}
 }
