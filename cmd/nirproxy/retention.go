@@ -100,17 +100,34 @@ func checkSigner(a config.Audit, sp *spool.Spool) error {
 		"add %s to audit.trustedCheckpointKeys", cp.LastSeq, signer, ours, signer)
 }
 
-// run makes a pass at once, then one every interval, until ctx ends.
+// fullPassGap is the least time between two passes made because the spool filled: a spool
+// that is full of records no sink has yet, or too recent to go, refuses every Append, and a
+// pass for each would read the spool over and over for nothing.
+const fullPassGap = time.Minute
+
+// run makes a pass at once, then one every interval, and one as soon as the spool refuses a
+// record for room (at most one per fullPassGap), until ctx ends.
 func (r *retention) run(ctx context.Context) {
 	defer close(r.done)
 	t := time.NewTicker(r.every)
 	defer t.Stop()
+	var lastFull time.Time
 	for {
 		r.pass(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.sp.Filled():
+			if wait := fullPassGap - time.Since(lastFull); !lastFull.IsZero() && wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			lastFull = time.Now()
+			r.log.Warn("the audit spool is full and data requests are refused: retention runs now")
 		}
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,4 +179,61 @@ func TestCheckpointSignedByAnotherKeyIsRefused(t *testing.T) {
 		t.Fatalf("startRetention with the other key trusted = %v, %v; want it running", r, err)
 	}
 	r.Close()
+}
+
+// TestFullSpoolRunsRetentionAtOnce: a spool that refuses a record for room has retention run
+// at once, not at its next interval (an hour here), so that data requests are refused (503)
+// no longer than they must be.
+func TestFullSpoolRunsRetentionAtOnce(t *testing.T) {
+	var at atomic.Int64 // the clock, read by the spool's flusher and by retention
+	at.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, at.Load()).UTC() }
+	const record = 97 + 10
+	opts := spool.Options{Dir: filepath.Join(t.TempDir(), "audit"), SegmentBytes: 3 * record, MaxBytes: 9 * record, Clock: clock}
+	sp, err := spool.Open(opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	cfg := config.Default()
+	cfg.Audit.PARS.URL = "https://pars.example.nhs.uk/FHIR/R4"
+	cfg.Audit.Retention = config.Duration(24 * time.Hour)
+	cfg.Audit.RetentionInterval = config.Duration(time.Hour)
+	cfg.Audit.CheckpointKey = config.Secret(checkpointKeyPEM(t, testCheckpointKey))
+	r, err := startRetention(cfg, sp, clock, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil || r == nil {
+		t.Fatalf("startRetention = %v, %v", r, err)
+	}
+	defer r.Close()
+	cur, err := sp.Cursor("pars")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	// Nine records fill the spool; the sink takes them all; two days pass.
+	for i := range 9 {
+		if _, err := sp.Append(context.Background(), []byte(strings.Repeat("x", 9)+string(rune('0'+i)))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cur.Next(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cur.Ack(9); err != nil {
+		t.Fatal(err)
+	}
+	at.Add(int64(48 * time.Hour))
+	if _, err := sp.Append(context.Background(), []byte("0123456789")); !errors.Is(err, spool.ErrFull) {
+		t.Fatalf("append to a full spool = %v; want ErrFull", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(r.metrics.segments) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(r.metrics.segments); got == 0 {
+		t.Fatal("the full spool was not pruned before retention's next interval")
+	}
+	if _, err := sp.Append(context.Background(), []byte("0123456789")); err != nil {
+		t.Errorf("append once retention ran = %v; want room", err)
+	}
 }

@@ -124,4 +124,5 @@
 // Options.MaxBytes bounds the bytes of all segments together. Append refuses a record that
 // would pass it with [ErrFull] rather than drop anything; a full spool stays full until
 // [Spool.Prune] deletes segments, which only those every sink has acknowledged can be.
+// [Spool.Filled] tells whoever runs retention that an Append was refused for room.
 package spool

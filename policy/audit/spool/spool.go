@@ -34,6 +34,7 @@ type Spool struct {
 	broken      error         // why the spool cannot be written, wrapping ErrUnwritable
 	lastProbe   time.Time     // when the spool broke or was last probed
 	full        bool          // the last Append was refused with ErrFull
+	fullSignal  chan struct{} // has a value after an Append is refused with ErrFull (Filled)
 	closed      bool
 	acked       map[string]uint64 // each cursor's last acknowledged sequence number
 	cp          *Checkpoint       // the records retention deleted; nil when none
@@ -68,7 +69,8 @@ func open(opts Options, log *slog.Logger, fsys fileSystem) (*Spool, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Spool{opts: opts, fsys: fsys, log: log, wake: make(chan struct{}), acked: map[string]uint64{},
-		appends: make(chan *appendRequest, maxBatch), quit: make(chan struct{}), flushed: make(chan struct{})}
+		appends: make(chan *appendRequest, maxBatch), quit: make(chan struct{}), flushed: make(chan struct{}),
+		fullSignal: make(chan struct{}, 1)}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("open audit spool %s: %w", opts.Dir, err)
 	}
@@ -209,6 +211,10 @@ func (s *Spool) makeRoom(need int64) error {
 	}
 	if s.size+need > s.opts.MaxBytes {
 		s.full = true
+		select {
+		case s.fullSignal <- struct{}{}:
+		default: // one is waiting already
+		}
 		return fmt.Errorf("%w: %d of %d bytes used, and the record needs %d",
 			ErrFull, s.size, s.opts.MaxBytes, need)
 	}
@@ -321,6 +327,10 @@ func (s *Spool) waitLocked(ctx context.Context) error {
 
 // segName is the current segment's file name.
 func (s *Spool) segName() string { return segmentName(s.segs[len(s.segs)-1]) }
+
+// Filled has a value once an Append has been refused with ErrFull since it was last
+// received from, so that retention can run at once rather than at its next interval.
+func (s *Spool) Filled() <-chan struct{} { return s.fullSignal }
 
 // Size is the bytes of all segments, which Options.MaxBytes bounds.
 func (s *Spool) Size() int64 {
