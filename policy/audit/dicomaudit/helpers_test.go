@@ -2,7 +2,6 @@ package dicomaudit
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/xml"
 	"errors"
@@ -15,38 +14,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nirproxy/nirproxy/policy/audit"
-	"github.com/nirproxy/nirproxy/policy/audit/spool"
+	"github.com/nirproxy/nirproxy/test/auditevents"
 	"github.com/nirproxy/nirproxy/test/auditschema"
 	"github.com/nirproxy/nirproxy/test/testpki"
 )
 
+// The sinks' tests map the same access (test/auditevents).
+var (
+	record            = auditevents.Record
+	clinicianRetrieve = auditevents.ClinicianRetrieve
+)
+
 const (
-	nhsNumber = "9434765919"
-	cis2      = "https://am.nhsidentity.spineservices.nhs.uk/openam/oauth2/realms/root/realms/oidc"
-	studyUID  = "1.2.826.0.1.3680043.8.498.1"
+	nhsNumber = auditevents.NHSNumber
+	cis2      = auditevents.CIS2
+	studyUID  = auditevents.StudyUID
 )
 
 // testOptions are the options of a nirproxy named nirproxy@proxy.test, AE NIRPROXY.
 func testOptions() Options {
 	return Options{SourceID: "nirproxy@proxy.test", SiteID: "RR8", AETitle: "NIRPROXY", NetworkAddress: "proxy.test"}
-}
-
-// record is a spool record as the spool would return it.
-func record(seq uint64, payload string) spool.Record {
-	return spool.Record{Seq: seq, Time: time.Date(2026, 12, 3, 9, 30, 0, 0, time.UTC),
-		Hash: sha256.Sum256([]byte(payload)), Payload: []byte(payload)}
-}
-
-// clinicianRetrieve is a CIS2 clinician's retrieve of one study, answered whole.
-func clinicianRetrieve() audit.Event {
-	return audit.Event{
-		Version: audit.EventVersion, Time: time.Date(2026, 12, 3, 9, 30, 0, 123e6, time.UTC), RequestID: "req-1",
-		User: "555021935107", Issuer: cis2, TokenID: "jti-1", Role: "R8000", Organisation: "RR8", System: "leeds-viewer",
-		Purpose: "TREAT", PurposeSource: "token", ClientAddress: "192.0.2.7",
-		Action: audit.ActionRetrieve, Resource: "/dicom-web/studies/:study", PatientID: nhsNumber,
-		StudyUIDs: []string{studyUID}, Outcome: audit.OutcomeSuccess, Status: 200, Sources: []string{"RXA"},
-	}
 }
 
 // parse marshals m, checks it against the schema, and reads it back.

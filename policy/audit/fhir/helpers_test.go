@@ -1,24 +1,28 @@
 package fhir
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/nirproxy/nirproxy/policy/audit"
-	"github.com/nirproxy/nirproxy/policy/audit/spool"
+	"github.com/nirproxy/nirproxy/test/auditevents"
+)
+
+// The sinks' tests map the same access (test/auditevents).
+var (
+	record            = auditevents.Record
+	clinicianRetrieve = auditevents.ClinicianRetrieve
 )
 
 const (
-	nhsNumber = "9434765919"
-	cis2      = "https://am.nhsidentity.spineservices.nhs.uk/openam/oauth2/realms/root/realms/oidc"
+	nhsNumber = auditevents.NHSNumber
+	cis2      = auditevents.CIS2
 	asid      = "https://fhir.nhs.uk/Id/accredited-system"
 	productID = "https://fhir.nhs.uk/Id/product-id"
 )
@@ -32,23 +36,6 @@ func testOptions() Options {
 		ServerAddress:  "https://nirproxy.test/dicom-web",
 		SystemIDSystem: productID,
 		UserIDSystem:   SDSUserIDs(cis2),
-	}
-}
-
-// record is a spool record as the spool would return it, with a hash of its own.
-func record(seq uint64, payload string) spool.Record {
-	return spool.Record{Seq: seq, Time: time.Date(2026, 12, 3, 9, 30, 0, 0, time.UTC),
-		Hash: sha256.Sum256([]byte(payload)), Payload: []byte(payload)}
-}
-
-// clinicianRetrieve is a CIS2 clinician's retrieve of one study, answered whole.
-func clinicianRetrieve() audit.Event {
-	return audit.Event{
-		Version: audit.EventVersion, Time: time.Date(2026, 12, 3, 9, 30, 0, 123e6, time.UTC), RequestID: "req-1",
-		User: "555021935107", Issuer: cis2, TokenID: "jti-1", Role: "R8000", Organisation: "RR8", System: "leeds-viewer",
-		Purpose: "TREAT", PurposeSource: "token", ClientAddress: "192.0.2.7",
-		Action: audit.ActionRetrieve, Resource: "/dicom-web/studies/:study", PatientID: nhsNumber,
-		StudyUIDs: []string{"1.2.826.0.1.3680043.8.498.1"}, Outcome: audit.OutcomeSuccess, Status: 200, Sources: []string{"RXA"},
 	}
 }
 
