@@ -347,6 +347,7 @@ type testProxy struct {
 	srv     *httptest.Server
 	origins []*fakeOrigin
 	sources []*upstream.Source
+	signer  *Signer
 }
 
 // sourceFailures returns the failed calls the source with the given id has counted.
@@ -411,14 +412,15 @@ func newTestProxyWith(t *testing.T, opts proxyOptions, origins ...*fakeOrigin) *
 	cfg.RequestTimeout = cmp.Or(opts.requestTimeout, cfg.RequestTimeout)
 	cfg.Fallback.ServeStale = opts.serveStale
 	cfg.Fallback.Retrieve = cmp.Or(opts.retrieve, cfg.Fallback.Retrieve)
+	signer := NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil)
 	srv := New(cfg, Deps{
 		Locator: upstream.NewLocator(sources, locatorStore, time.Minute, log),
-		Signer:  NewSigner([]byte("0123456789abcdef0123456789abcdef"), time.Hour, nil),
+		Signer:  signer,
 		Auth:    policy.AllowAll{}, Authz: cmp.Or[policy.Authorizer](opts.authz, policy.AllowAll{}), Audit: audit.Discard{}, Log: log,
 	})
 	e := echo.New()
 	srv.Register(e)
-	p := &testProxy{srv: serveOn(ln, e), origins: origins, sources: sources}
+	p := &testProxy{srv: serveOn(ln, e), origins: origins, sources: sources, signer: signer}
 	t.Cleanup(p.srv.Close)
 	return p
 }
