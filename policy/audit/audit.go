@@ -135,6 +135,44 @@ func MayConcern(b []byte, nhs string) bool {
 	return nhs != "" && bytes.Contains(b, []byte(nhs))
 }
 
+// patientMember is how Encode writes the start of an event's patient: the member's name and
+// the opening quote of its value. encoding/json escapes every quote inside a string, so these
+// bytes occur only where a member named "patient" begins, and Event holds no nested object
+// that could have one.
+var patientMember = []byte(`"patient":"`)
+
+// PatientKeys calls add with the patient the encoded event b names, if any: the spool's
+// Options.Keys, which lets the patient access report (Spooled.Accesses) read only the
+// segments that may hold a patient's records. It gives the PatientID Decode(b) reads, without
+// decoding the rest of b: Encode writes the member once, and its bytes (patientMember) cannot
+// occur before it inside another member's string.
+func PatientKeys(b []byte, add func(key []byte)) {
+	i := bytes.Index(b, patientMember)
+	if i < 0 {
+		return
+	}
+	rest := b[i+len(patientMember):]
+	end, escaped := 0, false
+	for end < len(rest) && rest[end] != '"' {
+		if rest[end] == '\\' {
+			escaped = true
+			end++ // the escaped byte cannot end the string
+		}
+		end++
+	}
+	if end >= len(rest) {
+		return
+	}
+	value := rest[:end]
+	if escaped { // not an NHS number, but the key must still be the string Decode reads
+		var v string
+		if err := json.Unmarshal(b[i+len(patientMember)-1:i+len(patientMember)+end+1], &v); err == nil {
+			value = []byte(v)
+		}
+	}
+	add(value)
+}
+
 // Recorder stores audit events durably. Record returns only once e is stored as durably as the
 // Recorder can (on disk, for the spool), and returns an error rather than lose it. Healthy is
 // nil when a Record could succeed now; /readyz says not ready otherwise.

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +69,59 @@ func TestMayConcern(t *testing.T) {
 			t.Errorf("%s: MayConcern = %v; want %v (%s)", tt.name, got, tt.want, b)
 		}
 	}
+}
+
+// keysOf is what PatientKeys gives for b.
+func keysOf(b []byte) []string {
+	var keys []string
+	PatientKeys(b, func(k []byte) { keys = append(keys, string(k)) })
+	return keys
+}
+
+// TestPatientKeys: the patient access report's index key of an event is the patient Decode
+// reads from it, whatever the other fields hold (hazard H21: a key left out hides the event
+// from its patient's report), and an event naming no patient has none.
+func TestPatientKeys(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		event Event
+		want  []string
+	}{
+		{"a patient", Event{PatientID: "9434765919"}, []string{"9434765919"}},
+		{"no patient", Event{Query: "PatientID=9434765919"}, nil},
+		{"a reason that looks like a patient member", Event{Reason: `x","patient":"9434765870`, PatientID: "9434765919"}, []string{"9434765919"}},
+		{"a query with a quote and a backslash", Event{Query: `PatientID="\`, PatientID: "9434765919"}, []string{"9434765919"}},
+		{"a patient that JSON escapes", Event{PatientID: `a"<b>\&`}, []string{`a"<b>\&`}},
+		{"a patient that is not UTF-8", Event{PatientID: "94\xff34"}, []string{"94\uFFFD34"}},
+	} {
+		tt.event.Action, tt.event.Outcome = ActionSearch, OutcomeSuccess
+		b, err := Encode(tt.event)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keysOf(b); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: PatientKeys = %q; want %q (%s)", tt.name, got, tt.want, b)
+		}
+	}
+}
+
+// FuzzPatientKeys: for any event, PatientKeys gives the patient Decode reads, and no key when
+// it reads none.
+func FuzzPatientKeys(f *testing.F) {
+	f.Add("9434765919", `x","patient":"1`, "PatientID=9434765919", "u")
+	f.Add(`"\`, `\"patient\":\"`, `"patient":"`, `\u0022`)
+	f.Fuzz(func(t *testing.T, patient, reason, query, user string) {
+		b, err := Encode(Event{PatientID: patient, Reason: reason, Query: query, User: user, Action: ActionSearch, Outcome: OutcomeSuccess})
+		if err != nil {
+			t.Skip()
+		}
+		e, err := Decode(b)
+		if err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		keys := keysOf(b)
+		if e.PatientID == "" && len(keys) != 0 || e.PatientID != "" && !slices.Contains(keys, e.PatientID) {
+			t.Errorf("PatientKeys = %q; Decode reads patient %q (%s)", keys, e.PatientID, b)
+		}
+	})
 }

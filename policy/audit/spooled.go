@@ -37,13 +37,15 @@ func (r *Spooled) Record(ctx context.Context, e Event) error {
 // Healthy implements Recorder: the spool's health.
 func (r *Spooled) Healthy() error { return r.spool.Healthy() }
 
-// Accesses implements Log: it reads every record the spool keeps, oldest first; once retention
+// Accesses implements Log: it reads the records the spool keeps, oldest first; once retention
 // has deleted old segments (spool.Spool.Prune), that is the period retained, and earlier
-// accesses are only in the sinks (PARS, ATNA).
+// accesses are only in the sinks (PARS, ATNA). When the spool was opened with PatientKeys as
+// its Options.Keys it reads only the segments that may hold the patient's records
+// (spool.Spool.ScanKey); otherwise every segment.
 func (r *Spooled) Accesses(ctx context.Context, nhs string) ([]Event, error) {
 	var out []Event
 	var bad error
-	err := r.spool.Scan(ctx, 1, func(rec spool.Record) bool {
+	err := r.spool.ScanKey(ctx, []byte(nhs), func(rec spool.Record) bool {
 		if !MayConcern(rec.Payload, nhs) {
 			return true
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nirproxy/nirproxy/policy/audit"
 	"github.com/nirproxy/nirproxy/policy/audit/dicomaudit"
 	"github.com/nirproxy/nirproxy/policy/audit/fhir"
 	"github.com/nirproxy/nirproxy/policy/audit/forward"
@@ -259,9 +260,11 @@ func checkAudit(ps *Problems, a Audit) {
 	}
 }
 
-// SpoolOptions is the audit section as package spool takes it, with clock.
+// SpoolOptions is the audit section as package spool takes it, with clock, indexing each
+// segment's records by patient for the patient access report (audit.PatientKeys).
 func (a Audit) SpoolOptions(clock func() time.Time) spool.Options {
-	return spool.Options{Dir: a.SpoolDir, SegmentBytes: int64(a.SegmentBytes), MaxBytes: int64(a.MaxBytes), Clock: clock}
+	return spool.Options{Dir: a.SpoolDir, SegmentBytes: int64(a.SegmentBytes), MaxBytes: int64(a.MaxBytes), Clock: clock,
+		Keys: audit.PatientKeys}
 }
 
 // ForwardOptions is audit.forward as package forward takes it, with clock.

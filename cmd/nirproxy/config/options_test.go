@@ -64,6 +64,9 @@ func TestDefaultsAreComplete(t *testing.T) {
 		t.Fatalf("ratelimit.New refused the defaults with a secret made for the process: %v", err)
 	}
 	cfg.Audit.SpoolDir = t.TempDir()
+	if cfg.Audit.SpoolOptions(time.Now).Keys == nil {
+		t.Error("the spool is opened without its index by patient: the access report would read every segment")
+	}
 	sp, err := spool.Open(cfg.Audit.SpoolOptions(time.Now), log)
 	if err != nil {
 		t.Fatalf("spool.Open refused the defaults: %v", err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -240,8 +239,14 @@ func (s *Spool) loadCursors() error {
 // report covers the period retained; a Scan from a later record that was deleted returns
 // ErrPruned.
 func (s *Spool) Scan(ctx context.Context, from uint64, fn func(Record) bool) error {
+	return s.scan(ctx, from, nil, fn)
+}
+
+// scan is Scan over the segments for which keep, called with mu held with each segment's first
+// record, is true (all when keep is nil).
+func (s *Spool) scan(ctx context.Context, from uint64, keep func(first uint64) bool, fn func(Record) bool) error {
 	s.mu.Lock()
-	end, closed, segs := s.durable, s.closed, slices.Clone(s.segs)
+	end, closed, segs := s.durable, s.closed, s.segs
 	// The current segment is read only up to its last durable record: bytes after it may be
 	// cut away and written again by a repair (see the package doc).
 	current, currentEnd := segs[len(segs)-1], s.durableOff
@@ -249,6 +254,15 @@ func (s *Spool) Scan(ctx context.Context, from uint64, fn func(Record) bool) err
 		from = base(s.cp) + 1
 	}
 	kept := base(s.cp) + 1
+	var read []uint64
+	for i, first := range segs {
+		if i+1 < len(segs) && segs[i+1] <= from || first > end {
+			continue // ends before from, or starts after end
+		}
+		if keep == nil || keep(first) {
+			read = append(read, first)
+		}
+	}
 	s.mu.Unlock()
 	if closed {
 		return fmt.Errorf("scan audit records: %w", ErrClosed)
@@ -256,10 +270,7 @@ func (s *Spool) Scan(ctx context.Context, from uint64, fn func(Record) bool) err
 	if from < kept {
 		return fmt.Errorf("scan audit records: %w: the spool starts at record %d, after its checkpoint", ErrPruned, kept)
 	}
-	for i, first := range segs {
-		if i+1 < len(segs) && segs[i+1] <= from || first > end {
-			continue // ends before from, or starts after end
-		}
+	for _, first := range read {
 		limit := int64(-1)
 		if first == current {
 			limit = currentEnd

@@ -38,6 +38,11 @@ type Options struct {
 	MaxBytes int64
 	// Clock stamps records and paces the probes of a broken spool.
 	Clock func() time.Time
+	// Keys, when not nil, calls add with each key a record's payload may be looked up by
+	// (ScanKey); a key it leaves out is never found in that record's segment. The audit gives
+	// the patient a record names. It is called in Open for every record, and for each record
+	// written, so it must be quick and must not keep add or the payload.
+	Keys func(payload []byte, add func(key []byte))
 }
 
 // validate reports the first missing or wrong field of o, by name.

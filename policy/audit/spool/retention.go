@@ -183,6 +183,7 @@ func (s *Spool) removeCovered() (n int, bytes int64, err error) {
 			return n, bytes, err
 		}
 		s.mu.Lock()
+		delete(s.filters, s.segs[0])
 		s.segs = s.segs[1:]
 		s.size -= size
 		s.full = false // Append and Healthy measure the room afresh

@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -36,10 +37,12 @@ type Spool struct {
 	full        bool          // the last Append was refused with ErrFull
 	fullSignal  chan struct{} // has a value after an Append is refused with ErrFull (Filled)
 	closed      bool
-	acked       map[string]uint64 // each cursor's last acknowledged sequence number
-	cp          *Checkpoint       // the records retention deleted; nil when none
-	waitHook    func()            // tests: called when a cursor is about to wait
-	queuedHook  func()            // tests: called when an Append has queued its record
+	acked       map[string]uint64     // each cursor's last acknowledged sequence number
+	cp          *Checkpoint           // the records retention deleted; nil when none
+	filters     map[uint64]*keyFilter // each segment's key filter, by its first record (keys.go)
+	keySeed     maphash.Seed
+	waitHook    func() // tests: called when a cursor is about to wait
+	queuedHook  func() // tests: called when an Append has queued its record
 
 	// appends queues Append's records for the flusher, which alone writes and syncs them
 	// (flush.go); quit is closed by Close, and flushed once the flusher has gone.
@@ -70,7 +73,7 @@ func open(opts Options, log *slog.Logger, fsys fileSystem) (*Spool, error) {
 	}
 	s := &Spool{opts: opts, fsys: fsys, log: log, wake: make(chan struct{}), acked: map[string]uint64{},
 		appends: make(chan *appendRequest, maxBatch), quit: make(chan struct{}), flushed: make(chan struct{}),
-		fullSignal: make(chan struct{}, 1)}
+		fullSignal: make(chan struct{}, 1), filters: map[uint64]*keyFilter{}, keySeed: maphash.MakeSeed()}
 	if err := s.load(); err != nil {
 		return nil, fmt.Errorf("open audit spool %s: %w", opts.Dir, err)
 	}
@@ -83,7 +86,19 @@ func (s *Spool) load() error {
 	if err := makeDir(s.fsys, s.opts.Dir); err != nil {
 		return err
 	}
-	c, err := scanDir(s.fsys, s.opts.Dir, nil)
+	var visit func(Record) bool
+	if s.opts.Keys != nil {
+		segs, err := listSegments(s.fsys, s.opts.Dir)
+		if err != nil {
+			return err
+		}
+		firsts := make([]uint64, len(segs))
+		for i, seg := range segs {
+			firsts[i] = seg.first
+		}
+		visit = s.indexer(firsts)
+	}
+	c, err := scanDir(s.fsys, s.opts.Dir, visit)
 	if err != nil {
 		return err
 	}
@@ -199,6 +214,7 @@ func (s *Spool) write(payload []byte) (Record, uint64, error) {
 	s.size += need
 	rec := Record{Seq: seq, Time: now, Prev: s.lastHash, Hash: sum, Payload: payload}
 	s.written, s.lastHash, s.full = seq, sum, false
+	s.index(s.segs[len(s.segs)-1], payload)
 	return rec, s.epoch, nil
 }
 
