@@ -45,8 +45,10 @@ const (
 // auditBenchTurn is how many requests each client sends in a turn of the concurrent cases. A
 // turn ends with fewer clients busy, while the last clients finish; with the audit on a
 // request takes up to about 10 ms at auditBenchLoadClients, so a turn must hold many requests
-// per client for its end to weigh little. (With 8, the audit=on throughput at 64 clients
-// measured 0.71× to 0.83× of audit off over five runs; with 32 and 64, 0.82× to 0.92×.)
+// per client for its end to weigh little: with 32, a client's last request is a thirty-second
+// of its turn. (At 64 clients the audit=on ratio measured 0.71× to 0.83× in five runs with 8,
+// and 0.76× to 0.92× in eight with 32 or 64; the case's own spread, 0.62× to 0.92× within one
+// `make bench`, is as wide, so the gain is the argument's more than a measurement's.)
 const auditBenchTurn = 32
 
 // auditBenchRequest is one kind of request the benchmark measures.
