@@ -69,18 +69,7 @@ func agedSpool(t *testing.T) (*spool.Spool, spool.Options, *time.Time) {
 		t.Fatal(err)
 	}
 	defer cur.Close()
-	for i := range 10 {
-		if _, err := sp.Append(context.Background(), []byte(strings.Repeat("x", 9)+string(rune('0'+i)))); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cur.Next(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		now = now.Add(24 * time.Hour)
-	}
-	if err := cur.Ack(10); err != nil {
-		t.Fatal(err)
-	}
+	appendTaken(t, sp, cur, 10, func() { now = now.Add(24 * time.Hour) })
 	return sp, opts, &now
 }
 
@@ -211,17 +200,7 @@ func TestFullSpoolRunsRetentionAtOnce(t *testing.T) {
 	}
 	defer cur.Close()
 	// Nine records fill the spool; the sink takes them all; two days pass.
-	for i := range 9 {
-		if _, err := sp.Append(context.Background(), []byte(strings.Repeat("x", 9)+string(rune('0'+i)))); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cur.Next(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := cur.Ack(9); err != nil {
-		t.Fatal(err)
-	}
+	appendTaken(t, sp, cur, 9, func() {})
 	at.Add(int64(48 * time.Hour))
 	if _, err := sp.Append(context.Background(), []byte("0123456789")); !errors.Is(err, spool.ErrFull) {
 		t.Fatalf("append to a full spool = %v; want ErrFull", err)
@@ -235,5 +214,23 @@ func TestFullSpoolRunsRetentionAtOnce(t *testing.T) {
 	}
 	if _, err := sp.Append(context.Background(), []byte("0123456789")); err != nil {
 		t.Errorf("append once retention ran = %v; want room", err)
+	}
+}
+
+// appendTaken appends n records of 10 bytes to sp, each taken by the sink's cursor cur and
+// followed by after, then acknowledges them all.
+func appendTaken(t *testing.T, sp *spool.Spool, cur *spool.Cursor, n int, after func()) {
+	t.Helper()
+	for i := range n {
+		if _, err := sp.Append(context.Background(), []byte(strings.Repeat("x", 9)+string(rune('0'+i)))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cur.Next(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		after()
+	}
+	if err := cur.Ack(uint64(n)); err != nil {
+		t.Fatal(err)
 	}
 }
